@@ -1,0 +1,127 @@
+"""stream-ad: fit, evaluate and benchmark anomaly detectors on MVTec-AD-layout data.
+
+Every command reads one settings model: the built-in defaults, a YAML file (-c), then STREAM_AD_* variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from stream_ad.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("stream_ad")
+
+
+def _model_dir(settings: Settings) -> Path:
+    return settings.output_dir / f"{settings.data.root.name}-{settings.scorer.method}"
+
+
+def _fit(settings: Settings, out: Path):
+    from stream_ad.data import MVTecCategory
+    from stream_ad.model import AnomalyModel
+
+    category = MVTecCategory(settings.data.root)
+    train = category.train()
+    model = AnomalyModel(settings)
+    log.info("fitting %s on %d good images of %s", settings.scorer.method, len(train), category.root)
+    start = time.perf_counter()
+    model.fit([s.path for s in train])
+    log.info("fitted in %.1f s", time.perf_counter() - start)
+    model.save(out)
+    return model
+
+
+def cmd_fit(args: argparse.Namespace, settings: Settings) -> int:
+    out = args.out or _model_dir(settings)
+    _fit(settings, out)
+    print(f"model artefact: {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_ad.data import MVTecCategory
+    from stream_ad.evaluation import evaluate
+    from stream_ad.model import AnomalyModel
+
+    if args.model is not None:
+        model = AnomalyModel.load(args.model, settings)
+        model_dir = args.model
+    else:
+        model_dir = _model_dir(settings)
+        model = _fit(settings, model_dir)
+    category = MVTecCategory(settings.data.root)
+    out_json = args.json or model_dir / "evaluation.json"
+    report = evaluate(model, category, out_json)
+    print(f"\n{category.name} ({settings.scorer.method}, {report.extra['test_images']} test images)")
+    print(report.table())
+    print(f"report: {out_json}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """The embedded default job: fit PatchCore on the shared magnetic_tile data and print its evaluation."""
+    args.model = None
+    return cmd_eval(args, settings)
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_ad.bench.patchcore_peer import run_bench
+
+    return run_bench(settings, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stream-ad", description=__doc__)
+    parser.add_argument("-c", "--config", type=Path, help="pipeline/settings YAML (default: built-in demo settings)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fit", help="fit a model on data.root/train/good and save its artefact")
+    p.add_argument("--out", type=Path, help="artefact folder (default: OUTPUT_DIR/CATEGORY-METHOD)")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("eval", help="evaluate on data.root/test: image AUROC, pixel AUROC, PRO (fits first without --model)")
+    p.add_argument("--model", type=Path, help="a saved model artefact to evaluate")
+    p.add_argument("--json", type=Path, help="where to write the JSON report (default: in the model folder)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("demo", help="the embedded default job (no camera, no GPU, no internet)")
+    p.add_argument("--json", type=Path, help="where to write the JSON report")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="stream_ad's PatchCore side by side with anomalib's (needs the [bench] extra)")
+    p.add_argument("--ratio", type=float, default=0.0025, help="coreset ratio of the side-by-side (default 0.0025)")
+    p.add_argument("--skip-peer", action="store_true", help="measure stream_ad only")
+    p.add_argument("--json", type=Path, help="where to write the figures as JSON")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = load_settings(args.config)
+        return args.func(args, settings)
+    except ConfigError as exc:
+        print(f"stream-ad: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - known failure kinds below print one line, not a traceback
+        from stream_ad.backbones import BackboneError
+        from stream_ad.data import DatasetError
+        from stream_ad.model import ArtefactError
+
+        if isinstance(exc, (BackboneError, DatasetError, ArtefactError)):
+            print(f"stream-ad: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

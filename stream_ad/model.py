@@ -1,0 +1,187 @@
+"""A fitted model as a line PC runs it: preprocessing + scorer (+ threshold), saved as a versioned artefact.
+
+Artefact folder:
+    manifest.json        format version, stream_ad/torch versions, the full settings it was fitted with, the
+                         backbone's name, taps and weights sha256, the preprocessing, the threshold (or null)
+    state.safetensors    the scorer's fitted tensors (no pickled objects)
+
+Loading checks the manifest against what the line PC would run: another backbone, other weights (by sha256),
+other preprocessing or another method is an error listing each difference, never a silent degradation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+import stream_ad
+from stream_ad.backbones import resolve_normalisation
+from stream_ad.config import Settings
+from stream_ad.data import Preprocessor, read_image
+from stream_ad.scorers import Scorer, ScorerContext, scorer_class
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+STATE = "state.safetensors"
+
+
+class ArtefactError(RuntimeError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("runtime.device is 'cuda' but torch sees no CUDA device; set it to 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+class ImageBatches:
+    """Image files -> preprocessed batches, decoded by a small thread pool (OpenCV releases the GIL)."""
+
+    def __init__(self, paths: Sequence[Path], preprocessor: Preprocessor, batch_size: int) -> None:
+        self.paths = list(paths)
+        self.preprocessor = preprocessor
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return (len(self.paths) + self.batch_size - 1) // self.batch_size
+
+    def frames(self) -> Iterator[list[np.ndarray]]:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for start in range(0, len(self.paths), self.batch_size):
+                yield list(pool.map(read_image, self.paths[start : start + self.batch_size]))
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for frames in self.frames():
+            yield self.preprocessor(frames).inputs
+
+
+@dataclass
+class FramePrediction:
+    scores: np.ndarray  # (N,) image scores
+    maps: list[np.ndarray]  # N maps, each at its frame's own (H, W)
+
+
+class AnomalyModel:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.device = resolve_device(settings.runtime.device)
+        if settings.runtime.threads:
+            torch.set_num_threads(settings.runtime.threads)
+        mean, std = resolve_normalisation(settings.backbone)
+        self.preprocessor = Preprocessor(settings.preprocess, mean, std, self.device)
+        context = ScorerContext(settings.backbone, self.device, self.preprocessor.input_size)
+        cls = scorer_class(settings.scorer.method)
+        self.scorer: Scorer = cls(settings.scorer.params, context)
+        self.threshold: dict[str, Any] | None = None
+
+    def fit(self, paths: Sequence[Path]) -> None:
+        torch.manual_seed(self.settings.runtime.seed)
+        self.scorer.fit(ImageBatches(paths, self.preprocessor, self.settings.runtime.batch_size))
+
+    def predict(self, frames: Sequence[np.ndarray]) -> FramePrediction:
+        prepared = self.preprocessor(frames)
+        out = self.scorer.score(prepared.inputs)
+        scores, maps = self.preprocessor.to_frames(
+            prepared, out.image.float().cpu().numpy(), out.maps.float().cpu().numpy()
+        )
+        return FramePrediction(scores, maps)
+
+    def predict_files(self, paths: Sequence[Path]) -> Iterator[FramePrediction]:
+        for frames in ImageBatches(paths, self.preprocessor, self.settings.runtime.batch_size).frames():
+            yield self.predict(frames)
+
+    # ---- artefact ----
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "stream_ad_version": stream_ad.__version__,
+            "torch_version": torch.__version__,
+            "python": platform.python_version(),
+            "method": self.settings.scorer.method,
+            "scorer_params": self.settings.scorer.params.model_dump(mode="json"),
+            "backbone": self.scorer.backbone_identity(),
+            "preprocessing": self.preprocessor.describe(),
+            "threshold": self.threshold,
+            "settings": self.settings.model_dump(mode="json"),
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous().cpu() for k, v in self.scorer.state_tensors().items()}, directory / STATE)
+        # The manifest goes last: a folder with a manifest is a complete artefact.
+        (directory / MANIFEST).write_text(json.dumps(self.manifest(), indent=2) + "\n")
+        log.info("saved model artefact %s", directory)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, settings: Settings | None = None) -> AnomalyModel:
+        """Load an artefact. With `settings`, they must describe the same model; their weights path is used."""
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        fitted = Settings.model_validate(manifest["settings"])
+        if settings is not None:
+            diffs = _differences(fitted, settings)
+            if diffs:
+                raise ArtefactError(f"model artefact {directory} was fitted with other settings: " + "; ".join(diffs))
+            run = settings.model_copy(update={"scorer": fitted.scorer})
+        else:
+            run = fitted
+        model = cls(run)
+        saved_id, now_id = manifest["backbone"], model.scorer.backbone_identity()
+        if saved_id != now_id:
+            raise ArtefactError(
+                f"model artefact {directory} was fitted with backbone {saved_id} but these settings load {now_id}: "
+                "other weights give other features, so this model would silently mis-score; refit or fix the weights"
+            )
+        if manifest["preprocessing"] != model.preprocessor.describe():
+            raise ArtefactError(
+                f"model artefact {directory} expects preprocessing {manifest['preprocessing']}, "
+                f"got {model.preprocessor.describe()}"
+            )
+        model.scorer.load_state_tensors(load_file(directory / STATE, device="cpu"))
+        model.threshold = manifest["threshold"]
+        return model
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise ArtefactError(f"not a stream_ad model artefact: {path} is missing")
+    manifest = json.loads(path.read_text())
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ArtefactError(
+            f"{path} has artefact format {version}; this stream_ad {stream_ad.__version__} reads format "
+            f"{FORMAT_VERSION}: refit the model with this version"
+        )
+    if not (directory / STATE).is_file():
+        raise ArtefactError(f"model artefact {directory} is incomplete: {STATE} is missing")
+    return manifest
+
+
+def _differences(fitted: Settings, wanted: Settings) -> list[str]:
+    """Settings that change what the model computes; paths to data and weights may differ between machines."""
+    out = []
+    for section in ("backbone", "preprocess", "scorer"):
+        a = getattr(fitted, section).model_dump(mode="json", exclude={"weights_path"})
+        b = getattr(wanted, section).model_dump(mode="json", exclude={"weights_path"})
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                out.append(f"{section}.{key}: fitted {a.get(key)!r}, now {b.get(key)!r}")
+    return out

@@ -1,0 +1,105 @@
+"""The one seam every anomaly-detection method plugs into.
+
+A scorer sees preprocessed tensors (B, 3, H, W), already normalised for its backbone. It is fitted on good images
+only, scores a batch into image scores (B,) and anomaly maps (B, H, W) at the input's size, and round-trips through
+plain tensors + JSON params (no pickled objects), so a saved model loads exactly as it was fitted.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, TypeVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from stream_ad.config import BackboneSettings
+
+
+class FitBatches(Protocol):
+    """Good-image batches (B, 3, H, W); re-iterable (one pass per epoch) and sized (batches per pass)."""
+
+    def __iter__(self) -> Iterator[torch.Tensor]: ...
+
+    def __len__(self) -> int: ...
+
+
+class ScorerParams(BaseModel):
+    """Base of each method's settings model (`scorer.params` in a pipeline YAML)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+@dataclass(frozen=True)
+class ScorerContext:
+    """What a scorer may need from the surrounding model besides its own params."""
+
+    backbone: BackboneSettings
+    device: torch.device
+    input_size: int  # side of the square tensors fit() and score() receive
+
+
+@dataclass
+class Scores:
+    image: torch.Tensor  # (B,) float32, higher = more anomalous
+    maps: torch.Tensor  # (B, H, W) float32 at the input's spatial size
+
+
+class NotFittedError(RuntimeError):
+    pass
+
+
+class Scorer(ABC):
+    name: ClassVar[str]
+    Params: ClassVar[type[ScorerParams]]
+
+    def __init__(self, params: ScorerParams, context: ScorerContext) -> None:
+        self.params = params
+        self.context = context
+
+    @abstractmethod
+    def fit(self, batches: FitBatches) -> None:
+        """Fit on good images only."""
+
+    @abstractmethod
+    def score(self, batch: torch.Tensor) -> Scores:
+        """Score a batch (B, 3, H, W) -> image scores (B,) and anomaly maps (B, H, W)."""
+
+    @abstractmethod
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Everything fitted, as named tensors; load_state_tensors() restores it."""
+
+    @abstractmethod
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None: ...
+
+    def backbone_identity(self) -> dict[str, str] | None:
+        """Name and weights sha256 of the pretrained network the scorer depends on, or None if it has none."""
+        return None
+
+
+_REGISTRY: dict[str, type[Scorer]] = {}
+S = TypeVar("S", bound=type[Scorer])
+
+
+def register_scorer(name: str) -> Callable[[S], S]:
+    def deco(cls: S) -> S:
+        if name in _REGISTRY:
+            raise ValueError(f"scorer {name!r} registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def scorer_class(name: str) -> type[Scorer]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown scorer method {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def available_scorers() -> list[str]:
+    return sorted(_REGISTRY)
