@@ -74,6 +74,20 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return run_bench(settings, args)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(_positive_int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stream-ad", description=__doc__)
     parser.add_argument("-c", "--config", type=Path, help="pipeline/settings YAML (default: built-in demo settings)")
@@ -96,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="stream_ad's PatchCore side by side with anomalib's (needs the [bench] extra)")
     p.add_argument("--ratio", type=float, default=0.0025, help="coreset ratio of the side-by-side (default 0.0025)")
     p.add_argument("--skip-peer", action="store_true", help="measure stream_ad only")
-    p.add_argument("--json", type=Path, help="where to write the figures as JSON")
+    p.add_argument("--json", type=Path, help="where to write the figures as JSON (default: OUTPUT_DIR/bench/patchcore_peer.json)")
+    p.add_argument("--limit-train", type=_positive_int, metavar="N", help="fit on N good images spread over train/good (quick runs)")
+    p.add_argument("--limit-test", type=_positive_int, metavar="N", help="score N images spread over test/ (quick runs)")
+    p.add_argument("--batch-sizes", type=_batch_sizes, default=(1, 16), metavar="B,B", help="inference batch sizes to time (default 1,16)")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -1,0 +1,30 @@
+"""Shared fixtures: the real data sets and weights in ../shared (STREAM_AD_SHARED_DIR overrides)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("STREAM_AD_SHARED_DIR", REPO.parent / "shared")).resolve()
+WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet_tflite.pth"
+PIPED = SHARED / "datasets" / "piped"
+MAGNETIC_TILE = SHARED / "datasets" / "magnetic_tile"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not WEIGHTS.is_file():
+        pytest.fail(f"the shared data folder is missing: {SHARED} (set STREAM_AD_SHARED_DIR)")
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests set their own STREAM_AD_* variables; none leak in from the caller's shell, except the shared dir."""
+    for var in list(os.environ):
+        if var.startswith("STREAM_AD_"):
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("STREAM_AD_SHARED_DIR", str(SHARED))

@@ -1,0 +1,91 @@
+from pathlib import Path
+
+import pytest
+
+from stream_ad.config import ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_embedded_demo(shared: Path) -> None:
+    s = load_settings()
+    assert s.scorer.method == "patchcore"
+    assert s.data.root == shared / "datasets" / "magnetic_tile"
+    assert s.backbone.weights_path == shared / "weights" / "mobilenet_v2_imagenet_tflite.pth"
+    assert s.backbone.mean == (0.5, 0.5, 0.5)
+
+
+def test_yaml_then_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "runtime:\n  batch_size: 4\nscorer:\n  params:\n    coreset_ratio: 0.05\n")
+    s = load_settings(path)
+    assert s.runtime.batch_size == 4
+    assert s.scorer.params.coreset_ratio == 0.05
+    monkeypatch.setenv("STREAM_AD_RUNTIME__BATCH_SIZE", "8")
+    monkeypatch.setenv("STREAM_AD_SCORER__PARAMS__CORESET_RATIO", "0.2")
+    s = load_settings(path)
+    assert s.runtime.batch_size == 8
+    assert s.scorer.params.coreset_ratio == 0.2
+
+
+def test_unknown_yaml_key_names_key_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "preprocess:\n  image_sise: 256\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert "preprocess.image_sise: unknown key" in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_invalid_value_names_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "preprocess:\n  mode: stretchy\n")
+    with pytest.raises(ConfigError, match=r"preprocess\.mode"):
+        load_settings(path)
+
+
+def test_method_params_are_validated_by_the_method(tmp_path: Path) -> None:
+    path = write(tmp_path, "scorer:\n  params:\n    coreset_ration: 0.1\n")
+    with pytest.raises(ConfigError, match=r"params\.coreset_ration: unknown key"):
+        load_settings(path)
+    path = write(tmp_path, "scorer:\n  params:\n    coreset_ratio: 2.0\n")
+    with pytest.raises(ConfigError, match=r"params\.coreset_ratio"):
+        load_settings(path)
+
+
+def test_unknown_method_lists_the_registered_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"scorer\.method.*unknown scorer method 'patchkore'.*patchcore"):
+        load_settings(write(tmp_path, "scorer:\n  method: patchkore\n"))
+
+
+def test_unknown_env_key_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAM_AD_RUNTIME__BACH_SIZE", "8")
+    with pytest.raises(ConfigError, match="STREAM_AD_RUNTIME__BACH_SIZE"):
+        load_settings()
+
+
+def test_invalid_env_value_names_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAM_AD_RUNTIME__BATCH_SIZE", "many")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "runtime.batch_size" in str(err.value) and "STREAM_AD_RUNTIME__BATCH_SIZE" in str(err.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(write(tmp_path, "a: [1,\n"))
+
+
+def test_weights_file_requires_its_normalisation(tmp_path: Path) -> None:
+    path = write(tmp_path, "backbone:\n  mean: null\n  std: null\n")
+    with pytest.raises(ConfigError, match="backbone.mean and backbone.std must be set"):
+        load_settings(path)
+
+
+def test_shared_dir_expands_in_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAM_AD_SHARED_DIR", str(tmp_path))
+    s = load_settings(write(tmp_path, "data:\n  root: ${shared_dir}/datasets/x\n"))
+    assert s.data.root == tmp_path / "datasets" / "x"

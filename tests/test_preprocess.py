@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from stream_ad.config import PreprocessSettings
+from stream_ad.data import Preprocessor
+from stream_ad.data.preprocess import tile_starts
+
+
+def make(mode: str, **kw: object) -> Preprocessor:
+    return Preprocessor(PreprocessSettings(mode=mode, **kw), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def test_normalisation_uses_the_backbones_mean_and_std() -> None:
+    frame = np.full((10, 20, 3), 255, np.uint8)
+    out = make("resize", image_size=32)([frame]).inputs
+    assert out.shape == (1, 3, 32, 32)
+    np.testing.assert_allclose(out.numpy(), 1.0)  # (1 - 0.5) / 0.5
+
+
+def test_tile_starts_cover_the_axis() -> None:
+    assert tile_starts(100, 100, 0.25) == [0]
+    starts = tile_starts(1000, 224, 0.25)
+    assert starts[0] == 0 and starts[-1] == 1000 - 224
+    assert all(b - a <= 224 for a, b in zip(starts, starts[1:]))
+
+
+def test_tiles_stitch_back_at_native_resolution() -> None:
+    pre = make("tile", tile_size=64, tile_overlap=0.5)
+    frame = np.zeros((150, 200, 3), np.uint8)
+    prepared = pre([frame, np.zeros((40, 50), np.uint8)])
+    assert prepared.inputs.shape[1:] == (3, 64, 64)
+    # Each tile's map = the frame's own row index, so a correct stitch reproduces the row ramp.
+    maps = []
+    for p in prepared.placements:
+        m = np.zeros((64, 64), np.float32)
+        m[: p.th, : p.tw] = np.arange(p.y0, p.y1, dtype=np.float32)[:, None]
+        maps.append(m)
+    scores = np.arange(len(maps), dtype=np.float32)
+    frame_scores, frame_maps = pre.to_frames(prepared, scores, np.stack(maps))
+    assert frame_maps[0].shape == (150, 200) and frame_maps[1].shape == (40, 50)
+    np.testing.assert_allclose(frame_maps[0], np.arange(150, dtype=np.float32)[:, None].repeat(200, 1))
+    last_tile_of_first = max(i for i, p in enumerate(prepared.placements) if p.frame == 0)
+    assert frame_scores[0] == last_tile_of_first and frame_scores[1] == len(maps) - 1
+
+
+def test_letterbox_keeps_aspect_and_maps_back() -> None:
+    pre = make("letterbox", image_size=64)
+    frame = np.full((50, 200, 3), 200, np.uint8)
+    prepared = pre([frame])
+    p = prepared.placements[0]
+    assert (p.th, p.tw) == (16, 64)
+    # Padding rows carry the pad value, not the frame.
+    assert float(prepared.inputs[0, 0, 40, 0]) == pytest.approx(-1.0)
+    amap = np.zeros((1, 64, 64), np.float32)
+    amap[0, :16] = 5.0
+    amap[0, 16:] = 99.0  # must be cropped away
+    _, maps = pre.to_frames(prepared, np.zeros(1, np.float32), amap)
+    assert maps[0].shape == (50, 200)
+    np.testing.assert_allclose(maps[0], 5.0)
+
+
+def test_bad_frame_is_rejected() -> None:
+    with pytest.raises(ValueError, match="frame 0"):
+        make("resize")([np.zeros((10, 10, 4), np.uint8)])
