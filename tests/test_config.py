@@ -89,3 +89,9 @@ def test_shared_dir_expands_in_paths(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("STREAM_AD_SHARED_DIR", str(tmp_path))
     s = load_settings(write(tmp_path, "data:\n  root: ${shared_dir}/datasets/x\n"))
     assert s.data.root == tmp_path / "datasets" / "x"
+
+
+def test_demo_pipeline_file_spells_out_the_defaults() -> None:
+    from tests.conftest import REPO
+
+    assert load_settings(REPO / "pipelines" / "demo.yaml") == load_settings()
