@@ -13,6 +13,27 @@ if ! command -v "$python" >/dev/null; then
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 
+# Test-only system packages: a real Prometheus to scrape the pipeline, ffmpeg for test videos, and GStreamer's RTSP
+# server (with the headers PyGObject builds against) to act as an IP camera on 127.0.0.1. Installed only when
+# missing and only as root or with sudo; without them the tests that need them say what to install.
+system_packages=(prometheus ffmpeg gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad libgirepository1.0-dev libcairo2-dev)
+missing=()
+for pkg in "${system_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || { command -v sudo >/dev/null && sudo -n true 2>/dev/null && sudo="sudo -n"; }
+  if [ "$(id -u)" -eq 0 ] || [ -n "$sudo" ]; then
+    echo "setup: installing system packages for the tests: ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: note: missing system packages for some tests (need root or sudo): ${missing[*]}" >&2
+  fi
+fi
+
 stamp=.venv/.stream-ad-setup
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

@@ -63,9 +63,23 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    """The embedded default job: fit PatchCore on the shared magnetic_tile data and print its evaluation."""
-    args.model = None
-    return cmd_eval(args, settings)
+    """The embedded default job: fit (or load) PatchCore on the shared data and stream its test images as a camera
+    through the multi-process pipeline (stream_ad.pipeline.commands)."""
+    from stream_ad.pipeline.commands import cmd_demo as streaming_demo
+
+    return streaming_demo(args, settings)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_ad.pipeline.commands import cmd_run as run_pipeline
+
+    return run_pipeline(args, settings)
+
+
+def cmd_bench_pipeline(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_ad.pipeline.bench import run_bench as run_pipeline_bench
+
+    return run_pipeline_bench(settings, args)
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -103,9 +117,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="where to write the JSON report (default: in the model folder)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("demo", help="the embedded default job (no camera, no GPU, no internet)")
-    p.add_argument("--json", type=Path, help="where to write the JSON report")
+    p = sub.add_parser(
+        "demo", help="the embedded default job: the test images as a camera through the pipeline (no camera, no GPU)"
+    )
+    p.add_argument("--json", type=Path, help="where to write the run summary as JSON")
+    p.add_argument("--fps", type=float, help="camera rate (default pipeline.source.fps)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (default: all test images once)")
+    p.add_argument("--metrics-port", type=int, help="port of /metrics on 127.0.0.1 (0: any free port)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="run a streaming pipeline (camera -> stages as processes -> verdicts) in the foreground")
+    p.add_argument("pipeline", type=Path, help="pipeline YAML (settings with a pipeline: section)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--metrics-port", type=int, help="port of /metrics (0: any free port)")
+    p.add_argument("--fps", type=float, help="camera rate of a folder/video source (pipeline.source.fps)")
+    p.add_argument("--no-progress", action="store_true", help="no live progress line")
+    p.add_argument("--summary", type=Path, help="write the run summary as JSON here")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("bench-pipeline", help="latency of the multi-process pipeline against in-process scoring")
+    from stream_ad.pipeline.bench import add_arguments as add_pipeline_bench_arguments
+
+    add_pipeline_bench_arguments(p)
+    p.set_defaults(func=cmd_bench_pipeline)
 
     p = sub.add_parser("bench", help="stream_ad's PatchCore side by side with anomalib's (needs the [bench] extra)")
     p.add_argument("--ratio", type=float, default=0.0025, help="coreset ratio of the side-by-side (default 0.0025)")

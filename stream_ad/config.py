@@ -105,6 +105,143 @@ class RuntimeSettings(Strict):
     seed: int = 0
 
 
+DropPolicy = Literal["drop_oldest", "drop_newest", "block"]
+
+
+class SourceSettings(Strict):
+    """The camera: where frames come from and at what rate (pipeline.source)."""
+
+    # folder: images (sorted, recursive); video: a video file; rtsp: an IP camera (PyAV).
+    kind: Literal["folder", "video", "rtsp"] = "folder"
+    camera: str = Field("cam0", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    # Folder or video file; None streams data.root/test (the demo's test images).
+    path: Path | None = None
+    url: str | None = None  # rtsp://...
+    # Frames per second a folder or video source plays at (a simulated camera); None: a video's own rate, a folder
+    # as fast as the pipeline takes them. An RTSP camera sets its own rate.
+    fps: float | None = Field(10.0, gt=0.0, le=10000.0)
+    loop: bool = False  # folder/video: start over at the end instead of ending the run
+    max_frames: int | None = Field(None, ge=1)  # end the source after this many frames
+    preload: bool = False  # folder: decode every image once at start (so a fast camera is not slowed by decoding)
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    open_timeout_s: float = Field(5.0, gt=0.0)
+    read_timeout_s: float = Field(2.0, gt=0.0)
+    # The camera counts as stale (metric + log) when no frame arrived for this long.
+    stale_after_s: float = Field(2.0, gt=0.0)
+    reconnect_initial_s: float = Field(0.5, gt=0.0)  # first wait before reconnecting; doubles up to the max
+    reconnect_max_s: float = Field(10.0, gt=0.0)
+    # Where the source stage sends to when the next stage sits on another host (default: that stage's endpoint).
+    connect: str | None = None
+
+
+class StageSettings(Strict):
+    """A stage's input: the bounded queue in front of it and where it listens."""
+
+    # What this stage binds its input to: ipc://PATH or tcp://HOST:PORT; None: an ipc socket in the run folder
+    # (or tcp://127.0.0.1 when pipeline.transport is tcp).
+    endpoint: str | None = None
+    # What the stage before it connects to, when that differs from endpoint (another host); default endpoint.
+    connect: str | None = None
+    queue_size: int = Field(8, ge=1, le=100_000)
+    policy: DropPolicy | None = None  # None: pipeline.policy
+    max_batch: int = Field(1, ge=1, le=1024)
+    max_wait_ms: float = Field(0.0, ge=0.0, le=60_000.0)
+
+
+class PreprocessStageSettings(StageSettings):
+    threads: int = Field(1, ge=1)  # torch threads for resizing/normalising
+
+
+class InferStageSettings(StageSettings):
+    queue_size: int = Field(16, ge=1, le=100_000)
+    # Dynamic batching: up to max_batch frames, or what has arrived max_wait_ms after the oldest, whichever first.
+    max_batch: int = Field(8, ge=1, le=1024)
+    max_wait_ms: float = Field(5.0, ge=0.0, le=60_000.0)
+    threads: int | None = Field(None, ge=1)  # torch threads; None: runtime.threads, else all cores but one
+    # Extra time per batch, for rehearsing a slower scorer (back-pressure drills); 0 in production.
+    delay_ms: float = Field(0.0, ge=0.0)
+
+
+class DecideStageSettings(StageSettings):
+    queue_size: int = Field(64, ge=1, le=100_000)
+    max_batch: int = Field(16, ge=1, le=1024)
+    # Used when the model artefact carries no threshold; a score above it is an anomaly.
+    threshold: float | None = None
+
+
+class SinkSettings(Strict):
+    # jsonl: one JSON line per verdict; stdout: one text line per verdict; images: anomaly maps of alarmed frames.
+    kind: Literal["jsonl", "stdout", "images"]
+    # jsonl file or images folder; None: OUTPUT_DIR/verdicts.jsonl or OUTPUT_DIR/alarms/.
+    path: Path | None = None
+    only_alarms: bool = False
+
+
+class SinkStageSettings(StageSettings):
+    queue_size: int = Field(256, ge=1, le=100_000)
+    max_batch: int = Field(32, ge=1, le=1024)
+    outputs: list[SinkSettings] = Field(default_factory=lambda: [SinkSettings(kind="jsonl")])
+
+
+class MetricsSettings(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)  # 0: any free port (printed at start)
+
+
+class SupervisorSettings(Strict):
+    endpoint: str | None = None  # where stages report to the supervisor; None: ipc in the run folder
+    startup_timeout_s: float = Field(180.0, gt=0.0)
+    restart_backoff_s: float = Field(0.5, gt=0.0)
+    restart_backoff_max_s: float = Field(10.0, gt=0.0)
+    # On SIGTERM (or the end of a file source): time for in-flight frames to reach a verdict, then for stages to exit.
+    drain_timeout_s: float = Field(10.0, gt=0.0)
+    stop_timeout_s: float = Field(5.0, gt=0.0)
+    # A frame still in flight this long after the last sign of progress past it counts as lost (safety net).
+    lost_after_s: float = Field(30.0, gt=0.0)
+
+
+class PipelineSettings(Strict):
+    """The streaming pipeline (stream-ad run): stages as processes connected by ZeroMQ."""
+
+    # The model artefact to serve; None: OUTPUT_DIR/CATEGORY-METHOD as `stream-ad fit` writes it.
+    model: Path | None = None
+    stages: list[str] = Field(default_factory=lambda: ["source", "preprocess", "infer", "decide", "sink"])
+    transport: Literal["ipc", "tcp"] = "ipc"
+    tcp_base_port: int = Field(5560, ge=1024, le=65000)  # transport tcp: stage i listens on base + i
+    # What a full queue does: drop its oldest frame, drop the arriving one, or block (file sources only).
+    policy: DropPolicy = "drop_oldest"
+    duration_s: float | None = Field(None, gt=0.0)  # stop after this long (None: until the source ends / SIGTERM)
+    progress: bool = True  # a live progress line on stderr
+    progress_interval_s: float = Field(1.0, gt=0.0)
+    source: SourceSettings = Field(default_factory=SourceSettings)
+    preprocess: PreprocessStageSettings = Field(default_factory=PreprocessStageSettings)
+    infer: InferStageSettings = Field(default_factory=InferStageSettings)
+    decide: DecideStageSettings = Field(default_factory=DecideStageSettings)
+    sink: SinkStageSettings = Field(default_factory=SinkStageSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineSettings:
+        from stream_ad.pipeline.registry import check_stage_names
+
+        check_stage_names(self.stages)  # raises ValueError naming the unknown stage and the known ones
+        policies = {self.policy} | {
+            getattr(self, name).policy for name in ("preprocess", "infer", "decide", "sink")
+        }
+        if "block" in policies and self.source.kind not in ("folder", "video"):
+            raise ValueError(
+                f"policy 'block' is only for offline file sources (folder, video), not source.kind "
+                f"{self.source.kind!r}: a live camera must never wait; use drop_oldest or drop_newest"
+            )
+        if self.source.kind == "rtsp" and not self.source.url:
+            raise ValueError("source.kind is 'rtsp' but source.url is not set")
+        if self.source.kind == "video" and self.source.path is None:
+            raise ValueError("source.kind is 'video' but source.path (the video file) is not set")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="forbid", validate_assignment=True
@@ -119,6 +256,7 @@ class Settings(BaseSettings):
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     # Where fitted model artefacts and reports go.
     output_dir: Path = Path("runs")
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
 
     @classmethod
     def settings_customise_sources(

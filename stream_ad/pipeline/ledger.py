@@ -1,0 +1,240 @@
+"""Frame accounting: every frame the camera gave ends in exactly one of verdict or dropped-with-a-reason.
+
+The supervisor feeds the ledger the stages' notices: "in" (the source read it), "done" (the last stage emitted its
+verdict), "drop" (a stage dropped it, with the reason). Frames can also vanish without a notice: inside a stage
+that was killed, or in a socket buffer at shutdown. Those are found without guessing from timing alone:
+
+- Frames of one camera travel one chain of single processes, first in, first out (a bounded queue drops but never
+  reorders). So once a later frame of the same camera has its verdict, an earlier frame still open can no longer
+  arrive: it is dropped as "stage_restart" when a stage died while it was in flight, else as "lost" (which would be
+  a bug, and is counted as such rather than hidden). A short settling time lets drop notices, which travel on
+  another socket, arrive first.
+- At shutdown, what is still open after the drain is dropped as "shutdown".
+- Safety net: a frame open for lost_after_s without any of the above is dropped as "lost".
+
+A late notice for a frame already closed is ignored (logged), so no frame is counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from array import array
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("stream_ad.pipeline.ledger")
+
+CLOSED_MEMORY_S = 300.0
+
+
+@dataclass
+class _Open:
+    t_capture: float
+    t_in: float  # monotonic
+
+
+class Ledger:
+    def __init__(self, metrics: Any | None = None, settle_s: float = 1.0, lost_after_s: float = 30.0) -> None:
+        self.metrics = metrics
+        self.settle_s = settle_s
+        self.lost_after_s = lost_after_s
+        self.open: dict[str, OrderedDict[int, _Open]] = {}
+        # Fates seen before their "in" notice: key -> (monotonic time, (stage, reason) of a drop or None for a
+        # verdict). Matched when "in" arrives; what never matches came from outside the camera (an injected message).
+        self.early: dict[tuple[str, int], tuple[float, tuple[str, str] | None]] = {}
+        self.closed: OrderedDict[tuple[str, int], float] = OrderedDict()
+        self.max_id: dict[str, int] = {}
+        self.frames_in = 0
+        self.scored = 0
+        self.alarms = 0
+        self.dropped: Counter[tuple[str, str]] = Counter()  # (stage, reason) -> frames
+        self.unknown_drops: Counter[tuple[str, str]] = Counter()  # drops of messages without a readable frame id
+        self.latencies = array("d")
+        self.recent: deque[tuple[float, float]] = deque()  # (monotonic, latency) of the last verdicts
+        self._pending_verdicts: deque[tuple[float, str, int]] = deque()  # (monotonic, camera, id) settling
+        self._safe_below: dict[str, int] = {}
+        self._restarts: list[tuple[float, str]] = []  # (monotonic, stage)
+        self._expired_foreign: Counter[tuple[str, str] | None] = Counter()
+        self.t_first_in: float | None = None
+        self.t_last_in: float | None = None
+        self.t_first_capture: float | None = None
+        self.t_last_capture: float | None = None
+
+    # ---- notices ----
+    @property
+    def in_flight(self) -> int:
+        return sum(len(d) for d in self.open.values())
+
+    def _close(self, cam: str, fid: int) -> _Open | None:
+        entry = self.open.get(cam, {}).pop(fid, None)
+        now = time.monotonic()
+        self.closed[(cam, fid)] = now
+        while self.closed and now - next(iter(self.closed.values())) > CLOSED_MEMORY_S:
+            self.closed.popitem(last=False)
+        if self.metrics is not None:
+            self.metrics.in_flight.set(self.in_flight)
+        return entry
+
+    def on_in(self, cam: str, fid: int, t_capture: float) -> None:
+        now = time.monotonic()
+        self.frames_in += 1
+        self.max_id[cam] = max(self.max_id.get(cam, -1), fid)
+        self.t_first_in = self.t_first_in or now
+        self.t_last_in = now
+        self.t_first_capture = self.t_first_capture or t_capture
+        self.t_last_capture = t_capture
+        if self.metrics is not None:
+            self.metrics.frames_in.labels(cam).inc()
+        if self.early.pop((cam, fid), None) is not None:
+            self.closed[(cam, fid)] = now  # its fate was already counted
+            return
+        self.open.setdefault(cam, OrderedDict())[fid] = _Open(t_capture, now)
+        if self.metrics is not None:
+            self.metrics.in_flight.set(self.in_flight)
+
+    def _fate_is_new(self, cam: str, fid: int, what: str, drop: tuple[str, str] | None = None) -> bool:
+        if (cam, fid) in self.closed or (cam, fid) in self.early:
+            log.debug("ignoring %s for frame %s/%d: already accounted for", what, cam, fid)
+            return False
+        if fid not in self.open.get(cam, {}):
+            self.early[(cam, fid)] = (time.monotonic(), drop)  # its "in" may still be on its way
+        return True
+
+    def on_done(self, cam: str, fid: int, t_capture: float, t_verdict: float, score: float | None,
+                verdict: str | None) -> None:
+        if not self._fate_is_new(cam, fid, "a verdict"):
+            return
+        self._close(cam, fid)
+        latency = max(0.0, t_verdict - t_capture)
+        now = time.monotonic()
+        self.scored += 1
+        self.latencies.append(latency)
+        self.recent.append((now, latency))
+        self._pending_verdicts.append((now, cam, fid))
+        alarm = verdict == "anomaly"
+        self.alarms += alarm
+        if self.metrics is not None:
+            self.metrics.frames_scored.labels(cam).inc()
+            self.metrics.latency.labels(cam).observe(latency)
+            if score is not None:
+                self.metrics.score.labels(cam).observe(score)
+            if alarm:
+                self.metrics.alarms.labels(cam).inc()
+
+    def on_drop(self, cam: str | None, fid: int | None, stage: str, reason: str) -> None:
+        if cam is None or fid is None:
+            self.unknown_drops[(stage, reason)] += 1
+            self._count_drop(cam or "unknown", stage, reason)
+            return
+        if not self._fate_is_new(cam, fid, f"a drop ({reason})", (stage, reason)):
+            return
+        self._close(cam, fid)
+        self._count_drop(cam, stage, reason)
+
+    def _count_drop(self, cam: str, stage: str, reason: str) -> None:
+        self.dropped[(stage, reason)] += 1
+        if self.metrics is not None:
+            self.metrics.frames_dropped.labels(cam, stage, reason).inc()
+
+    def on_restart(self, stage: str) -> None:
+        self._restarts.append((time.monotonic(), stage))
+
+    # ---- finding frames that vanished ----
+    def _reason_for(self, entry: _Open) -> tuple[str, str]:
+        for t, stage in reversed(self._restarts):
+            if t >= entry.t_in:
+                return stage, "stage_restart"
+        return "pipeline", "lost"
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        while self._pending_verdicts and now - self._pending_verdicts[0][0] >= self.settle_s:
+            _, cam, fid = self._pending_verdicts.popleft()
+            self._safe_below[cam] = max(self._safe_below.get(cam, -1), fid)
+        last_restart = self._restarts[-1][0] if self._restarts else 0.0
+        for cam, frames in self.open.items():
+            below = self._safe_below.get(cam, -1)
+            while frames:
+                fid, entry = next(iter(frames.items()))
+                overtaken = fid < below
+                stale = now - max(entry.t_in, last_restart) > self.lost_after_s
+                if not (overtaken or stale):
+                    break
+                stage, reason = self._reason_for(entry)
+                log.warning("frame %s/%d never arrived: counted as dropped (%s, %s)", cam, fid, stage, reason)
+                self._close(cam, fid)
+                self._count_drop(cam, stage, reason)
+        for key in [k for k, (t, _) in self.early.items() if now - t > CLOSED_MEMORY_S]:
+            fate = self.early.pop(key)[1]
+            self._expired_foreign[fate] += 1
+
+    def close_all(self, reason: str = "shutdown", stage: str = "pipeline") -> int:
+        """Whatever is still open now ends as dropped (the run is over). Returns how many."""
+        self.sweep()
+        n = 0
+        for cam, frames in self.open.items():
+            for fid in list(frames):
+                self._close(cam, fid)
+                self._count_drop(cam, stage, reason)
+                n += 1
+        return n
+
+    # ---- figures ----
+    def foreign(self) -> Counter[tuple[str, str] | None]:
+        """Fates of messages that never came from the camera (injected, or without a readable id): by (stage,
+        reason) for drops, None for verdicts."""
+        out: Counter[tuple[str, str] | None] = Counter(self._expired_foreign)
+        for _, fate in self.early.values():
+            out[fate] += 1
+        out.update(self.unknown_drops)
+        return out
+
+    def camera_drops(self) -> Counter[tuple[str, str]]:
+        """Drops of frames the camera gave, by (stage, reason)."""
+        out = Counter(self.dropped)
+        for fate, n in self.foreign().items():
+            if fate is not None:
+                out[fate] -= n
+        return +out
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.camera_drops().values())
+
+    @property
+    def scored_from_camera(self) -> int:
+        return self.scored - self.foreign().get(None, 0)
+
+    @property
+    def unaccounted(self) -> int:
+        """Frames read that are neither scored, dropped nor in flight: 0 unless something is broken."""
+        return self.frames_in - self.scored_from_camera - self.dropped_total - self.in_flight
+
+    def recent_latencies(self, window_s: float = 10.0) -> np.ndarray:
+        now = time.monotonic()
+        while self.recent and now - self.recent[0][0] > window_s:
+            self.recent.popleft()
+        return np.fromiter((lat for _, lat in self.recent), dtype=np.float64)
+
+    def recent_fps(self, window_s: float = 5.0) -> float:
+        now = time.monotonic()
+        n = sum(1 for t, _ in self.recent if now - t <= window_s)
+        span = min(window_s, now - (self.t_first_in or now))
+        return n / span if span > 0 else 0.0
+
+    def drops_by_reason(self) -> dict[str, int]:
+        """Drops of camera frames by reason."""
+        out: Counter[str] = Counter()
+        for (_, reason), n in self.camera_drops().items():
+            out[reason] += n
+        return dict(out)
+
+    def foreign_by_reason(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for fate, n in self.foreign().items():
+            out["verdict" if fate is None else fate[1]] += n
+        return dict(out)

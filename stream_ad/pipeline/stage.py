@@ -1,0 +1,372 @@
+"""The shell around every stage function, written once: process, sockets, bounded queue, batching, drop policy,
+metrics, signals, and the notices that let the supervisor account for every frame.
+
+    upstream PUSH --> [PULL, bound at the stage's endpoint] --receiver thread--> BoundedQueue (policy)
+        --worker: get_batch(max_batch, max_wait)--> fn(batch) --> [PUSH, connected downstream]  (or: done notices)
+
+A source stage has no input: its worker iterates the camera and never waits on what follows (a full downstream
+pipe drops the frame, counted), unless the policy is block (offline files only). The last stage has no output: the
+frames it returns have reached their verdict.
+
+Every frame's fate is told to the supervisor on a separate notice socket: "in" when the source reads it, "drop"
+with a reason wherever it is dropped, "done" when the last stage has emitted its verdict. A frame that cannot be
+decoded, has the wrong shape or makes the stage function raise is counted, logged by name and skipped; it never
+stops the stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import zmq
+
+from stream_ad.pipeline.batching import BoundedQueue, Queued
+from stream_ad.pipeline.message import BadMessage, Frame, decode, encode, notice
+
+log = logging.getLogger("stream_ad.pipeline.stage")
+
+# ZeroMQ's own buffers stay small: the bounded queue in front of each stage is where the policy applies.
+SOCKET_HWM = 16
+NOTICE_HWM = 1_000_000
+POLL_MS = 100
+
+
+class BadFrame(ValueError):
+    """Raised by a stage function for a frame it cannot process (wrong shape, missing field): counted, skipped."""
+
+
+@dataclass
+class Capture:
+    """What a source yields per camera frame: the pixels, or why there are none (a decode error)."""
+
+    image: Any  # np.ndarray (H, W, 3) uint8, or None with error set
+    t_capture: float
+    meta: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class CameraEvent:
+    """A source's report about its camera: state "up" (connected) or "down" (lost, reconnecting)."""
+
+    state: str
+    detail: str = ""
+
+
+class StageFunction(Protocol):
+    def __call__(self, batch: list[Frame]) -> list[Frame]: ...
+
+
+class Source(Protocol):
+    def __iter__(self) -> Iterator[Capture | CameraEvent]: ...
+
+
+@dataclass
+class StageSpec:
+    """One stage process's part of the run plan (JSON in the run folder)."""
+
+    name: str
+    label: str
+    bind: str | None  # input endpoint (None: the source)
+    connect: str | None  # downstream endpoint (None: the last stage)
+    notices: str
+    queue_size: int = 8
+    policy: str = "drop_oldest"
+    max_batch: int = 1
+    max_wait_ms: float = 0.0
+    first_id: int = 0
+    camera: str = "cam0"
+    extra: dict[str, Any] = field(default_factory=dict)  # stage-specific: threshold, model dir, ...
+
+
+class Notifier:
+    """Tiny JSON notices to the supervisor; thread-safe, never blocks the stage."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, stage: str) -> None:
+        self.stage = stage
+        self._sock = ctx.socket(zmq.PUSH)
+        self._sock.setsockopt(zmq.SNDHWM, NOTICE_HWM)
+        self._sock.setsockopt(zmq.LINGER, 3000)
+        self._sock.connect(endpoint)
+        self._lock = threading.Lock()
+        self._lost = 0
+
+    def send(self, kind: str, **fields: Any) -> None:
+        data = notice(kind, stage=self.stage, pid=os.getpid(), **fields)
+        with self._lock:
+            try:
+                self._sock.send(data, zmq.NOBLOCK)
+            except zmq.Again:
+                self._lost += 1
+                if self._lost in (1, 10, 100) or self._lost % 1000 == 0:
+                    log.error("%s: supervisor not reachable, %d notices lost", self.stage, self._lost)
+
+    def drop(self, frame: Frame | BadMessage | None, reason: str, detail: str = "") -> None:
+        if isinstance(frame, Frame):
+            self.send("drop", cam=frame.camera, id=frame.frame_id, reason=reason, detail=detail)
+        elif isinstance(frame, BadMessage):
+            self.send("drop", cam=frame.camera, id=frame.frame_id, reason=reason, detail=detail)
+        else:
+            self.send("drop", cam=None, id=None, reason=reason, detail=detail)
+
+    def close(self) -> None:
+        with self._lock:
+            self._sock.close()
+
+
+class _LogLimiter:
+    """At most `per_second` bad-frame log lines a second; the rest are summed up."""
+
+    def __init__(self, per_second: int = 20) -> None:
+        self.per_second = per_second
+        self._window = 0.0
+        self._count = 0
+        self._suppressed = 0
+
+    def warn(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._window >= 1.0:
+            if self._suppressed:
+                log.warning("%d more bad-frame lines suppressed", self._suppressed)
+            self._window, self._count, self._suppressed = now, 0, 0
+        if self._count < self.per_second:
+            self._count += 1
+            log.warning(msg, *args)
+        else:
+            self._suppressed += 1
+
+
+class StageShell:
+    def __init__(self, spec: StageSpec, metrics: Any) -> None:
+        self.spec = spec
+        self.metrics = metrics
+        self.ctx = zmq.Context.instance()
+        self.notifier = Notifier(self.ctx, spec.notices, spec.label)
+        self.stopping = threading.Event()  # SIGTERM: finish what is queued, then leave
+        self.hard_stop = threading.Event()  # drain time is over
+        self.parent = os.getppid()
+        self.drain_deadline = float("inf")  # set when SIGTERM starts the drain
+        self.bad_log = _LogLimiter()
+        metrics.queue_capacity.set(spec.queue_size)
+        self.queue: BoundedQueue[Frame] = BoundedQueue(spec.queue_size, spec.policy, metrics.queue_depth.set)
+        self.out: zmq.Socket | None = None
+        if spec.connect:
+            self.out = self.ctx.socket(zmq.PUSH)
+            self.out.setsockopt(zmq.SNDHWM, SOCKET_HWM)
+            self.out.setsockopt(zmq.LINGER, 2000)
+            self.out.setsockopt(zmq.SNDTIMEO, 250)
+            self.out.connect(spec.connect)
+
+    # ---- signals and lifetime ----
+    def install_signals(self) -> None:
+        # Ctrl-C in a terminal reaches the whole process group: only the supervisor acts on it, then stops the
+        # stages in order with SIGTERM.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+
+    def parent_gone(self) -> bool:
+        return os.getppid() != self.parent
+
+    # ---- output ----
+    def emit(self, frame: Frame, blocking: bool = True) -> bool:
+        """Send a frame downstream (or report it done when this is the last stage). False: it was dropped."""
+        if self.out is None:
+            t_verdict = time.time()
+            self.notifier.send(
+                "done", cam=frame.camera, id=frame.frame_id, ts=frame.t_capture, tv=t_verdict,
+                score=frame.score, verdict=frame.verdict,
+            )
+            return True
+        frame.t_sent = time.time()
+        parts = encode(frame)
+        if not blocking:
+            try:
+                self.out.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+                return True
+            except zmq.Again:
+                self.notifier.drop(frame, "queue_full", "downstream pipe full")
+                return False
+        while True:
+            try:
+                self.out.send_multipart(parts, copy=False)
+                return True
+            except zmq.Again:
+                if self.hard_stop.is_set() or self.parent_gone() or time.monotonic() > self.drain_deadline:
+                    self.notifier.drop(frame, "shutdown", "downstream did not take it before the stage stopped")
+                    return False
+
+    # ---- middle and last stages ----
+    def _receive(self, sock: zmq.Socket) -> None:
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        while not self.stopping.is_set():
+            if not poller.poll(POLL_MS):
+                continue
+            parts = sock.recv_multipart(copy=False)
+            now = time.time()
+            try:
+                frame = decode(parts)
+            except BadMessage as exc:
+                self.bad_log.warn("%s: skipped bad frame %s: %s", self.spec.label, exc.frame, exc.detail)
+                self.notifier.drop(exc, "bad_frame", exc.detail)
+                continue
+            frame.t_received = now
+            dropped = self.queue.put(frame, timeout=None if self.spec.policy == "block" else 0)
+            if dropped is not None:
+                self.notifier.drop(dropped, "queue_full", f"{self.spec.label} queue full ({self.spec.policy})")
+        sock.close(linger=0)
+
+    def _process(self, fn: StageFunction, items: list[Queued[Frame]]) -> None:
+        self._rejected: set[int] = set()
+        now = time.time()
+        frames = [q.item for q in items]
+        for f in frames:
+            self.metrics.queue_wait.observe(max(0.0, now - f.t_sent))
+        self.metrics.batch_size.observe(len(frames))
+        start = time.perf_counter()
+        try:
+            out = list(fn(frames))
+        except Exception as exc:  # noqa: BLE001 - a bad frame must not take the stage down: isolate it
+            if len(frames) == 1:
+                self._reject(frames[0], exc)
+                out = []
+            else:
+                out = []
+                for f in frames:
+                    try:
+                        out.extend(fn([f]))
+                    except Exception as one:  # noqa: BLE001
+                        self._reject(f, one)
+        self.metrics.processing.observe(time.perf_counter() - start)
+        returned = {id(f) for f in out}
+        for f in frames:
+            if id(f) not in returned and id(f) not in self._rejected:
+                self.notifier.drop(f, "filtered", f"{self.spec.label} returned no result for it")
+        for f in out:
+            self.emit(f)
+
+    def _reject(self, frame: Frame, exc: Exception) -> None:
+        reason = "bad_frame" if isinstance(exc, (BadFrame, BadMessage)) else "stage_error"
+        detail = f"{exc.__class__.__name__}: {exc}"
+        self.bad_log.warn("%s: skipped frame %s (%s): %s", self.spec.label, frame.key, reason, detail)
+        if reason == "stage_error":
+            log.debug("stage error on frame %s", frame.key, exc_info=exc)
+        self._rejected.add(id(frame))
+        self.notifier.drop(frame, reason, detail)
+
+    def run(self, fn: StageFunction, drain_s: float) -> int:
+        assert self.spec.bind is not None
+        sock = self.ctx.socket(zmq.PULL)
+        sock.setsockopt(zmq.RCVHWM, SOCKET_HWM)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(self.spec.bind)
+        receiver = threading.Thread(target=self._receive, args=(sock,), name="receiver", daemon=True)
+        receiver.start()
+        self.notifier.send("ready")
+        max_wait = self.spec.max_wait_ms / 1000.0
+        while not self.stopping.is_set():
+            if self.parent_gone():
+                log.error("%s: the supervisor is gone; stopping", self.spec.label)
+                self.stopping.set()
+                break
+            batch = self.queue.get_batch(self.spec.max_batch, max_wait, timeout=POLL_MS / 1000.0)
+            if batch:
+                self._process(fn, batch)
+        # Draining: what is queued still gets processed, for at most drain_s.
+        receiver.join(timeout=2.0)
+        self.queue.close()
+        self.drain_deadline = deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline:
+            batch = self.queue.get_batch(self.spec.max_batch, 0.0, timeout=0)
+            if not batch:
+                break
+            self._process(fn, batch)
+        self.hard_stop.set()
+        for f in self.queue.drain():
+            self.notifier.drop(f, "shutdown", f"still queued at {self.spec.label} when it stopped")
+        return 0
+
+    # ---- the source ----
+    def run_source(self, source: Iterable[Capture | CameraEvent], stale_after_s: float, max_frames: int | None) -> int:
+        blocking = self.spec.policy == "block"
+        frame_id = self.spec.first_id
+        camera = self.spec.camera
+        last_frame = [time.monotonic()]
+        stale = [False]
+        stop_watch = threading.Event()
+
+        def watchdog() -> None:
+            while not stop_watch.wait(0.2):
+                quiet = time.monotonic() - last_frame[0]
+                if quiet > stale_after_s and not stale[0]:
+                    stale[0] = True
+                    log.warning("camera %s is stale: no frame for %.1f s", camera, quiet)
+                    self.notifier.send("camera", cam=camera, up=0, stale=1, detail=f"no frame for {quiet:.1f} s")
+
+        threading.Thread(target=watchdog, name="stale-watchdog", daemon=True).start()
+        self.notifier.send("ready")
+        # A file is "up" once open; a network camera reports its own state (CameraEvent) as it connects.
+        up = 0 if getattr(source, "reports_camera_state", False) else 1
+        self.notifier.send("camera", cam=camera, up=up, stale=0)
+        produced = 0
+        ended = False
+        iterator = iter(source)
+        try:
+            while not self.stopping.is_set():
+                if self.parent_gone():
+                    log.error("source: the supervisor is gone; stopping")
+                    break
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    ended = True
+                    break
+                if isinstance(item, CameraEvent):
+                    up = int(item.state == "up")
+                    self.notifier.send("camera", cam=camera, up=up, stale=int(stale[0] and not up), event=item.state,
+                                       detail=item.detail)
+                    continue
+                last_frame[0] = time.monotonic()
+                if stale[0]:
+                    stale[0] = False
+                    log.info("camera %s delivers frames again", camera)
+                    self.notifier.send("camera", cam=camera, up=1, stale=0)
+                frame = Frame(frame_id=frame_id, camera=camera, t_capture=item.t_capture, image=item.image,
+                              meta=item.meta)
+                frame_id += 1
+                produced += 1
+                self.notifier.send("in", cam=camera, id=frame.frame_id, ts=frame.t_capture)
+                if item.error is not None:
+                    self.bad_log.warn("source: frame %s not decoded: %s", frame.key, item.error)
+                    self.notifier.drop(frame, "decode_error", item.error)
+                else:
+                    self.emit(frame, blocking=blocking)
+                if max_frames is not None and produced >= max_frames:
+                    ended = True
+                    break
+        finally:
+            stop_watch.set()
+            close = getattr(source, "close", None)
+            if callable(close):
+                close()
+        if ended:
+            self.notifier.send("source_done", cam=camera, last_id=frame_id - 1)
+        return 0
+
+    def close(self) -> None:
+        if self.out is not None:
+            self.out.close()
+        self.notifier.close()
+
+
+def build_callable(obj: Any) -> Callable[[list[Frame]], list[Frame]]:
+    if not callable(obj):
+        raise TypeError(f"a stage factory must return a callable stage function, got {type(obj).__name__}")
+    return obj

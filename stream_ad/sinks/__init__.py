@@ -1,0 +1,15 @@
+"""Where verdicts go. A sink takes a batch of verdicts; the sink stage calls every configured sink.
+
+jsonl    one JSON line per verdict (frame id, camera, timestamps, score, threshold, verdict, latency)
+stdout   one text line per verdict
+images   the anomaly map of each alarmed frame, as a PNG overlay in a folder
+
+PLC sinks (Modbus TCP, OPC UA, MQTT) plug in behind the same interface: subclass Sink, register its kind.
+"""
+
+from stream_ad.sinks.base import SINKS, Sink, Verdict, make_sink, register_sink
+from stream_ad.sinks.images import ImageSink
+from stream_ad.sinks.jsonl import JsonlSink
+from stream_ad.sinks.stdout import StdoutSink
+
+__all__ = ["SINKS", "ImageSink", "JsonlSink", "Sink", "StdoutSink", "Verdict", "make_sink", "register_sink"]

@@ -1,0 +1,33 @@
+"""Cameras: where frames come from. Each source yields Capture (pixels + capture time) or CameraEvent items.
+
+folder  images in a folder (sorted, recursive), played at a fixed fps, once or looped: a camera for tests and demos
+video   a video file (PyAV), at its own or a fixed fps, once or looped
+rtsp    an IP camera over RTSP (PyAV), reconnecting with exponential backoff
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from stream_ad.config import SourceSettings
+from stream_ad.sources.base import Pacer
+from stream_ad.sources.folder import FolderSource
+from stream_ad.sources.rtsp import RtspSource
+from stream_ad.sources.video import VideoSource
+
+
+def open_source(
+    cfg: SourceSettings, default_folder: Path, skip: int = 0, stop: threading.Event | None = None
+) -> FolderSource | VideoSource | RtspSource:
+    """The configured source; `skip` frames are passed over (a restarted file source resumes where it stopped)."""
+    if cfg.kind == "folder":
+        return FolderSource(cfg.path or default_folder, cfg.fps, cfg.loop, cfg.preload, skip)
+    if cfg.kind == "video":
+        assert cfg.path is not None
+        return VideoSource(cfg.path, cfg.fps, cfg.loop, skip)
+    assert cfg.url is not None
+    return RtspSource(cfg, stop)
+
+
+__all__ = ["FolderSource", "Pacer", "RtspSource", "VideoSource", "open_source"]

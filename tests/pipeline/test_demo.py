@@ -1,0 +1,75 @@
+"""`stream-ad demo` and `stream-ad run` as a user runs them: real stage processes, real files, real sockets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tests.pipeline.conftest import CATEGORY, DemoRun, cli, write_pipeline
+
+TEST_IMAGES = sum(1 for p in (CATEGORY / "test").rglob("*.png"))
+
+
+def test_demo_streams_every_test_image_through_the_stages(demo_run: DemoRun) -> None:
+    err, out, summary = demo_run.proc.stderr, demo_run.proc.stdout, demo_run.summary
+    # The threshold is provisional, and the demo says so.
+    assert "PROVISIONAL" in err and "held out of fitting" in err
+    assert "source -> preprocess -> infer -> decide -> sink" in err
+    # A live progress line, then the summary table.
+    assert "fps" in err and "p99" in err and "in flight" in err
+    assert "pipeline summary" in out and "latency p50 / p90 / p99 / max" in out
+    assert "verdicts against the folder labels" in out
+    # Every frame the camera gave ends scored or dropped with a reason.
+    assert summary["frames_in"] == TEST_IMAGES
+    assert summary["scored"] + summary["dropped_total"] == TEST_IMAGES
+    assert summary["unaccounted"] == 0 and summary["in_flight_at_end"] == 0
+    assert summary["scored"] >= TEST_IMAGES // 2
+    assert abs(summary["source_fps"] - 20) < 2.0  # the camera ran at its rate
+
+
+def test_demo_verdict_log_and_sinks(demo_run: DemoRun) -> None:
+    verdicts = demo_run.verdicts
+    assert len(verdicts) == demo_run.summary["scored"]
+    ids = [v["frame_id"] for v in verdicts]
+    assert len(set(ids)) == len(ids) and ids == sorted(ids)  # once each, in camera order
+    for v in verdicts:
+        assert set(v) >= {"frame_id", "camera", "t_capture", "t_verdict", "latency_ms", "score", "threshold",
+                          "verdict", "path", "label"}
+        assert v["camera"] == "cam0" and v["verdict"] in ("ok", "anomaly")
+        assert v["t_verdict"] > v["t_capture"] and v["latency_ms"] > 0
+        assert (v["verdict"] == "anomaly") == (v["score"] > v["threshold"])
+    # The model is real: defective paper scores higher than good paper.
+    good = [v["score"] for v in verdicts if v["label"] == "good"]
+    bad = [v["score"] for v in verdicts if v["label"] != "good"]
+    assert good and bad and np.mean(bad) > np.mean(good)
+    # stdout sink: one line per verdict; images sink: one overlay per alarm.
+    lines = [line for line in demo_run.proc.stdout.splitlines() if line.startswith("cam0/")]
+    assert len(lines) == len(verdicts)
+    alarms = sum(v["verdict"] == "anomaly" for v in verdicts)
+    assert alarms == demo_run.summary["alarms"] > 0
+    assert len(list((demo_run.output_dir / "alarms").glob("cam0_*.png"))) == alarms
+
+
+def test_demo_model_is_cached_with_its_provisional_threshold(demo_run: DemoRun) -> None:
+    manifest = json.loads((demo_run.model / "manifest.json").read_text())
+    t = manifest["threshold"]
+    assert t["provisional"] is True and t["value"] > 0 and t["held_out"] == 6  # 32 training images, every 5th
+    assert {v["threshold"] for v in demo_run.verdicts} == {round(t["value"], 6)}
+
+
+def test_run_without_any_threshold_fails_naming_both_places(model_without_threshold: Path, tmp_path: Path) -> None:
+    cfg = write_pipeline(tmp_path / "p.yaml", model_without_threshold, tmp_path)
+    out = cli("run", str(cfg))
+    assert out.returncode == 2
+    assert "no decision threshold" in out.stderr
+    assert str(model_without_threshold) in out.stderr and "pipeline.decide.threshold" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_run_with_a_missing_model_fails_with_the_path(tmp_path: Path) -> None:
+    cfg = write_pipeline(tmp_path / "p.yaml", tmp_path / "nowhere", tmp_path)
+    out = cli("run", str(cfg))
+    assert out.returncode == 2
+    assert "no model artefact" in out.stderr and str(tmp_path / "nowhere") in out.stderr
