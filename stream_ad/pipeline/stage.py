@@ -32,8 +32,9 @@ from stream_ad.pipeline.message import BadMessage, Frame, decode, encode, notice
 
 log = logging.getLogger("stream_ad.pipeline.stage")
 
-# ZeroMQ's own buffers stay small: the bounded queue in front of each stage is where the policy applies.
-SOCKET_HWM = 16
+# ZeroMQ's own buffers stay small (a few frames per pipe): the bounded queue in front of each stage is where the
+# drop policy applies, and frames parked in socket buffers would only age while a peer restarts.
+SOCKET_HWM = 4
 NOTICE_HWM = 1_000_000
 POLL_MS = 100
 

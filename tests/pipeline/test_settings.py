@@ -1,0 +1,71 @@
+"""The pipeline section of the settings: defaults, example files, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream_ad.config import ConfigError, PipelineSettings, load_settings
+from tests.conftest import REPO
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_demo_stream_file_spells_out_the_pipeline_defaults() -> None:
+    s = load_settings(REPO / "pipelines" / "demo_stream.yaml")
+    assert s.pipeline == PipelineSettings()
+    assert s == load_settings()
+
+
+def test_rtsp_line_example_is_valid() -> None:
+    s = load_settings(REPO / "pipelines" / "rtsp_line.yaml")
+    assert s.pipeline.source.kind == "rtsp" and s.pipeline.source.url.startswith("rtsp://")
+    assert [o.kind for o in s.pipeline.sink.outputs] == ["jsonl", "images"]
+
+
+def test_unknown_pipeline_key_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"pipeline\.infer\.max_batchh: unknown key"):
+        load_settings(_write(tmp_path, "pipeline:\n  infer:\n    max_batchh: 4\n"))
+
+
+def test_block_policy_is_refused_for_a_live_camera(tmp_path: Path) -> None:
+    text = "pipeline:\n  policy: block\n  source:\n    kind: rtsp\n    url: rtsp://127.0.0.1/cam\n"
+    with pytest.raises(ConfigError, match="only for offline file sources"):
+        load_settings(_write(tmp_path, text))
+    text = "pipeline:\n  infer:\n    policy: block\n  source:\n    kind: rtsp\n    url: rtsp://127.0.0.1/cam\n"
+    with pytest.raises(ConfigError, match="only for offline file sources"):
+        load_settings(_write(tmp_path, text))
+    assert load_settings(_write(tmp_path, "pipeline:\n  policy: block\n")).pipeline.policy == "block"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("pipeline:\n  source:\n    kind: rtsp\n", "source.url is not set"),
+        ("pipeline:\n  source:\n    kind: video\n", "source.path"),
+        ("pipeline:\n  stages: [preprocess, infer, sink]\n", "must start with 'source'"),
+        ("pipeline:\n  stages: [source, infer, magic, sink]\n", "unknown stage 'magic'"),
+        ("pipeline:\n  stages: [source, decide, infer, sink]\n", "'decide' needs the scores"),
+        ("pipeline:\n  policy: drop_random\n", r"pipeline\.policy"),
+        ("pipeline:\n  sink:\n    outputs: [{kind: plc}]\n", r"pipeline\.sink\.outputs\.0\.kind"),
+        ("pipeline:\n  source:\n    camera: 'cam 1'\n", r"pipeline\.source\.camera"),
+    ],
+)
+def test_invalid_pipelines_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(_write(tmp_path, text))
+
+
+def test_environment_overrides_pipeline_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAM_AD_PIPELINE__INFER__MAX_BATCH", "3")
+    monkeypatch.setenv("STREAM_AD_PIPELINE__SOURCE__FPS", "12.5")
+    s = load_settings()
+    assert s.pipeline.infer.max_batch == 3 and s.pipeline.source.fps == 12.5
+    monkeypatch.setenv("STREAM_AD_PIPELINE__INFER__MAX_BACH", "3")
+    with pytest.raises(ConfigError, match="STREAM_AD_PIPELINE__INFER__MAX_BACH"):
+        load_settings()

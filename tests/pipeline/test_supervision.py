@@ -1,0 +1,156 @@
+"""Supervision with real processes: bad messages injected into a stage are counted and skipped, a stage killed with
+SIGKILL is restarted and the pipeline resumes, SIGTERM drains in-flight frames and exits cleanly within a bound."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from tests.pipeline.conftest import (
+    CATEGORY,
+    DemoRun,
+    cli,
+    free_port,
+    free_port_range,
+    read_jsonl,
+    stage_pids,
+    start_cli,
+    wait_for,
+    write_pipeline,
+)
+
+STOP_BOUND_S = 30.0  # drain_timeout_s 10 + stop_timeout_s 5, with room for a loaded 2-core machine
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """Our own /metrics endpoint, parsed into {'name{labels}': value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def _sum(metrics: dict[str, float], name: str, *labels: str) -> float:
+    return sum(v for k, v in metrics.items() if k.split("{")[0] == name and all(lab in k for lab in labels))
+
+
+def _bad_messages() -> list[tuple[str, list[bytes]]]:
+    """(frame, parts) of messages a broken or hostile sender could put on the wire."""
+    def header(fid: int, shape: list[int], dtype: str = "uint8") -> bytes:
+        return json.dumps({"v": 1, "id": fid, "cam": "inject", "ts": time.time(), "sent": time.time(),
+                           "arrays": [["image", dtype, shape]]}).encode()
+
+    img = np.zeros((32, 32, 3), np.uint8).tobytes()
+    return [
+        ("inject/9001", [header(9001, [32, 32, 3])]),  # truncated: the pixel buffer is missing
+        ("inject/9002", [header(9002, [32, 32, 3]), img[:-100]]),  # corrupt payload: too few bytes
+        ("inject/9003", [header(9003, [32, 32, 2]), np.zeros((32, 32, 2), np.uint8).tobytes()]),  # wrong shape
+        ("inject/9004", [header(9004, [32, 32, 3], "float32"), np.zeros((32, 32, 3), np.float32).tobytes()]),
+        ("<unknown>", [b"\x00\x01 definitely not a header", img]),
+    ]
+
+
+def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path: Path) -> None:
+    base = free_port_range(6)
+    metrics_port = free_port()
+    verdict_log = tmp_path / "verdicts.jsonl"
+    # The camera: the test images, and first of all a file that does not decode.
+    folder = tmp_path / "camera"
+    for p in sorted((CATEGORY / "test").rglob("*.png")):
+        (folder / p.parent.name).mkdir(parents=True, exist_ok=True)
+        (folder / p.parent.name / p.name).symlink_to(p)
+    (folder / "000_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00 cut off")
+    cfg = write_pipeline(
+        tmp_path / "line.yaml", demo_run.model, tmp_path,
+        transport="tcp", tcp_base_port=base,
+        metrics={"port": metrics_port},
+        source={"path": str(folder), "fps": 8, "loop": True, "preload": True},
+        supervisor={"restart_backoff_s": 0.2},
+    )
+    log = tmp_path / "run.log"
+    proc = start_cli("run", str(cfg), "--summary", str(tmp_path / "summary.json"), log=log)
+    try:
+        wait_for(lambda: len(read_jsonl(verdict_log)) >= 5, 240, "the first verdicts")
+        pids = stage_pids(proc.pid)
+        assert set(pids) == {"source", "preprocess", "infer", "decide", "sink"}
+
+        # 1. Bad messages straight into the preprocess stage's input (tcp://127.0.0.1:base+1).
+        ctx = zmq.Context.instance()
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 2000)
+        push.connect(f"tcp://127.0.0.1:{base + 1}")
+        for _, parts in _bad_messages():
+            push.send_multipart(parts)
+        push.close()
+        wait_for(lambda: _sum(_scrape(metrics_port), "stream_ad_frames_dropped_total", 'reason="bad_frame"') >= 5,
+                 60, "the bad frames to be counted")
+        assert stage_pids(proc.pid)["preprocess"] == pids["preprocess"]  # the stage did not crash
+
+        # 2. kill -9 the infer stage: restarted, counted, and verdicts resume.
+        os.kill(pids["infer"], signal.SIGKILL)
+        killed_at = max(v["frame_id"] for v in read_jsonl(verdict_log))
+        new_pid = wait_for(lambda: stage_pids(proc.pid).get("infer") not in (None, pids["infer"])
+                           and stage_pids(proc.pid)["infer"], 60, "the infer stage to be restarted")
+        assert new_pid != pids["infer"]
+        wait_for(lambda: max(v["frame_id"] for v in read_jsonl(verdict_log)) > killed_at + 5, 240,
+                 "verdicts after the restart")
+        metrics = _scrape(metrics_port)
+        assert _sum(metrics, "stream_ad_stage_restarts_total", 'stage="infer"') == 1
+        assert _sum(metrics, "stream_ad_stage_up", 'stage="infer"') == 1
+
+        # 3. SIGTERM: in-flight frames drain, every stage exits, within the bound.
+        os.kill(proc.pid, signal.SIGTERM)
+        start = time.monotonic()
+        rc = proc.wait(timeout=STOP_BOUND_S + 30)
+        took = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert rc == 0, text[-4000:]
+    assert took < STOP_BOUND_S, f"stopping took {took:.1f} s"
+    assert not any(stage_pids(proc.pid).values())  # no orphaned stage
+
+    # Each bad message was logged by name and skipped.
+    for frame, _ in _bad_messages():
+        assert f"skipped bad frame {frame}" in text or f"skipped frame {frame}" in text, frame
+    assert "died (signal 9)" in text
+    assert "source: frame cam0/0 not decoded: cannot decode image" in text and "000_corrupt.png" in text
+
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["restarts"]["infer"] == 1
+    assert summary["rejected_messages"] == {"bad_frame": 5}
+    # Every camera frame is accounted for, across the restart and the shutdown.
+    assert summary["unaccounted"] == 0 and summary["in_flight_at_end"] == 0
+    assert summary["frames_in"] == summary["scored"] + summary["dropped_total"]
+    assert summary["dropped"].get("shutdown", 0) == 0  # drained, not cut off
+    verdicts = read_jsonl(verdict_log)
+    ids = [v["frame_id"] for v in verdicts]
+    assert len(ids) == len(set(ids)) == summary["scored"]
+    # Frames lost inside the killed stage are counted as stage_restart, never silently gone.
+    lost = set(range(summary["frames_in"])) - set(ids)
+    assert len(lost) == summary["dropped_total"]
+    assert summary["dropped"]["decode_error"] >= 1
+    assert set(summary["dropped"]) <= {"decode_error", "stage_restart", "queue_full"}
+
+
+def test_a_stage_that_cannot_start_stops_the_run_with_its_reason(demo_run: DemoRun, tmp_path: Path) -> None:
+    cfg = write_pipeline(
+        tmp_path / "bad.yaml", demo_run.model, tmp_path,
+        metrics={"enabled": False}, source={"path": str(tmp_path / "no_such_folder")},
+    )
+    out = cli("run", str(cfg), timeout=300)
+    assert out.returncode == 2
+    assert "stage source failed to start" in out.stderr and "no_such_folder" in out.stderr
