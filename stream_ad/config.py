@@ -156,7 +156,8 @@ class InferStageSettings(StageSettings):
     queue_size: int = Field(16, ge=1, le=100_000)
     # Dynamic batching: up to max_batch frames, or what has arrived max_wait_ms after the oldest, whichever first.
     max_batch: int = Field(8, ge=1, le=1024)
-    max_wait_ms: float = Field(5.0, ge=0.0, le=60_000.0)
+    # A lone camera gains nothing from waiting (frames queue up by themselves while a batch runs): keep it short.
+    max_wait_ms: float = Field(2.0, ge=0.0, le=60_000.0)
     threads: int | None = Field(None, ge=1)  # torch threads; None: runtime.threads, else all cores but one
     # Extra time per batch, for rehearsing a slower scorer (back-pressure drills); 0 in production.
     delay_ms: float = Field(0.0, ge=0.0)

@@ -1,15 +1,343 @@
-"""`stream-ad bench-pipeline` (work in progress)."""
+"""`stream-ad bench-pipeline`: what the multi-process pipeline costs against scoring in-process.
+
+One model, one set of frames (data.root/test, decoded once), one run:
+
+1. Latency at a camera rate the CPU sustains: frames released on a camera schedule and scored in-process one by
+   one (capture -> score), then the same schedule through every stage process (capture timestamp -> verdict
+   written). p50/p99 of both, their ratio, and the frames unaccounted for.
+2. The highest camera rate the pipeline sustains with no drops (a short search of runs), then a camera at twice that
+   rate: the drops, the p99, and the rate the camera reader kept (it must not slow down).
+3. Transport: one ZeroMQ hop between two processes (serialise, send, receive, parse) for a 224 px and a 1024 px
+   frame, and the serialisation alone.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stream_ad.config import Settings
+
+log = logging.getLogger("stream_ad.pipeline.bench")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--model", type=Path, help="model artefact (default: the demo's, fitted and cached if missing)")
+    p.add_argument("--fps", type=float, help="camera rate of the latency comparison (default: half what one core "
+                   "scores in-process, one frame at a time)")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per measured run (default 20)")
+    p.add_argument("--search-duration", type=float, default=12.0, help="seconds per run of the rate search (12)")
+    p.add_argument("--search-runs", type=int, default=4, help="runs of the highest-rate search (default 4)")
+    p.add_argument("--skip-search", action="store_true", help="latency comparison and transport only")
+    p.add_argument("--skip-transport", action="store_true")
+    p.add_argument("--transport-only", action="store_true", help="only the ZeroMQ hop figures (no model)")
+    p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/pipeline.json)")
 
 
-def run_bench(settings, args) -> int:  # noqa: ANN001
-    print("stream-ad: bench-pipeline is not written yet", file=sys.stderr)
-    return 2
+# ---- transport ----
+
+ECHO = """
+import sys, zmq
+from stream_ad.pipeline.message import decode, encode
+ctx = zmq.Context()
+pull = ctx.socket(zmq.PULL); pull.bind(sys.argv[1])
+push = ctx.socket(zmq.PUSH); push.connect(sys.argv[2])
+print("ready", flush=True)
+while True:
+    parts = pull.recv_multipart(copy=False)
+    if len(parts) == 1 and parts[0].bytes == b"stop":
+        break
+    push.send_multipart(encode(decode(parts)), copy=False)
+"""
+
+
+def transport_overhead(sides: tuple[int, ...] = (224, 1024), rounds: int = 300) -> dict[str, Any]:
+    """Per frame: serialise + parse alone, and one ZeroMQ hop (ipc) between processes, half an echo round trip."""
+    import zmq
+
+    from stream_ad.pipeline.message import Frame, decode, encode
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="stream-ad-hop-") as tmp:
+        there, back = f"ipc://{tmp}/there.sock", f"ipc://{tmp}/back.sock"
+        ctx = zmq.Context.instance()
+        pull = ctx.socket(zmq.PULL)
+        pull.bind(back)
+        echo = subprocess.Popen([sys.executable, "-c", ECHO, there, back], stdout=subprocess.PIPE, text=True)
+        try:
+            assert echo.stdout is not None and echo.stdout.readline().startswith("ready")
+            push = ctx.socket(zmq.PUSH)
+            push.connect(there)
+            for side in sides:
+                rng = np.random.default_rng(side)
+                frame = Frame(frame_id=1, camera="bench", t_capture=time.time(),
+                              image=rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
+                ser = []
+                for _ in range(rounds):
+                    t = time.perf_counter()
+                    decode([bytes(memoryview(p).cast("B")) if not isinstance(p, bytes) else p for p in encode(frame)])
+                    ser.append(time.perf_counter() - t)
+                hop = []
+                for i in range(rounds + 20):
+                    t = time.perf_counter()
+                    push.send_multipart(encode(frame), copy=False)
+                    got = decode(pull.recv_multipart(copy=False))
+                    if i >= 20:  # warm-up
+                        hop.append((time.perf_counter() - t) / 2)
+                assert got.image is not None and got.image.shape == (side, side, 3)
+                out[f"{side}px"] = {
+                    "bytes": int(frame.image.nbytes),
+                    "hop_us_p50": float(np.percentile(hop, 50) * 1e6),
+                    "hop_us_p99": float(np.percentile(hop, 99) * 1e6),
+                    "serialise_parse_us_p50": float(np.percentile(ser, 50) * 1e6),
+                }
+            push.send(b"stop")
+            push.close()
+        finally:
+            try:
+                echo.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                echo.kill()
+            pull.close()
+    return out
+
+
+# ---- in-process ----
+
+
+def load_frames(folder: Path) -> tuple[list[Path], list[np.ndarray]]:
+    from stream_ad.sources.folder import _read, list_images
+
+    paths = list_images(folder)
+    frames = []
+    for p in paths:
+        img, err = _read(p)
+        if img is not None:
+            frames.append(img)
+    return paths, frames
+
+
+def in_process_latency(model: Any, frames: list[np.ndarray], fps: float, seconds: float) -> dict[str, Any]:
+    """A camera schedule (frame k due at t0 + k/fps), each frame scored as it comes: capture -> score."""
+    n = max(1, int(fps * seconds))
+    lat = np.empty(n)
+    work = np.empty(n)
+    t0 = time.perf_counter() + 0.05
+    for k in range(n):
+        due = t0 + k / fps
+        now = time.perf_counter()
+        if due > now:
+            time.sleep(due - now)
+        start = time.perf_counter()
+        model.predict([frames[k % len(frames)]])
+        end = time.perf_counter()
+        lat[k] = end - due
+        work[k] = end - start
+    return {"frames": n, "fps": fps, **_pcts(lat), "scoring_ms_mean": float(work.mean() * 1000)}
+
+
+def _pcts(seconds: np.ndarray) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
+
+
+def throughput(model: Any, frames: list[np.ndarray], batch: int, rounds: int = 3) -> float:
+    """Frames per second scored in-process at this batch size."""
+    model.predict(frames[:batch])
+    n = 0
+    start = time.perf_counter()
+    for r in range(rounds):
+        for i in range(0, min(len(frames), 4 * batch), batch):
+            chunk = frames[i : i + batch]
+            model.predict(chunk)
+            n += len(chunk)
+    return n / (time.perf_counter() - start)
+
+
+# ---- pipeline runs ----
+
+
+def pipeline_run(settings: Settings, model_dir: Path, threshold: float, folder: Path, fps: float,
+                 seconds: float, out_dir: Path) -> dict[str, Any]:
+    from stream_ad.config import SinkSettings
+    from stream_ad.pipeline.supervisor import Supervisor
+
+    pipe = settings.pipeline.model_copy(deep=True)
+    pipe.model = model_dir
+    pipe.duration_s = seconds
+    pipe.progress = False
+    pipe.metrics.enabled = False
+    pipe.source.kind = "folder"
+    pipe.source.path = folder
+    pipe.source.fps = fps
+    pipe.source.loop = True
+    pipe.source.preload = True  # the camera is not slowed by decoding PNGs
+    verdicts = out_dir / f"verdicts_{fps:.1f}.jsonl"
+    verdicts.unlink(missing_ok=True)
+    pipe.sink.outputs = [SinkSettings(kind="jsonl", path=verdicts)]
+    run_settings = settings.model_copy(update={"pipeline": pipe})
+    sup = Supervisor(run_settings, threshold=threshold, model_dir=model_dir, progress=False)
+    sup.install_signals()
+    s = sup.run()
+    lat = s.latency_ms
+    return {
+        "fps": fps,
+        "seconds": seconds,
+        "frames_in": s.frames_in,
+        "camera_read_fps": s.source_fps,
+        "scored": s.scored,
+        "dropped": s.dropped_total,
+        "dropped_by_reason": s.dropped,
+        "unaccounted": s.unaccounted,
+        "p50_ms": lat.get("p50", float("nan")),
+        "p99_ms": lat.get("p99", float("nan")),
+        "max_ms": lat.get("max", float("nan")),
+        "infer_batch_mean": s.batch_size_mean,
+    }
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from stream_ad.pipeline.commands import demo_model
+    from stream_ad.pipeline.stages import default_infer_threads
+
+    out_json = args.json or settings.output_dir / "bench" / "pipeline.json"
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "load_avg_at_start": list(os.getloadavg())},
+        "command": "stream-ad " + " ".join(sys.argv[1:]),
+    }
+    if not args.transport_only:
+        import torch
+
+        from stream_ad.model import AnomalyModel
+
+        if args.model is not None:
+            from stream_ad.pipeline.commands import resolve_threshold
+            from stream_ad.pipeline.supervisor import PipelineError
+
+            model_dir = args.model
+            try:
+                threshold, origin = resolve_threshold(settings, model_dir)
+            except PipelineError as exc:
+                print(f"stream-ad: {exc}", file=sys.stderr)
+                return 2
+        else:
+            model_dir = settings.output_dir / "demo" / f"{settings.data.root.name}-{settings.scorer.method}"
+            threshold, _, _ = demo_model(settings, model_dir)
+            origin = "provisional (demo)"
+        threads = settings.pipeline.infer.threads or settings.runtime.threads or default_infer_threads()
+        torch.set_num_threads(threads)
+        model = AnomalyModel.load(model_dir, settings)
+        folder = settings.pipeline.source.path or settings.data.root / "test"
+        paths, frames = load_frames(folder)
+        sizes = sorted({f.shape[:2] for f in frames})
+        figures["setup"] = {
+            "model": str(model_dir), "threshold": threshold, "threshold_from": origin, "frames": len(frames),
+            "frame_folder": str(folder), "frame_sizes": f"{sizes[0]}..{sizes[-1]}", "torch_threads": threads,
+            "infer": settings.pipeline.infer.model_dump(mode="json"),
+        }
+        _say(f"model {model_dir} ({len(frames)} frames from {folder}, torch threads {threads})")
+        one = throughput(model, frames, 1)
+        batched = throughput(model, frames, settings.pipeline.infer.max_batch)
+        figures["in_process_throughput_fps"] = {"batch_1": one, f"batch_{settings.pipeline.infer.max_batch}": batched}
+        fps = args.fps or round(one / 2, 1)
+        _say(f"in-process: {one:.1f} frames/s one at a time, {batched:.1f} batched; camera for the comparison: "
+             f"{fps} fps")
+
+        # 1. the same frames on the same schedule, in-process and through the pipeline
+        inproc = in_process_latency(model, frames, fps, args.duration)
+        _say(f"in-process at {fps} fps: p50 {inproc['p50_ms']:.1f} ms, p99 {inproc['p99_ms']:.1f} ms")
+        del model
+        work = out_json.parent / "pipeline_runs"
+        work.mkdir(exist_ok=True)
+        piped = pipeline_run(settings, model_dir, threshold, folder, fps, args.duration, work)
+        _say(f"pipeline at {fps} fps: p50 {piped['p50_ms']:.1f} ms, p99 {piped['p99_ms']:.1f} ms, "
+             f"dropped {piped['dropped']}, unaccounted {piped['unaccounted']}")
+        figures["latency"] = {
+            "camera_fps": fps,
+            "in_process": inproc,
+            "pipeline": piped,
+            "ratio_p50": piped["p50_ms"] / inproc["p50_ms"],
+            "ratio_p99": piped["p99_ms"] / inproc["p99_ms"],
+        }
+
+        # 2. the highest rate with no drops, then twice that
+        if not args.skip_search:
+            lo, hi = 0.0, None
+            rate = max(fps, round(batched * 0.8, 1))
+            runs = []
+            for _ in range(args.search_runs):
+                r = pipeline_run(settings, model_dir, threshold, folder, rate, args.search_duration, work)
+                runs.append(r)
+                ok = r["dropped"] == 0 and r["unaccounted"] == 0
+                _say(f"  search {rate:.1f} fps: dropped {r['dropped']}, p99 {r['p99_ms']:.0f} ms -> "
+                     f"{'sustained' if ok else 'drops'}")
+                if ok:
+                    lo = max(lo, rate)
+                else:
+                    hi = rate if hi is None else min(hi, rate)
+                rate = round((lo + hi) / 2, 1) if hi is not None else round(rate * 1.5, 1)
+                if hi is not None and hi - lo < 0.1 * hi:
+                    break
+            best = lo or fps
+            over = pipeline_run(settings, model_dir, threshold, folder, 2 * best, args.duration, work)
+            _say(f"at 2x ({2 * best:.1f} fps): dropped {over['dropped']} of {over['frames_in']}, p99 "
+                 f"{over['p99_ms']:.0f} ms, camera read {over['camera_read_fps']:.1f} fps")
+            figures["capacity"] = {"max_fps_no_drops": best, "search": runs, "at_2x": over}
+
+    if not args.skip_transport:
+        figures["transport"] = transport_overhead()
+        for k, v in figures["transport"].items():
+            _say(f"transport {k}: hop p50 {v['hop_us_p50']:.0f} us (p99 {v['hop_us_p99']:.0f}), serialise+parse "
+                 f"{v['serialise_parse_us_p50']:.0f} us")
+    figures["machine"]["load_avg_at_end"] = list(os.getloadavg())
+    out_json.write_text(json.dumps(figures, indent=2) + "\n")
+    print(report(figures))
+    print(f"figures: {out_json}")
+    return 0
+
+
+def report(f: dict[str, Any]) -> str:
+    lines = [f"bench-pipeline on {f['machine']['cpus']} CPUs (load average at start "
+             f"{f['machine']['load_avg_at_start'][0]:.1f})"]
+    if "latency" in f:
+        lat = f["latency"]
+        ip, pp = lat["in_process"], lat["pipeline"]
+        lines += [
+            f"camera {lat['camera_fps']} fps, {f['setup']['frames']} frames {f['setup']['frame_sizes']}",
+            f"{'':24s}{'p50 ms':>10s}{'p99 ms':>10s}{'max ms':>10s}",
+            f"{'in-process':24s}{ip['p50_ms']:10.1f}{ip['p99_ms']:10.1f}{ip['max_ms']:10.1f}",
+            f"{'pipeline (5 processes)':24s}{pp['p50_ms']:10.1f}{pp['p99_ms']:10.1f}{pp['max_ms']:10.1f}",
+            f"{'ratio':24s}{lat['ratio_p50']:10.2f}{lat['ratio_p99']:10.2f}",
+            f"pipeline frames: in {pp['frames_in']}, scored {pp['scored']}, dropped {pp['dropped']}, "
+            f"unaccounted {pp['unaccounted']}",
+        ]
+    if "capacity" in f:
+        c = f["capacity"]
+        o = c["at_2x"]
+        lines += [
+            f"highest camera rate with no drops: {c['max_fps_no_drops']:.1f} fps",
+            f"at 2x ({o['fps']:.1f} fps): camera read {o['camera_read_fps']:.1f} fps, in {o['frames_in']}, dropped "
+            f"{o['dropped']} {o['dropped_by_reason']}, p99 {o['p99_ms']:.0f} ms, unaccounted {o['unaccounted']}",
+        ]
+    if "transport" in f:
+        for k, v in f["transport"].items():
+            lines.append(f"transport {k} ({v['bytes'] / 1e6:.2f} MB): ZeroMQ ipc hop p50 {v['hop_us_p50']:.0f} us, "
+                         f"p99 {v['hop_us_p99']:.0f} us; serialise+parse {v['serialise_parse_us_p50']:.0f} us")
+    return "\n".join(lines)

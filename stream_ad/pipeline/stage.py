@@ -199,7 +199,11 @@ class StageShell:
                 self.out.send_multipart(parts, copy=False)
                 return True
             except zmq.Again:
-                if self.hard_stop.is_set() or self.parent_gone() or time.monotonic() > self.drain_deadline:
+                # A blocked source (policy block) stops at once; other stages once their drain time is over.
+                source_stopping = self.spec.bind is None and self.stopping.is_set()
+                if source_stopping or self.hard_stop.is_set() or self.parent_gone() or (
+                    time.monotonic() > self.drain_deadline
+                ):
                     self.notifier.drop(frame, "shutdown", "downstream did not take it before the stage stopped")
                     return False
 

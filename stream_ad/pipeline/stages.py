@@ -75,6 +75,7 @@ class Preprocess:
         mean, std = resolve_normalisation(ctx.settings.backbone)
         self.pre = Preprocessor(ctx.settings.preprocess, mean, std, "cpu")
         self.keep_image = bool(ctx.spec.extra.get("keep_image", False))
+        self.pre([np.zeros((64, 64, 3), np.uint8)])  # first calls are slow: not on a real frame
 
     def __call__(self, batch: list[Frame]) -> list[Frame]:
         for frame in batch:

@@ -73,3 +73,29 @@ def test_run_with_a_missing_model_fails_with_the_path(tmp_path: Path) -> None:
     out = cli("run", str(cfg))
     assert out.returncode == 2
     assert "no model artefact" in out.stderr and str(tmp_path / "nowhere") in out.stderr
+
+
+def test_offline_video_with_block_policy_and_a_custom_stage(demo_run: DemoRun, tmp_path: Path) -> None:
+    """A video file read as fast as the pipeline takes it, policy block: back-pressure reaches the reader and no frame
+    is dropped for a full queue although the scorer is slower than the file. A custom stage (one line of YAML) passes
+    every other frame on; the others are counted as filtered."""
+    from stream_ad.data import read_image
+    from tests.pipeline.test_sources import make_video
+
+    images = [read_image(p) for p in sorted((CATEGORY / "test").rglob("*.png"))[:40]]
+    video = make_video(tmp_path / "batch.mp4", images)
+    cfg = write_pipeline(
+        tmp_path / "offline.yaml", demo_run.model, tmp_path,
+        stages=["source", "preprocess", "infer", "tests.pipeline.stage_plugins:make_sampler", "decide", "sink"],
+        policy="block", metrics={"enabled": False},
+        source={"kind": "video", "path": str(video), "fps": None},
+        preprocess={"queue_size": 2}, infer={"queue_size": 2, "max_batch": 2, "delay_ms": 30},
+    )
+    out = cli("run", str(cfg), "--summary", str(tmp_path / "summary.json"), timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["frames_in"] == 40 and summary["scored"] == 20
+    assert summary["dropped"] == {"filtered": 20} and summary["unaccounted"] == 0
+    verdicts = [json.loads(line) for line in (tmp_path / "verdicts.jsonl").read_text().splitlines()]
+    assert [v["frame_id"] for v in verdicts] == list(range(0, 40, 2))
+    assert all(v["path"] == str(video) for v in verdicts)
