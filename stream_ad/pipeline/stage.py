@@ -154,6 +154,7 @@ class StageShell:
         self.hard_stop = threading.Event()  # drain time is over
         self.parent = os.getppid()
         self.drain_deadline = float("inf")  # set when SIGTERM starts the drain
+        self.drain_s = 2.5
         self.bad_log = _LogLimiter()
         metrics.queue_capacity.set(spec.queue_size)
         self.queue: BoundedQueue[Frame] = BoundedQueue(spec.queue_size, spec.policy, metrics.queue_depth.set)
@@ -201,6 +202,8 @@ class StageShell:
             except zmq.Again:
                 # A blocked source (policy block) stops at once; other stages once their drain time is over.
                 source_stopping = self.spec.bind is None and self.stopping.is_set()
+                if self.stopping.is_set() and self.drain_deadline == float("inf"):
+                    self.drain_deadline = time.monotonic() + self.drain_s
                 if source_stopping or self.hard_stop.is_set() or self.parent_gone() or (
                     time.monotonic() > self.drain_deadline
                 ):
@@ -223,9 +226,16 @@ class StageShell:
                 self.notifier.drop(exc, "bad_frame", exc.detail)
                 continue
             frame.t_received = now
-            dropped = self.queue.put(frame, timeout=None if self.spec.policy == "block" else 0)
-            if dropped is not None:
-                self.notifier.drop(dropped, "queue_full", f"{self.spec.label} queue full ({self.spec.policy})")
+            if self.spec.policy != "block":
+                dropped = self.queue.put(frame, timeout=0)
+                if dropped is not None:
+                    self.notifier.drop(dropped, "queue_full", f"{self.spec.label} queue full ({self.spec.policy})")
+                continue
+            # block: wait for room (back-pressure to the sender), but not past a stop.
+            while self.queue.put(frame, timeout=0.2) is not None:
+                if self.stopping.is_set():
+                    self.notifier.drop(frame, "shutdown", f"{self.spec.label} stopped while its queue was full")
+                    break
         sock.close(linger=0)
 
     def _process(self, fn: StageFunction, items: list[Queued[Frame]]) -> None:
@@ -268,6 +278,7 @@ class StageShell:
 
     def run(self, fn: StageFunction, drain_s: float) -> int:
         assert self.spec.bind is not None
+        self.drain_s = drain_s
         sock = self.ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.RCVHWM, SOCKET_HWM)
         sock.setsockopt(zmq.LINGER, 0)
@@ -287,7 +298,7 @@ class StageShell:
         # Draining: what is queued still gets processed, for at most drain_s.
         receiver.join(timeout=2.0)
         self.queue.close()
-        self.drain_deadline = deadline = time.monotonic() + drain_s
+        self.drain_deadline = deadline = min(self.drain_deadline, time.monotonic() + drain_s)
         while time.monotonic() < deadline:
             batch = self.queue.get_batch(self.spec.max_batch, 0.0, timeout=0)
             if not batch:

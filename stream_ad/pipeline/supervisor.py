@@ -244,11 +244,26 @@ class Supervisor:
         p.restart_at = None
         log.debug("started %s (pid %d)", p.spec.label, p.proc.pid)
 
+    def preflight(self) -> None:
+        """Errors worth knowing before any process starts (a stage would find them only after the model loaded)."""
+        src = self.cfg.source
+        if src.kind == "folder":
+            from stream_ad.pipeline.stages import source_folder
+            from stream_ad.sources.folder import list_images
+
+            try:
+                list_images(source_folder(self.cfg, self.settings.data.root))
+            except FileNotFoundError as exc:
+                raise PipelineError(str(exc)) from None
+        elif src.kind == "video" and src.path is not None and not src.path.is_file():
+            raise PipelineError(f"video file not found: {src.path} (setting pipeline.source.path)")
+
     def start(self) -> None:
         import zmq
 
         from stream_ad.pipeline.metrics import MetricsServer
 
+        self.preflight()
         specs = self.plan()
         self.plan_path = self._write_plan(specs)
         self._ctx = zmq.Context.instance()
@@ -457,7 +472,8 @@ class Supervisor:
             p.stopping = True
             p.restart_at = None
         for p in running:
-            p.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            # A stage still starting holds no frames: no drain to wait for.
+            p.proc.send_signal(signal.SIGTERM if p.ready else signal.SIGKILL)  # type: ignore[union-attr]
         deadline = time.monotonic() + timeout
         while any(p.proc.poll() is None for p in running) and time.monotonic() < deadline:  # type: ignore[union-attr]
             self._pump(0.05)

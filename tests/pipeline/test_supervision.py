@@ -147,10 +147,20 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
 
 
 def test_a_stage_that_cannot_start_stops_the_run_with_its_reason(demo_run: DemoRun, tmp_path: Path) -> None:
+    broken = "tests.pipeline.stage_plugins:make_nothing"  # no such factory: the stage process fails at start
     cfg = write_pipeline(
-        tmp_path / "bad.yaml", demo_run.model, tmp_path,
-        metrics={"enabled": False}, source={"path": str(tmp_path / "no_such_folder")},
+        tmp_path / "bad.yaml", demo_run.model, tmp_path, metrics={"enabled": False},
+        stages=["source", "preprocess", "infer", broken, "decide", "sink"],
     )
     out = cli("run", str(cfg), timeout=300)
     assert out.returncode == 2
-    assert "stage source failed to start" in out.stderr and "no_such_folder" in out.stderr
+    assert "stage make_nothing failed to start" in out.stderr and "make_nothing" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_missing_camera_folder_is_reported_before_anything_starts(demo_run: DemoRun, tmp_path: Path) -> None:
+    cfg = write_pipeline(tmp_path / "bad.yaml", demo_run.model, tmp_path, metrics={"enabled": False},
+                         source={"path": str(tmp_path / "no_such_folder")})
+    out = cli("run", str(cfg), timeout=300)
+    assert out.returncode == 2
+    assert "image folder not found" in out.stderr and "no_such_folder" in out.stderr
