@@ -29,6 +29,7 @@ import numpy as np
 log = logging.getLogger("stream_ad.pipeline.ledger")
 
 CLOSED_MEMORY_S = 300.0
+RECENT_S = 60.0  # verdict latencies kept for the live figures
 
 
 @dataclass
@@ -114,6 +115,8 @@ class Ledger:
         self.scored += 1
         self.latencies.append(latency)
         self.recent.append((now, latency))
+        while now - self.recent[0][0] > RECENT_S:
+            self.recent.popleft()
         self._pending_verdicts.append((now, cam, fid))
         alarm = verdict == "anomaly"
         self.alarms += alarm
