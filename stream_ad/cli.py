@@ -144,10 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="stream_ad's PatchCore side by side with anomalib's (needs the [bench] extra)")
     p.add_argument("--ratio", type=float, default=0.0025, help="coreset ratio of the side-by-side (default 0.0025)")
     p.add_argument("--skip-peer", action="store_true", help="measure stream_ad only")
-    p.add_argument("--json", type=Path, help="where to write the figures as JSON (default: OUTPUT_DIR/bench/patchcore_peer.json)")
-    p.add_argument("--limit-train", type=_positive_int, metavar="N", help="fit on N good images spread over train/good (quick runs)")
-    p.add_argument("--limit-test", type=_positive_int, metavar="N", help="score N images spread over test/ (quick runs)")
-    p.add_argument("--batch-sizes", type=_batch_sizes, default=(1, 16), metavar="B,B", help="inference batch sizes to time (default 1,16)")
+    p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/patchcore_peer.json)")
+    p.add_argument("--limit-train", type=_positive_int, metavar="N", help="fit on N images spread over train/good")
+    p.add_argument("--limit-test", type=_positive_int, metavar="N", help="score N images spread over test/")
+    p.add_argument(
+        "--batch-sizes", type=_batch_sizes, default=(1, 16), metavar="B,B", help="inference batch sizes (default 1,16)"
+    )
     p.set_defaults(func=cmd_bench)
     return parser
 
