@@ -72,6 +72,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run_pipeline(settings: Settings, threshold: float, model_dir: Path, *, verbose: bool = False,
                  out: Any = None) -> RunSummary:
     sup = Supervisor(settings, threshold=threshold, model_dir=model_dir, verbose=verbose, out=out)
+    sup.preflight()
     sup.install_signals()
     return sup.run()
 

@@ -143,9 +143,9 @@ class Supervisor:
         self.verbose = verbose
         self.show_progress = self.cfg.progress if progress is None else progress
         self.out = out or sys.stderr
-        self.run_dir = Path(tempfile.mkdtemp(prefix="stream-ad-"))
-        self.metrics_dir = self.run_dir / "metrics"
-        self.metrics_dir.mkdir()
+        self.run_dir: Path | None = None  # the run's own folder (sockets, plan, metrics files), made by start()
+        self.metrics_dir = Path()
+        self._old_handlers: dict[int, Any] = {}
         self.procs: dict[str, _Proc] = {}
         self.stop_requested = False
         self.hurry = False
@@ -222,6 +222,7 @@ class Supervisor:
             "stages": {name: asdict(spec) for name, spec in specs.items()},
             "verbose": self.verbose,
         }
+        assert self.run_dir is not None, "start() makes the run folder"
         path = self.run_dir / "plan.json"
         path.write_text(json.dumps(plan, indent=1))
         return path
@@ -264,6 +265,9 @@ class Supervisor:
         from stream_ad.pipeline.metrics import MetricsServer
 
         self.preflight()
+        self.run_dir = Path(tempfile.mkdtemp(prefix="stream-ad-"))
+        self.metrics_dir = self.run_dir / "metrics"
+        self.metrics_dir.mkdir()
         specs = self.plan()
         self.plan_path = self._write_plan(specs)
         self._ctx = zmq.Context.instance()
@@ -445,8 +449,14 @@ class Supervisor:
         self.stop_requested = True
 
     def install_signals(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
-        signal.signal(signal.SIGINT, lambda *_: self.request_stop())
+        """SIGTERM and Ctrl-C stop the run in order (restored when it is over)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._old_handlers[sig] = signal.signal(sig, lambda *_: self.request_stop())
+
+    def _restore_signals(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
 
     def run(self, duration_s: float | None = None) -> RunSummary:
         """Start (unless started), supervise until the source ends, duration_s passes or a stop is requested."""
@@ -514,7 +524,9 @@ class Supervisor:
         if self.metrics_server is not None:
             self.metrics_server.close()
         self._sock.close()
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self.run_dir is not None and self.run_dir.name.startswith("stream-ad-"):
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        self._restore_signals()
 
     def _infer_batch_mean(self) -> float | None:
         try:

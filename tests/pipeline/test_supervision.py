@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pytest
 import zmq
 
 from tests.pipeline.conftest import (
@@ -158,9 +159,13 @@ def test_a_stage_that_cannot_start_stops_the_run_with_its_reason(demo_run: DemoR
     assert "Traceback" not in out.stderr
 
 
-def test_a_missing_camera_folder_is_reported_before_anything_starts(demo_run: DemoRun, tmp_path: Path) -> None:
+def test_a_missing_camera_folder_is_reported_before_anything_starts(
+    demo_run: DemoRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream_ad.cli import main
+
     cfg = write_pipeline(tmp_path / "bad.yaml", demo_run.model, tmp_path, metrics={"enabled": False},
                          source={"path": str(tmp_path / "no_such_folder")})
-    out = cli("run", str(cfg), timeout=300)
-    assert out.returncode == 2
-    assert "image folder not found" in out.stderr and "no_such_folder" in out.stderr
+    assert main(["run", str(cfg)]) == 2  # in-process: it fails before any stage process exists
+    err = capsys.readouterr().err
+    assert "image folder not found" in err and "no_such_folder" in err
