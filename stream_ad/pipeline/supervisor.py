@@ -460,10 +460,10 @@ class Supervisor:
 
     def run(self, duration_s: float | None = None) -> RunSummary:
         """Start (unless started), supervise until the source ends, duration_s passes or a stop is requested."""
-        if self._sock is None:
-            self.start()
         duration_s = duration_s if duration_s is not None else self.cfg.duration_s
         try:
+            if self._sock is None:
+                self.start()
             while not self.stop_requested and not self.source_done:
                 if duration_s is not None and time.monotonic() - self._t_start >= duration_s:
                     break
@@ -497,7 +497,12 @@ class Supervisor:
             self.metrics.stage_up.labels(p.spec.label).set(0)
 
     def shutdown(self, drain: bool = True) -> None:
-        if self._sock is None or getattr(self, "_shut", False):
+        if getattr(self, "_shut", False):
+            return
+        if self._sock is None:  # start() failed early: nothing runs, only its folder may exist
+            self._shut = True
+            self._remove_run_dir()
+            self._restore_signals()
             return
         self._shut = True
         sup = self.cfg.supervisor
@@ -524,9 +529,12 @@ class Supervisor:
         if self.metrics_server is not None:
             self.metrics_server.close()
         self._sock.close()
+        self._remove_run_dir()
+        self._restore_signals()
+
+    def _remove_run_dir(self) -> None:
         if self.run_dir is not None and self.run_dir.name.startswith("stream-ad-"):
             shutil.rmtree(self.run_dir, ignore_errors=True)
-        self._restore_signals()
 
     def _infer_batch_mean(self) -> float | None:
         try:

@@ -169,3 +169,25 @@ def test_a_missing_camera_folder_is_reported_before_anything_starts(
     assert main(["run", str(cfg)]) == 2  # in-process: it fails before any stage process exists
     err = capsys.readouterr().err
     assert "image folder not found" in err and "no_such_folder" in err
+
+
+def test_a_taken_metrics_port_is_named_and_nothing_is_left_behind(
+    demo_run: DemoRun, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+    import tempfile
+
+    from stream_ad.cli import main
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the run would make its folder
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = write_pipeline(tmp_path / "p.yaml", demo_run.model, tmp_path, metrics={"port": port})
+        assert main(["run", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot serve /metrics on 127.0.0.1:{port}" in err and "pipeline.metrics.port" in err
+    assert not list(scratch.glob("stream-ad-*"))  # its run folder was removed
