@@ -103,6 +103,8 @@ class RuntimeSettings(Strict):
     # Torch intra-op threads; None keeps torch's default (one per core).
     threads: int | None = Field(None, ge=1)
     seed: int = 0
+    # Per-epoch checkpoints of methods that train networks, so an interrupted fit resumes; None: OUTPUT_DIR/checkpoints.
+    checkpoint_dir: Path | None = None
 
 
 DropPolicy = Literal["drop_oldest", "drop_newest", "block"]

@@ -84,7 +84,10 @@ class AnomalyModel:
             torch.set_num_threads(settings.runtime.threads)
         mean, std = resolve_normalisation(settings.backbone)
         self.preprocessor = Preprocessor(settings.preprocess, mean, std, self.device)
-        context = ScorerContext(settings.backbone, self.device, self.preprocessor.input_size)
+        checkpoints = settings.runtime.checkpoint_dir or settings.output_dir / "checkpoints"
+        context = ScorerContext(
+            settings.backbone, self.device, self.preprocessor.input_size, settings.runtime.seed, checkpoints
+        )
         cls = scorer_class(settings.scorer.method)
         self.scorer: Scorer = cls(settings.scorer.params, context)
         self.threshold: dict[str, Any] | None = None

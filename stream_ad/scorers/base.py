@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Protocol, TypeVar
 
 import torch
@@ -39,6 +40,8 @@ class ScorerContext:
     backbone: BackboneSettings
     device: torch.device
     input_size: int  # side of the square tensors fit() and score() receive
+    seed: int = 0  # methods that train seed from it (runtime.seed)
+    checkpoint_dir: Path | None = None  # where training methods keep resumable checkpoints (None: none kept)
 
 
 @dataclass

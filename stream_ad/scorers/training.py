@@ -1,0 +1,147 @@
+"""The training loop every method that trains a network shares: seeded, resumable, with progress.
+
+A method trains in named phases (e.g. "teacher", then "students"). Each phase is a number of epochs of a function
+the method supplies (one epoch in, mean losses out); this module owns what is the same for all of them: seeding,
+a tqdm progress bar with the losses, a log line per epoch, and a checkpoint after every epoch (modules, optimisers,
+RNG state, losses so far) so an interrupted fit resumes at the next epoch and ends bit-identical on the CPU.
+
+A checkpoint carries a fingerprint of what the phase trains on (method params + training data digest): one left by
+other settings or other images is never resumed, it is replaced (and the log says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from stream_ad.scorers.base import FitBatches
+
+log = logging.getLogger(__name__)
+
+EpochFn = Callable[[int], Mapping[str, float]]  # epoch index -> mean losses of that epoch
+
+
+def stack_batches(batches: FitBatches) -> torch.Tensor:
+    """All good images as one (N, 3, H, W) tensor: training methods sample crops and minibatches from it."""
+    out = [b.detach().float().cpu() for b in batches]
+    if not out:
+        raise ValueError("no training images: the good-image set is empty")
+    return torch.cat(out)
+
+
+def fingerprint(params: Any, *tensors: torch.Tensor) -> str:
+    """What a phase depends on: JSON-able params and the training tensors' bytes."""
+    h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    for t in tensors:
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _seed_for(seed: int, phase: str) -> int:
+    # Each phase gets its own stream, so resuming at phase 2 does not depend on how many draws phase 1 made.
+    return (seed * 1_000_003 + int(hashlib.sha256(phase.encode()).hexdigest()[:8], 16)) % 2**63
+
+
+class PhaseCheckpoint:
+    """One phase's checkpoint file: written atomically (temp + rename) so a kill mid-write leaves the last one."""
+
+    def __init__(self, directory: Path | None, method: str, phase: str, key: str) -> None:
+        self.path = None if directory is None else Path(directory) / f"{method}-{phase}.pt"
+        self.key = key
+
+    def load(self) -> dict[str, Any] | None:
+        if self.path is None or not self.path.is_file():
+            return None
+        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        if state.get("fingerprint") != self.key:
+            log.info("checkpoint %s was written for other settings or images; training this phase afresh", self.path)
+            return None
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({**state, "fingerprint": self.key}, tmp)
+        os.replace(tmp, self.path)
+
+
+def train_phase(
+    *,
+    method: str,
+    phase: str,
+    epochs: int,
+    run_epoch: EpochFn,
+    modules: Mapping[str, nn.Module],
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    seed: int,
+    checkpoint_dir: Path | None,
+    key: str,
+) -> list[dict[str, float]]:
+    """Run `epochs` epochs of `run_epoch`, resuming from a matching checkpoint; returns the losses per epoch.
+
+    The modules are left in train mode at the end of each epoch as run_epoch leaves them; callers switch to eval.
+    """
+    if epochs < 1:
+        raise ValueError(f"{method}: {phase} epochs must be >= 1, got {epochs}")
+    ckpt = PhaseCheckpoint(checkpoint_dir, method, phase, key)
+    history: list[dict[str, float]] = []
+    start = 0
+    torch.manual_seed(_seed_for(seed, phase))
+    state = ckpt.load()
+    if state is not None:
+        _restore(state, modules, optimizers)
+        history = state["history"]
+        start = len(history)
+        log.info("%s %s: resuming after epoch %d/%d from %s", method, phase, start, epochs, ckpt.path)
+    bar = tqdm(range(start, epochs), desc=f"{method} {phase}", unit="epoch", initial=start, total=epochs,
+               disable=None)
+    for epoch in bar:
+        losses = {k: float(v) for k, v in run_epoch(epoch).items()}
+        _check_finite(method, phase, epoch, losses)
+        history.append(losses)
+        text = " ".join(f"{k} {v:.4g}" for k, v in losses.items())
+        bar.set_postfix_str(text)
+        log.info("%s %s epoch %d/%d: %s", method, phase, epoch + 1, epochs, text)
+        ckpt.save(_snapshot(modules, optimizers, history))
+    return history
+
+
+def _check_finite(method: str, phase: str, epoch: int, losses: Mapping[str, float]) -> None:
+    bad = [k for k, v in losses.items() if not torch.isfinite(torch.tensor(v))]
+    if bad:
+        raise FloatingPointError(
+            f"{method} {phase} epoch {epoch + 1}: loss {', '.join(bad)} is not finite; lower the learning rate"
+        )
+
+
+def _snapshot(
+    modules: Mapping[str, nn.Module], optimizers: Mapping[str, torch.optim.Optimizer], history: Sequence[dict]
+) -> dict[str, Any]:
+    return {
+        "modules": {k: m.state_dict() for k, m in modules.items()},
+        "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+        "rng": torch.get_rng_state(),
+        "history": list(history),
+    }
+
+
+def _restore(
+    state: dict[str, Any], modules: Mapping[str, nn.Module], optimizers: Mapping[str, torch.optim.Optimizer]
+) -> None:
+    for k, m in modules.items():
+        m.load_state_dict(state["modules"][k])
+    for k, o in optimizers.items():
+        o.load_state_dict(state["optimizers"][k])
+    torch.set_rng_state(state["rng"])
