@@ -141,10 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_pipeline_bench_arguments(p)
     p.set_defaults(func=cmd_bench_pipeline)
 
-    p = sub.add_parser("bench", help="stream_ad's PatchCore side by side with anomalib's (needs the [bench] extra)")
+    p = sub.add_parser(
+        "bench", help="stream_ad's PatchCore side by side with anomalib's ([bench] extra); other methods alone"
+    )
     p.add_argument("--ratio", type=float, default=0.0025, help="coreset ratio of the side-by-side (default 0.0025)")
     p.add_argument("--skip-peer", action="store_true", help="measure stream_ad only")
-    p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/patchcore_peer.json)")
+    p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/patchcore_peer.json, METHOD.json)")
     p.add_argument("--limit-train", type=_positive_int, metavar="N", help="fit on N images spread over train/good")
     p.add_argument("--limit-test", type=_positive_int, metavar="N", help="score N images spread over test/")
     p.add_argument(

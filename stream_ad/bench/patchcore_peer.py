@@ -1,11 +1,13 @@
-"""`stream-ad bench`: stream_ad's PatchCore side by side with anomalib's, and stream_ad's default configuration.
+"""`stream-ad bench`: stream_ad's PatchCore side by side with anomalib's, and stream_ad's configured method.
 
-Three measurements on one MVTec-layout category, each in its own child process so its peak RSS is its own:
+Up to three measurements on one MVTec-layout category, each in its own child process so its peak RSS is its own:
 - stream_ad with the side-by-side settings (224 plain resize, the shared MobileNetV2 weights with mean/std 0.5,
   taps features.6 + features.13, coreset ratio --ratio, 9 neighbours);
 - anomalib's PatchCore with the same settings (stream_ad.bench.anomalib_peer);
 - stream_ad with the settings it was given (its default configuration unless -c/STREAM_AD_* say otherwise).
-Every system's scores and maps are evaluated by stream_ad.evaluation, in this process.
+The first two are PatchCore's side-by-side: when the settings name another method, only that method is measured
+(its fit time is its training time). Every system's scores and maps are evaluated by stream_ad.evaluation, in this
+process.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ NUM_NEIGHBORS = 9
 PEER = "anomalib"
 RATIO = "stream_ad/anomalib"
 TIMED = (
-    "fit: feature extraction + coreset (+ stream_ad's faiss index) on preprocessed tensors; "
-    "inference: forward + nearest-neighbour search + image score + anomaly map at input size + copy to host, "
+    "fit: everything the method does before it can score (PatchCore: feature extraction + coreset + faiss index; "
+    "trained methods: training), on preprocessed tensors; "
+    "inference: the method's scoring (PatchCore: forward + nearest-neighbour search) + image score + anomaly map "
+    "at input size + copy to host, "
     "on preprocessed tensors, after one warm-up batch; decoding, resizing and mapping back to frame size untimed"
 )
 T = TypeVar("T")
@@ -203,7 +207,11 @@ def measure_all(
 
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     """Measure, print the table, write the JSON; 0 on success, 2 when the peer is missing, 1 on a failed child."""
-    with_peer = not args.skip_peer
+    method = settings.scorer.method
+    side_by_side = method == "patchcore"
+    if not side_by_side:
+        print(f"stream-ad bench: {method} has no side-by-side with {PEER}'s PatchCore; measuring {method} alone")
+    with_peer = side_by_side and not args.skip_peer
     if with_peer and importlib.util.find_spec(PEER) is None:
         hint = "run `EXTRAS=bench bash scripts/setup.sh`, or pass --skip-peer"
         print(f"stream-ad bench: {PEER} is not installed: {hint}", file=sys.stderr)
@@ -215,6 +223,8 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     runs = {"stream_ad": ("stream_ad", side), PEER: (PEER, side), "stream_ad_default": ("stream_ad", settings)}
     if not with_peer:
         del runs[PEER]
+    if not side_by_side:
+        del runs["stream_ad"]
     try:
         _check_test_split(test)
         figures, per_defect = measure_all(runs, train, test, category.has_masks, args.batch_sizes)
@@ -224,12 +234,14 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
 
     versions = _versions(with_peer)
     ratio = ratios(figures["stream_ad"], figures[PEER]) if with_peer else None
-    columns = {"stream_ad": figures["stream_ad"]}
+    columns = {"stream_ad": figures["stream_ad"]} if side_by_side else {}
     if ratio is not None:
         columns[f"anomalib {versions['anomalib']}"] = figures[PEER]
         columns[RATIO] = ratio
-    columns["stream_ad default"] = figures["stream_ad_default"]
-    configs = {"side_by_side": describe(side), "stream_ad_default": describe(settings)}
+    columns["stream_ad default" if side_by_side else f"stream_ad {method}"] = figures["stream_ad_default"]
+    configs = {"stream_ad_default": describe(settings)}
+    if side_by_side:
+        configs["side_by_side"] = describe(side)
     device = str(resolve_device(settings.runtime.device))
     # The children run torch's default (one thread per core) unless runtime.threads says otherwise, as here.
     threads = settings.runtime.threads or torch.get_num_threads()
@@ -254,7 +266,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         "ratio_stream_ad_over_anomalib": ratio,
         "per_defect": per_defect,
     }
-    out = args.json or settings.output_dir / "bench" / "patchcore_peer.json"
+    out = args.json or settings.output_dir / "bench" / ("patchcore_peer.json" if side_by_side else f"{method}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"figures: {out}")
