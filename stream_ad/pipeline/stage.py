@@ -110,9 +110,7 @@ class Notifier:
                     log.error("%s: supervisor not reachable, %d notices lost", self.stage, self._lost)
 
     def drop(self, frame: Frame | BadMessage | None, reason: str, detail: str = "") -> None:
-        if isinstance(frame, Frame):
-            self.send("drop", cam=frame.camera, id=frame.frame_id, reason=reason, detail=detail)
-        elif isinstance(frame, BadMessage):
+        if isinstance(frame, (Frame, BadMessage)):
             self.send("drop", cam=frame.camera, id=frame.frame_id, reason=reason, detail=detail)
         else:
             self.send("drop", cam=None, id=None, reason=reason, detail=detail)
