@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -105,16 +105,52 @@ class RuntimeSettings(Strict):
     seed: int = 0
     # Per-epoch checkpoints of methods that train networks, so an interrupted fit resumes; None: OUTPUT_DIR/checkpoints.
     checkpoint_dir: Path | None = None
+    # How the backbone runs (docs/pipeline.md, "Accelerated inference"): auto takes the best available on the device
+    # and logs which and why; naming a path that cannot run here is an error saying what to install.
+    accelerate: Literal["auto", "tensorrt", "torch_compile", "openvino", "eager"] = "auto"
+    # auto: fp16 for tensorrt, fp32 elsewhere; fp16 and int8 (calibrated on good images) are TensorRT's only.
+    precision: Literal["auto", "fp32", "fp16", "int8"] = "auto"
+    # Converted models and engines, reused across restarts; None: OUTPUT_DIR/cache.
+    cache_dir: Path | None = None
+
+
+class CalibrationSettings(Strict):
+    """How the decision threshold is set from good images the model never saw (stream-ad calibrate)."""
+
+    # Share of train/good held out of fitting (a seeded, deterministic split recorded in the artefact) for
+    # calibration. 0 fits on everything; calibrate then needs --images of other good parts.
+    holdout_fraction: float = Field(0.25, ge=0.0, lt=1.0)
+    seed: int = 0
+    # The false-alarm rate asked for: the threshold is set so that, at `confidence`, the true rate is at most this
+    # (exact one-sided Clopper-Pearson bound). Fewer good images than that needs is an error naming how many.
+    target_fpr: float = Field(0.02, gt=0.0, lt=1.0)
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    # Also set a pixel threshold for the anomaly map: this share of good pixels above it (None: no pixel threshold).
+    pixel_target_fpr: float | None = Field(None, gt=0.0, lt=1.0)
+    # Report the max-F1 threshold and the recall at the chosen threshold on data.root/test/<defect> when present.
+    defects: bool = True
 
 
 DropPolicy = Literal["drop_oldest", "drop_newest", "block"]
 
 
+class GigeSettings(Strict):
+    """A GigE Vision camera through aravis (pipeline.source.gige). A setting the camera lacks is an error."""
+
+    # Aravis camera id: "Vendor-Model-Serial", "Aravis-Fake-GV01", or the camera's IP address; None: the first found.
+    camera: str | None = None
+    exposure_us: float | None = Field(None, gt=0.0)  # None: as the camera is set
+    frame_rate: float | None = Field(None, gt=0.0)  # the camera's AcquisitionFrameRate; None: as the camera is set
+    pixel_format: str | None = None  # GenICam name (Mono8, RGB8Packed, BayerRG8, ...); None: as the camera is set
+    # Pushed buffers; the source always takes the newest and recycles older ones (GenICam NewestOnly).
+    buffers: int = Field(3, ge=2, le=64)
+
+
 class SourceSettings(Strict):
     """The camera: where frames come from and at what rate (pipeline.source)."""
 
-    # folder: images (sorted, recursive); video: a video file; rtsp: an IP camera (PyAV).
-    kind: Literal["folder", "video", "rtsp"] = "folder"
+    # folder: images (sorted, recursive); video: a video file; rtsp: an IP camera (PyAV); gige: GigE Vision (aravis).
+    kind: Literal["folder", "video", "rtsp", "gige"] = "folder"
     camera: str = Field("cam0", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     # Folder or video file; None streams data.root/test (the demo's test images).
     path: Path | None = None
@@ -126,6 +162,7 @@ class SourceSettings(Strict):
     max_frames: int | None = Field(None, ge=1)  # end the source after this many frames
     preload: bool = False  # folder: decode every image once at start (so a fast camera is not slowed by decoding)
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    gige: GigeSettings = Field(default_factory=GigeSettings)
     open_timeout_s: float = Field(5.0, gt=0.0)
     read_timeout_s: float = Field(2.0, gt=0.0)
     # The camera counts as stale (metric + log) when no frame arrived for this long.
@@ -172,18 +209,132 @@ class DecideStageSettings(StageSettings):
     threshold: float | None = None
 
 
-class SinkSettings(Strict):
-    # jsonl: one JSON line per verdict; stdout: one text line per verdict; images: anomaly maps of alarmed frames.
-    kind: Literal["jsonl", "stdout", "images"]
-    # jsonl file or images folder; None: OUTPUT_DIR/verdicts.jsonl or OUTPUT_DIR/alarms/.
-    path: Path | None = None
+class _SinkBase(Strict):
     only_alarms: bool = False
+
+
+class JsonlSinkSettings(_SinkBase):
+    """One JSON line per verdict."""
+
+    kind: Literal["jsonl"] = "jsonl"
+    path: Path | None = None  # None: OUTPUT_DIR/verdicts.jsonl
+
+
+class StdoutSinkSettings(_SinkBase):
+    """One text line per verdict on standard output."""
+
+    kind: Literal["stdout"] = "stdout"
+
+
+class ImagesSinkSettings(_SinkBase):
+    """Anomaly maps of alarmed frames, as PNG overlays."""
+
+    kind: Literal["images"] = "images"
+    path: Path | None = None  # None: OUTPUT_DIR/alarms/
+
+
+class OutboxSettings(Strict):
+    """The on-disk queue in front of a PLC sink (docs/pipeline.md, "The outbox")."""
+
+    path: Path | None = None  # SQLite file; None: OUTPUT_DIR/outbox/NAME.sqlite
+    # Bound on undelivered verdicts; beyond it the oldest ok verdict (else the oldest alarm) goes, counted + logged.
+    max_pending: int = Field(10_000, ge=1, le=10_000_000)
+    retry_initial_s: float = Field(0.2, gt=0.0)  # first wait after a failed delivery; doubles up to retry_max_s
+    retry_max_s: float = Field(10.0, gt=0.0)
+    # On stop: time to deliver what is pending; the rest stays on disk for the next start.
+    drain_timeout_s: float = Field(2.0, ge=0.0)
+
+
+class _PlcSinkBase(Strict):
+    # Names the sink in metrics (label sink), logs and the outbox file; None: the kind.
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    # Alarms always go through the outbox; ok verdicts too unless only_alarms.
+    only_alarms: bool = True
+    timeout_s: float = Field(2.0, gt=0.0)  # bound on connecting and on each request
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind  # type: ignore[attr-defined]
+
+
+class ModbusSinkSettings(_PlcSinkBase):
+    """Modbus TCP client writing the result block into the PLC's holding registers (docs/pipeline.md)."""
+
+    kind: Literal["modbus"] = "modbus"
+    host: str = Field(min_length=1)
+    port: int = Field(502, ge=1, le=65535)
+    unit_id: int = Field(1, ge=0, le=255)
+    base_address: int = Field(0, ge=0)  # holding register of offset 0 (0-based protocol address)
+    # Wait for the PLC to acknowledge each result (echo its sequence's low word) before the next one.
+    handshake: bool = True
+    heartbeat_s: float = Field(1.0, gt=0.0)
+
+    @field_validator("base_address")
+    @classmethod
+    def _block_fits(cls, base: int) -> int:
+        from stream_ad.sinks.modbus_map import BLOCK_SIZE
+
+        if base + BLOCK_SIZE > 65536:
+            raise ValueError(f"the {BLOCK_SIZE}-register result block must end at or below register 65535; "
+                             f"the highest base_address is {65536 - BLOCK_SIZE}")
+        return base
+
+
+class OpcuaSinkSettings(_PlcSinkBase):
+    """OPC UA client writing the result object on the PLC's OPC UA server (docs/pipeline.md)."""
+
+    kind: Literal["opcua"] = "opcua"
+    endpoint: str = Field(pattern=r"^opc\.tcp://[^/:\s]+(:\d{1,5})?(/\S*)?$")  # opc.tcp://host:4840/path
+    namespace: str = Field("urn:stream-ad:verdicts", min_length=1)
+    # Browse name of the result object under Objects, in `namespace`.
+    object: str = Field("StreamAD", min_length=1)
+    heartbeat_s: float = Field(1.0, gt=0.0)
+
+
+class MqttSinkSettings(_PlcSinkBase):
+    """JSON verdicts and alarms to an MQTT broker, with a last will (docs/pipeline.md)."""
+
+    kind: Literal["mqtt"] = "mqtt"
+    url: str  # mqtt://[user:password@]host[:1883]
+    topic_prefix: str = Field("stream_ad", pattern=r"^[^#+\s]+$")
+    node: str = Field("line-pc", pattern=r"^[A-Za-z0-9_.-]+$")  # this pipeline's name in topics and the will
+    client_id: str | None = None  # None: stream-ad-NODE-NAME
+    qos: Literal[1, 2] = 1  # delivery needs the broker's acknowledgement, so never 0
+    keepalive_s: int = Field(10, ge=1, le=65535)
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, url: str) -> str:
+        from stream_ad.sinks.mqtt_url import parse_mqtt_url
+
+        parse_mqtt_url(url)  # raises ValueError saying what is wrong with it
+        return url
+
+
+SINK_SETTINGS = (JsonlSinkSettings, StdoutSinkSettings, ImagesSinkSettings, ModbusSinkSettings, OpcuaSinkSettings,
+                 MqttSinkSettings)
+# One settings class per sink kind, picked by `kind`: each kind's keys are checked as that kind's.
+SinkSettings = Annotated[
+    JsonlSinkSettings | StdoutSinkSettings | ImagesSinkSettings | ModbusSinkSettings | OpcuaSinkSettings
+    | MqttSinkSettings,
+    Field(discriminator="kind"),
+]
 
 
 class SinkStageSettings(StageSettings):
     queue_size: int = Field(256, ge=1, le=100_000)
     max_batch: int = Field(32, ge=1, le=1024)
-    outputs: list[SinkSettings] = Field(default_factory=lambda: [SinkSettings(kind="jsonl")])
+    outputs: list[SinkSettings] = Field(default_factory=lambda: [JsonlSinkSettings()])
+
+    @field_validator("outputs")
+    @classmethod
+    def _unique_plc_names(cls, outputs: list[Any]) -> list[Any]:
+        labels = [o.label for o in outputs if isinstance(o, _PlcSinkBase)]
+        twice = sorted({x for x in labels if labels.count(x) > 1})
+        if twice:
+            raise ValueError(f"PLC sinks need distinct names (metrics label, outbox file); set `name` on: {twice}")
+        return outputs
 
 
 class MetricsSettings(Strict):
@@ -242,6 +393,9 @@ class PipelineSettings(Strict):
             raise ValueError("source.kind is 'rtsp' but source.url is not set")
         if self.source.kind == "video" and self.source.path is None:
             raise ValueError("source.kind is 'video' but source.path (the video file) is not set")
+        if len(self.source.camera) > 16 and any(o.kind == "modbus" for o in self.sink.outputs):
+            raise ValueError(f"source.camera {self.source.camera!r} is longer than the 16 characters that the "
+                             f"Modbus result block holds (sink kind modbus)")
         return self
 
 
@@ -257,6 +411,7 @@ class Settings(BaseSettings):
     preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings)
     scorer: ScorerSettings = Field(default_factory=ScorerSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     # Where fitted model artefacts and reports go.
     output_dir: Path = Path("runs")
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
@@ -305,10 +460,18 @@ def _check_env_keys(environ: dict[str, str]) -> None:
                 break  # a leaf, or scorer.params whose keys the method's model checks
 
 
+def _is_union_tag(loc: tuple[int | str, ...], i: int) -> bool:
+    """pydantic puts a tagged union member's tag in the error location (outputs.0.modbus.port): not a key."""
+    return i > 0 and isinstance(loc[i - 1], int) and loc[i] in {c.model_fields["kind"].default for c in SINK_SETTINGS}
+
+
 def _format_errors(err: ValidationError, origin: str, prefix: str = "") -> str:
     lines = [f"invalid settings ({origin}):"]
     for e in err.errors():
-        key = prefix + ".".join(str(p) for p in e["loc"])
+        loc = [p for i, p in enumerate(e["loc"]) if not _is_union_tag(e["loc"], i)]
+        if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc.append(e["ctx"]["discriminator"].strip("'"))
+        key = prefix + ".".join(str(p) for p in loc)
         if e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key")
         else:

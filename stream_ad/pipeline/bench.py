@@ -168,7 +168,7 @@ def throughput(model: Any, frames: list[np.ndarray], batch: int, count: int = 32
 
 def pipeline_run(settings: Settings, model_dir: Path, threshold: float, folder: Path, fps: float,
                  seconds: float, out_dir: Path) -> dict[str, Any]:
-    from stream_ad.config import SinkSettings
+    from stream_ad.config import JsonlSinkSettings
     from stream_ad.pipeline.supervisor import Supervisor
 
     pipe = settings.pipeline.model_copy(deep=True)
@@ -183,7 +183,7 @@ def pipeline_run(settings: Settings, model_dir: Path, threshold: float, folder: 
     pipe.source.preload = True  # the camera is not slowed by decoding PNGs
     verdicts = out_dir / f"verdicts_{fps:.1f}.jsonl"
     verdicts.unlink(missing_ok=True)
-    pipe.sink.outputs = [SinkSettings(kind="jsonl", path=verdicts)]
+    pipe.sink.outputs = [JsonlSinkSettings(path=verdicts)]
     run_settings = settings.model_copy(update={"pipeline": pipe})
     sup = Supervisor(run_settings, threshold=threshold, model_dir=model_dir, progress=False)
     sup.install_signals()

@@ -104,43 +104,43 @@ def cmd_run(args: argparse.Namespace, _: Settings) -> int:
 
 # ---- the embedded demo ----
 
-HOLD_OUT_EVERY = 5  # every 5th good training image is kept out of fitting to set the demo's provisional threshold
+def _calibrated_as_asked(threshold: Any, settings: Settings) -> bool:
+    from stream_ad.calibration.calibrate import METHOD
+
+    cfg = settings.calibration
+    return isinstance(threshold, dict) and threshold.get("method") == METHOD and all(
+        threshold.get(key) == getattr(cfg, key) for key in ("target_fpr", "confidence")
+    ) and (threshold.get("pixel") or {}).get("target_fpr") == cfg.pixel_target_fpr
 
 
-def demo_model(settings: Settings, model_dir: Path) -> tuple[float, int, bool]:
-    """A PatchCore fitted on 4/5 of train/good and a provisional threshold from the other 1/5 (cached in model_dir).
-
-    Returns (threshold, held-out images, loaded from cache)."""
-    from stream_ad.data import MVTecCategory
+def demo_model(settings: Settings, model_dir: Path) -> tuple[dict[str, Any], bool]:
+    """A PatchCore fitted on train/good minus the calibration hold-out and calibrated on that hold-out, as
+    `stream-ad fit` + `stream-ad calibrate` make it (cached in model_dir). Returns (threshold record, cached)."""
+    from stream_ad.calibration.calibrate import calibrate, held_out_images
+    from stream_ad.fitting import fit_and_save
     from stream_ad.model import AnomalyModel, ArtefactError
 
+    model = None
     if (model_dir / "manifest.json").is_file():
         try:
             model = AnomalyModel.load(model_dir, settings)
-            t = model.threshold
-            if isinstance(t, dict) and t.get("provisional") and threshold_value(t) is not None:
-                return float(t["value"]), int(t.get("held_out", 0)), True
         except ArtefactError as exc:
             log.info("refitting the demo model: %s", exc)
-    train = [s.path for s in MVTecCategory(settings.data.root).train()]
-    held_out = train[HOLD_OUT_EVERY - 1 :: HOLD_OUT_EVERY]
-    fit_on = [p for p in train if p not in set(held_out)]
-    print(f"fitting {settings.scorer.method} on {len(fit_on)} good images of {settings.data.root} "
-          f"({len(held_out)} held out for the threshold) ...", file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    model = AnomalyModel(settings)
-    model.fit(fit_on)
-    scores = [float(s) for pred in model.predict_files(held_out) for s in pred.scores]
-    threshold = max(scores)
-    model.threshold = {
-        "value": threshold,
-        "method": f"max score of {len(held_out)} good training images held out of fitting",
-        "provisional": True,
-        "held_out": len(held_out),
-    }
-    model.save(model_dir)
-    print(f"fitted in {time.perf_counter() - start:.1f} s: {model_dir}", file=sys.stderr, flush=True)
-    return threshold, len(held_out), False
+    split = model.data_split if model is not None else None
+    same_split = split is not None and (split["holdout_fraction"], split["seed"]) == (
+        settings.calibration.holdout_fraction, settings.calibration.seed)
+    if model is not None and same_split and _calibrated_as_asked(model.threshold, settings):
+        return model.threshold, True
+    if model is None or not same_split:
+        print(f"fitting {settings.scorer.method} on the good images of {settings.data.root} but the "
+              f"{settings.calibration.holdout_fraction:.0%} held out for calibration ...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        model = fit_and_save(settings, model_dir)
+        print(f"fitted in {time.perf_counter() - start:.1f} s: {model_dir}", file=sys.stderr, flush=True)
+    # The demo's test images are what it streams: recall is shown from the verdicts, not from a calibration report.
+    record = calibrate(model, settings, held_out_images(model.data_split, settings.data.root), defects=False)
+    model.save_manifest(model_dir)
+    return record, False
 
 
 def verdicts_against_labels(path: Path) -> str:
@@ -175,18 +175,16 @@ def _port_free(host: str, port: int) -> bool:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Fit (or load) PatchCore on the shared data, stream its test images through every stage as a camera."""
-    from stream_ad.config import SinkSettings
+    from stream_ad.config import JsonlSinkSettings
 
     demo_dir = settings.output_dir / "demo"
     model_dir = demo_dir / f"{settings.data.root.name}-{settings.scorer.method}"
     verdicts = demo_dir / "verdicts.jsonl"
     try:
-        threshold, held_out, cached = demo_model(settings, model_dir)
-        print(
-            f"decision threshold {threshold:.4f}: PROVISIONAL, the highest score of {held_out} good training images "
-            f"held out of fitting (no calibration yet){' [cached model]' if cached else ''}",
-            file=sys.stderr, flush=True,
-        )
+        calibration, cached = demo_model(settings, model_dir)
+        threshold = float(calibration["value"])
+        print(f"decision threshold {threshold:.4f}, calibrated: {calibration['description']}"
+              f"{' [cached model]' if cached else ''}", file=sys.stderr, flush=True)
         pipe = settings.pipeline.model_copy(deep=True)
         pipe.model = model_dir
         if getattr(args, "fps", None):
@@ -198,7 +196,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         elif pipe.metrics.enabled and not _port_free(pipe.metrics.host, pipe.metrics.port):
             print(f"port {pipe.metrics.port} is taken: serving /metrics on a free port instead", file=sys.stderr)
             pipe.metrics.port = 0
-        pipe.sink.outputs = [SinkSettings(kind="jsonl", path=verdicts)] + [
+        pipe.sink.outputs = [JsonlSinkSettings(path=verdicts)] + [
             s for s in pipe.sink.outputs if s.kind != "jsonl"
         ]
         run_settings = settings.model_copy(update={"pipeline": pipe})
@@ -214,7 +212,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(summary.table())
     quality = verdicts_against_labels(verdicts)
     if quality:
-        print(quality + f" (provisional threshold {threshold:.4f})")
+        print(quality)
+    print(f"decision threshold {threshold:.4f}: {calibration['description']}")
     print(f"verdicts: {verdicts}")
-    _write_summary(summary, getattr(args, "json", None), {"provisional_threshold": threshold})
+    _write_summary(summary, getattr(args, "json", None), {"calibration": calibration})
     return 0 if summary.unaccounted == 0 else 1

@@ -6,7 +6,7 @@ the shell's (stream_ad.pipeline.stage).
     preprocess  frame -> normalised model inputs (resize / letterbox / tiles), as AnomalyModel does in-process
     infer       a dynamic batch of inputs -> backbone + scorer -> one score (and map) per frame
     decide      score > threshold -> verdict
-    sink        verdict -> JSON lines, stdout, images (the PLC sinks of a later issue plug in here)
+    sink        verdict -> JSON lines, stdout, images, PLCs (Modbus TCP, OPC UA, MQTT through a durable outbox)
 """
 
 from __future__ import annotations
@@ -198,7 +198,8 @@ class SinkStage:
         from stream_ad.sinks import make_sink
 
         self.metrics = ctx.metrics
-        self.sinks = [make_sink(cfg, ctx.output_dir) for cfg in ctx.pipeline.sink.outputs]
+        self.sinks = [make_sink(cfg, ctx.output_dir, f"pipeline.sink.outputs.{i}")
+                      for i, cfg in enumerate(ctx.pipeline.sink.outputs)]
         for sink in self.sinks:
             sink.open()
 

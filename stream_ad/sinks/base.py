@@ -1,8 +1,9 @@
 """The sink interface: open once, write batches of verdicts, close. A failing write is counted by the sink stage
-and never stops the pipeline; a sink that must not lose verdicts (a PLC) keeps its own outbox."""
+and never stops the pipeline; a sink that must not lose verdicts (a PLC) keeps an outbox (sinks/plc.py)."""
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,12 @@ class Verdict:
     def alarm(self) -> bool:
         return self.verdict == "anomaly"
 
+    @property
+    def score_normalised(self) -> float | None:
+        """score / threshold, so operators read 1.0 as the threshold whatever the model's own scale (None for a
+        threshold <= 0, where the ratio means nothing)."""
+        return self.score / self.threshold if self.threshold > 0 else None
+
     @classmethod
     def from_frame(cls, frame: Frame, t_verdict: float) -> Verdict:
         if frame.score is None or frame.verdict is None or frame.threshold is None:
@@ -52,6 +59,7 @@ class Verdict:
             "latency_ms": round(self.latency_s * 1000.0, 3),
             "score": round(self.score, 6),
             "threshold": round(self.threshold, 6),
+            "score_normalised": None if self.score_normalised is None else round(self.score_normalised, 4),
             "verdict": self.verdict,
         }
         for key in ("path", "label", "url", "pts"):
@@ -64,9 +72,10 @@ class Sink(ABC):
     kind: ClassVar[str]
     needs_maps: ClassVar[bool] = False  # ask the infer stage to send anomaly maps (and keep the image)
 
-    def __init__(self, cfg: SinkSettings, output_dir: Path) -> None:
+    def __init__(self, cfg: SinkSettings, output_dir: Path, where: str = "pipeline.sink.outputs") -> None:
         self.cfg = cfg
         self.output_dir = output_dir
+        self.where = where  # the settings key of this sink, for error messages
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire files, connections; called once in the sink stage's process."""
@@ -82,6 +91,8 @@ class Sink(ABC):
 
 
 SINKS: dict[str, type[Sink]] = {}
+# Imported when configured: their protocol libraries are not loaded by pipelines that do not use them.
+LAZY_SINKS = ("modbus", "opcua", "mqtt")
 
 
 def register_sink(kind: str) -> Callable[[type[Sink]], type[Sink]]:
@@ -93,9 +104,11 @@ def register_sink(kind: str) -> Callable[[type[Sink]], type[Sink]]:
     return deco
 
 
-def make_sink(cfg: SinkSettings, output_dir: Path) -> Sink:
+def make_sink(cfg: SinkSettings, output_dir: Path, where: str = "pipeline.sink.outputs") -> Sink:
+    if cfg.kind not in SINKS and cfg.kind in LAZY_SINKS:
+        importlib.import_module(f"stream_ad.sinks.{cfg.kind}")  # registers it
     try:
         cls = SINKS[cfg.kind]
     except KeyError:
         raise ValueError(f"unknown sink kind {cfg.kind!r}; known: {', '.join(sorted(SINKS))}") from None
-    return cls(cfg, output_dir)
+    return cls(cfg, output_dir, where)

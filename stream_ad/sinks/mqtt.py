@@ -1,0 +1,96 @@
+"""MQTT: verdicts as JSON to a broker (paho-mqtt), acknowledged by the broker (QoS 1 PUBACK / QoS 2 PUBCOMP), with a
+retained online/offline status and a last will that marks the node offline when it dies.
+
+    {prefix}/{node}/status            retained {"state": "online"|"offline", "t": ...}; the will says "offline"
+    {prefix}/{node}/{camera}/alarm    anomaly verdicts
+    {prefix}/{node}/{camera}/verdict  ok verdicts (only_alarms: false)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from stream_ad.config import MqttSinkSettings
+from stream_ad.sinks.base import register_sink
+from stream_ad.sinks.mqtt_url import parse_mqtt_url
+from stream_ad.sinks.plc import OutboxSink, SinkConfigError
+
+
+def status_payload(state: str) -> str:
+    return json.dumps({"state": state, "t": round(time.time(), 3)})
+
+
+@register_sink("mqtt")
+class MqttSink(OutboxSink):
+    cfg: MqttSinkSettings
+    _client: mqtt.Client | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.url = parse_mqtt_url(self.cfg.url)
+        self.base = f"{self.cfg.topic_prefix}/{self.cfg.node}"
+        self.status_topic = f"{self.base}/status"
+
+    @property
+    def endpoint(self) -> str:
+        return f"broker {self.url} (setting url)"
+
+    def topic(self, record: dict[str, Any]) -> str:
+        return f"{self.base}/{record['camera']}/{'alarm' if record['verdict'] == 'anomaly' else 'verdict'}"
+
+    def connect(self) -> None:
+        # A fresh client per connection (clean session): paho's own resend queue would duplicate the outbox's.
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                             client_id=self.cfg.client_id or f"stream-ad-{self.cfg.node}-{self.cfg.label}",
+                             clean_session=True)
+        self._client = client
+        if self.url.username:
+            client.username_pw_set(self.url.username, self.url.password)
+        if self.url.tls:
+            client.tls_set()
+        client.will_set(self.status_topic, status_payload("offline"), qos=1, retain=True)
+        answered = threading.Event()
+        reason: list[Any] = []
+
+        def on_connect(_c: Any, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
+            reason.append(reason_code)
+            answered.set()
+
+        client.on_connect = on_connect
+        client.connect(self.url.host, self.url.port, keepalive=self.cfg.keepalive_s)  # raises OSError when down
+        client.loop_start()
+        if not answered.wait(self.cfg.timeout_s):
+            raise TimeoutError(f"the broker did not answer CONNECT within {self.cfg.timeout_s} s")
+        if reason[0].is_failure:
+            raise SinkConfigError(f"the broker refused the connection: {reason[0]}")
+        self._publish(self.status_topic, status_payload("online"), retain=True)
+
+    def _publish(self, topic: str, payload: str, retain: bool = False) -> None:
+        assert self._client is not None
+        info = self._client.publish(topic, payload, qos=self.cfg.qos, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise ConnectionError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
+        info.wait_for_publish(self.cfg.timeout_s)
+        if not info.is_published():
+            raise TimeoutError(f"the broker did not acknowledge {topic} within {self.cfg.timeout_s} s")
+
+    def send(self, record: dict[str, Any]) -> None:
+        self._publish(self.topic(record), json.dumps(record, separators=(",", ":")))
+
+    def disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        if client.is_connected():
+            try:  # a clean stop says so itself: the will is for dying without a word
+                client.publish(self.status_topic, status_payload("offline"), qos=self.cfg.qos,
+                               retain=True).wait_for_publish(self.cfg.timeout_s)
+            except (RuntimeError, ValueError, OSError):
+                pass  # going down anyway; the broker then sends the will
+            client.disconnect()
+        client.loop_stop()
