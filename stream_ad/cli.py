@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 
 from stream_ad.config import ConfigError, Settings, load_settings
@@ -20,25 +19,41 @@ def _model_dir(settings: Settings) -> Path:
     return settings.output_dir / f"{settings.data.root.name}-{settings.scorer.method}"
 
 
-def _fit(settings: Settings, out: Path):
-    from stream_ad.data import MVTecCategory
-    from stream_ad.model import AnomalyModel
-
-    category = MVTecCategory(settings.data.root)
-    train = category.train()
-    model = AnomalyModel(settings)
-    log.info("fitting %s on %d good images of %s", settings.scorer.method, len(train), category.root)
-    start = time.perf_counter()
-    model.fit([s.path for s in train])
-    log.info("fitted in %.1f s", time.perf_counter() - start)
-    model.save(out)
-    return model
-
-
 def cmd_fit(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_ad.fitting import fit_and_save
+
     out = args.out or _model_dir(settings)
-    _fit(settings, out)
-    print(f"model artefact: {out}")
+    model = fit_and_save(settings, out)
+    assert model.data_split is not None
+    print(f"model artefact: {out} (fitted on {len(model.data_split['fitted'])} good images, "
+          f"{len(model.data_split['held_out'])} held out for `stream-ad calibrate`)")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Set the artefact's threshold from good images it never saw (by default the ones its fit held out)."""
+    import json
+
+    from pydantic import ValidationError
+
+    from stream_ad.calibration.calibrate import calibrate_artefact, report
+    from stream_ad.config import CalibrationSettings, _format_errors  # the settings loader's own wording
+    from stream_ad.pipeline.commands import model_dir_of
+
+    flags = {"target_fpr": args.target_fpr, "confidence": args.confidence, "pixel_target_fpr": args.pixel_target_fpr}
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    if overrides:  # flags win over the file and the environment; validated, so a bad value names its setting
+        try:
+            calibration = CalibrationSettings.model_validate({**settings.calibration.model_dump(), **overrides})
+        except ValidationError as exc:
+            raise ConfigError(_format_errors(exc, "command line", prefix="calibration.")) from None
+        settings = settings.model_copy(update={"calibration": calibration})
+    model_dir = args.model or model_dir_of(settings)
+    record = calibrate_artefact(settings, model_dir, args.images)
+    print(f"calibrated {model_dir}: {report(record)}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 
@@ -51,8 +66,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         model = AnomalyModel.load(args.model, settings)
         model_dir = args.model
     else:
+        from stream_ad.fitting import fit_and_save
+
         model_dir = _model_dir(settings)
-        model = _fit(settings, model_dir)
+        model = fit_and_save(settings, model_dir)
     category = MVTecCategory(settings.data.root)
     out_json = args.json or model_dir / "evaluation.json"
     report = evaluate(model, category, out_json)
@@ -112,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="artefact folder (default: OUTPUT_DIR/CATEGORY-METHOD)")
     p.set_defaults(func=cmd_fit)
 
+    p = sub.add_parser(
+        "calibrate", help="set the model's decision threshold from held-out good images for a target false-alarm rate"
+    )
+    p.add_argument("--model", type=Path, help="the artefact to calibrate (default: pipeline.model or what fit wrote)")
+    p.add_argument("--images", type=Path, help="a folder of good images not fitted on (default: the fit's hold-out)")
+    p.add_argument("--target-fpr", type=float, help="false-alarm rate to bound (calibration.target_fpr)")
+    p.add_argument("--confidence", type=float, help="confidence of the bound (calibration.confidence)")
+    p.add_argument("--pixel-target-fpr", type=float, help="also a pixel threshold (calibration.pixel_target_fpr)")
+    p.add_argument("--json", type=Path, help="also write the threshold record here")
+    p.set_defaults(func=cmd_calibrate)
+
     p = sub.add_parser("eval", help="evaluate on data.root/test: image AUROC, pixel AUROC, PRO (fits first without --model)")
     p.add_argument("--model", type=Path, help="a saved model artefact to evaluate")
     p.add_argument("--json", type=Path, help="where to write the JSON report (default: in the model folder)")
@@ -169,10 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as exc:  # noqa: BLE001 - known failure kinds below print one line, not a traceback
         from stream_ad.backbones import BackboneError
+        from stream_ad.calibration import CalibrationError
         from stream_ad.data import DatasetError
         from stream_ad.model import ArtefactError
 
-        if isinstance(exc, (BackboneError, DatasetError, ArtefactError)):
+        if isinstance(exc, (BackboneError, CalibrationError, DatasetError, ArtefactError)):
             print(f"stream-ad: {exc}", file=sys.stderr)
             return 2
         raise

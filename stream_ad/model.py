@@ -2,7 +2,9 @@
 
 Artefact folder:
     manifest.json        format version, stream_ad/torch versions, the full settings it was fitted with, the
-                         backbone's name, taps and weights sha256, the preprocessing, the threshold (or null)
+                         backbone's name, taps and weights sha256, the preprocessing, the threshold (or null:
+                         `stream-ad calibrate` sets it), the data split (fitted and held-out images, by path and
+                         sha256)
     state.safetensors    the scorer's fitted tensors (no pickled objects)
 
 Loading checks the manifest against what the line PC would run: another backbone, other weights (by sha256),
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +94,7 @@ class AnomalyModel:
         cls = scorer_class(settings.scorer.method)
         self.scorer: Scorer = cls(settings.scorer.params, context)
         self.threshold: dict[str, Any] | None = None
+        self.data_split: dict[str, Any] | None = None  # HoldoutSplit.manifest(): what was fitted on, what held out
 
     def fit(self, paths: Sequence[Path]) -> None:
         torch.manual_seed(self.settings.runtime.seed)
@@ -120,6 +124,7 @@ class AnomalyModel:
             "backbone": self.scorer.backbone_identity(),
             "preprocessing": self.preprocessor.describe(),
             "threshold": self.threshold,
+            "data_split": self.data_split,
             "settings": self.settings.model_dump(mode="json"),
         }
 
@@ -128,9 +133,17 @@ class AnomalyModel:
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous().cpu() for k, v in self.scorer.state_tensors().items()}, directory / STATE)
         # The manifest goes last: a folder with a manifest is a complete artefact.
-        (directory / MANIFEST).write_text(json.dumps(self.manifest(), indent=2) + "\n")
+        self.save_manifest(directory)
         log.info("saved model artefact %s", directory)
         return directory
+
+    def save_manifest(self, directory: str | Path) -> None:
+        """Rewrite only the manifest (calibration changes no tensors), atomically: a pipeline starting meanwhile
+        reads the old manifest or the new one, never half of one."""
+        path = Path(directory) / MANIFEST
+        tmp = path.with_name(f".{MANIFEST}.tmp")
+        tmp.write_text(json.dumps(self.manifest(), indent=2) + "\n")
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, directory: str | Path, settings: Settings | None = None) -> AnomalyModel:
@@ -159,6 +172,7 @@ class AnomalyModel:
             )
         model.scorer.load_state_tensors(load_file(directory / STATE, device="cpu"))
         model.threshold = manifest["threshold"]
+        model.data_split = manifest.get("data_split")  # artefacts written before calibration existed have none
         return model
 
 

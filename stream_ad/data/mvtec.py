@@ -90,6 +90,19 @@ class MVTecCategory:
 
     def test(self) -> list[Sample]:
         test = self._split_dir("test")
+        samples = self._test_samples(test)
+        if not samples:
+            raise DatasetError(f"{test} holds no test images")
+        if not any(s.label == 0 for s in samples) or not any(s.label for s in samples):
+            raise DatasetError(f"{test} needs both test/good/ and at least one defect folder for evaluation")
+        return samples
+
+    def defective(self) -> list[Sample]:
+        """The labelled defective test images; none where there is no test/ folder (a line's own data)."""
+        test = self.root / "test"
+        return [s for s in self._test_samples(test) if s.label] if test.is_dir() else []
+
+    def _test_samples(self, test: Path) -> list[Sample]:
         samples: list[Sample] = []
         for defect_dir in sorted(d for d in test.iterdir() if d.is_dir()):
             defect = defect_dir.name
@@ -100,10 +113,6 @@ class MVTecCategory:
                     if not mask.is_file():
                         raise DatasetError(f"defective test image {path} has no mask {mask}")
                 samples.append(Sample(path, defect, mask))
-        if not samples:
-            raise DatasetError(f"{test} holds no test images")
-        if not any(s.label == 0 for s in samples) or not any(s.label for s in samples):
-            raise DatasetError(f"{test} needs both test/good/ and at least one defect folder for evaluation")
         return samples
 
     def defect_types(self) -> list[str]:

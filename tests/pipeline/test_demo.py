@@ -10,15 +10,16 @@ import pytest
 
 from stream_ad.cli import main
 
-from tests.pipeline.conftest import CATEGORY, DemoRun, cli, write_pipeline
+from tests.pipeline.conftest import CATEGORY, DEMO_TARGET_FPR, DemoRun, cli, write_pipeline
 
 TEST_IMAGES = sum(1 for p in (CATEGORY / "test").rglob("*.png"))
 
 
 def test_demo_streams_every_test_image_through_the_stages(demo_run: DemoRun) -> None:
     err, out, summary = demo_run.proc.stderr, demo_run.proc.stdout, demo_run.summary
-    # The threshold is provisional, and the demo says so.
-    assert "PROVISIONAL" in err and "held out of fitting" in err
+    # The threshold is calibrated on good images held out of fitting, and the demo says how.
+    assert "calibrated: the 1st highest score of 8 good images" in err and "held out of fitting" in err
+    assert "with 95% confidence the false-alarm rate on good parts is at most 0.3123" in out
     assert "source -> preprocess -> infer -> decide -> sink" in err
     # A live progress line, then the summary table.
     assert "fps" in err and "p99" in err and "in flight" in err
@@ -39,10 +40,13 @@ def test_demo_verdict_log_and_sinks(demo_run: DemoRun) -> None:
     assert len(set(ids)) == len(ids) and ids == sorted(ids)  # once each, in camera order
     for v in verdicts:
         assert set(v) >= {"frame_id", "camera", "t_capture", "t_verdict", "latency_ms", "score", "threshold",
-                          "verdict", "path", "label"}
+                          "score_normalised", "verdict", "path", "label"}
         assert v["camera"] == "cam0" and v["verdict"] in ("ok", "anomaly")
         assert v["t_verdict"] > v["t_capture"] and v["latency_ms"] > 0
         assert (v["verdict"] == "anomaly") == (v["score"] > v["threshold"])
+        # For operators 1.0 is the threshold: above 1 exactly when alarmed.
+        assert v["score_normalised"] == pytest.approx(v["score"] / v["threshold"], abs=1e-4)
+        assert (v["score_normalised"] > 1.0) == (v["verdict"] == "anomaly") or v["score_normalised"] == 1.0
     # The model is real: defective paper scores higher than good paper.
     good = [v["score"] for v in verdicts if v["label"] == "good"]
     bad = [v["score"] for v in verdicts if v["label"] != "good"]
@@ -55,10 +59,14 @@ def test_demo_verdict_log_and_sinks(demo_run: DemoRun) -> None:
     assert len(list((demo_run.output_dir / "alarms").glob("cam0_*.png"))) == alarms
 
 
-def test_demo_model_is_cached_with_its_provisional_threshold(demo_run: DemoRun) -> None:
+def test_demo_model_is_calibrated_like_fit_and_calibrate(demo_run: DemoRun) -> None:
     manifest = json.loads((demo_run.model / "manifest.json").read_text())
     t = manifest["threshold"]
-    assert t["provisional"] is True and t["value"] > 0 and t["held_out"] == 6  # 32 training images, every 5th
+    assert t["method"] == "clopper-pearson" and t["target_fpr"] == DEMO_TARGET_FPR and t["confidence"] == 0.95
+    assert t["n_good"] == 8 and t["allowed_false_alarms"] == 0 and t["fpr_upper_bound"] <= DEMO_TARGET_FPR
+    held_out = [e["path"] for e in manifest["data_split"]["held_out"]]
+    assert t["images"]["paths"] == held_out and len(manifest["data_split"]["fitted"]) == 24
+    assert demo_run.summary["calibration"] == t
     assert {v["threshold"] for v in demo_run.verdicts} == {round(t["value"], 6)}
 
 

@@ -1,0 +1,164 @@
+"""Calibrating a fitted model artefact: score good images it never saw, set the threshold, write it into the
+manifest with how it was set. The decide stage then uses it; verdicts carry score / threshold for operators."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import stream_ad
+from stream_ad.calibration.holdout import CalibrationError, file_sha256, relative_to_root
+from stream_ad.calibration.bounds import images_needed
+from stream_ad.calibration.thresholds import defect_report, image_threshold, pixel_threshold, too_few_images
+from stream_ad.config import Settings
+from stream_ad.data import MVTecCategory
+from stream_ad.data.mvtec import IMAGE_SUFFIXES
+from stream_ad.model import AnomalyModel, read_manifest
+
+log = logging.getLogger(__name__)
+
+METHOD = "clopper-pearson"
+
+
+@dataclass(frozen=True)
+class GoodImages:
+    paths: list[Path]
+    source: str  # where they came from, for the manifest and the report
+
+
+def held_out_images(split: dict[str, Any] | None, data_root: Path) -> GoodImages:
+    """The good images the artefact's fit held out (recorded paths, resolved against this machine's data.root)."""
+    if split is None:
+        raise CalibrationError(
+            "this model artefact records no data split (fitted before calibration existed): refit it with "
+            "`stream-ad fit`, or give good images it was not fitted on with --images DIR"
+        )
+    if not split["held_out"]:
+        raise CalibrationError(
+            "this model artefact held no images out of fitting (calibration.holdout_fraction was 0): refit with "
+            "calibration.holdout_fraction > 0, or give good images it was not fitted on with --images DIR"
+        )
+    paths = [data_root / entry["path"] for entry in split["held_out"]]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise CalibrationError(f"{len(missing)} held-out image(s) not found under data.root {data_root}, e.g. "
+                               f"{missing[0]}: point data.root at the data set the model was fitted from")
+    return GoodImages(paths, f"{len(paths)} good images of {data_root}/train/good held out of fitting")
+
+
+def folder_images(folder: Path) -> GoodImages:
+    if not folder.is_dir():
+        raise CalibrationError(f"--images: no such folder {folder}")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise CalibrationError(f"--images: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    return GoodImages(paths, f"{len(paths)} good images under {folder}")
+
+
+def check_good_images(good: GoodImages, split: dict[str, Any] | None, settings: Settings) -> None:
+    """Enough images for the asked rate, and none the model was fitted on (by content: copies and renames count)."""
+    cfg = settings.calibration
+    if len(good.paths) < images_needed(cfg.target_fpr, cfg.confidence):
+        raise too_few_images(len(good.paths), cfg.target_fpr, cfg.confidence)
+    if split is None:
+        raise CalibrationError(
+            "this model artefact does not record which images it was fitted on, so calibration cannot make sure it "
+            "never sees them: refit it with `stream-ad fit`"
+        )
+    fitted = {entry["sha256"] for entry in split["fitted"]}
+    seen = [p for p in good.paths if file_sha256(p) in fitted]
+    if seen:
+        raise CalibrationError(
+            f"{len(seen)} of the {len(good.paths)} calibration images were used to fit this model (e.g. {seen[0]}): "
+            "their scores are optimistically low and would understate the false-alarm rate; calibrate on the "
+            "held-out images (the default) or on other good images"
+        )
+
+
+def _score(model: AnomalyModel, paths: list[Path], keep_maps: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+    scores: list[float] = []
+    maps: list[np.ndarray] = []
+    for pred in model.predict_files(paths):
+        scores.extend(float(s) for s in pred.scores)
+        if keep_maps:
+            maps.extend(m.astype(np.float32) for m in pred.maps)
+    return np.asarray(scores), maps
+
+
+def calibrate(model: AnomalyModel, settings: Settings, good: GoodImages, *, defects: bool) -> dict[str, Any]:
+    """Set model.threshold from `good` (and report on labelled defects when asked); returns the threshold record."""
+    cfg = settings.calibration
+    check_good_images(good, model.data_split, settings)
+    pixel_wanted = cfg.pixel_target_fpr is not None
+    log.info("scoring %s", good.source)
+    good_scores, good_maps = _score(model, good.paths, keep_maps=pixel_wanted)
+    image = image_threshold(good_scores, cfg.target_fpr, cfg.confidence)
+    record: dict[str, Any] = {
+        "value": image.value,
+        "method": METHOD,
+        "description": (
+            f"the {_ordinal(image.allowed_false_alarms + 1)} highest score of {good.source}: with "
+            f"{cfg.confidence:.0%} confidence the false-alarm rate on good parts is at most "
+            f"{image.fpr_upper_bound:.4f} (target {cfg.target_fpr:g}; exact one-sided Clopper-Pearson bound)"
+        ),
+        **image.record(),
+        "images": {"source": good.source, "paths": [relative_to_root(p, settings.data.root) for p in good.paths]},
+        "pixel": pixel_threshold(good_maps, cfg.pixel_target_fpr) if cfg.pixel_target_fpr is not None else None,
+        "defects": None,
+        "calibrated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "stream_ad_version": stream_ad.__version__,
+    }
+    if defects:
+        samples = MVTecCategory(settings.data.root).defective()
+        if samples:
+            log.info("scoring %d labelled defective images for the recall report", len(samples))
+            defect_scores, _ = _score(model, [s.path for s in samples], keep_maps=False)
+            record["defects"] = defect_report(good_scores, defect_scores, image.value)
+        else:
+            log.info("no labelled defects under %s/test: no recall / F1 report", settings.data.root)
+    model.threshold = record
+    return record
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def calibrate_artefact(settings: Settings, model_dir: Path, images: Path | None) -> dict[str, Any]:
+    """Load the artefact, calibrate it on its held-out images (or on `images`), rewrite its manifest."""
+    split = read_manifest(model_dir).get("data_split")
+    good = folder_images(images) if images is not None else held_out_images(split, settings.data.root)
+    check_good_images(good, split, settings)  # before the model loads: a wrong call fails in a second
+    model = AnomalyModel.load(model_dir, settings)
+    record = calibrate(model, settings, good, defects=settings.calibration.defects)
+    model.save_manifest(model_dir)
+    return record
+
+
+def report(record: dict[str, Any]) -> str:
+    """The calibration as an operator reads it."""
+    lines = [
+        f"threshold {record['value']:.4f} ({record['method']})",
+        f"  good images: {record['images']['source']}",
+        f"  target false-alarm rate {record['target_fpr']:g} at {record['confidence']:.0%} confidence: "
+        f"{record['false_alarms']} of {record['n_good']} above the threshold (observed {record['observed_fpr']:.4f}),"
+        f" upper bound {record['fpr_upper_bound']:.4f}",
+    ]
+    if record["pixel"]:
+        px = record["pixel"]
+        lines.append(f"  pixel threshold {px['value']:.4f} ({px['target_fpr']:g} of {px['n_pixels']} good pixels)")
+    if record["defects"]:
+        d = record["defects"]
+        lines.append(
+            f"  {d['n_defective']} labelled defects: recall {d['recall_at_threshold']:.3f} at this threshold "
+            f"(F1 {d['f1_at_threshold']:.3f}); max F1 {d['max_f1']:.3f} at threshold {d['threshold_at_max_f1']:.4f} "
+            f"(recall {d['recall_at_max_f1']:.3f})"
+        )
+    lines.append("  verdicts carry score_normalised = score / threshold (1.0 = the threshold)")
+    return "\n".join(lines)
+
