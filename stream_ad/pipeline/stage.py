@@ -51,6 +51,7 @@ class Capture:
     t_capture: float
     meta: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    drop_reason: str = "decode_error"  # the ledger's reason when error is set (a camera's skipped frame: its own)
 
 
 @dataclass
@@ -358,8 +359,8 @@ class StageShell:
                 produced += 1
                 self.notifier.send("in", cam=camera, id=frame.frame_id, ts=frame.t_capture)
                 if item.error is not None:
-                    self.bad_log.warn("source: frame %s not decoded: %s", frame.key, item.error)
-                    self.notifier.drop(frame, "decode_error", item.error)
+                    self.bad_log.warn("source: frame %s dropped (%s): %s", frame.key, item.drop_reason, item.error)
+                    self.notifier.drop(frame, item.drop_reason, item.error)
                 else:
                     self.emit(frame, blocking=blocking)
                 if max_frames is not None and produced >= max_frames:

@@ -3,6 +3,7 @@
 folder  images in a folder (sorted, recursive), played at a fixed fps, once or looped: a camera for tests and demos
 video   a video file (PyAV), at its own or a fixed fps, once or looped
 rtsp    an IP camera over RTSP (PyAV), reconnecting with exponential backoff
+gige    a GigE Vision camera (aravis), NewestOnly buffers, reconnecting with exponential backoff
 """
 
 from __future__ import annotations
@@ -13,21 +14,24 @@ from pathlib import Path
 from stream_ad.config import SourceSettings
 from stream_ad.sources.base import Pacer
 from stream_ad.sources.folder import FolderSource
+from stream_ad.sources.gige import GigeSource
 from stream_ad.sources.rtsp import RtspSource
 from stream_ad.sources.video import VideoSource
 
 
 def open_source(
     cfg: SourceSettings, default_folder: Path, skip: int = 0, stop: threading.Event | None = None
-) -> FolderSource | VideoSource | RtspSource:
+) -> FolderSource | VideoSource | RtspSource | GigeSource:
     """The configured source; `skip` frames are passed over (a restarted file source resumes where it stopped)."""
     if cfg.kind == "folder":
         return FolderSource(cfg.path or default_folder, cfg.fps, cfg.loop, cfg.preload, skip)
     if cfg.kind == "video":
         assert cfg.path is not None
         return VideoSource(cfg.path, cfg.fps, cfg.loop, skip)
+    if cfg.kind == "gige":
+        return GigeSource(cfg, stop)
     assert cfg.url is not None
     return RtspSource(cfg, stop)
 
 
-__all__ = ["FolderSource", "Pacer", "RtspSource", "VideoSource", "open_source"]
+__all__ = ["FolderSource", "GigeSource", "Pacer", "RtspSource", "VideoSource", "open_source"]
