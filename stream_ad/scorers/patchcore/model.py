@@ -25,7 +25,7 @@ from stream_ad.scorers.base import (
     register_scorer,
 )
 from stream_ad.scorers.patchcore.coreset import greedy_coreset
-from stream_ad.scorers.patchcore.smoothing import gaussian_blur
+from stream_ad.scorers.smoothing import gaussian_blur
 
 
 class PatchCoreParams(ScorerParams):
