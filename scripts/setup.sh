@@ -13,10 +13,11 @@ if ! command -v "$python" >/dev/null; then
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 
-# Test-only system packages: a real Prometheus to scrape the pipeline, and GStreamer's RTSP server (with the headers
-# PyGObject builds against) to act as an IP camera on 127.0.0.1 (test videos are written with PyAV, no ffmpeg CLI).
+# Test-only system packages: a real Prometheus to scrape the pipeline (and promtool), systemd-analyze to verify the
+# unit, and GStreamer's RTSP server (with the headers PyGObject builds against) to act as an IP camera on 127.0.0.1
+# (test videos are written with PyAV, no ffmpeg CLI).
 # Installed only when missing and only as root or with sudo; without them the tests that need them say so.
-system_packages=(prometheus gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good
+system_packages=(prometheus systemd gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad libgirepository1.0-dev libcairo2-dev)
 missing=()
 for pkg in "${system_packages[@]}"; do

@@ -36,6 +36,7 @@ from stream_ad.config import Settings
 from stream_ad.pipeline.ledger import Ledger
 from stream_ad.pipeline.message import read_notice
 from stream_ad.pipeline.registry import stage_label
+from stream_ad.pipeline.sdnotify import SystemdNotifier, child_environment
 from stream_ad.pipeline.stage import StageSpec
 
 log = logging.getLogger("stream_ad.pipeline.supervisor")
@@ -159,6 +160,7 @@ class Supervisor:
 
         self.metrics = SupervisorMetrics(threshold)
         self.ledger = Ledger(self.metrics, lost_after_s=self.cfg.supervisor.lost_after_s)
+        self.systemd = SystemdNotifier()
 
     # ---- the plan ----
     def _endpoint(self, index: int, label: str, explicit: str | None) -> str:
@@ -229,7 +231,7 @@ class Supervisor:
 
     # ---- processes ----
     def _child_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_AD_")}
+        env = {k: v for k, v in child_environment(dict(os.environ)).items() if not k.startswith("STREAM_AD_")}
         env["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
@@ -306,6 +308,7 @@ class Supervisor:
         self._spawn(self.procs["source"])
         self._await_ready(["source"], self.cfg.supervisor.startup_timeout_s)
         self._t_start = time.monotonic()
+        self.systemd.ready(f"running: {len(self.procs)} stages up, camera {cam}")
 
     def _await_ready(self, names: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -443,6 +446,12 @@ class Supervisor:
             self.out.write(line + "\n")
         self.out.flush()
 
+    def _watchdog(self) -> None:
+        """Called from the main loop only: if that loop hangs, the pings stop and systemd restarts the unit."""
+        lg = self.ledger
+        self.systemd.watchdog(f"{lg.scored} verdicts, {lg.alarms} alarms, {lg.dropped_total} dropped, "
+                              f"{lg.in_flight} in flight")
+
     def request_stop(self) -> None:
         if self.stop_requested:
             self.hurry = True
@@ -471,6 +480,7 @@ class Supervisor:
                 self._check_children()
                 self.ledger.sweep()
                 self._progress()
+                self._watchdog()
         finally:
             self.shutdown(drain=not self.hurry)
         return self.summary()
@@ -505,6 +515,7 @@ class Supervisor:
             self._restore_signals()
             return
         self._shut = True
+        self.systemd.stopping()
         sup = self.cfg.supervisor
         t0 = time.monotonic()
         if "source" in self.procs:
@@ -516,6 +527,7 @@ class Supervisor:
                 self._check_children()
                 self.ledger.sweep()
                 self._progress()
+                self._watchdog()
         # The queues are empty now (or the drain ran out of time): the stages stop together.
         self._stop_procs([p for name, p in self.procs.items() if name != "source"], sup.stop_timeout_s)
         self._pump(0.2)

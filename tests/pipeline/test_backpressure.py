@@ -24,20 +24,21 @@ DELAY_MS = 150.0  # the infer stage's added delay per batch: a scorer far slower
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, target_port: int) -> None:
+    def __init__(self, workdir: Path, target_port: int, config: str | None = None) -> None:
+        """Scrapes 127.0.0.1:target_port each second, or runs `config` (a prometheus.yml's text) as given."""
         exe = shutil.which("prometheus")
         if exe is None:
             pytest.fail("the prometheus server is not installed: run scripts/setup.sh as root (Debian package)")
         self.port = free_port()
-        config = workdir / "prometheus.yml"
-        config.write_text(
+        config_path = workdir / "prometheus.yml"
+        config_path.write_text(config or (
             "global: {scrape_interval: 1s, scrape_timeout: 900ms}\n"
             "scrape_configs:\n"
             f"  - job_name: stream_ad\n    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n"
-        )
+        ))
         self.log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [exe, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+            [exe, f"--config.file={config_path}", f"--storage.tsdb.path={workdir / 'tsdb'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
