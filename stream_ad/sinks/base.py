@@ -90,9 +90,19 @@ class Sink(ABC):
         return [v for v in verdicts if v.alarm] if self.cfg.only_alarms else verdicts
 
 
-SINKS: dict[str, type[Sink]] = {}
-# Imported when configured: their protocol libraries are not loaded by pipelines that do not use them.
+# Imported when first asked for: their protocol libraries are not loaded by pipelines that do not use them.
 LAZY_SINKS = ("modbus", "opcua", "mqtt")
+
+
+class _Registry(dict[str, type[Sink]]):
+    def __missing__(self, kind: str) -> type[Sink]:
+        if kind not in LAZY_SINKS:
+            raise KeyError(kind)
+        importlib.import_module(f"stream_ad.sinks.{kind}")  # registers it
+        return self[kind]
+
+
+SINKS: dict[str, type[Sink]] = _Registry()
 
 
 def register_sink(kind: str) -> Callable[[type[Sink]], type[Sink]]:
@@ -105,10 +115,8 @@ def register_sink(kind: str) -> Callable[[type[Sink]], type[Sink]]:
 
 
 def make_sink(cfg: SinkSettings, output_dir: Path, where: str = "pipeline.sink.outputs") -> Sink:
-    if cfg.kind not in SINKS and cfg.kind in LAZY_SINKS:
-        importlib.import_module(f"stream_ad.sinks.{cfg.kind}")  # registers it
     try:
         cls = SINKS[cfg.kind]
     except KeyError:
-        raise ValueError(f"unknown sink kind {cfg.kind!r}; known: {', '.join(sorted(SINKS))}") from None
+        raise ValueError(f"unknown sink kind {cfg.kind!r}; known: {', '.join(sorted({*SINKS, *LAZY_SINKS}))}") from None
     return cls(cfg, output_dir, where)
