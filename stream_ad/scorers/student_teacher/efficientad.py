@@ -1,0 +1,203 @@
+"""EfficientAD-S (Batzner et al., "EfficientAD: Accurate Visual Anomaly Detection at Millisecond-Level Latencies",
+WACV 2024).
+
+A PDN teacher distilled from the pretrained backbone (distill.py), its outputs standardised over the training
+images; a PDN student with twice the channels: the first half regresses the teacher under the hard-feature loss
+(only the elements above the 0.999 quantile of the squared error count), the second half regresses an autoencoder
+that reconstructs the teacher from a 64-dim code of the whole image (logical anomalies), both trained on the same
+randomly brightness/contrast/saturation-augmented images. Maps: local = mean_c (T - S_st)^2, global = mean_c
+(A - S_ae)^2, each mapped by its 0.9 and 0.995 quantiles on held-out good images q_a, q_b to 0.1 (M - q_a) / (q_b -
+q_a), averaged; upsampled to the input. Image score: the combined map's maximum.
+
+Departures from the paper, for a 2-core CPU and a machine without ImageNet:
+- the teacher distils from MobileNetV2's taps (backbone.layers) of crops of the training images, not WideResNet-101
+  features on ImageNet; its output has as many channels as those taps (128 by default, paper 384);
+- PDN width 0.25 (32/64/64 hidden channels, paper 128/256/256);
+- 10 x 25 minibatches of 8 images for the student and autoencoder (2,000 images seen; paper 70,000 iterations of
+  one image) and as many for the teacher; learning rate 1e-3 (paper 1e-4), no drop at 95 %;
+- no ImageNet penalty term on the student (there are no ImageNet images here).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from stream_ad.backbones import load_backbone, resolve_normalisation
+from stream_ad.backbones.loader import resolve_weights
+from stream_ad.scorers.base import FitBatches, NotFittedError, Scorer, ScorerContext, ScorerParams, Scores, register_scorer
+from stream_ad.scorers.student_teacher.distill import MapDistillation, Phase, distill_pdn
+from stream_ad.scorers.student_teacher.networks import PDN, Autoencoder
+from stream_ad.scorers.student_teacher.sampling import check_input_size, chunks, split_validation
+from stream_ad.scorers.student_teacher.targets import BackboneTargets, ChannelStats
+from stream_ad.scorers.training import fingerprint, stack_batches
+
+# The quantiles that map each map's good-image range to [0, 0.1] (paper, Sec. 3.4).
+_Q_LOW, _Q_HIGH = 0.9, 0.995
+_MIN_INPUT = 64  # the autoencoder halves the input five times
+
+
+class EfficientADParams(ScorerParams):
+    width: float = Field(0.25, gt=0.0, le=1.0)  # PDN hidden channels as a fraction of the paper's 128/256/256
+    teacher_epochs: int = Field(10, ge=1)
+    epochs: int = Field(10, ge=1)  # student + autoencoder
+    steps_per_epoch: int = Field(25, ge=1)
+    batch_size: int = Field(8, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)  # paper 1e-4 over 70k iterations
+    weight_decay: float = Field(1e-5, ge=0.0)
+    hard_quantile: float = Field(0.999, ge=0.0, lt=1.0)  # the hard-feature loss keeps errors above this quantile
+    validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # good images held out for the map quantiles
+    teacher_images: Literal["train_good"] = "train_good"  # what the teacher was distilled on (see distill.py)
+
+
+class _Networks(nn.Module):
+    def __init__(self, channels: int, input_size: int, width: float) -> None:
+        super().__init__()
+        self.teacher = PDN(channels, width)
+        self.student = PDN(2 * channels, width)
+        self.autoencoder = Autoencoder(channels, input_size)
+        self.register_buffer("teacher_mean", torch.zeros(channels))
+        self.register_buffer("teacher_std", torch.ones(channels))
+        self.register_buffer("quantiles", torch.tensor([0.0, 1.0, 0.0, 1.0]))  # q_a, q_b of local, then global map
+
+    def raw_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, S) local and global maps before quantile normalisation."""
+        c = self.teacher_mean.shape[0]
+        teacher = ChannelStats(self.teacher_mean, self.teacher_std)(self.teacher(x))
+        student = self.student(x)
+        local = (teacher - student[:, :c]).square().mean(dim=1, keepdim=True)
+        glob = (self.autoencoder(x) - student[:, c:]).square().mean(dim=1, keepdim=True)
+        size = x.shape[-2:]
+        return tuple(F.interpolate(m, size=size, mode="bilinear", align_corners=False)[:, 0] for m in (local, glob))
+
+    def combined_map(self, x: torch.Tensor) -> torch.Tensor:
+        local, glob = self.raw_maps(x)
+        la, lb, ga, gb = self.quantiles
+        return 0.5 * 0.1 * (local - la) / (lb - la) + 0.5 * 0.1 * (glob - ga) / (gb - ga)
+
+
+@register_scorer("efficientad")
+class EfficientAD(Scorer):
+    Params = EfficientADParams
+    params: EfficientADParams
+
+    def __init__(self, params: EfficientADParams, context: ScorerContext) -> None:
+        super().__init__(params, context)
+        check_input_size("efficientad's autoencoder", _MIN_INPUT, context.input_size)
+        # The teacher regresses the backbone's taps: as many channels as they have together.
+        channels = _tap_channels(context)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(context.seed)
+            self.nets = _Networks(channels, context.input_size, params.width)
+        self.nets.to(context.device).eval()
+        mean, std = resolve_normalisation(context.backbone)
+        self._pixel = (torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1))
+        self._fitted = False
+        self.history: dict[str, list[dict[str, float]]] = {}  # losses per epoch of each training phase
+
+    def backbone_identity(self) -> dict[str, str]:
+        cfg = self.context.backbone
+        return {"name": cfg.name, "weights_sha256": resolve_weights(cfg).sha256, "layers": ",".join(cfg.layers)}
+
+    def fit(self, batches: FitBatches) -> None:
+        p, nets, device = self.params, self.nets, self.context.device
+        train, val = split_validation(stack_batches(batches), p.validation_fraction)
+        phase = Phase(self.name, self.context.seed, self.context.checkpoint_dir,
+                      fingerprint({"params": p.model_dump(), "backbone": self.backbone_identity()}, train))
+        targets = BackboneTargets(self.context.backbone, device)
+        budget = MapDistillation(p.teacher_epochs, p.steps_per_epoch, p.batch_size, p.learning_rate, p.weight_decay)
+        self.history["teacher"] = distill_pdn(nets.teacher, train, targets, budget, phase)
+        nets.eval()
+        with torch.no_grad():
+            stats = ChannelStats.of(nets.teacher(c.to(device)) for c in chunks(train, 32))
+        nets.teacher_mean.copy_(stats.mean)
+        nets.teacher_std.copy_(stats.std)
+        self.history["student"] = self._train_student_and_autoencoder(train, phase)
+        nets.eval()
+        nets.quantiles.copy_(self._quantiles(val))
+        self._fitted = True
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        """The paper's AE augmentation: one of brightness, contrast, saturation, factor 0.8-1.2, in pixel space."""
+        mean, std = (t.to(x.device) for t in self._pixel)
+        pixels = x * std + mean
+        out = []
+        for image in pixels:
+            kind, factor = int(torch.randint(3, ())), float(torch.empty(()).uniform_(0.8, 1.2))
+            grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2])[None]
+            anchor = torch.zeros_like(image) if kind == 0 else grey.mean() if kind == 1 else grey
+            out.append((anchor + factor * (image - anchor)).clamp(0.0, 1.0))
+        return (torch.stack(out) - mean) / std
+
+    def _train_student_and_autoencoder(self, images: torch.Tensor, phase: Phase) -> list[dict[str, float]]:
+        p, nets, device = self.params, self.nets, self.context.device
+        c = nets.teacher_mean.shape[0]
+        teacher_stats = ChannelStats(nets.teacher_mean, nets.teacher_std)
+        opt = torch.optim.Adam([*nets.student.parameters(), *nets.autoencoder.parameters()], lr=p.learning_rate,
+                               weight_decay=p.weight_decay)
+
+        def epoch(_: int) -> dict[str, float]:
+            totals = torch.zeros(3)
+            for _ in range(p.steps_per_epoch):
+                x = images[torch.randint(images.shape[0], (p.batch_size,))].to(device)
+                x_aug = self._augment(x)
+                with torch.no_grad():
+                    teacher, teacher_aug = teacher_stats(nets.teacher(x)), teacher_stats(nets.teacher(x_aug))
+                error = (teacher - nets.student(x)[:, :c]).square()
+                hard = error[error >= error.flatten().kthvalue(max(1, int(p.hard_quantile * error.numel()))).values].mean()
+                reconstruction = nets.autoencoder(x_aug)
+                losses = torch.stack([
+                    hard,
+                    F.mse_loss(reconstruction, teacher_aug),
+                    F.mse_loss(nets.student(x_aug)[:, c:], reconstruction),
+                ])
+                opt.zero_grad()
+                losses.sum().backward()
+                opt.step()
+                totals += losses.detach().cpu()
+            totals /= p.steps_per_epoch
+            return {"hard": totals[0].item(), "autoencoder": totals[1].item(), "student_ae": totals[2].item()}
+
+        nets.student.train()
+        nets.autoencoder.train()
+        return phase.run("student", p.epochs, epoch, {"student": nets.student, "autoencoder": nets.autoencoder},
+                  {"adam": opt})
+
+    @torch.no_grad()
+    def _quantiles(self, val: torch.Tensor) -> torch.Tensor:
+        maps = [self.nets.raw_maps(c.to(self.context.device)) for c in chunks(val, 8)]
+        out = []
+        for which in range(2):
+            values = torch.cat([m[which].flatten() for m in maps]).cpu().numpy()
+            low, high = np.quantile(values, [_Q_LOW, _Q_HIGH])
+            out += [low, max(high, low + 1e-8)]
+        return torch.tensor(out, dtype=torch.float32)
+
+    @torch.inference_mode()
+    def score(self, batch: torch.Tensor) -> Scores:
+        if not self._fitted:
+            raise NotFittedError("efficientad is not trained: fit() or load it first")
+        maps = self.nets.combined_map(batch.to(self.context.device))
+        return Scores(image=maps.flatten(1).amax(dim=1), maps=maps)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        if not self._fitted:
+            raise NotFittedError("efficientad is not trained: fit() it first")
+        return dict(self.nets.state_dict())
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.nets.load_state_dict(tensors)
+        self.nets.eval()
+        self._fitted = True
+
+
+def _tap_channels(context: ScorerContext) -> int:
+    """Channels of the backbone's taps together, from one small forward pass."""
+    backbone = load_backbone(context.backbone, "cpu")
+    with torch.no_grad():
+        return sum(t.shape[1] for t in backbone(torch.zeros(1, 3, 64, 64)))
