@@ -5,6 +5,7 @@ exactly, bad settings fail by name, and briefly trained models react to a real d
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -24,8 +25,17 @@ CATEGORY = PIPED / "PA_BDP01_TL"
 DEFECT = "PA_BDP01_TL_S_D_06_4"  # the category's largest impurity (716 mask pixels of 128 x 128)
 SIZE = 64
 VAE_PARAMS = {"epochs": 15, "batch_size": 8}
-DAAD_PARAMS = {"epochs": 15, "batch_size": 8, "channels": [8, 16, 32, 64], "block_grids": [8, 4, 2, 1],
-               "memory_items": 20}
+DAAD_PARAMS = {"epochs": 30, "batch_size": 8, "channels": [8, 16, 32, 64], "block_grids": [8, 4, 2, 1],
+               "memory_items": 20, "discriminator_width": 8}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Small networks gain nothing from a second thread, and on a shared 2-core machine it costs a lot of waiting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def settings_for(method: str, out: Path, **params: object) -> Settings:

@@ -37,15 +37,10 @@ def training_images(batches: FitBatches, input_size: int) -> torch.Tensor:
 
 
 def minibatches(images: torch.Tensor, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
-    """One shuffled epoch of minibatches, drawn from torch's global RNG (which train_phase seeds and checkpoints).
-
-    A last batch of one image is dropped: batch norm cannot train on it.
-    """
+    """One shuffled epoch of minibatches, drawn from torch's global RNG (which train_phase seeds and checkpoints)."""
     order = torch.randperm(len(images))
     for start in range(0, len(images), batch_size):
-        idx = order[start : start + batch_size]
-        if len(idx) > 1 or len(images) == 1:
-            yield images[idx].to(device)
+        yield images[order[start : start + batch_size]].to(device)
 
 
 def scores_from_maps(maps: torch.Tensor, sigma: float) -> Scores:
