@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up .venv for stream_ad: Python 3.11, the pinned torch pair, stream_ad (editable) with its test extra.
 # Idempotent and quick on a second run: it reinstalls only when pyproject.toml or the asked extras change.
-# EXTRAS=bench adds the benchmark peer (anomalib); nothing here downloads weights or data.
+# EXTRAS=bench adds the benchmark peer (anomalib), EXTRAS=openvino the OpenVINO backbone path for CPU-only line PCs
+# (EXTRAS=bench,openvino for both; the test extra already has openvino); nothing here downloads weights or data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

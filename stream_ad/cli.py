@@ -105,6 +105,12 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return run_bench(settings, args)
 
 
+def cmd_bench_accel(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_ad.bench.accel import run_bench
+
+    return run_bench(settings, args)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -181,6 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-sizes", type=_batch_sizes, default=(1, 16), metavar="B,B", help="inference batch sizes (default 1,16)"
     )
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-accel", help="backbone paths (runtime.accelerate) side by side, the anomalib OpenVINO "
+                       "peer, and the pipeline at a 100 fps camera")
+    p.add_argument("--batch-sizes", type=_batch_sizes, default=(1, 8, 32), metavar="B,B",
+                   help="inference batch sizes (default 1,8,32)")
+    p.add_argument("--ratio", type=float, default=0.03, help="coreset ratio of the PatchCore rows (default 0.03)")
+    p.add_argument("--limit-train", type=_positive_int, default=64, metavar="N", help="fit on N train/good images (64)")
+    p.add_argument("--limit-test", type=_positive_int, default=96, metavar="N", help="score N test images (96)")
+    p.add_argument("--models", default="mobilenet_v2,wide_resnet50_2,pdn",
+                   help="comma-separated, of mobilenet_v2, wide_resnet50_2, pdn (default all)")
+    p.add_argument("--skip-peer", action="store_true", help="no anomalib OpenVINO row")
+    p.add_argument("--pipeline-duration", type=float, default=20.0,
+                   help="seconds of the pipeline run at a 100 fps camera (0 skips it; default 20)")
+    p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/accel.json)")
+    p.set_defaults(func=cmd_bench_accel)
     return parser
 
 

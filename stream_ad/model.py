@@ -29,8 +29,9 @@ from safetensors.torch import load_file, save_file
 
 import stream_ad
 from stream_ad.backbones import resolve_normalisation
+from stream_ad.backbones.accelerate import AccelerateSpec
 from stream_ad.config import Settings
-from stream_ad.data import Preprocessor, read_image
+from stream_ad.data import MVTecCategory, Preprocessor, read_image
 from stream_ad.scorers import Scorer, ScorerContext, scorer_class
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 STATE = "state.safetensors"
+CALIBRATION_IMAGES = 64  # good training images an INT8 engine calibrates its ranges on
 
 
 class ArtefactError(RuntimeError):
@@ -89,12 +91,25 @@ class AnomalyModel:
         self.preprocessor = Preprocessor(settings.preprocess, mean, std, self.device)
         checkpoints = settings.runtime.checkpoint_dir or settings.output_dir / "checkpoints"
         context = ScorerContext(
-            settings.backbone, self.device, self.preprocessor.input_size, settings.runtime.seed, checkpoints
+            settings.backbone, self.device, self.preprocessor.input_size, settings.runtime.seed, checkpoints,
+            self._accelerate_spec(),
         )
         cls = scorer_class(settings.scorer.method)
         self.scorer: Scorer = cls(settings.scorer.params, context)
         self.threshold: dict[str, Any] | None = None
         self.data_split: dict[str, Any] | None = None  # HoldoutSplit.manifest(): what was fitted on, what held out
+
+    def _accelerate_spec(self) -> AccelerateSpec:
+        runtime = self.settings.runtime
+
+        def calibration() -> ImageBatches:
+            train = MVTecCategory(self.settings.data.root).train()[:CALIBRATION_IMAGES]
+            return ImageBatches([s.path for s in train], self.preprocessor, runtime.batch_size)
+
+        # The largest batch served whole: the infer stage's dynamic batches and fitting's batches.
+        max_batch = max(self.settings.pipeline.infer.max_batch, runtime.batch_size)
+        cache = runtime.cache_dir or self.settings.output_dir / "cache"
+        return AccelerateSpec(runtime.accelerate, runtime.precision, cache, max_batch, calibration)
 
     def fit(self, paths: Sequence[Path]) -> None:
         torch.manual_seed(self.settings.runtime.seed)

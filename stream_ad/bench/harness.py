@@ -65,7 +65,7 @@ class StreamAdSystem:
 class Job:
     """What one child measures. Settings travel pickled: re-validating them would re-read STREAM_AD_* variables."""
 
-    system: str  # "stream_ad" or "anomalib"
+    system: str  # "stream_ad", "anomalib" or "anomalib_openvino"
     settings: Settings
     train: list[Path]
     test: list[Path]
@@ -80,6 +80,10 @@ def build_system(name: str, settings: Settings) -> BenchSystem:
         from stream_ad.bench.anomalib_peer import AnomalibPatchCore  # the only place anomalib gets imported
 
         return AnomalibPatchCore(settings)
+    if name == "anomalib_openvino":
+        from stream_ad.bench.anomalib_openvino import AnomalibOpenVino
+
+        return AnomalibOpenVino(settings)
     raise ValueError(f"unknown bench system {name!r}")
 
 

@@ -44,6 +44,12 @@ def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
+def letterbox_size(h: int, w: int, side: int) -> tuple[int, int]:
+    """The frame's size inside a side x side letterbox: the long edge fills it, the aspect ratio is kept."""
+    scale = side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
     """Tile origins along one axis: a regular stride, plus a last tile flush with the far edge."""
     if length <= tile:
@@ -55,13 +61,21 @@ def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
 
 
 class Preprocessor:
+    """Frames -> inputs. On the CPU with OpenCV; on a CUDA device (or with on_device=True) as tensor operations on
+    the device (stream_ad.data.device_preprocess), so frames cross to a GPU once, as uint8."""
+
     def __init__(
-        self, cfg: PreprocessSettings, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu"
+        self, cfg: PreprocessSettings, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu",
+        on_device: bool | None = None,
     ) -> None:
+        from stream_ad.data.device_preprocess import DevicePreprocess
+
         self.cfg = cfg
         self.device = torch.device(device)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
+        use_device = self.device.type == "cuda" if on_device is None else on_device
+        self.on_device = DevicePreprocess(cfg, self.mean, self.std, self.device) if use_device else None
 
     @property
     def input_size(self) -> int:
@@ -82,8 +96,7 @@ class Preprocessor:
             return [_resize(img, s, s)], [Placement(index, s, s, 0, h, 0, w)]
         canvas_fill = self.cfg.pad_value
         if mode == "letterbox":
-            scale = s / max(h, w)
-            th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+            th, tw = letterbox_size(h, w, s)
             canvas = np.full((s, s, 3), canvas_fill, dtype=np.uint8)
             canvas[:th, :tw] = _resize(img, th, tw)
             return [canvas], [Placement(index, th, tw, 0, h, 0, w)]
@@ -110,9 +123,15 @@ class Preprocessor:
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
                 raise ValueError(f"frame {i}: expected uint8 (H, W, 3) or (H, W), got {frame.dtype} {frame.shape}")
             shapes.append(frame.shape[:2])
-            a, p = self._place(i, frame)
-            arrays.extend(a)
-            placements.extend(p)
+            if self.on_device is None:
+                a, p = self._place(i, frame)
+                arrays.extend(a)
+                placements.extend(p)
+            else:
+                arrays.append(frame)
+        if self.on_device is not None:
+            inputs, placements = self.on_device(arrays)
+            return Prepared(inputs, placements, shapes)
         batch = torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
         batch = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
         return Prepared((batch - self.mean) / self.std, placements, shapes)

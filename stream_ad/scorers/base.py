@@ -16,6 +16,7 @@ from typing import ClassVar, Protocol, TypeVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from stream_ad.backbones.accelerate import AccelerateSpec
 from stream_ad.config import BackboneSettings
 
 
@@ -42,6 +43,7 @@ class ScorerContext:
     input_size: int  # side of the square tensors fit() and score() receive
     seed: int = 0  # methods that train seed from it (runtime.seed)
     checkpoint_dir: Path | None = None  # where training methods keep resumable checkpoints (None: none kept)
+    accelerate: AccelerateSpec = AccelerateSpec()  # how a pretrained backbone runs (runtime.accelerate); eager here
 
 
 @dataclass

@@ -1,20 +1,22 @@
 """PatchCore (Roth et al., "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022).
 
-Locally aware patch features from two mid-level backbone taps -> greedy coreset memory bank -> faiss exact kNN.
+Locally aware patch features from two mid-level backbone taps -> greedy coreset memory bank -> exact kNN (faiss or
+torch, stream_ad.scorers.patchcore.knn) with the bank resident on the scorer's device.
 Image score: the largest patch distance, reweighted by how isolated its nearest memory item is (paper, Eq. 7).
 Map: patch distances, upsampled to the input and Gaussian-smoothed (sigma 4).
 """
 
 from __future__ import annotations
 
-import faiss
-import numpy as np
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from tqdm import tqdm
 
 from stream_ad.backbones import Backbone, load_backbone
+from stream_ad.backbones.accelerate import Features, accelerate_backbone
 from stream_ad.scorers.base import (
     FitBatches,
     NotFittedError,
@@ -25,6 +27,7 @@ from stream_ad.scorers.base import (
     register_scorer,
 )
 from stream_ad.scorers.patchcore.coreset import greedy_coreset
+from stream_ad.scorers.patchcore.knn import KnnIndex, build_knn
 from stream_ad.scorers.smoothing import gaussian_blur
 
 
@@ -40,15 +43,8 @@ class PatchCoreParams(ScorerParams):
     num_neighbors: int = Field(9, ge=1)
     blur_sigma: float = Field(4.0, ge=0.0)
     seed: int = 0
-
-
-def build_index(memory: np.ndarray, device: torch.device) -> faiss.Index:
-    """Exact L2 index; on the GPU when the device is CUDA and faiss was built with GPU support."""
-    index = faiss.IndexFlatL2(memory.shape[1])
-    if device.type == "cuda" and hasattr(faiss, "StandardGpuResources"):
-        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), device.index or 0, index)
-    index.add(memory)
-    return index
+    # Nearest-neighbour backend; all give the same neighbours (ties aside). auto: see knn.choose_backend.
+    knn: Literal["auto", "faiss", "torch"] = "auto"
 
 
 @register_scorer("patchcore")
@@ -59,8 +55,11 @@ class PatchCore(Scorer):
     def __init__(self, params: PatchCoreParams, context: ScorerContext) -> None:
         super().__init__(params, context)
         self.backbone: Backbone = load_backbone(context.backbone, context.device)
-        self.memory: torch.Tensor | None = None  # (M, D) float32 on the CPU
-        self._index: faiss.Index | None = None
+        self.features: Features = accelerate_backbone(
+            self.backbone, context.device, context.input_size, context.accelerate
+        )
+        self.memory: torch.Tensor | None = None  # (M, D) float32 on the scorer's device
+        self._index: KnnIndex | None = None
         self._neighbours: torch.Tensor | None = None  # (M, b) nearest memory items of each memory item
 
     def backbone_identity(self) -> dict[str, str]:
@@ -70,7 +69,7 @@ class PatchCore(Scorer):
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         """Locally aware patch features (B, D, h, w) at the first tap's resolution."""
         p = self.params.patch_size
-        taps = self.backbone(batch)
+        taps = [t.to(batch.device) for t in self.features(batch)]
         size = taps[0].shape[-2:]
         feats = []
         for t in taps:
@@ -96,17 +95,15 @@ class PatchCore(Scorer):
         self._set_memory(features[idx].contiguous())
 
     def _set_memory(self, memory: torch.Tensor) -> None:
-        self.memory = memory
-        mem = memory.numpy()
-        self._index = build_index(mem, self.context.device)
+        self.memory = memory.to(self.context.device)
+        self._index = build_knn(self.memory, self.params.knn)
         b = min(self.params.num_neighbors, memory.shape[0])
-        _, nbrs = self._index.search(mem, b)
-        self._neighbours = torch.from_numpy(nbrs)
+        self._neighbours = self._index.search(self.memory, b)[1]
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         if self.memory is None:
             raise NotFittedError("PatchCore has no memory bank: fit() it first")
-        return {"memory_bank": self.memory}
+        return {"memory_bank": self.memory.cpu()}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self._set_memory(tensors["memory_bank"].float().contiguous())
@@ -117,17 +114,16 @@ class PatchCore(Scorer):
             raise NotFittedError("PatchCore has no memory bank: fit() or load it first")
         emb = self.embed(batch.to(self.context.device))
         b, d, h, w = emb.shape
-        queries = emb.permute(0, 2, 3, 1).reshape(-1, d).float().cpu().contiguous()
-        _, nn_idx = self._index.search(queries.numpy(), 1)
-        nn_idx = torch.from_numpy(nn_idx).view(-1)
-        # faiss returns ||q||^2 + ||m||^2 - 2 q.m, which cancels badly near 0 in float32 (errors ~0.04 measured);
+        queries = emb.permute(0, 2, 3, 1).reshape(-1, d).float().to(self.memory.device).contiguous()
+        nn_idx = self._index.search(queries, 1)[1].view(-1)
+        # The index returns ||q||^2 + ||m||^2 - 2 q.m, which cancels badly near 0 in float32 (errors ~0.04 measured);
         # recomputing the distance to the found neighbour directly costs one pass and is exact.
         dist = torch.linalg.vector_norm(queries - self.memory[nn_idx], dim=1).view(b, h * w)
         nn_idx = nn_idx.view(b, h * w)
 
         # Reweighting (Eq. 7): s = (1 - softmax over N_b(m*) of ||m_test* - m||, at m*) * s*.
         best = dist.argmax(dim=1)
-        rows = torch.arange(b)
+        rows = torch.arange(b, device=dist.device)
         s_star = dist[rows, best]
         m_test = queries.view(b, h * w, d)[rows, best]  # (B, D)
         support = self.memory[self._neighbours[nn_idx[rows, best]]]  # (B, b, D); m* is its own nearest

@@ -1,0 +1,295 @@
+"""How the backbone runs (runtime.accelerate): one small interface, one wrapper per path.
+
+Every path maps a (B, 3, S, S) float32 tensor to the backbone's taps in `backbone.layers` order, exactly as
+Backbone.forward does, so a scorer swaps one for the other without other changes:
+
+- eager: the BN-folded, channels-last torchvision module (stream_ad.backbones.loader).
+- torch_compile: torch.compile (inductor); on CUDA with CUDA graphs ("reduce-overhead"). Shapes are fixed per
+  bucket: a batch is zero-padded up to the next power of two, so batches 1..N compile at most log2(N) + 1 graphs.
+- openvino: the module converted once to OpenVINO IR with a dynamic batch dimension and compiled for the CPU
+  (f32 inference precision, runtime threads); one compilation serves every batch size.
+- tensorrt: torch-tensorrt (the `tensorrt` extra), fp16 or INT8 (calibrated on good images), one engine with a
+  dynamic batch profile 1..max_batch; larger batches run in max_batch chunks.
+
+Converted models and engines are cached under runtime.cache_dir, keyed by backbone name, weights sha256, taps,
+input shape and batch range, precision and library versions, so a restart reuses them instead of rebuilding.
+`auto` takes the best path available on the device and logs which and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import torch
+
+import stream_ad
+from stream_ad.backbones.loader import Backbone, BackboneError
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["auto", "tensorrt", "torch_compile", "openvino", "eager"]
+Precision = Literal["auto", "fp32", "fp16", "int8"]
+INSTALL = {
+    "openvino": "pip install 'stream-ad[openvino]' (or EXTRAS=openvino bash scripts/setup.sh)",
+    "tensorrt": "pip install 'stream-ad[tensorrt]' on a machine with an NVIDIA GPU",
+}
+# Relative error bound of each path's taps against eager on the same inputs (tests/test_accelerate.py).
+RTOL = {"fp32": 1e-3, "fp16": 2e-2, "int8": 1.5e-1}
+
+
+class AccelerateError(BackboneError):
+    """A requested runtime.accelerate path cannot run here; the message says why and what to install."""
+
+
+@dataclass(frozen=True)
+class AccelerateSpec:
+    """What a scorer needs to build its backbone's execution path (from RuntimeSettings and the pipeline)."""
+
+    mode: Mode = "eager"
+    precision: Precision = "auto"
+    cache_dir: Path | None = None  # None: nothing cached on disk
+    max_batch: int = 32  # largest batch served without splitting (TensorRT's profile; a bound, not a bucket)
+    # Good-image batches for INT8 calibration; called only when an INT8 engine has to be built.
+    calibration: Callable[[], Iterable[torch.Tensor]] | None = None
+
+
+class Features(Protocol):
+    path: str  # eager | torch_compile | openvino | tensorrt
+    precision: str
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]: ...
+
+
+def unavailable(path: str, device: torch.device) -> str | None:
+    """Why `path` cannot run on `device`, or None when it can."""
+    if path == "openvino":
+        if device.type != "cpu":
+            return f"the openvino path runs on the CPU; runtime.device resolved to {device}"
+        if importlib.util.find_spec("openvino") is None:
+            return f"openvino is not installed: {INSTALL['openvino']}"
+    if path == "tensorrt":
+        if device.type != "cuda":
+            return f"TensorRT needs a CUDA device; runtime.device resolved to {device}"
+        if importlib.util.find_spec("torch_tensorrt") is None:
+            return f"torch-tensorrt is not installed: {INSTALL['tensorrt']}"
+    return None
+
+
+def choose_path(mode: Mode, device: torch.device) -> tuple[str, str]:
+    """The path to run and why. An explicit mode that cannot run is an AccelerateError naming the setting."""
+    if mode != "auto":
+        why = unavailable(mode, device)
+        if why is not None:
+            raise AccelerateError(f"runtime.accelerate is {mode!r} but {why}")
+        return mode, "asked for (runtime.accelerate)"
+    # CUDA: TensorRT, else torch.compile. CPU: OpenVINO, measured faster than eager (docs/pipeline.md).
+    order = ("tensorrt", "torch_compile") if device.type == "cuda" else ("openvino",)
+    skipped = []
+    for path in order:
+        why = unavailable(path, device)
+        if why is None:
+            return path, f"auto on {device.type}: best available" + (f" ({'; '.join(skipped)})" if skipped else "")
+        skipped.append(why)
+    return "eager", f"auto on {device.type}: {'; '.join(skipped)}"
+
+
+def resolve_precision(path: str, precision: Precision) -> str:
+    if precision == "auto":
+        return "fp16" if path == "tensorrt" else "fp32"
+    if precision != "fp32" and path != "tensorrt":
+        raise AccelerateError(f"runtime.precision {precision!r} needs runtime.accelerate 'tensorrt'; {path} runs fp32")
+    return precision
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def cache_key(backbone: Backbone, path: str, input_size: int, max_batch: int, precision: str) -> str:
+    """Folder name of a converted model or engine: everything that, changed, makes it stale."""
+    libraries = {"openvino": ("openvino",), "tensorrt": ("torch-tensorrt", "tensorrt")}.get(path, ())
+    what = {
+        **backbone.identity(),
+        "path": path,
+        "input": [3, input_size, input_size],
+        "batch": [1, max_batch],
+        "precision": precision,
+        "versions": {"stream_ad": stream_ad.__version__, "torch": torch.__version__,
+                     **{lib: _version(lib) for lib in libraries}},
+    }
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{backbone.cfg.name}-{path}-{precision}-{digest}"
+
+
+def _build_once(folder: Path, marker: str, build: Callable[[Path], None]) -> bool:
+    """Run build(tmp) into a fresh folder and move it to `folder` unless `folder/marker` exists; True if built.
+
+    The rename is atomic, so a process starting meanwhile sees a complete cache entry or none.
+    """
+    if (folder / marker).exists():
+        return False
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    build(tmp)
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process finished first: its entry is as good as ours
+        shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
+class Eager:
+    path = "eager"
+    precision = "fp32"
+
+    def __init__(self, backbone: Backbone) -> None:
+        self.backbone = backbone
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.backbone(x)
+
+
+def bucket(n: int) -> int:
+    """The fixed batch shape a batch of n runs at: the next power of two."""
+    return 1 << (n - 1).bit_length()
+
+
+class TorchCompiled:
+    path = "torch_compile"
+    precision = "fp32"
+
+    def __init__(self, backbone: Backbone, device: torch.device, cache_dir: Path | None) -> None:
+        if cache_dir is not None:  # inductor's FX graph and kernel caches: a restart compiles from them
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir / "inductor"))
+        # reduce-overhead = CUDA graphs: one captured graph per bucket replays with no launch overhead.
+        mode = "reduce-overhead" if device.type == "cuda" else "default"
+        self.cuda_graphs = device.type == "cuda"
+        self.fn = torch.compile(backbone, mode=mode, dynamic=False, fullgraph=True)
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        n = x.shape[0]
+        padded = bucket(n)
+        if padded != n:
+            x = torch.cat([x, x.new_zeros((padded - n, *x.shape[1:]))])
+        out = self.fn(x)
+        # A CUDA graph's outputs are overwritten by its next replay: the caller gets copies.
+        return [t[:n].clone() if self.cuda_graphs else t[:n] for t in out]
+
+
+class OpenVino:
+    path = "openvino"
+    precision = "fp32"
+
+    def __init__(self, backbone: Backbone, input_size: int, cache: Path | None) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        shape = ov.PartialShape([-1, 3, input_size, input_size])  # dynamic batch: one compile serves every size
+
+        def convert() -> ov.Model:
+            example = torch.zeros(1, 3, input_size, input_size)
+            return ov.convert_model(backbone.cpu().eval(), example_input=example, input=[shape])
+
+        config: dict[str, object] = {}
+        if cache is None:
+            model = convert()
+        else:
+            # The default compress_to_fp16 would halve the weights' precision on disk.
+            built = _build_once(cache, "model.xml",
+                                lambda folder: ov.save_model(convert(), folder / "model.xml", compress_to_fp16=False))
+            log.info("openvino: %s model %s", "converted" if built else "cached", cache)
+            model = core.read_model(cache / "model.xml")
+            config["CACHE_DIR"] = str(cache / "compiled")  # the compiled blob too: a restart skips compiling
+        config.update({
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),  # what runtime.threads / the infer stage set
+            "INFERENCE_PRECISION_HINT": "f32",  # CPUs with bf16 units would otherwise run bf16 silently
+            "PERFORMANCE_HINT": "LATENCY",
+        })
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.compilations = 1
+        self.request = self.compiled.create_infer_request()
+        self.outputs = list(self.compiled.outputs)
+
+    def dynamic_batch(self) -> bool:
+        return self.compiled.input(0).get_partial_shape()[0].is_dynamic
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        result = self.request.infer([x.detach().cpu().float().contiguous().numpy()])  # outputs are copied out
+        return [torch.from_numpy(result[port]) for port in self.outputs]
+
+
+class TensorRt:
+    path = "tensorrt"
+
+    def __init__(self, backbone: Backbone, input_size: int, spec: AccelerateSpec, precision: str,
+                 cache: Path | None) -> None:
+        import torch_tensorrt
+
+        self.precision = precision
+        self.max_batch = spec.max_batch
+        side = (3, input_size, input_size)
+        inputs = [torch_tensorrt.Input(min_shape=(1, *side), opt_shape=(spec.max_batch, *side),
+                                       max_shape=(spec.max_batch, *side), dtype=torch.float32)]
+        module: torch.nn.Module = backbone
+        if precision == "int8":
+            module = _int8_quantized(backbone, spec)
+        cache_args = {} if cache is None else {
+            "cache_built_engines": True, "reuse_cached_engines": True, "engine_cache_dir": str(cache)
+        }
+        dtypes = {"fp16": {torch.float16, torch.float32}, "int8": {torch.int8, torch.float16, torch.float32}}
+        self.module = torch_tensorrt.compile(module, ir="dynamo", inputs=inputs,
+                                             enabled_precisions=dtypes[precision], **cache_args)
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        chunks = [self.module(part.contiguous()) for part in x.split(self.max_batch)]
+        return [torch.cat(taps).float() for taps in zip(*chunks)]
+
+
+def _int8_quantized(backbone: Backbone, spec: AccelerateSpec) -> torch.nn.Module:
+    """INT8 fake-quantised copy of the backbone, its ranges calibrated on good images (NVIDIA modelopt)."""
+    if spec.calibration is None:
+        raise AccelerateError("runtime.precision 'int8' needs good images to calibrate on; none were given")
+    try:
+        import modelopt.torch.quantization as mtq
+    except ImportError:
+        raise AccelerateError("runtime.precision 'int8' needs nvidia-modelopt: pip install nvidia-modelopt") from None
+
+    def calibrate(model: torch.nn.Module) -> None:
+        for batch in spec.calibration():  # type: ignore[misc]
+            model(batch.to(next(backbone.parameters()).device))
+
+    return mtq.quantize(backbone, mtq.INT8_DEFAULT_CFG, forward_loop=calibrate)
+
+
+def accelerate_backbone(
+    backbone: Backbone, device: torch.device, input_size: int, spec: AccelerateSpec
+) -> Features:
+    """The backbone behind the path runtime.accelerate picks on `device`; logs which and why."""
+    path, why = choose_path(spec.mode, device)
+    precision = resolve_precision(path, spec.precision)
+    key = cache_key(backbone, path, input_size, spec.max_batch, precision)
+    cache = None if spec.cache_dir is None else spec.cache_dir / key
+    if path == "openvino":
+        features: Features = OpenVino(backbone, input_size, cache)
+    elif path == "tensorrt":
+        features = TensorRt(backbone, input_size, spec, precision, cache)
+    elif path == "torch_compile":
+        features = TorchCompiled(backbone, device, spec.cache_dir)
+    else:
+        features = Eager(backbone)
+    log.info("backbone %s runs %s (%s) on %s: %s", backbone.cfg.name, path, precision, device, why)
+    return features

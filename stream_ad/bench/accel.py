@@ -1,0 +1,200 @@
+"""`stream-ad bench-accel`: the backbone execution paths (runtime.accelerate) measured side by side, in one call.
+
+Per model and per path available on the device (CPU: eager, openvino; CUDA: eager, torch_compile, tensorrt), each in
+its own child process through the bench harness (stream_ad.bench.harness: same fit, same images, same timing): images/s
+at each batch size and batch-1 latency p50/p99. Models: PatchCore on the shared MobileNetV2 (the side-by-side
+settings of `stream-ad bench`), PatchCore on wide_resnet50_2 with random weights (speed only), and the PDN scorer
+(`efficientad`) when that method is registered. On the CPU also the peer: anomalib's OpenVINO export of the same
+PatchCore (stream_ad.bench.anomalib_openvino), and the score differences of each path against eager on the same
+images. Last, the whole pipeline's end-to-end latency with a 100 fps camera (stream_ad.pipeline.bench).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stream_ad.backbones.accelerate import unavailable
+from stream_ad.bench.harness import Job
+from stream_ad.bench.patchcore_peer import BenchError, describe, measure_in_child, side_by_side_settings, spread
+from stream_ad.config import BackboneSettings, ScorerSettings, Settings
+from stream_ad.data import MVTecCategory
+from stream_ad.model import resolve_device
+from stream_ad.scorers import available_scorers
+
+PATHS = {"cpu": ("eager", "openvino"), "cuda": ("eager", "torch_compile", "tensorrt")}
+PEER = "anomalib_openvino"
+PDN = "efficientad"
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+CAMERA_FPS = 100.0
+
+
+@dataclass(frozen=True)
+class Run:
+    model: str  # mobilenet_v2 | wide_resnet50_2 | pdn
+    path: str  # runtime.accelerate, or the peer
+    system: str  # harness system name
+    settings: Settings
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}/{self.path}"
+
+
+def with_runtime(settings: Settings, path: str, max_batch: int) -> Settings:
+    """`settings` served through `path`, every batch size up to max_batch served whole."""
+    runtime = settings.runtime.model_copy(update={"accelerate": path})
+    infer = settings.pipeline.infer.model_copy(update={"max_batch": max_batch})
+    pipeline = settings.pipeline.model_copy(update={"infer": infer})
+    return settings.model_copy(update={"runtime": runtime, "pipeline": pipeline})
+
+
+def model_settings(settings: Settings, ratio: float) -> dict[str, Settings | None]:
+    """The measured models' settings (None: not available here)."""
+    mobilenet = side_by_side_settings(settings, ratio)
+    wrn = BackboneSettings(name="wide_resnet50_2", weights="random", weights_path=None, layers=["layer2", "layer3"],
+                           mean=IMAGENET[0], std=IMAGENET[1])
+    pdn = None
+    if PDN in available_scorers():  # another method's own default params; looked up by name at run time
+        pdn = settings.model_copy(update={"scorer": ScorerSettings(method=PDN)})
+    return {"mobilenet_v2": mobilenet, "wide_resnet50_2": mobilenet.model_copy(update={"backbone": wrn}), "pdn": pdn}
+
+
+def plan(settings: Settings, args: argparse.Namespace, device: torch.device,
+         max_batch: int) -> tuple[list[Run], list[str]]:
+    """The runs to measure, and a line for each one that cannot run here."""
+    runs: list[Run] = []
+    notes: list[str] = []
+    models = model_settings(settings, args.ratio)
+    for model in args.models.split(","):
+        if model not in models:
+            raise BenchError(f"unknown model {model!r}; choose from {', '.join(models)}")
+        chosen = models[model]
+        if chosen is None:
+            notes.append(f"{model}: not available (no scorer method {PDN!r} registered)")
+            continue
+        for path in PATHS[device.type]:
+            why = unavailable(path, device)
+            if why is not None:
+                notes.append(f"{model}/{path}: not available: {why}")
+                continue
+            runs.append(Run(model, path, "stream_ad", with_runtime(chosen, path, max_batch)))
+    peer_ok = device.type == "cpu" and not args.skip_peer and "mobilenet_v2" in args.models.split(",")
+    if peer_ok:
+        missing = [m for m in ("anomalib", "openvino") if importlib.util.find_spec(m) is None]
+        if missing:
+            notes.append(f"mobilenet_v2/{PEER}: not available: {', '.join(missing)} not installed "
+                         "(EXTRAS=bench,openvino bash scripts/setup.sh)")
+        else:
+            runs.append(Run("mobilenet_v2", PEER, PEER, models["mobilenet_v2"]))  # type: ignore[arg-type]
+    return runs, notes
+
+
+def speed(batch_seconds: dict[str, list[float]], images: int) -> dict[str, float]:
+    """images/s per batch size (all images, timed calls only) and batch-1 latency p50/p99."""
+    out = {f"images_per_s_b{b}": images / sum(s) for b, s in batch_seconds.items()}
+    if "1" in batch_seconds:
+        p50, p99 = np.percentile(np.asarray(batch_seconds["1"]) * 1000.0, [50, 99])
+        out.update(p50_ms_b1=float(p50), p99_ms_b1=float(p99))
+    return out
+
+
+def score_difference(scores: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    diff = np.abs(scores - reference)
+    return {"max_abs": float(diff.max()), "max_rel": float((diff / np.maximum(np.abs(reference), 1e-12)).max())}
+
+
+def measure(runs: list[Run], train: list[Path], test: list[Path],
+            batch_sizes: tuple[int, ...]) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+    figures: dict[str, dict[str, Any]] = {}
+    scores: dict[str, np.ndarray] = {}
+    with tempfile.TemporaryDirectory(prefix="stream-ad-bench-accel-") as tmp:
+        for run in runs:
+            print(f"measuring {run.name} ...", file=sys.stderr, flush=True)
+            job = Job(run.system, run.settings, train, test, batch_sizes, Path(tmp) / f"{len(figures)}.npz")
+            child, scores[run.name], _ = measure_in_child(job)
+            figures[run.name] = {"fit_s": child["fit_s"], "memory_bank": child["memory_bank"],
+                                 **speed(child["batch_seconds"], len(test))}
+    for run in runs:  # every path's scores against eager's on the same images (and the peer's, for reference)
+        eager = f"{run.model}/eager"
+        if run.path != "eager" and eager in scores:
+            figures[run.name]["scores_vs_eager"] = score_difference(scores[run.name], scores[eager])
+    return figures, scores
+
+
+def pipeline_latency(settings: Settings, seconds: float, out_dir: Path) -> dict[str, Any]:
+    """The demo model through every stage process, camera at CAMERA_FPS, runtime.accelerate as configured."""
+    from stream_ad.pipeline.bench import pipeline_run
+    from stream_ad.pipeline.commands import demo_model, resolve_threshold
+
+    model_dir = settings.output_dir / "demo" / f"{settings.data.root.name}-{settings.scorer.method}"
+    demo_model(settings, model_dir)
+    threshold, _ = resolve_threshold(settings, model_dir)
+    folder = settings.pipeline.source.path or settings.data.root / "test"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return pipeline_run(settings, model_dir, threshold, folder, CAMERA_FPS, seconds, out_dir)
+
+
+def table(figures: dict[str, dict[str, Any]], batch_sizes: tuple[int, ...]) -> str:
+    cols = [f"img/s b{b}" for b in batch_sizes] + ["p50 ms b1", "p99 ms b1", "max |d score|", "max rel d"]
+    width = max(len(n) for n in figures) + 2
+    lines = [f"{'model/path':<{width}}" + "".join(f"{c:>14}" for c in cols)]
+    for name, f in figures.items():
+        diff = f.get("scores_vs_eager", {})
+        cells = [f.get(f"images_per_s_b{b}") for b in batch_sizes] + [f.get("p50_ms_b1"), f.get("p99_ms_b1")]
+        text = ["-" if v is None else f"{v:.1f}" for v in cells]
+        text += [f"{diff[k]:.2e}" if k in diff else "-" for k in ("max_abs", "max_rel")]
+        lines.append(f"{name:<{width}}" + "".join(f"{c:>14}" for c in text))
+    return "\n".join(lines)
+
+
+def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    batch_sizes = tuple(args.batch_sizes)
+    device = resolve_device(settings.runtime.device)
+    category = MVTecCategory(settings.data.root)
+    train = spread([s.path for s in category.train()], args.limit_train)
+    test = spread([s.path for s in category.test()], args.limit_test)
+    try:
+        runs, notes = plan(settings, args, device, max(batch_sizes))
+        figures, _ = measure(runs, train, test, batch_sizes)
+    except BenchError as exc:
+        print(f"stream-ad bench-accel: {exc}", file=sys.stderr)
+        return 1
+    out = args.json or settings.output_dir / "bench" / "accel.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "command": "stream-ad " + " ".join(sys.argv[1:]),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg": list(os.getloadavg())},
+        "torch_threads": settings.runtime.threads or torch.get_num_threads(),
+        "category": category.name, "train_images": len(train), "test_images": len(test),
+        "configs": {run.name: describe(run.settings) for run in runs}, "not_available": notes, "figures": figures,
+    }
+    if args.pipeline_duration > 0:
+        print(f"pipeline at {CAMERA_FPS:.0f} fps for {args.pipeline_duration:.0f} s ...", file=sys.stderr, flush=True)
+        report["pipeline"] = pipeline_latency(settings, args.pipeline_duration, out.parent / "accel_pipeline")
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+    print(f"\n{category.name}: fit on {len(train)}, scored {len(test)} images; {report['device']}, "
+          f"{report['torch_threads']} torch threads, load average {report['machine']['load_avg'][0]:.1f}")
+    print(table(figures, batch_sizes))
+    for line in notes:
+        print(line)
+    if "pipeline" in report:
+        p = report["pipeline"]
+        print(f"pipeline end to end at a {CAMERA_FPS:.0f} fps camera (runtime.accelerate {settings.runtime.accelerate}): "
+              f"p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms; {p['frames_in']} frames in, {p['scored']} scored, "
+              f"{p['dropped']} dropped")
+    print(f"figures: {out}")
+    return 0

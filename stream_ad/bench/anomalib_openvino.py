@@ -1,0 +1,64 @@
+"""The peer's best CPU path: anomalib's OpenVINO export of the same PatchCore, served by its OpenVINOInferencer.
+
+Fitted exactly as stream_ad.bench.anomalib_peer fits it (stream_ad's MobileNetV2 weights mapped into timm, same taps,
+coreset and images), then exported the way an anomalib user deploys it: the fitted torch model inside anomalib's
+Lightning Patchcore (its PreProcessor in the graph, no post-processor, so scores stay raw like stream_ad's),
+`to_openvino` (ONNX, then OpenVINO IR, fp32), and `OpenVINOInferencer.predict` on 224 px frames in [0, 1]: the
+in-graph resize (the identity at 224) and normalisation are inside its timing. Imported only in the bench's child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from anomalib.deploy import OpenVINOInferencer
+from anomalib.models import Patchcore
+
+from stream_ad.bench.anomalib_peer import AnomalibPatchCore
+from stream_ad.bench.timm_mobilenet import TIMM_NAME
+from stream_ad.config import Settings
+from stream_ad.data import Prepared
+
+
+class AnomalibOpenVino(AnomalibPatchCore):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.export_dir = Path(tempfile.mkdtemp(prefix="stream-ad-anomalib-ov-"))
+        self.inferencer: OpenVINOInferencer | None = None
+
+    def prepare(self, frame: np.ndarray) -> Prepared:
+        """The frame resized to 224 px in [0, 1]: what the exported model takes (it normalises in its graph)."""
+        image = torch.from_numpy(frame).permute(2, 0, 1)[None].float().div_(255.0)
+        resize = self.pre_processor.transform.transforms[0]  # the peer's own antialiased Resize
+        return replace(self.geometry([frame]), inputs=resize(image))
+
+    def fit(self, batches: list[torch.Tensor]) -> int:
+        normalize = self.pre_processor.transform.transforms[1]
+        bank = super().fit([normalize(b) for b in batches])
+        lightning = Patchcore(
+            backbone=TIMM_NAME, layers=self.model.layers, pre_trained=False, coreset_sampling_ratio=self.ratio,
+            num_neighbors=self.settings.scorer.params.num_neighbors, pre_processor=self.pre_processor,
+            post_processor=False, evaluator=False, visualizer=False,
+        )
+        lightning.model = self.model.cpu().eval()
+        size = self.settings.preprocess.image_size
+        xml = lightning.to_openvino(self.export_dir, input_size=(size, size))
+        threads = self.settings.runtime.threads or torch.get_num_threads()
+        # OpenVINOInferencer writes ./openvino_cache: keep it out of the caller's working directory.
+        with contextlib.chdir(self.export_dir):
+            self.inferencer = OpenVINOInferencer(
+                xml, device="CPU",
+                config={"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32",
+                        "PERFORMANCE_HINT": "LATENCY"},
+            )
+        return bank
+
+    def score(self, inputs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        assert self.inferencer is not None, "fit() first"
+        out = self.inferencer.predict(inputs)
+        return np.asarray(out.pred_score).reshape(-1), np.asarray(out.anomaly_map).reshape(len(inputs), *inputs.shape[-2:])

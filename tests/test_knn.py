@@ -1,0 +1,85 @@
+"""PatchCore's kNN backends agree on real features: the torch matmul/top-k search finds faiss's neighbours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from stream_ad.config import load_settings
+from stream_ad.data import MVTecCategory, read_image
+from stream_ad.model import AnomalyModel
+from stream_ad.scorers.patchcore.knn import CPU_FAISS_FROM_QUERIES, CpuKnn, FaissKnn, TorchKnn, build_knn
+from tests.conftest import PIPED
+
+CATEGORY = PIPED / "PA_BDP01_TL"
+K = 9
+
+
+@pytest.fixture(scope="module")
+def features() -> tuple[torch.Tensor, torch.Tensor]:
+    """A memory bank (every 7th training patch) and the patches of 8 test images, from the shared backbone."""
+    model = AnomalyModel(load_settings(data={"root": str(CATEGORY)}, runtime={"accelerate": "eager"}))
+    cat = MVTecCategory(CATEGORY)
+
+    def patches(paths: list[Path]) -> torch.Tensor:
+        emb = model.scorer.embed(model.preprocessor([read_image(p) for p in paths]).inputs)
+        return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1])
+
+    memory = patches([s.path for s in cat.train()[:16]])[::7].contiguous()
+    queries = patches([s.path for s in cat.test()[::8][:8]])
+    return memory, queries
+
+
+def exact(memory: torch.Tensor, queries: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(queries[:, None, :] - memory[idx], dim=2)
+
+
+def check_same_neighbours(memory: torch.Tensor, queries: torch.Tensor, got: torch.Tensor, want: torch.Tensor) -> None:
+    """The same neighbour sets, or where they differ (ties, float32 rounding of the expansion), equally near ones."""
+    shared = (got[:, :, None] == want[:, None, :]).any(dim=2).float().mean()
+    assert shared > 0.99, f"only {shared:.3f} of the neighbours agree"
+    d_got = exact(memory, queries, got).sort(dim=1).values
+    d_want = exact(memory, queries, want).sort(dim=1).values
+    assert torch.allclose(d_got, d_want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("k", [1, K])
+def test_torch_matches_faiss_on_real_features(features: tuple[torch.Tensor, torch.Tensor], k: int) -> None:
+    memory, queries = features
+    d_faiss, i_faiss = FaissKnn(memory).search(queries, k)
+    d_torch, i_torch = TorchKnn(memory).search(queries, k)
+    assert i_torch.dtype == torch.int64 and i_torch.shape == (len(queries), k)
+    check_same_neighbours(memory, queries, i_torch, i_faiss)
+    # Squared distances by the same expansion, each in its own order among near-ties.
+    assert torch.allclose(d_torch.sort(dim=1).values, d_faiss.sort(dim=1).values, rtol=1e-3, atol=1e-2)
+
+
+def test_torch_search_in_small_blocks(features: tuple[torch.Tensor, torch.Tensor],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunking the queries (a bank too large for one block) changes nothing."""
+    memory, queries = features
+    whole = TorchKnn(memory).search(queries, K)
+    monkeypatch.setattr("stream_ad.scorers.patchcore.knn.BLOCK_ELEMENTS", memory.shape[0] * 37)
+    chunked = TorchKnn(memory).search(queries, K)
+    assert torch.equal(whole[1], chunked[1]) and torch.allclose(whole[0], chunked[0])
+
+
+def test_auto_on_cpu_splits_by_size(features: tuple[torch.Tensor, torch.Tensor]) -> None:
+    memory, queries = features
+    index = build_knn(memory, "auto")
+    assert isinstance(index, CpuKnn)
+    small = queries[: CPU_FAISS_FROM_QUERIES - 1]
+    large = queries.repeat(CPU_FAISS_FROM_QUERIES // len(queries) + 1, 1)
+    assert torch.equal(index.search(small, 1)[1], TorchKnn(memory).search(small, 1)[1])
+    assert torch.equal(index.search(large, 1)[1], FaissKnn(memory).search(large, 1)[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: the bank resident on the GPU")
+def test_torch_on_cuda_matches_cpu_faiss(features: tuple[torch.Tensor, torch.Tensor]) -> None:
+    memory, queries = features
+    index = build_knn(memory.cuda(), "torch")
+    d, i = index.search(queries.cuda(), K)
+    assert i.device.type == "cuda"
+    check_same_neighbours(memory, queries, i.cpu(), FaissKnn(memory).search(queries, K)[1])
