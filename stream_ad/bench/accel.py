@@ -123,12 +123,16 @@ def measure(runs: list[Run], train: list[Path], test: list[Path],
         for run in runs:
             print(f"measuring {run.name} ...", file=sys.stderr, flush=True)
             job = Job(run.system, run.settings, train, test, batch_sizes, Path(tmp) / f"{len(figures)}.npz")
-            child, scores[run.name], _ = measure_in_child(job)
+            try:
+                child, scores[run.name], _ = measure_in_child(job)
+            except BenchError as exc:  # one path failing must not lose the others' figures: reported as failed
+                figures[run.name] = {"failed": str(exc)}
+                continue
             figures[run.name] = {"fit_s": child["fit_s"], "memory_bank": child["memory_bank"],
                                  **speed(child["batch_seconds"], len(test))}
     for run in runs:  # every path's scores against eager's on the same images (and the peer's, for reference)
         eager = f"{run.model}/eager"
-        if run.path != "eager" and eager in scores:
+        if run.path != "eager" and eager in scores and run.name in scores:
             figures[run.name]["scores_vs_eager"] = score_difference(scores[run.name], scores[eager])
     return figures, scores
 
@@ -151,6 +155,9 @@ def table(figures: dict[str, dict[str, Any]], batch_sizes: tuple[int, ...]) -> s
     width = max(len(n) for n in figures) + 2
     lines = [f"{'model/path':<{width}}" + "".join(f"{c:>14}" for c in cols)]
     for name, f in figures.items():
+        if "failed" in f:
+            lines.append(f"{name:<{width}}  failed: {f['failed']}")
+            continue
         diff = f.get("scores_vs_eager", {})
         cells = [f.get(f"images_per_s_b{b}") for b in batch_sizes] + [f.get("p50_ms_b1"), f.get("p99_ms_b1")]
         text = ["-" if v is None else f"{v:.1f}" for v in cells]
@@ -185,6 +192,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         print(f"pipeline at {CAMERA_FPS:.0f} fps for {args.pipeline_duration:.0f} s ...", file=sys.stderr, flush=True)
         report["pipeline"] = pipeline_latency(settings, args.pipeline_duration, out.parent / "accel_pipeline")
     out.write_text(json.dumps(report, indent=2) + "\n")
+    failed = [name for name, f in figures.items() if "failed" in f]
 
     print(f"\n{category.name}: fit on {len(train)}, scored {len(test)} images; {report['device']}, "
           f"{report['torch_threads']} torch threads, load average {report['machine']['load_avg'][0]:.1f}")
@@ -197,4 +205,4 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
               f"p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms; {p['frames_in']} frames in, {p['scored']} scored, "
               f"{p['dropped']} dropped")
     print(f"figures: {out}")
-    return 0
+    return 1 if failed else 0
