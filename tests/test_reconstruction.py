@@ -15,6 +15,7 @@ import torch
 
 from stream_ad.config import ConfigError, Settings, load_settings
 from stream_ad.data import MVTecCategory, read_image
+from stream_ad.evaluation import evaluate
 from stream_ad.model import AnomalyModel
 from stream_ad.scorers import NotFittedError
 from stream_ad.scorers.reconstruction.memory import BlockMemory
@@ -257,3 +258,29 @@ def test_scoring_before_fitting_fails(method: str, tmp_path: Path) -> None:
         model.scorer.score(torch.zeros(1, 3, SIZE, SIZE))
     with pytest.raises(NotFittedError):
         model.scorer.state_tensors()
+
+
+# ---- accuracy (opt-in: pytest -m accuracy; minutes on 2 cores) ----
+
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+
+
+@pytest.mark.accuracy
+@pytest.mark.parametrize(
+    ("pipeline", "params", "floors"),
+    [
+        # Measured on PA_BDP01_TL at 128 px (image AUROC, pixel AUROC, PRO); random maps sit near 0.5 / 0.5 / 0.15.
+        ("vae", {"epochs": 60}, (0.95, 0.97, 0.85)),
+        ("vae", {"epochs": 60, "mode": "reconstruction"}, (0.95, 0.97, 0.8)),
+        ("daad", {"epochs": 40}, (0.95, 0.93, 0.65)),
+    ],
+)
+def test_piped_accuracy(pipeline: str, params: dict, floors: tuple[float, float, float], tmp_path: Path) -> None:
+    settings = load_settings(PIPELINES / f"{pipeline}.yaml", data={"root": str(CATEGORY)}, output_dir=str(tmp_path),
+                             scorer={"params": params})
+    model = AnomalyModel(settings)
+    category = MVTecCategory(CATEGORY)
+    model.fit([s.path for s in category.train()])
+    row = evaluate(model, category).rows["overall"]
+    measured = (row["image_auroc"], row["pixel_auroc"], row["pro"])
+    assert all(value >= floor for value, floor in zip(measured, floors)), row

@@ -31,7 +31,9 @@ def training_images(batches: FitBatches, input_size: int) -> torch.Tensor:
     """The good images as one (N, 3, S, S) CPU tensor; its size is logged because it bounds the fit's memory."""
     images = stack_batches(batches)
     if tuple(images.shape[1:]) != (3, input_size, input_size):
-        raise ValueError(f"training images have shape {tuple(images.shape[1:])}, expected (3, {input_size}, {input_size})")
+        raise ValueError(
+            f"training images have shape {tuple(images.shape[1:])}, expected (3, {input_size}, {input_size})"
+        )
     log.info("%d training images held in memory (%.0f MB)", len(images), images.numel() * 4 / 1e6)
     return images
 
