@@ -40,8 +40,15 @@ def train_paths() -> list[Path]:
     return [s.path for s in MVTecCategory(CATEGORY).train()]
 
 
-def fitted(method: str, checkpoints: Path | None, size: int | None = None) -> AnomalyModel:
-    model = AnomalyModel(settings_for(method, checkpoints, size or SIZE[method]))
+# Resuming is about exact state, not accuracy: two short phases each, killed after the first epoch of the second.
+RESUME = {
+    "uninformed_students": {"receptive_fields": [17], "teacher_epochs": 2, "student_epochs": 2, "patches_per_epoch": 128},
+    "efficientad": {"teacher_epochs": 2, "epochs": 2, "steps_per_epoch": 3},
+}
+
+
+def fitted(method: str, checkpoints: Path | None, size: int | None = None, **params: object) -> AnomalyModel:
+    model = AnomalyModel(settings_for(method, checkpoints, size or SIZE[method], **params))
     model.fit(train_paths())
     return model
 
@@ -55,6 +62,10 @@ def scores_of(model: AnomalyModel, paths: list[Path]) -> np.ndarray:
     return np.concatenate([p.scores for p in model.predict_files(paths)])
 
 
+# EfficientAD's student needs ~150 minibatches before its maps separate defects (measured: image AUROC 0.63 after 40,
+# 1.00 after 150 on this category at 128 px): longer than this file may take, so its accuracy floor is opt-in
+# (tests/test_student_teacher_accuracy.py); here its map must still follow the input.
+@pytest.mark.parametrize("model", ["uninformed_students"], indirect=True)
 def test_defective_parts_score_higher_than_good_ones(model: AnomalyModel) -> None:
     test = MVTecCategory(CATEGORY).test()
     good = [s.path for s in test if s.label == 0]
@@ -101,7 +112,7 @@ def test_artefact_round_trip_gives_identical_scores(model: AnomalyModel, tmp_pat
 
 def test_predictive_variance_is_nonzero_and_depends_on_the_input() -> None:
     """Students of different random inits disagree, more on some patches than others."""
-    model = AnomalyModel(settings_for("uninformed_students", size=64))
+    model = AnomalyModel(settings_for("uninformed_students", size=64, receptive_fields=[17]))
     model.fit(train_paths())
     batch = model.preprocessor([read_image(p) for p in train_paths()[:2]]).inputs
     with torch.no_grad():
@@ -125,15 +136,15 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_fit_does(
     def save_then_die(self: PhaseCheckpoint, state: dict) -> None:
         save(self, state)
         saved.append(self.path)
-        if len(saved) == 4:  # mid-way through the second phase
+        if len(saved) == 3:  # after the first epoch of the second phase
             raise Killed
 
     monkeypatch.setattr(PhaseCheckpoint, "save", save_then_die)
     with pytest.raises(Killed):
-        fitted(method, tmp_path, 64)
+        fitted(method, tmp_path, 64, **RESUME[method])
     monkeypatch.setattr(PhaseCheckpoint, "save", save)
-    resumed = fitted(method, tmp_path, 64).scorer.state_tensors()
-    straight = fitted(method, None, 64).scorer.state_tensors()
+    resumed = fitted(method, tmp_path, 64, **RESUME[method]).scorer.state_tensors()
+    straight = fitted(method, None, 64, **RESUME[method]).scorer.state_tensors()
     assert resumed.keys() == straight.keys()
     for key in straight:
         assert torch.equal(resumed[key], straight[key]), key
