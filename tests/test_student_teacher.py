@@ -42,7 +42,8 @@ def train_paths() -> list[Path]:
 
 # Resuming is about exact state, not accuracy: two short phases each, killed after the first epoch of the second.
 RESUME = {
-    "uninformed_students": {"receptive_fields": [17], "teacher_epochs": 2, "student_epochs": 2, "patches_per_epoch": 128},
+    "uninformed_students": {"receptive_fields": [17], "teacher_epochs": 2, "student_epochs": 2,
+                            "patches_per_epoch": 128},
     "efficientad": {"teacher_epochs": 2, "epochs": 2, "steps_per_epoch": 3},
 }
 

@@ -30,7 +30,15 @@ from torch import nn
 
 from stream_ad.backbones import load_backbone, resolve_normalisation
 from stream_ad.backbones.loader import resolve_weights
-from stream_ad.scorers.base import FitBatches, NotFittedError, Scorer, ScorerContext, ScorerParams, Scores, register_scorer
+from stream_ad.scorers.base import (
+    FitBatches,
+    NotFittedError,
+    Scorer,
+    ScorerContext,
+    ScorerParams,
+    Scores,
+    register_scorer,
+)
 from stream_ad.scorers.student_teacher.distill import MapDistillation, Phase, distill_pdn
 from stream_ad.scorers.student_teacher.networks import PDN, Autoencoder
 from stream_ad.scorers.student_teacher.sampling import check_input_size, chunks, split_validation
@@ -149,7 +157,8 @@ class EfficientAD(Scorer):
                 with torch.no_grad():
                     teacher, teacher_aug = teacher_stats(nets.teacher(x)), teacher_stats(nets.teacher(x_aug))
                 error = (teacher - nets.student(x)[:, :c]).square()
-                hard = error[error >= error.flatten().kthvalue(max(1, int(p.hard_quantile * error.numel()))).values].mean()
+                threshold = error.flatten().kthvalue(max(1, int(p.hard_quantile * error.numel()))).values
+                hard = error[error >= threshold].mean()
                 reconstruction = nets.autoencoder(x_aug)
                 losses = torch.stack([
                     hard,

@@ -60,5 +60,6 @@ def check_input_size(what: str, needed: int, input_size: int) -> None:
     if needed > input_size:
         raise ConfigError(
             f"{what} needs inputs of at least {needed} px but the scorer's input is {input_size} px "
-            f"(preprocess.image_size, or preprocess.tile_size in tile mode): raise the input size or pick smaller patches"
+            "(preprocess.image_size, or preprocess.tile_size in tile mode): raise the input size or pick smaller "
+            "patches"
         )

@@ -30,9 +30,17 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from stream_ad.backbones.loader import resolve_weights
-from stream_ad.scorers.base import FitBatches, NotFittedError, Scorer, ScorerContext, ScorerParams, Scores, register_scorer
+from stream_ad.scorers.base import (
+    FitBatches,
+    NotFittedError,
+    Scorer,
+    ScorerContext,
+    ScorerParams,
+    Scores,
+    register_scorer,
+)
 from stream_ad.scorers.student_teacher.distill import Phase, PatchDistillation, distill_patch_teacher
-from stream_ad.scorers.student_teacher.networks import ARCHITECTURES, PatchNet
+from stream_ad.scorers.student_teacher.networks import PatchNet
 from stream_ad.scorers.student_teacher.sampling import check_input_size, chunks, random_crops, split_validation
 from stream_ad.scorers.student_teacher.targets import BackboneTargets, ChannelStats
 from stream_ad.scorers.training import fingerprint, stack_batches
