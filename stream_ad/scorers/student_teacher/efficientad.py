@@ -29,7 +29,6 @@ from pydantic import Field
 from torch import nn
 
 from stream_ad.backbones import load_backbone, resolve_normalisation
-from stream_ad.backbones.loader import resolve_weights
 from stream_ad.scorers.base import (
     FitBatches,
     NotFittedError,
@@ -42,7 +41,7 @@ from stream_ad.scorers.base import (
 from stream_ad.scorers.student_teacher.distill import MapDistillation, Phase, distill_pdn
 from stream_ad.scorers.student_teacher.networks import PDN, Autoencoder
 from stream_ad.scorers.student_teacher.sampling import check_input_size, chunks, split_validation
-from stream_ad.scorers.student_teacher.targets import BackboneTargets, ChannelStats
+from stream_ad.scorers.student_teacher.targets import BackboneTargets, ChannelStats, teacher_provenance
 from stream_ad.scorers.training import fingerprint, stack_batches
 
 # The quantiles that map each map's good-image range to [0, 0.1] (paper, Sec. 3.4).
@@ -109,8 +108,7 @@ class EfficientAD(Scorer):
         self.history: dict[str, list[dict[str, float]]] = {}  # losses per epoch of each training phase
 
     def backbone_identity(self) -> dict[str, str]:
-        cfg = self.context.backbone
-        return {"name": cfg.name, "weights_sha256": resolve_weights(cfg).sha256, "layers": ",".join(cfg.layers)}
+        return teacher_provenance(self.context.backbone)
 
     def fit(self, batches: FitBatches) -> None:
         p, nets, device = self.params, self.nets, self.context.device

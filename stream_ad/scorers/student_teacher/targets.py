@@ -14,9 +14,17 @@ import torch
 import torch.nn.functional as F
 
 from stream_ad.backbones import Backbone, load_backbone
+from stream_ad.backbones.loader import resolve_weights
 from stream_ad.config import BackboneSettings
 
 _CHUNK = 64  # images per backbone pass when computing targets
+
+
+def teacher_provenance(settings: BackboneSettings) -> dict[str, str]:
+    """The artefact's backbone identity (as Backbone.identity gives) without loading the network: scoring never
+    runs it, but what the teachers were distilled from belongs in the provenance."""
+    weights = resolve_weights(settings)
+    return {"name": settings.name, "weights_sha256": weights.sha256, "layers": ",".join(settings.layers)}
 
 
 class BackboneTargets:

@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
-from stream_ad.backbones.loader import resolve_weights
 from stream_ad.scorers.base import (
     FitBatches,
     NotFittedError,
@@ -42,7 +41,7 @@ from stream_ad.scorers.base import (
 from stream_ad.scorers.student_teacher.distill import Phase, PatchDistillation, distill_patch_teacher
 from stream_ad.scorers.student_teacher.networks import PatchNet
 from stream_ad.scorers.student_teacher.sampling import check_input_size, chunks, random_crops, split_validation
-from stream_ad.scorers.student_teacher.targets import BackboneTargets, ChannelStats
+from stream_ad.scorers.student_teacher.targets import BackboneTargets, ChannelStats, teacher_provenance
 from stream_ad.scorers.training import fingerprint, stack_batches
 
 ReceptiveField = Literal[17, 33, 65]
@@ -129,9 +128,7 @@ class UninformedStudents(Scorer):
         self.history: dict[str, list[dict[str, float]]] = {}  # losses per epoch of each training phase
 
     def backbone_identity(self) -> dict[str, str]:
-        # Not needed to score, but what the teachers were distilled from belongs in the artefact's provenance.
-        cfg = self.context.backbone
-        return {"name": cfg.name, "weights_sha256": resolve_weights(cfg).sha256, "layers": ",".join(cfg.layers)}
+        return teacher_provenance(self.context.backbone)
 
     def fit(self, batches: FitBatches) -> None:
         train, val = split_validation(stack_batches(batches), self.params.validation_fraction)
