@@ -128,7 +128,7 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
     for frame, _ in _bad_messages():
         assert f"skipped bad frame {frame}" in text or f"skipped frame {frame}" in text, frame
     assert "died (signal 9)" in text
-    assert "source: frame cam0/0 not decoded: cannot decode image" in text and "000_corrupt.png" in text
+    assert "source: frame cam0/0 dropped (decode_error): cannot decode image" in text and "000_corrupt.png" in text
 
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["restarts"]["infer"] == 1
