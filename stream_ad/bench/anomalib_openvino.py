@@ -3,7 +3,7 @@
 Fitted exactly as stream_ad.bench.anomalib_peer fits it (stream_ad's MobileNetV2 weights mapped into timm, same taps,
 coreset and images), then exported the way an anomalib user deploys it: the fitted torch model inside anomalib's
 Lightning Patchcore (its PreProcessor in the graph, no post-processor, so scores stay raw like stream_ad's),
-`to_openvino` (ONNX, then OpenVINO IR, fp32), and `OpenVINOInferencer.predict` on 224 px frames in [0, 1]: the
+`to_openvino` (ONNX, then OpenVINO IR, fp32, batch 1), and `OpenVINOInferencer.predict` on 224 px frames in [0, 1]: the
 in-graph resize (the identity at 224) and normalisation are inside its timing. Imported only in the bench's child.
 """
 
@@ -47,7 +47,9 @@ class AnomalibOpenVino(AnomalibPatchCore):
         )
         lightning.model = self.model.cpu().eval()
         size = self.settings.preprocess.image_size
-        xml = lightning.to_openvino(self.export_dir, input_size=(size, size))
+        # Batch 1, static: anomalib's default dynamic-batch export specialises to its example batch of 2 (a guard in
+        # its PatchCore graph), so it cannot serve a camera's single frames; a static batch-1 model is how it deploys.
+        xml = lightning.to_openvino(self.export_dir, input_size=(size, size), onnx_kwargs={"dynamic_shapes": None})
         threads = self.settings.runtime.threads or torch.get_num_threads()
         # OpenVINOInferencer writes ./openvino_cache: keep it out of the caller's working directory.
         with contextlib.chdir(self.export_dir):
@@ -59,6 +61,9 @@ class AnomalibOpenVino(AnomalibPatchCore):
         return bank
 
     def score(self, inputs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """One inference per image (the static batch-1 model): a batch costs its images' calls in sequence."""
         assert self.inferencer is not None, "fit() first"
-        out = self.inferencer.predict(inputs)
-        return np.asarray(out.pred_score).reshape(-1), np.asarray(out.anomaly_map).reshape(len(inputs), *inputs.shape[-2:])
+        outs = [self.inferencer.predict(image[None]) for image in inputs]
+        scores = np.concatenate([np.asarray(o.pred_score).reshape(-1) for o in outs])
+        maps = np.stack([np.asarray(o.anomaly_map).reshape(inputs.shape[-2:]) for o in outs])
+        return scores, maps
