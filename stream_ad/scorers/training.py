@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -119,7 +120,7 @@ def train_phase(
 
 
 def _check_finite(method: str, phase: str, epoch: int, losses: Mapping[str, float]) -> None:
-    bad = [k for k, v in losses.items() if not torch.isfinite(torch.tensor(v))]
+    bad = [k for k, v in losses.items() if not math.isfinite(v)]
     if bad:
         raise FloatingPointError(
             f"{method} {phase} epoch {epoch + 1}: loss {', '.join(bad)} is not finite; lower the learning rate"

@@ -25,10 +25,6 @@ class ModbusSink(OutboxSink):
     _beats = 0
 
     @property
-    def heartbeat_s(self) -> float:  # type: ignore[override]
-        return self.cfg.heartbeat_s
-
-    @property
     def endpoint(self) -> str:
         return f"modbus tcp {self.cfg.host}:{self.cfg.port} unit {self.cfg.unit_id} (settings host, port, unit_id)"
 

@@ -69,10 +69,6 @@ class OpcuaSink(OutboxSink):
     _beats = 0
 
     @property
-    def heartbeat_s(self) -> float:  # type: ignore[override]
-        return self.cfg.heartbeat_s
-
-    @property
     def endpoint(self) -> str:
         return f"OPC UA server {self.cfg.endpoint} (setting endpoint)"
 

@@ -21,7 +21,10 @@ class SinkConfigError(ValueError):
 
 
 class OutboxSink(Sink):
-    heartbeat_s: float | None = None  # seconds between heartbeats while connected; None: none
+    @property
+    def heartbeat_s(self) -> float | None:
+        """Seconds between heartbeats while connected: the sink's `heartbeat_s` setting; None where it has none."""
+        return getattr(self.cfg, "heartbeat_s", None)
 
     def __init__(self, cfg: Any, output_dir: Path, where: str = "pipeline.sink.outputs") -> None:
         super().__init__(cfg, output_dir, where)

@@ -173,3 +173,23 @@ def test_unreachable_plc_is_reported_with_setting_and_endpoint(tmp_path: Path,
         s.close()
     assert f"pipeline.sink.outputs.0 (sink down): cannot connect to modbus tcp 127.0.0.1:{port}" in caplog.text
     assert metric("stream_ad_outbox_pending", "down") == 1
+
+
+def test_heartbeat_register_advances_while_connected(modbus_plc: ServerProcess, tmp_path: Path) -> None:
+    from pymodbus.client import ModbusTcpClient
+
+    from stream_ad.sinks import modbus_map
+
+    s = sink(modbus(modbus_plc.port, "beat", tmp_path, heartbeat_s=0.1), tmp_path)
+    s.open()
+    client = ModbusTcpClient("127.0.0.1", port=modbus_plc.port)
+    assert client.connect()
+    try:
+        def beat() -> int:
+            return client.read_holding_registers(s.cfg.base_address + modbus_map.HEARTBEAT, count=1).registers[0]
+
+        first = beat()
+        wait_until(lambda: beat() >= first + 3, 10.0, "the heartbeat register to advance 3 times")
+    finally:
+        client.close()
+        s.close()
