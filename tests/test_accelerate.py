@@ -20,6 +20,7 @@ from stream_ad.backbones.accelerate import (
     accelerate_backbone,
     bucket,
     choose_path,
+    decline_openvino_telemetry,
 )
 from stream_ad.config import Settings, load_settings
 from stream_ad.data import MVTecCategory, read_image
@@ -89,18 +90,39 @@ def test_openvino_reuses_its_cache(images: torch.Tensor, openvino_cache: Path,
     assert len(list(openvino_cache.iterdir())) == len(entries) + 1  # another input shape, another entry
 
 
-def test_openvino_patchcore_scores_match_eager(tmp_path: Path) -> None:
-    """Fitted once (eager), served by both paths: same image scores and maps."""
+def test_openvino_patchcore_scores_match_eager(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Fitted once (eager), served by both paths: same image scores and maps, the OpenVINO side through one graph
+    (backbone to maps) at every batch size, cached on disk for the next load."""
     cat = MVTecCategory(CATEGORY)
     eager = AnomalyModel(settings(accelerate="eager"))
     eager.fit([s.path for s in cat.train()])
     eager.save(tmp_path / "model")
-    ov = AnomalyModel.load(tmp_path / "model", settings(accelerate="openvino", cache_dir=str(tmp_path / "cache")))
+    openvino = settings(accelerate="openvino", cache_dir=str(tmp_path / "cache"))
+    ov = AnomalyModel.load(tmp_path / "model", openvino)
+    graph = ov.scorer._graph
+    assert graph is not None and graph.dynamic_batch()
     frames = [read_image(s.path) for s in cat.test()[::6]]
     want, got = eager.predict(frames), ov.predict(frames)
     np.testing.assert_allclose(got.scores, want.scores, rtol=1e-3)
     for w, g in zip(want.maps, got.maps):
         np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-3 * float(np.abs(w).max()))
+    x = ov.preprocessor(frames[:MAX_BATCH]).inputs
+    for n in range(1, MAX_BATCH + 1):
+        np.testing.assert_allclose(ov.scorer.score(x[:n]).image, eager.scorer.score(x[:n]).image, rtol=1e-3)
+    assert graph.compilations == 1
+    with caplog.at_level(logging.INFO, logger="stream_ad.backbones.accelerate"):
+        AnomalyModel.load(tmp_path / "model", openvino)
+    assert caplog.text.count("openvino: cached model") == 2  # the backbone (used to fit) and the scoring graph
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino_telemetry") is None, reason="OpenVINO without telemetry")
+def test_openvino_telemetry_is_declined_in_its_consent_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    decline_openvino_telemetry()
+    assert (tmp_path / "intel" / "openvino_telemetry").read_text() == "0"
+    from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+
+    assert OptInChecker().check(enable_opt_in_dialog=False) == ConsentCheckResult.DECLINED
 
 
 def test_auto_logs_its_choice(caplog: pytest.LogCaptureFixture) -> None:

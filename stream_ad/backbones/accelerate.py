@@ -7,7 +7,8 @@ Backbone.forward does, so a scorer swaps one for the other without other changes
 - torch_compile: torch.compile (inductor); on CUDA with CUDA graphs ("reduce-overhead"). Shapes are fixed per
   bucket: a batch is zero-padded up to the next power of two, so batches 1..N compile at most log2(N) + 1 graphs.
 - openvino: the module converted once to OpenVINO IR with a dynamic batch dimension and compiled for the CPU
-  (f32 inference precision, runtime threads); one compilation serves every batch size.
+  (f32 inference precision, runtime threads); one compilation serves every batch size. A scorer may convert its
+  whole scoring graph around the backbone instead (openvino_graph; PatchCore does).
 - tensorrt: torch-tensorrt (the `tensorrt` extra), fp16 or INT8 (calibrated on good images), one engine with a
   dynamic batch profile 1..max_batch; larger batches run in max_batch chunks.
 
@@ -25,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,11 +120,16 @@ def _version(dist: str) -> str:
         return "none"
 
 
-def cache_key(backbone: Backbone, path: str, input_size: int, max_batch: int, precision: str) -> str:
-    """Folder name of a converted model or engine: everything that, changed, makes it stale."""
+def cache_key(backbone: Backbone, path: str, input_size: int, max_batch: int, precision: str,
+              graph: dict[str, object] | None = None) -> str:
+    """Folder name of a converted model or engine: everything that, changed, makes it stale.
+
+    `graph`: what a scorer's whole scoring graph holds beyond the backbone (its state's hash, its settings).
+    """
     libraries = {"openvino": ("openvino",), "tensorrt": ("torch-tensorrt", "tensorrt")}.get(path, ())
     what = {
         **backbone.identity(),
+        **({"graph": graph} if graph is not None else {}),
         "path": path,
         "input": [3, input_size, input_size],
         "batch": [1, max_batch],
@@ -131,7 +138,7 @@ def cache_key(backbone: Backbone, path: str, input_size: int, max_batch: int, pr
                      **{lib: _version(lib) for lib in libraries}},
     }
     digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
-    return f"{backbone.cfg.name}-{path}-{precision}-{digest}"
+    return f"{backbone.cfg.name}-{path}{'-graph' if graph is not None else ''}-{precision}-{digest}"
 
 
 def _build_once(folder: Path, marker: str, build: Callable[[Path], None]) -> bool:
@@ -190,11 +197,38 @@ class TorchCompiled:
         return [t[:n].clone() if self.cuda_graphs else t[:n] for t in out]
 
 
+def decline_openvino_telemetry() -> None:
+    """Opt out of OpenVINO's usage telemetry, through its own consent file (~/intel/openvino_telemetry, what its
+    `opt_in_out --opt_out` writes), before the converter first runs.
+
+    Without a consent file the converter sends an event per conversion to Google Analytics, each from a process forked
+    off the caller: a line PC must send nothing off the machine, and on one with no route out the forks wait out
+    their timeouts, copy-on-write faulting the parent's pages meanwhile (measured: OpenVINO calls 5-7x slower for
+    ~12 s after a conversion, 2-core CPU).
+    """
+    try:
+        from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+    except ImportError:  # an OpenVINO without its telemetry package sends nothing
+        return
+    checker = OptInChecker()
+    if checker.check(enable_opt_in_dialog=False) == ConsentCheckResult.DECLINED:
+        return
+    if checker.update_result(ConsentCheckResult.DECLINED):
+        log.info("openvino: declined its usage telemetry in %s (nothing leaves this machine)", checker.consent_file())
+    else:
+        log.warning("openvino: could not write %s to decline its usage telemetry; run `opt_in_out --opt_out` as "
+                    "this service's user", checker.consent_file())
+
+
 class OpenVino:
+    """`module` ((B, 3, S, S) -> tensors) converted to OpenVINO IR and compiled for the CPU: the backbone alone, or a
+    scorer's whole scoring graph (openvino_graph)."""
+
     path = "openvino"
     precision = "fp32"
 
-    def __init__(self, backbone: Backbone, input_size: int, cache: Path | None) -> None:
+    def __init__(self, module: torch.nn.Module, input_size: int, cache: Path | None) -> None:
+        decline_openvino_telemetry()
         import openvino as ov
 
         core = ov.Core()
@@ -202,7 +236,10 @@ class OpenVino:
 
         def convert() -> ov.Model:
             example = torch.zeros(1, 3, input_size, input_size)
-            return ov.convert_model(backbone.cpu().eval(), example_input=example, input=[shape])
+            # The tracer warns of Python branches on shapes; every one depends on input_size alone, which is fixed.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                return ov.convert_model(module.cpu().eval(), example_input=example, input=[shape])
 
         config: dict[str, object] = {}
         if cache is None:
@@ -273,6 +310,14 @@ def _int8_quantized(backbone: Backbone, spec: AccelerateSpec) -> torch.nn.Module
             model(batch.to(next(backbone.parameters()).device))
 
     return mtq.quantize(backbone, mtq.INT8_DEFAULT_CFG, forward_loop=calibrate)
+
+
+def openvino_graph(module: torch.nn.Module, backbone: Backbone, input_size: int, spec: AccelerateSpec,
+                   graph: dict[str, object]) -> OpenVino:
+    """A scorer's whole scoring graph around `backbone`, compiled by OpenVINO and cached (on runtime.cache_dir) under
+    the backbone's key plus `graph`, what else the module holds (see cache_key)."""
+    key = cache_key(backbone, "openvino", input_size, spec.max_batch, "fp32", graph)
+    return OpenVino(module, input_size, None if spec.cache_dir is None else spec.cache_dir / key)
 
 
 def accelerate_backbone(

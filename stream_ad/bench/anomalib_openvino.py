@@ -19,6 +19,7 @@ import torch
 from anomalib.deploy import OpenVINOInferencer
 from anomalib.models import Patchcore
 
+from stream_ad.backbones.accelerate import decline_openvino_telemetry
 from stream_ad.bench.anomalib_peer import AnomalibPatchCore
 from stream_ad.bench.timm_mobilenet import TIMM_NAME
 from stream_ad.config import Settings
@@ -47,6 +48,7 @@ class AnomalibOpenVino(AnomalibPatchCore):
         )
         lightning.model = self.model.cpu().eval()
         size = self.settings.preprocess.image_size
+        decline_openvino_telemetry()  # as stream_ad's own path does: its forks would slow the timed calls
         # Batch 1, static: anomalib's default dynamic-batch export specialises to its example batch of 2 (a guard in
         # its PatchCore graph), so it cannot serve a camera's single frames; a static batch-1 model is how it deploys.
         xml = lightning.to_openvino(self.export_dir, input_size=(size, size), onnx_kwargs={"dynamic_shapes": None})

@@ -111,20 +111,27 @@ def _per_image(prepared: Sequence[Prepared], values: np.ndarray) -> list[np.ndar
 def measure(
     system: BenchSystem, test: list[Prepared], batch_sizes: Sequence[int]
 ) -> tuple[dict[str, list[float]], np.ndarray, list[np.ndarray]]:
-    """Per-batch seconds at each batch size, and the first pass's image scores and maps at frame size."""
+    """Per-batch seconds at each batch size, and the first pass's image scores and maps at frame size.
+
+    Maps go back to frame size only after every timed pass: torch work between timed calls leaves its OpenMP threads
+    spinning, and they would steal the cores from the next call of a system with its own thread pool (OpenVINO).
+    """
     seconds: dict[str, list[float]] = {}
-    scores: list[float] = []
-    maps: list[np.ndarray] = []
+    first_pass: list[tuple[int, np.ndarray, np.ndarray]] = []
     for n, batch_size in enumerate(batch_sizes):
         times = seconds.setdefault(str(batch_size), [])
         for start, dt, s, m in timed_scoring(system.score, [p.inputs for p in test], batch_size):
             times.append(dt)
             if n == 0:  # every pass scores the same images; one copy of the results is enough
-                chunk = test[start : start + batch_size]
-                for p, ps, pm in zip(chunk, _per_image(chunk, s), _per_image(chunk, m)):
-                    frame_score, frame_map = system.geometry.to_frames(p, ps, pm)
-                    scores.append(float(frame_score[0]))
-                    maps.append(frame_map[0])
+                first_pass.append((start, s, m))
+    scores: list[float] = []
+    maps: list[np.ndarray] = []
+    for start, s, m in first_pass:
+        chunk = test[start : start + batch_sizes[0]]
+        for p, ps, pm in zip(chunk, _per_image(chunk, s), _per_image(chunk, m)):
+            frame_score, frame_map = system.geometry.to_frames(p, ps, pm)
+            scores.append(float(frame_score[0]))
+            maps.append(frame_map[0])
     return seconds, np.asarray(scores, dtype=np.float64), maps
 
 

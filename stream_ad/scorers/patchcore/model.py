@@ -4,19 +4,22 @@ Locally aware patch features from two mid-level backbone taps -> greedy coreset 
 torch, stream_ad.scorers.patchcore.knn) with the bank resident on the scorer's device.
 Image score: the largest patch distance, reweighted by how isolated its nearest memory item is (paper, Eq. 7).
 Map: patch distances, upsampled to the input and Gaussian-smoothed (sigma 4).
+With runtime.accelerate openvino the whole scoring path runs as one OpenVINO graph (graph.ScoringGraph).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+import hashlib
+import logging
+
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from tqdm import tqdm
 
 from stream_ad.backbones import Backbone, load_backbone
-from stream_ad.backbones.accelerate import Features, accelerate_backbone
+from stream_ad.backbones.accelerate import Features, OpenVino, accelerate_backbone, openvino_graph
 from stream_ad.scorers.base import (
     FitBatches,
     NotFittedError,
@@ -27,8 +30,10 @@ from stream_ad.scorers.base import (
     register_scorer,
 )
 from stream_ad.scorers.patchcore.coreset import greedy_coreset
-from stream_ad.scorers.patchcore.knn import KnnIndex, build_knn
-from stream_ad.scorers.smoothing import gaussian_blur
+from stream_ad.scorers.patchcore.graph import ScoringGraph, as_queries, patch_embedding, scores_from_neighbours
+from stream_ad.scorers.patchcore.knn import BLOCK_ELEMENTS, KnnIndex, build_knn
+
+log = logging.getLogger(__name__)
 
 
 class PatchCoreParams(ScorerParams):
@@ -61,6 +66,8 @@ class PatchCore(Scorer):
         self.memory: torch.Tensor | None = None  # (M, D) float32 on the scorer's device
         self._index: KnnIndex | None = None
         self._neighbours: torch.Tensor | None = None  # (M, b) nearest memory items of each memory item
+        self._graph: OpenVino | None = None  # runtime.accelerate openvino: the whole scoring path in one graph
+        self._graph_images = 1  # images per call of the graph
 
     def backbone_identity(self) -> dict[str, str]:
         return self.backbone.identity()
@@ -68,21 +75,8 @@ class PatchCore(Scorer):
     @torch.inference_mode()
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         """Locally aware patch features (B, D, h, w) at the first tap's resolution."""
-        p = self.params.patch_size
         taps = [t.to(batch.device) for t in self.features(batch)]
-        size = taps[0].shape[-2:]
-        feats = []
-        for t in taps:
-            t = F.avg_pool2d(t, kernel_size=p, stride=1, padding=p // 2, count_include_pad=False) if p > 1 else t
-            if t.shape[-2:] != size:
-                t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
-            feats.append(t)
-        emb = torch.cat(feats, dim=1)
-        if self.params.embedding_dim is not None and self.params.embedding_dim < emb.shape[1]:
-            b, d, h, w = emb.shape
-            flat = emb.permute(0, 2, 3, 1).reshape(-1, 1, d)
-            emb = F.adaptive_avg_pool1d(flat, self.params.embedding_dim).reshape(b, h, w, -1).permute(0, 3, 1, 2)
-        return emb
+        return patch_embedding(taps, self.params.patch_size, self.params.embedding_dim)
 
     def fit(self, batches: FitBatches) -> None:
         chunks = []
@@ -99,6 +93,27 @@ class PatchCore(Scorer):
         self._index = build_knn(self.memory, self.params.knn)
         b = min(self.params.num_neighbors, memory.shape[0])
         self._neighbours = self._index.search(self.memory, b)[1]
+        if self.features.path == "openvino":
+            self._graph = self._openvino_graph()
+
+    def _openvino_graph(self) -> OpenVino:
+        """The whole scoring path as one OpenVINO graph (stream_ad.scorers.patchcore.graph says why)."""
+        assert self.memory is not None and self._neighbours is not None
+        p = self.params
+        module = ScoringGraph(self.backbone, self.memory, self._neighbours, p.patch_size, p.embedding_dim,
+                              p.blur_sigma)
+        state = hashlib.sha256(self.memory.cpu().numpy().tobytes()).hexdigest()
+        graph = {"scorer": "patchcore", "memory_sha256": state, "num_neighbors": int(self._neighbours.shape[1]),
+                 **p.model_dump(include={"patch_size", "embedding_dim", "blur_sigma"})}
+        compiled = openvino_graph(module, self.backbone, self.context.input_size, self.context.accelerate, graph)
+        # The graph holds each call's whole (patches x memory) distance block: images per call bounded like the
+        # torch kNN's blocks.
+        size = self.context.input_size
+        patches = self.embed(torch.zeros(1, 3, size, size)).shape[-2:].numel()
+        self._graph_images = max(1, BLOCK_ELEMENTS // (patches * self.memory.shape[0]))
+        log.info("PatchCore scores through one OpenVINO graph (backbone, kNN over %d items, reweighting, map), "
+                 "up to %d images per call", self.memory.shape[0], self._graph_images)
+        return compiled
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         if self.memory is None:
@@ -112,26 +127,14 @@ class PatchCore(Scorer):
     def score(self, batch: torch.Tensor) -> Scores:
         if self._index is None or self.memory is None or self._neighbours is None:
             raise NotFittedError("PatchCore has no memory bank: fit() or load it first")
+        if self._graph is not None:
+            calls = [self._graph(part) for part in batch.split(self._graph_images)]
+            image, maps = (torch.cat(out) for out in zip(*calls))
+            return Scores(image=image, maps=maps)
         emb = self.embed(batch.to(self.context.device))
-        b, d, h, w = emb.shape
-        queries = emb.permute(0, 2, 3, 1).reshape(-1, d).float().to(self.memory.device).contiguous()
+        b, _, h, w = emb.shape
+        queries = as_queries(emb).to(self.memory.device)
         nn_idx = self._index.search(queries, 1)[1].view(-1)
-        # The index returns ||q||^2 + ||m||^2 - 2 q.m, which cancels badly near 0 in float32 (errors ~0.04 measured);
-        # recomputing the distance to the found neighbour directly costs one pass and is exact.
-        dist = torch.linalg.vector_norm(queries - self.memory[nn_idx], dim=1).view(b, h * w)
-        nn_idx = nn_idx.view(b, h * w)
-
-        # Reweighting (Eq. 7): s = (1 - softmax over N_b(m*) of ||m_test* - m||, at m*) * s*.
-        best = dist.argmax(dim=1)
-        rows = torch.arange(b, device=dist.device)
-        s_star = dist[rows, best]
-        m_test = queries.view(b, h * w, d)[rows, best]  # (B, D)
-        support = self.memory[self._neighbours[nn_idx[rows, best]]]  # (B, b, D); m* is its own nearest
-        support_dist = torch.linalg.vector_norm(support - m_test[:, None, :], dim=2)
-        weight = 1.0 - torch.softmax(support_dist, dim=1)[:, 0]
-        image = weight * s_star
-
-        maps = dist.view(b, 1, h, w).to(batch.device)
-        maps = F.interpolate(maps, size=batch.shape[-2:], mode="bilinear", align_corners=False)
-        maps = gaussian_blur(maps, self.params.blur_sigma)[:, 0]
-        return Scores(image=image.to(batch.device), maps=maps)
+        image, maps = scores_from_neighbours(queries, nn_idx, self.memory, self._neighbours, (b, h, w),
+                                             (batch.shape[-2], batch.shape[-1]), self.params.blur_sigma)
+        return Scores(image=image.to(batch.device), maps=maps.to(batch.device))
