@@ -13,6 +13,7 @@ from stream_ad.config import ConfigError, Settings, load_settings
 from stream_ad.data import MVTecCategory
 from stream_ad.data.mvtec import read_image
 from stream_ad.model import AnomalyModel
+from stream_ad.scorers.student_teacher.distill import Steps
 from stream_ad.scorers.student_teacher.networks import PatchNet
 from stream_ad.scorers.training import PhaseCheckpoint
 from tests.conftest import PIPED
@@ -21,7 +22,7 @@ CATEGORY = PIPED / "PA_BDP01_TL"
 TINY = {
     "uninformed_students": {"receptive_fields": [17, 33], "students": 3, "descriptor_dim": 16, "width": 8,
                             "teacher_epochs": 4, "student_epochs": 4, "patches_per_epoch": 512, "batch_size": 32},
-    "efficientad": {"width": 0.25, "teacher_epochs": 3, "epochs": 6, "steps_per_epoch": 10, "batch_size": 8},
+    "efficientad": {"width": 0.25, "teacher_steps": 30, "steps": 60, "checkpoint_every": 10, "batch_size": 8},
 }
 # Input side of the accuracy tests (PIPED is 128 px; EfficientAD's 4x cheaper 64 px buys more training steps);
 # resume tests, which fit three times, use 64 px.
@@ -44,7 +45,7 @@ def train_paths() -> list[Path]:
 RESUME = {
     "uninformed_students": {"receptive_fields": [17], "teacher_epochs": 2, "student_epochs": 2,
                             "patches_per_epoch": 128},
-    "efficientad": {"teacher_epochs": 2, "epochs": 2, "steps_per_epoch": 3},
+    "efficientad": {"teacher_steps": 6, "steps": 5, "checkpoint_every": 3},  # the last chunk is shorter
 }
 
 
@@ -99,6 +100,11 @@ def test_map_follows_the_input(model: AnomalyModel) -> None:
     inside = (changed - plain)[44:68, 44:68].mean()
     far = (changed - plain)[100:, :20].mean()
     assert inside > 0 and inside > 10 * abs(far)
+    # ... and centred on it: a map shifted against its input (padding or cropping mapped back wrong) fails here.
+    rise = np.clip(changed - plain, 0.0, None)
+    rows, cols = np.indices(rise.shape)
+    centre = np.array([(rows * rise).sum(), (cols * rise).sum()]) / rise.sum()
+    assert np.abs(centre - 55.5).max() < 6, centre
 
 
 def test_artefact_round_trip_gives_identical_scores(model: AnomalyModel, tmp_path: Path) -> None:
@@ -174,7 +180,7 @@ def test_dense_patch_net_equals_the_patch_net_on_every_crop() -> None:
         ("uninformed_students", {"receptive_fields": [17, 40]}, 64, r"params\.receptive_fields\.1"),
         ("uninformed_students", {"teacher_epochs": 0}, 64, r"params\.teacher_epochs"),
         ("efficientad", {"hard_quantile": 1.5}, 64, r"params\.hard_quantile"),
-        ("efficientad", {"epochs": 0}, 64, r"params\.epochs"),
+        ("efficientad", {"steps": 0}, 64, r"params\.steps"),
     ],
 )
 def test_bad_params_are_refused_naming_the_key(method: str, params: dict, size: int, message: str) -> None:
@@ -187,3 +193,9 @@ def test_patches_larger_than_the_input_are_refused() -> None:
         AnomalyModel(settings_for("uninformed_students", receptive_fields=[17, 65]))
     with pytest.raises(ConfigError, match=r"autoencoder needs inputs of at least 64 px .* is 48 px"):
         AnomalyModel(settings_for("efficientad", size=48))
+
+
+def test_step_budget_runs_every_step_once_in_checkpointed_chunks() -> None:
+    steps = Steps(7, 3)
+    assert steps.chunks == 3
+    assert [list(steps.of_chunk(c)) for c in range(steps.chunks)] == [[0, 1, 2], [3, 4, 5], [6]]

@@ -29,7 +29,7 @@ def test_efficientad_on_a_piped_category() -> None:
     # student epochs; 0.63 after 2 and 4.
     root = PIPED / "PA_BDP01_TL"
     settings = load_settings(REPO / "pipelines" / "efficientad.yaml", data={"root": str(root)},
-                             scorer={"params": {"teacher_epochs": 4, "epochs": 6}})
+                             scorer={"params": {"teacher_steps": 100, "steps": 150}})
     model = AnomalyModel(settings)
     category = MVTecCategory(root)
     model.fit([s.path for s in category.train()])

@@ -87,34 +87,38 @@ class PatchNet(nn.Module):
         return self._run(padded, dense=True)
 
 
-def _conv_relu(cin: int, cout: int, kernel: int, padding: int) -> list[nn.Module]:
+def _conv_relu(cin: int, cout: int, kernel: int, padding: int = 0) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, kernel, padding=padding), nn.ReLU(inplace=True)]
 
 
 class PDN(nn.Sequential):
     """EfficientAD-S's patch description network (Batzner et al., WACV 2024, Table 6): receptive field 33 px,
-    output stride 4 (64 x 64 from 256 px). `width` scales its 128/256/256 hidden channels."""
+    output stride 4. `width` scales its 128/256/256 hidden channels.
+
+    Unpadded, as in the authors' reference code and anomalib's default (`padding=False`): with Table 6's zero
+    padding every output near the border sees zeros that no training image explains the same way to teacher and
+    student, and the anomaly map peaked along the border (measured). The output therefore covers the input's
+    stride-4 grid less MAP_PAD cells on every side (56 x 56 from 256 px); maps are padded back before upsampling."""
 
     RECEPTIVE_FIELD = 33
+    MAP_PAD = 4  # cells lost on each side: (receptive field - 1) / 2 / stride
 
     def __init__(self, out_channels: int, width: float = 1.0) -> None:
         a, b = int(128 * width), int(256 * width)
         super().__init__(
-            *_conv_relu(3, a, 4, 3),
-            nn.AvgPool2d(2, stride=2, padding=1),
-            *_conv_relu(a, b, 4, 3),
-            nn.AvgPool2d(2, stride=2, padding=1),
-            *_conv_relu(b, b, 3, 1),
+            *_conv_relu(3, a, 4),
+            nn.AvgPool2d(2, stride=2),
+            *_conv_relu(a, b, 4),
+            nn.AvgPool2d(2, stride=2),
+            *_conv_relu(b, b, 3),
             nn.Conv2d(b, out_channels, 4),
         )
 
     @staticmethod
     def output_size(input_size: int) -> int:
-        size = input_size + 3  # conv 4, padding 3
-        size = size // 2 + 1  # avg pool 2, stride 2, padding 1
-        size = size + 3
-        size = size // 2 + 1
-        return size - 3  # conv 3 padding 1 keeps it; conv 4 takes 3
+        size = (input_size - 3) // 2  # conv 4, avg pool 2
+        size = (size - 3) // 2  # conv 4, avg pool 2
+        return size - 2 - 3  # conv 3, conv 4
 
 
 class Autoencoder(nn.Module):
