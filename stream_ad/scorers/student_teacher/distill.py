@@ -1,7 +1,8 @@
 """Teacher distillation from the pretrained backbone, for both methods, through the shared training loop.
 
-No ImageNet here: both teachers learn from crops of the training images (`teacher_images: train_good`), where the
-papers distil once on ImageNet. A teacher therefore knows the line's good parts well and other content less; the
+No ImageNet here: both teachers learn from the training images (`teacher_images: train_good`; Uninformed Students'
+from patches of them, EfficientAD's from the whole images and their mirror images), where the papers distil once on
+ImageNet. A teacher therefore knows the line's good parts well and other content less; the
 students never see other content either, so the discrepancy on defects remains.
 """
 
