@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -316,7 +317,11 @@ def openvino_graph(module: torch.nn.Module, backbone: Backbone, input_size: int,
                    graph: dict[str, object]) -> OpenVino:
     """A scorer's whole scoring graph around `backbone`, compiled by OpenVINO and cached (on runtime.cache_dir) under
     the backbone's key plus `graph`, what else the module holds (see cache_key)."""
-    key = cache_key(backbone, "openvino", input_size, spec.max_batch, "fp32", graph)
+    # The module's own source is part of the key: a graph changed in code, same version number, is another graph
+    # (a stale entry reused this way once served an older, 2x slower kNN).
+    source = Path(inspect.getsourcefile(type(module)) or "")
+    code = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else "unknown"
+    key = cache_key(backbone, "openvino", input_size, spec.max_batch, "fp32", {**graph, "code_sha256": code})
     return OpenVino(module, input_size, None if spec.cache_dir is None else spec.cache_dir / key)
 
 
