@@ -9,10 +9,9 @@ With runtime.accelerate openvino the whole scoring path runs as one OpenVINO gra
 
 from __future__ import annotations
 
-from typing import Literal
-
 import hashlib
 import logging
+from typing import Literal
 
 import torch
 from pydantic import Field
