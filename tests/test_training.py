@@ -59,6 +59,23 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path: Path) -> None:
 
 def test_fingerprint_changes_with_params_and_data() -> None:
     t = torch.arange(6.0)
-    assert fingerprint({"a": 1}, t) == fingerprint({"a": 1}, t.clone())
-    assert fingerprint({"a": 1}, t) != fingerprint({"a": 2}, t)
-    assert fingerprint({"a": 1}, t) != fingerprint({"a": 1}, t + 1)
+    assert fingerprint(Interrupted, {"a": 1}, t) == fingerprint(Interrupted, {"a": 1}, t.clone())
+    assert fingerprint(Interrupted, {"a": 1}, t) != fingerprint(Interrupted, {"a": 2}, t)
+    assert fingerprint(Interrupted, {"a": 1}, t) != fingerprint(Interrupted, {"a": 1}, t + 1)
+
+
+def test_fingerprint_changes_with_the_methods_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint of older code must not resume: any module of the method's package is part of the key."""
+    package = tmp_path / "method_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "scorer.py").write_text("class Method:\n    pass\n")
+    (package / "networks.py").write_text("WIDTH = 16\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from method_pkg.scorer import Method  # type: ignore[import-not-found]
+
+    t = torch.arange(6.0)
+    before = fingerprint(Method, {"a": 1}, t)
+    assert fingerprint(Method, {"a": 1}, t) == before
+    (package / "networks.py").write_text("WIDTH = 32\n")
+    assert fingerprint(Method, {"a": 1}, t) != before

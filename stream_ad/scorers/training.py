@@ -5,13 +5,14 @@ the method supplies (one epoch in, mean losses out); this module owns what is th
 a tqdm progress bar with the losses, a log line per epoch, and a checkpoint after every epoch (modules, optimisers,
 RNG state, losses so far) so an interrupted fit resumes at the next epoch and ends bit-identical on the CPU.
 
-A checkpoint carries a fingerprint of what the phase trains on (method params + training data digest): one left by
-other settings or other images is never resumed, it is replaced (and the log says so).
+A checkpoint carries a fingerprint of what the phase trains on (method code, params, training data digest): one
+left by other code, settings or images is never resumed, it is replaced (and the log says so).
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -39,9 +40,15 @@ def stack_batches(batches: FitBatches) -> torch.Tensor:
     return torch.cat(out)
 
 
-def fingerprint(params: Any, *tensors: torch.Tensor) -> str:
-    """What a phase depends on: JSON-able params and the training tensors' bytes."""
+def fingerprint(method: type, params: Any, *tensors: torch.Tensor) -> str:
+    """What a phase depends on: the method's code, JSON-able params and the training tensors' bytes.
+
+    The code is the source of every module in the method's package and of this loop: a checkpoint written by older
+    code with the same settings trained something else, and resuming it would pass as a finished phase."""
     h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    package = Path(inspect.getfile(method)).parent
+    for source in [*sorted(package.glob("*.py")), Path(__file__)]:
+        h.update(source.read_bytes())
     for t in tensors:
         h.update(str(tuple(t.shape)).encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())

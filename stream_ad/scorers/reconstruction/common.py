@@ -80,7 +80,7 @@ class TrainedScorer(Scorer):
     ) -> list[dict[str, float]]:
         """The shared training loop over all of this scorer's networks; leaves them in eval mode."""
         training = self.params.model_dump(mode="json", include=set(self.TRAINING_FIELDS))
-        key = fingerprint({"params": training, "seed": self.context.seed}, images)
+        key = fingerprint(type(self), {"params": training, "seed": self.context.seed}, images)
         history = train_phase(
             method=self.name, phase=phase, epochs=epochs, run_epoch=run_epoch, modules=self.modules,
             optimizers=optimizers, seed=self.context.seed, checkpoint_dir=self.context.checkpoint_dir, key=key,

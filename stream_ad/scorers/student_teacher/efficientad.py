@@ -123,7 +123,7 @@ class EfficientAD(Scorer):
         p, nets, device = self.params, self.nets, self.context.device
         train, val = split_validation(stack_batches(batches), p.validation_fraction)
         phase = Phase(self.name, self.context.seed, self.context.checkpoint_dir,
-                      fingerprint({"params": p.model_dump(), "backbone": self.backbone_identity()}, train))
+                      fingerprint(type(self), {"params": p.model_dump(), "backbone": self.backbone_identity()}, train))
         targets = BackboneTargets(self.context.backbone, device)
         budget = MapDistillation(Steps(p.teacher_steps, p.checkpoint_every), p.batch_size, p.learning_rate,
                                  p.weight_decay)

@@ -79,12 +79,16 @@ class PatchNet(nn.Module):
             raise ValueError(f"patch net {self.patch_size} takes {self.patch_size} px patches, got {patches.shape}")
         return out.flatten(1)
 
-    def dense(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, d, H, W): the descriptor of the patch centred on each pixel (reflected borders)."""
+    def pad(self, images: torch.Tensor) -> torch.Tensor:
+        """Reflect-pad so that every pixel has a whole patch centred on it: what `dense` sees, and so what the
+        patches a net trains on must include (border patches hold reflected content)."""
         total = self.field - 1
         before = total // 2
-        padded = F.pad(images, (before, total - before, before, total - before), mode="reflect")
-        return self._run(padded, dense=True)
+        return F.pad(images, (before, total - before, before, total - before), mode="reflect")
+
+    def dense(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, d, H, W): the descriptor of the patch centred on each pixel (reflected borders)."""
+        return self._run(self.pad(images), dense=True)
 
 
 def _conv_relu(cin: int, cout: int, kernel: int, padding: int = 0) -> list[nn.Module]:
