@@ -13,8 +13,9 @@ Departures from the paper, for a 2-core CPU and a machine without ImageNet:
 - teachers distil from crops of the line's own good images (no ImageNet), from MobileNetV2's taps (backbone.layers,
   patch resized to target_size and average-pooled) instead of ResNet-18's 512-d output;
 - d = 64 descriptors (paper 128) and width 16 (the paper's 128/256 channels become 16/32: dense inference costs
-  ~12 dense nets per image); 8 epochs of 1,024 patches per teacher and per student ensemble instead of 50k teacher
-  iterations and 100 student epochs over dense maps; learning rate 1e-3 (paper 1e-4 / 2e-4);
+  ~12 dense nets per image); pipelines/uninformed_students.yaml trains 40 epochs of 1,024 patches per teacher and
+  per student ensemble instead of 50k teacher iterations and 100 student epochs over dense maps; learning rate
+  1e-3 (paper 1e-4 / 2e-4);
 - descriptor compactness as the mean |off-diagonal correlation| (distill.correlation_loss says why);
 - students train on random p x p patches in patch mode (the dense map is every patch at once, so this samples
   its pixels), and the teacher's mean/std comes from 4 x patches_per_epoch such patches instead of every pixel;
