@@ -128,7 +128,8 @@ class PatchCore(Scorer):
             raise NotFittedError("PatchCore has no memory bank: fit() or load it first")
         if self._graph is not None:
             calls = [self._graph(part) for part in batch.split(self._graph_images)]
-            image, maps = (torch.cat(out) for out in zip(*calls))
+            # One call (the usual case) is returned as is: a copy would be torch work between OpenVINO calls.
+            image, maps = calls[0] if len(calls) == 1 else (torch.cat(out) for out in zip(*calls))
             return Scores(image=image, maps=maps)
         emb = self.embed(batch.to(self.context.device))
         b, _, h, w = emb.shape
