@@ -115,6 +115,42 @@ def test_openvino_patchcore_scores_match_eager(tmp_path: Path, caplog: pytest.Lo
     assert caplog.text.count("openvino: cached model") == 2  # the backbone (used to fit) and the scoring graph
 
 
+def efficientad_settings(**runtime: object) -> Settings:
+    return load_settings(data={"root": str(CATEGORY)}, preprocess={"image_size": 64}, runtime=runtime,
+                         scorer={"method": "efficientad", "params": {"teacher_steps": 4, "steps": 4}})
+
+
+@pytest.mark.parametrize("path", [
+    "openvino",
+    pytest.param("torch_compile", marks=no_cuda),
+    pytest.param("tensorrt", marks=[no_cuda, pytest.mark.skipif(importlib.util.find_spec("torch_tensorrt") is None,
+                                                                reason="torch-tensorrt is not installed")]),
+])
+def test_efficientad_networks_on_each_path_match_eager(path: str, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """The PDN scorer's networks (teacher, student, autoencoder, map normalisation) behind runtime.accelerate: the
+    same maps as eager at every batch size, converted once and cached for the next load."""
+    device = "cpu" if path == "openvino" else "cuda"
+    cat = MVTecCategory(CATEGORY)
+    eager = AnomalyModel(efficientad_settings(accelerate="eager", device=device))
+    eager.fit([s.path for s in cat.train()])
+    eager.save(tmp_path / "model")
+    accelerated = efficientad_settings(accelerate=path, device=device, cache_dir=str(tmp_path / "cache"))
+    fast = AnomalyModel.load(tmp_path / "model", accelerated)
+    assert fast.scorer._maps.path == path  # type: ignore[attr-defined]
+    x = fast.preprocessor([read_image(s.path) for s in cat.test()[:: len(cat.test()) // MAX_BATCH]]).inputs
+    rtol = RTOL["fp16" if path == "tensorrt" else "fp32"]
+    for n in range(1, MAX_BATCH + 1):
+        want, got = eager.scorer.score(x[:n]), fast.scorer.score(x[:n])
+        assert rel_error(want.maps, got.maps) < rtol, f"batch {n}: {rel_error(want.maps, got.maps):.2e}"
+        assert rel_error(want.image, got.image) < rtol
+    if path == "openvino":
+        assert fast.scorer._maps.compilations == 1  # type: ignore[attr-defined]
+        with caplog.at_level(logging.INFO, logger="stream_ad.backbones.accelerate"):
+            AnomalyModel.load(tmp_path / "model", accelerated)
+        assert caplog.text.count("openvino: cached model") == 1
+
+
 @pytest.mark.skipif(importlib.util.find_spec("openvino_telemetry") is None, reason="OpenVINO without telemetry")
 def test_openvino_telemetry_is_declined_in_its_consent_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -1,7 +1,8 @@
-"""How the backbone runs (runtime.accelerate): one small interface, one wrapper per path.
+"""How the backbone, or a scorer's own network, runs (runtime.accelerate): one small interface, one wrapper per path.
 
-Every path maps a (B, 3, S, S) float32 tensor to the backbone's taps in `backbone.layers` order, exactly as
-Backbone.forward does, so a scorer swaps one for the other without other changes:
+Every path maps a (B, 3, S, S) float32 tensor to the module's outputs as a list (a backbone's taps in
+`backbone.layers` order, exactly as Backbone.forward gives them; EfficientAD's maps), so a scorer swaps one for the
+other without other changes:
 
 - eager: the BN-folded, channels-last torchvision module (stream_ad.backbones.loader).
 - torch_compile: torch.compile (inductor); on CUDA with CUDA graphs ("reduce-overhead"). Shapes are fixed per
@@ -12,8 +13,9 @@ Backbone.forward does, so a scorer swaps one for the other without other changes
 - tensorrt: torch-tensorrt (the `tensorrt` extra), fp16 or INT8 (calibrated on good images), one engine with a
   dynamic batch profile 1..max_batch; larger batches run in max_batch chunks.
 
-Converted models and engines are cached under runtime.cache_dir, keyed by backbone name, weights sha256, taps,
-input shape and batch range, precision and library versions, so a restart reuses them instead of rebuilding.
+Converted models and engines are cached under runtime.cache_dir, keyed by the module's identity (backbone name,
+weights sha256, taps; a scorer network's weights and code hashes), input shape and batch range, precision and library
+versions, so a restart reuses them instead of rebuilding.
 `auto` takes the best path available on the device and logs which and why.
 """
 
@@ -28,7 +30,7 @@ import logging
 import os
 import shutil
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -122,15 +124,16 @@ def _version(dist: str) -> str:
         return "none"
 
 
-def cache_key(backbone: Backbone, path: str, input_size: int, max_batch: int, precision: str,
+def cache_key(identity: Mapping[str, str], path: str, input_size: int, max_batch: int, precision: str,
               graph: dict[str, object] | None = None) -> str:
     """Folder name of a converted model or engine: everything that, changed, makes it stale.
 
-    `graph`: what a scorer's whole scoring graph holds beyond the backbone (its state's hash, its settings).
+    `identity`: the module's (Backbone.identity(), or a scorer network's name, weights hash and code hash); `graph`:
+    what a scorer's whole scoring graph holds beyond the backbone (its state's hash, its settings).
     """
     libraries = {"openvino": ("openvino",), "tensorrt": ("torch-tensorrt", "tensorrt")}.get(path, ())
     what = {
-        **backbone.identity(),
+        **identity,
         **({"graph": graph} if graph is not None else {}),
         "path": path,
         "input": [3, input_size, input_size],
@@ -140,7 +143,7 @@ def cache_key(backbone: Backbone, path: str, input_size: int, max_batch: int, pr
                      **{lib: _version(lib) for lib in libraries}},
     }
     digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
-    return f"{backbone.cfg.name}-{path}{'-graph' if graph is not None else ''}-{precision}-{digest}"
+    return f"{identity['name']}-{path}{'-graph' if graph is not None else ''}-{precision}-{digest}"
 
 
 def _build_once(folder: Path, marker: str, build: Callable[[Path], None]) -> bool:
@@ -165,11 +168,11 @@ class Eager:
     path = "eager"
     precision = "fp32"
 
-    def __init__(self, backbone: Backbone) -> None:
-        self.backbone = backbone
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.backbone(x)
+        return list(self.module(x))
 
 
 def bucket(n: int) -> int:
@@ -181,13 +184,13 @@ class TorchCompiled:
     path = "torch_compile"
     precision = "fp32"
 
-    def __init__(self, backbone: Backbone, device: torch.device, cache_dir: Path | None) -> None:
+    def __init__(self, module: torch.nn.Module, device: torch.device, cache_dir: Path | None) -> None:
         if cache_dir is not None:  # inductor's FX graph and kernel caches: a restart compiles from them
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir / "inductor"))
         # reduce-overhead = CUDA graphs: one captured graph per bucket replays with no launch overhead.
         mode = "reduce-overhead" if device.type == "cuda" else "default"
         self.cuda_graphs = device.type == "cuda"
-        self.fn = torch.compile(backbone, mode=mode, dynamic=False, fullgraph=True)
+        self.fn = torch.compile(module, mode=mode, dynamic=False, fullgraph=True)
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         n = x.shape[0]
@@ -277,7 +280,7 @@ class OpenVino:
 class TensorRt:
     path = "tensorrt"
 
-    def __init__(self, backbone: Backbone, input_size: int, spec: AccelerateSpec, precision: str,
+    def __init__(self, module: torch.nn.Module, input_size: int, spec: AccelerateSpec, precision: str,
                  cache: Path | None) -> None:
         import torch_tensorrt
 
@@ -286,9 +289,8 @@ class TensorRt:
         side = (3, input_size, input_size)
         inputs = [torch_tensorrt.Input(min_shape=(1, *side), opt_shape=(spec.max_batch, *side),
                                        max_shape=(spec.max_batch, *side), dtype=torch.float32)]
-        module: torch.nn.Module = backbone
         if precision == "int8":
-            module = _int8_quantized(backbone, spec)
+            module = _int8_quantized(module, spec)
         cache_args = {} if cache is None else {
             "cache_built_engines": True, "reuse_cached_engines": True, "engine_cache_dir": str(cache)
         }
@@ -301,8 +303,8 @@ class TensorRt:
         return [torch.cat(taps).float() for taps in zip(*chunks)]
 
 
-def _int8_quantized(backbone: Backbone, spec: AccelerateSpec) -> torch.nn.Module:
-    """INT8 fake-quantised copy of the backbone, its ranges calibrated on good images (NVIDIA modelopt)."""
+def _int8_quantized(module: torch.nn.Module, spec: AccelerateSpec) -> torch.nn.Module:
+    """INT8 fake-quantised copy of the module, its ranges calibrated on good images (NVIDIA modelopt)."""
     if spec.calibration is None:
         raise AccelerateError("runtime.precision 'int8' needs good images to calibrate on; none were given")
     try:
@@ -312,20 +314,27 @@ def _int8_quantized(backbone: Backbone, spec: AccelerateSpec) -> torch.nn.Module
 
     def calibrate(model: torch.nn.Module) -> None:
         for batch in spec.calibration():  # type: ignore[misc]
-            model(batch.to(next(backbone.parameters()).device))
+            model(batch.to(next(module.parameters()).device))
 
-    return mtq.quantize(backbone, mtq.INT8_DEFAULT_CFG, forward_loop=calibrate)
+    return mtq.quantize(module, mtq.INT8_DEFAULT_CFG, forward_loop=calibrate)
+
+
+def source_sha256(*classes: type) -> str:
+    """Hash of the source files defining `classes`: part of a converted graph's cache key, since a graph changed in
+    code under the same version number is another graph (a stale entry reused this way once served an older, 2x
+    slower kNN)."""
+    h = hashlib.sha256()
+    for path in sorted({Path(inspect.getsourcefile(c) or "") for c in classes}):
+        h.update(path.read_bytes() if path.is_file() else b"unknown")
+    return h.hexdigest()
 
 
 def openvino_graph(module: torch.nn.Module, backbone: Backbone, input_size: int, spec: AccelerateSpec,
                    graph: dict[str, object]) -> OpenVino:
     """A scorer's whole scoring graph around `backbone`, compiled by OpenVINO and cached (on runtime.cache_dir) under
-    the backbone's key plus `graph`, what else the module holds (see cache_key)."""
-    # The module's own source is part of the key: a graph changed in code, same version number, is another graph
-    # (a stale entry reused this way once served an older, 2x slower kNN).
-    source = Path(inspect.getsourcefile(type(module)) or "")
-    code = hashlib.sha256(source.read_bytes()).hexdigest() if source.is_file() else "unknown"
-    key = cache_key(backbone, "openvino", input_size, spec.max_batch, "fp32", {**graph, "code_sha256": code})
+    the backbone's key plus `graph`, what else the module holds (see cache_key), plus the module's source."""
+    key = cache_key(backbone.identity(), "openvino", input_size, spec.max_batch, "fp32",
+                    {**graph, "code_sha256": source_sha256(type(module))})
     return OpenVino(module, input_size, None if spec.cache_dir is None else spec.cache_dir / key)
 
 
@@ -333,17 +342,25 @@ def accelerate_backbone(
     backbone: Backbone, device: torch.device, input_size: int, spec: AccelerateSpec
 ) -> Features:
     """The backbone behind the path runtime.accelerate picks on `device`; logs which and why."""
+    return accelerate_module(backbone, backbone.identity(), device, input_size, spec)
+
+
+def accelerate_module(
+    module: torch.nn.Module, identity: Mapping[str, str], device: torch.device, input_size: int, spec: AccelerateSpec
+) -> Features:
+    """Any network from (B, 3, S, S) inputs to a sequence of tensors (a backbone's taps, a scorer's maps) behind the
+    path runtime.accelerate picks on `device`, cached under `identity` (see cache_key); logs which and why."""
     path, why = choose_path(spec.mode, device)
     precision = resolve_precision(path, spec.precision)
-    key = cache_key(backbone, path, input_size, spec.max_batch, precision)
+    key = cache_key(identity, path, input_size, spec.max_batch, precision)
     cache = None if spec.cache_dir is None else spec.cache_dir / key
     if path == "openvino":
-        features: Features = OpenVino(backbone, input_size, cache)
+        features: Features = OpenVino(module, input_size, cache)
     elif path == "tensorrt":
-        features = TensorRt(backbone, input_size, spec, precision, cache)
+        features = TensorRt(module, input_size, spec, precision, cache)
     elif path == "torch_compile":
-        features = TorchCompiled(backbone, device, spec.cache_dir)
+        features = TorchCompiled(module, device, spec.cache_dir)
     else:
-        features = Eager(backbone)
-    log.info("backbone %s runs %s (%s) on %s: %s", backbone.cfg.name, path, precision, device, why)
+        features = Eager(module)
+    log.info("%s runs %s (%s) on %s: %s", identity["name"], path, precision, device, why)
     return features

@@ -4,7 +4,7 @@ Per model and per path available on the device (CPU: eager, openvino; CUDA: eage
 its own child process through the bench harness (stream_ad.bench.harness: same fit, same images, same timing): images/s
 at each batch size and batch-1 latency p50/p99. Models: PatchCore on the shared MobileNetV2 (the side-by-side
 settings of `stream-ad bench`), PatchCore on wide_resnet50_2 with random weights (speed only), and the PDN scorer
-(`efficientad`) when that method is registered. On the CPU also the peer: anomalib's OpenVINO export of the same
+(`efficientad` at the paper's S size, 256 px, trained one step: speed only) when that method is registered. On the CPU also the peer: anomalib's OpenVINO export of the same
 PatchCore (stream_ad.bench.anomalib_openvino), and the score differences of each path against eager on the same
 images. Last, the whole pipeline's end-to-end latency with a 100 fps camera (stream_ad.pipeline.bench).
 """
@@ -28,7 +28,7 @@ import torch
 from stream_ad.backbones.accelerate import unavailable
 from stream_ad.bench.harness import Job
 from stream_ad.bench.patchcore_peer import BenchError, describe, measure_in_child, side_by_side_settings, spread
-from stream_ad.config import BackboneSettings, ScorerSettings, Settings
+from stream_ad.config import BackboneSettings, PreprocessSettings, ScorerSettings, Settings
 from stream_ad.data import MVTecCategory
 from stream_ad.model import resolve_device
 from stream_ad.scorers import available_scorers
@@ -36,6 +36,7 @@ from stream_ad.scorers import available_scorers
 PATHS = {"cpu": ("eager", "openvino"), "cuda": ("eager", "torch_compile", "tensorrt")}
 PEER = "anomalib_openvino"
 PDN = "efficientad"
+PDN_SIZE = 256  # EfficientAD's input size
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 CAMERA_FPS = 100.0
 
@@ -66,8 +67,14 @@ def model_settings(settings: Settings, ratio: float) -> dict[str, Settings | Non
     wrn = BackboneSettings(name="wide_resnet50_2", weights="random", weights_path=None, layers=["layer2", "layer3"],
                            mean=IMAGENET[0], std=IMAGENET[1])
     pdn = None
-    if PDN in available_scorers():  # another method's own default params; looked up by name at run time
-        pdn = settings.model_copy(update={"scorer": ScorerSettings(method=PDN)})
+    if PDN in available_scorers():  # another method; looked up by name at run time
+        # The paper's EfficientAD-S size (full PDN width, 256 px); one training step each: weights do not change
+        # the speed, and the bench measures nothing else of it.
+        pdn = settings.model_copy(update={
+            "scorer": ScorerSettings(method=PDN, params={"width": 1.0, "teacher_steps": 1, "steps": 1,
+                                                         "checkpoint_every": 1}),
+            "preprocess": PreprocessSettings(mode="resize", image_size=PDN_SIZE),
+        })
     return {"mobilenet_v2": mobilenet, "wide_resnet50_2": mobilenet.model_copy(update={"backbone": wrn}), "pdn": pdn}
 
 
