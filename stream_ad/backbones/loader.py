@@ -22,6 +22,7 @@ from stream_ad.config import BackboneSettings
 log = logging.getLogger(__name__)
 
 RANDOM = "random"
+RANDOM_WEIGHTS_SEED = 0
 
 
 class BackboneError(RuntimeError):
@@ -55,7 +56,7 @@ def _weights_enum(cfg: BackboneSettings) -> torchvision.models.WeightsEnum:
 
 
 def resolve_weights(cfg: BackboneSettings) -> WeightsSource:
-    """Where the weights file is (checked to exist) and its sha256; random weights hash to 'random'."""
+    """Where the weights file is (checked to exist) and its sha256; random weights are named by their seed."""
     if cfg.weights_path is not None:
         path = cfg.weights_path.expanduser()
         if not path.is_file():
@@ -65,7 +66,7 @@ def resolve_weights(cfg: BackboneSettings) -> WeightsSource:
             )
         return WeightsSource(path, sha256_file(path))
     if cfg.weights == RANDOM:
-        return WeightsSource(None, RANDOM)
+        return WeightsSource(None, f"{RANDOM}:seed{RANDOM_WEIGHTS_SEED}")
     weights = _weights_enum(cfg)
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     if not path.is_file():
@@ -121,7 +122,11 @@ def fold_batch_norms(model: nn.Module) -> None:
 def load_backbone(cfg: BackboneSettings, device: torch.device | str = "cpu") -> Backbone:
     weights = resolve_weights(cfg)
     try:
-        model = torchvision.models.get_model(cfg.name, weights=None)
+        # Random weights are drawn from a fixed seed: the same network in every process, so an artefact fitted on
+        # them loads the network it was fitted on (unseeded, a reload scored with another network, measured).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            model = torchvision.models.get_model(cfg.name, weights=None)
     except ValueError:
         raise BackboneError(f"unknown torchvision model backbone.name={cfg.name!r}") from None
     if weights.path is not None:
