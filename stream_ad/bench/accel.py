@@ -4,9 +4,10 @@ Per model and per path available on the device (CPU: eager, openvino; CUDA: eage
 its own child process through the bench harness (stream_ad.bench.harness: same fit, same images, same timing): images/s
 at each batch size and batch-1 latency p50/p99. Models: PatchCore on the shared MobileNetV2 (the side-by-side
 settings of `stream-ad bench`), PatchCore on wide_resnet50_2 with random weights (speed only), and the PDN scorer
-(`efficientad` at the paper's S size, 256 px, trained one step: speed only) when that method is registered. On the CPU also the peer: anomalib's OpenVINO export of the same
-PatchCore (stream_ad.bench.anomalib_openvino), and the score differences of each path against eager on the same
-images. Last, the whole pipeline's end-to-end latency with a 100 fps camera (stream_ad.pipeline.bench).
+(`efficientad` at the paper's S size, 256 px, trained one step: speed only) when that method is registered. On the
+CPU also the peer: anomalib's OpenVINO export of the same PatchCore (stream_ad.bench.anomalib_openvino), and the
+score differences of each path against eager on the same images. Last, the whole pipeline's end-to-end latency with
+a 100 fps camera (stream_ad.pipeline.bench).
 """
 
 from __future__ import annotations

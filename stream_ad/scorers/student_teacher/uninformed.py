@@ -136,8 +136,8 @@ class UninformedStudents(Scorer):
     def fit(self, batches: FitBatches) -> None:
         train, val = split_validation(stack_batches(batches), self.params.validation_fraction)
         targets = BackboneTargets(self.context.backbone, self.context.device)
-        phase = Phase(self.name, self.context.seed, self.context.checkpoint_dir,
-                      fingerprint(type(self), {"params": self.params.model_dump(), "backbone": self.backbone_identity()}, train))
+        key = fingerprint(type(self), {"params": self.params.model_dump(), "backbone": self.backbone_identity()}, train)
+        phase = Phase(self.name, self.context.seed, self.context.checkpoint_dir, key)
         p = self.params
         cfg = PatchDistillation(p.teacher_epochs, p.patches_per_epoch, p.batch_size, p.target_size, p.learning_rate,
                                 p.weight_decay, p.triplet_margin, p.positive_shift)
