@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from stream_ad.config import ConfigError, Settings, load_settings
+from stream_ad.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("stream_ad")
 
@@ -37,7 +37,7 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
     from stream_ad.calibration.calibrate import calibrate_artefact, report
-    from stream_ad.config import CalibrationSettings, _format_errors  # the settings loader's own wording
+    from stream_ad.settings import CalibrationSettings, format_errors  # the settings loader's own wording
     from stream_ad.pipeline.commands import model_dir_of
 
     flags = {"target_fpr": args.target_fpr, "confidence": args.confidence, "pixel_target_fpr": args.pixel_target_fpr}
@@ -46,7 +46,7 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
         try:
             calibration = CalibrationSettings.model_validate({**settings.calibration.model_dump(), **overrides})
         except ValidationError as exc:
-            raise ConfigError(_format_errors(exc, "command line", prefix="calibration.")) from None
+            raise ConfigError(format_errors(exc, "command line", prefix="calibration.")) from None
         settings = settings.model_copy(update={"calibration": calibration})
     model_dir = args.model or model_dir_of(settings)
     record = calibrate_artefact(settings, model_dir, args.images)

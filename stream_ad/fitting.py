@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from stream_ad.calibration.holdout import split_good
-from stream_ad.config import Settings
+from stream_ad.settings import Settings
 from stream_ad.data import MVTecCategory
 from stream_ad.model import AnomalyModel
 

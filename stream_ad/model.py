@@ -29,10 +29,11 @@ from safetensors.torch import load_file, save_file
 
 import stream_ad
 from stream_ad.backbones import resolve_normalisation
-from stream_ad.backbones.accelerate import AccelerateSpec
-from stream_ad.config import Settings
-from stream_ad.data import MVTecCategory, Preprocessor, read_image
-from stream_ad.scorers import Scorer, ScorerContext, scorer_class
+from stream_ad.runtime.accelerate import AccelerateSpec
+from stream_ad.settings import Settings
+from stream_ad.data import MVTecCategory, Prepared, Preprocessor, read_image
+from stream_ad.runtime.device import resolve_device
+from stream_ad.scorers import Scorer, ScorerContext, build_scorer, scorer_params
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +45,6 @@ CALIBRATION_IMAGES = 64  # good training images an INT8 engine calibrates its ra
 
 class ArtefactError(RuntimeError):
     pass
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("runtime.device is 'cuda' but torch sees no CUDA device; set it to 'cpu' or 'auto'")
-    return torch.device(name)
 
 
 class ImageBatches:
@@ -94,8 +87,7 @@ class AnomalyModel:
             settings.backbone, self.device, self.preprocessor.input_size, settings.runtime.seed, checkpoints,
             self._accelerate_spec(),
         )
-        cls = scorer_class(settings.scorer.method)
-        self.scorer: Scorer = cls(settings.scorer.params, context)
+        self.scorer: Scorer = build_scorer(settings.scorer, context)
         self.threshold: dict[str, Any] | None = None
         self.data_split: dict[str, Any] | None = None  # HoldoutSplit.manifest(): what was fitted on, what held out
 
@@ -116,7 +108,10 @@ class AnomalyModel:
         self.scorer.fit(ImageBatches(paths, self.preprocessor, self.settings.runtime.batch_size))
 
     def predict(self, frames: Sequence[np.ndarray]) -> FramePrediction:
-        prepared = self.preprocessor(frames)
+        return self.score_prepared(self.preprocessor(frames))
+
+    def score_prepared(self, prepared: Prepared) -> FramePrediction:
+        """Score a preprocessed batch (the infer stage's, or predict's own) into one score and map per frame."""
         out = self.scorer.score(prepared.inputs)
         scores, maps = self.preprocessor.to_frames(
             prepared, out.image.float().cpu().numpy(), out.maps.float().cpu().numpy()
@@ -135,7 +130,7 @@ class AnomalyModel:
             "torch_version": torch.__version__,
             "python": platform.python_version(),
             "method": self.settings.scorer.method,
-            "scorer_params": self.settings.scorer.params.model_dump(mode="json"),
+            "scorer_params": self.scorer.params.model_dump(mode="json"),
             "backbone": self.scorer.backbone_identity(),
             "preprocessing": self.preprocessor.describe(),
             "threshold": self.threshold,
@@ -211,9 +206,14 @@ def _differences(fitted: Settings, wanted: Settings) -> list[str]:
     """Settings that change what the model computes; paths to data and weights may differ between machines."""
     out = []
     for section in ("backbone", "preprocess", "scorer"):
-        a = getattr(fitted, section).model_dump(mode="json", exclude={"weights_path"})
-        b = getattr(wanted, section).model_dump(mode="json", exclude={"weights_path"})
+        a, b = (_computing(s, section) for s in (fitted, wanted))
         for key in sorted(set(a) | set(b)):
             if a.get(key) != b.get(key):
                 out.append(f"{section}.{key}: fitted {a.get(key)!r}, now {b.get(key)!r}")
     return out
+
+
+def _computing(settings: Settings, section: str) -> dict[str, Any]:
+    if section == "scorer":  # params as the method reads them, defaults filled in
+        return {"method": settings.scorer.method, "params": scorer_params(settings.scorer).model_dump(mode="json")}
+    return getattr(settings, section).model_dump(mode="json", exclude={"weights_path"})

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from stream_ad.backbones import load_backbone
-from stream_ad.backbones.accelerate import (
+from stream_ad.runtime.accelerate import (
     RTOL,
     AccelerateError,
     AccelerateSpec,
@@ -22,7 +22,7 @@ from stream_ad.backbones.accelerate import (
     choose_path,
     decline_openvino_telemetry,
 )
-from stream_ad.config import Settings, load_settings
+from stream_ad.settings import Settings, load_settings
 from stream_ad.data import MVTecCategory, read_image
 from stream_ad.model import AnomalyModel
 from tests.conftest import PIPED
@@ -79,7 +79,7 @@ def test_openvino_reuses_its_cache(images: torch.Tensor, openvino_cache: Path,
                                    caplog: pytest.LogCaptureFixture) -> None:
     test_openvino_matches_eager_at_every_batch_size_with_one_compile(images, openvino_cache)  # fills the cache
     entries = sorted(p.name for p in openvino_cache.iterdir())
-    with caplog.at_level(logging.INFO, logger="stream_ad.backbones.accelerate"):
+    with caplog.at_level(logging.INFO, logger="stream_ad.runtime.accelerate"):
         accelerate_backbone(load_backbone(settings().backbone), CPU, images.shape[-1],
                             AccelerateSpec("openvino", cache_dir=openvino_cache))
     assert "openvino: cached model" in caplog.text
@@ -110,7 +110,7 @@ def test_openvino_patchcore_scores_match_eager(tmp_path: Path, caplog: pytest.Lo
     for n in range(1, MAX_BATCH + 1):
         np.testing.assert_allclose(ov.scorer.score(x[:n]).image, eager.scorer.score(x[:n]).image, rtol=1e-3)
     assert graph.compilations == 1
-    with caplog.at_level(logging.INFO, logger="stream_ad.backbones.accelerate"):
+    with caplog.at_level(logging.INFO, logger="stream_ad.runtime.accelerate"):
         AnomalyModel.load(tmp_path / "model", openvino)
     assert caplog.text.count("openvino: cached model") == 2  # the backbone (used to fit) and the scoring graph
 
@@ -146,7 +146,7 @@ def test_efficientad_networks_on_each_path_match_eager(path: str, tmp_path: Path
         assert rel_error(want.image, got.image) < rtol
     if path == "openvino":
         assert fast.scorer._maps.compilations == 1  # type: ignore[attr-defined]
-        with caplog.at_level(logging.INFO, logger="stream_ad.backbones.accelerate"):
+        with caplog.at_level(logging.INFO, logger="stream_ad.runtime.accelerate"):
             AnomalyModel.load(tmp_path / "model", accelerated)
         assert caplog.text.count("openvino: cached model") == 1
 
@@ -162,7 +162,7 @@ def test_openvino_telemetry_is_declined_in_its_consent_file(tmp_path: Path, monk
 
 
 def test_auto_logs_its_choice(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="stream_ad.backbones.accelerate"):
+    with caplog.at_level(logging.INFO, logger="stream_ad.runtime.accelerate"):
         features = accelerate_backbone(load_backbone(settings().backbone), CPU, 64, AccelerateSpec("auto"))
     want = "openvino" if importlib.util.find_spec("openvino") else "eager"
     assert features.path == want

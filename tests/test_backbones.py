@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 from stream_ad.backbones import BackboneError, load_backbone
-from stream_ad.config import BackboneSettings
+from stream_ad.settings import BackboneSettings
 from tests.conftest import WEIGHTS
 
 

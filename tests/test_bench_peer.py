@@ -14,7 +14,7 @@ import torch
 
 from stream_ad.bench import run_bench
 from stream_ad.cli import build_parser
-from stream_ad.config import load_settings
+from stream_ad.settings import load_settings
 from stream_ad.data import MVTecCategory, Preprocessor, read_image
 from tests.conftest import PIPED
 

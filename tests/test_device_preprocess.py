@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from stream_ad.config import PreprocessSettings
+from stream_ad.settings import PreprocessSettings
 from stream_ad.data import MVTecCategory, Preprocessor, read_image
 from tests.conftest import MAGNETIC_TILE
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stream_ad.config import load_settings
+from stream_ad.settings import load_settings
 from stream_ad.data import MVTecCategory, read_image
 from stream_ad.model import AnomalyModel
 from stream_ad.scorers.patchcore.knn import CPU_FAISS_FROM_QUERIES, CpuKnn, FaissKnn, TorchKnn, build_knn

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from stream_ad.config import Settings, load_settings
+from stream_ad.settings import Settings, load_settings
 from stream_ad.data import MVTecCategory
 from stream_ad.evaluation import metrics_for, predict_test
 from stream_ad.model import ArtefactError, AnomalyModel

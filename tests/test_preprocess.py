@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stream_ad.config import PreprocessSettings
+from stream_ad.settings import PreprocessSettings
 from stream_ad.data import Preprocessor
 from stream_ad.data.preprocess import tile_starts
 

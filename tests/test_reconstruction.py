@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from stream_ad.config import ConfigError, Settings, load_settings
+from stream_ad.settings import ConfigError, Settings, load_settings
 from stream_ad.data import MVTecCategory, read_image
 from stream_ad.evaluation import evaluate
 from stream_ad.model import AnomalyModel

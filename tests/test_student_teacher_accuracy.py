@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream_ad.config import load_settings
+from stream_ad.settings import load_settings
 from stream_ad.data import MVTecCategory
 from stream_ad.evaluation import evaluate
 from stream_ad.model import AnomalyModel

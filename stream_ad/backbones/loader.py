@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
-from stream_ad.config import BackboneSettings
+from stream_ad.settings import BackboneSettings
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from stream_ad.backbones.accelerate import unavailable
+from stream_ad.runtime.accelerate import unavailable
 from stream_ad.bench.harness import Job
 from stream_ad.bench.patchcore_peer import BenchError, describe, measure_in_child, side_by_side_settings, spread
-from stream_ad.config import BackboneSettings, PreprocessSettings, ScorerSettings, Settings
+from stream_ad.settings import BackboneSettings, PreprocessSettings, ScorerSettings, Settings
 from stream_ad.data import MVTecCategory
-from stream_ad.model import resolve_device
+from stream_ad.runtime.device import resolve_device
 from stream_ad.scorers import available_scorers
 
 PATHS = {"cpu": ("eager", "openvino"), "cuda": ("eager", "torch_compile", "tensorrt")}

@@ -19,10 +19,11 @@ import torch
 from anomalib.deploy import OpenVINOInferencer
 from anomalib.models import Patchcore
 
-from stream_ad.backbones.accelerate import decline_openvino_telemetry
+from stream_ad.runtime.accelerate import decline_openvino_telemetry
 from stream_ad.bench.anomalib_peer import AnomalibPatchCore
 from stream_ad.bench.timm_mobilenet import TIMM_NAME
-from stream_ad.config import Settings
+from stream_ad.scorers import scorer_params
+from stream_ad.settings import Settings
 from stream_ad.data import Prepared
 
 
@@ -43,7 +44,7 @@ class AnomalibOpenVino(AnomalibPatchCore):
         bank = super().fit([normalize(b) for b in batches])
         lightning = Patchcore(
             backbone=TIMM_NAME, layers=self.model.layers, pre_trained=False, coreset_sampling_ratio=self.ratio,
-            num_neighbors=self.settings.scorer.params.num_neighbors, pre_processor=self.pre_processor,
+            num_neighbors=scorer_params(self.settings.scorer).num_neighbors, pre_processor=self.pre_processor,
             post_processor=False, evaluator=False, visualizer=False,
         )
         lightning.model = self.model.cpu().eval()

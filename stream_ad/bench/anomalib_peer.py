@@ -18,9 +18,10 @@ from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from stream_ad.backbones import load_backbone, resolve_normalisation
 from stream_ad.bench.timm_mobilenet import TIMM_NAME, WeightMappingError, check_logits, timm_from_torchvision, timm_tap
-from stream_ad.config import Settings
+from stream_ad.scorers import scorer_params
+from stream_ad.settings import Settings
 from stream_ad.data import MVTecCategory, Prepared, Preprocessor, read_image
-from stream_ad.model import resolve_device
+from stream_ad.runtime.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class AnomalibPatchCore:
             transform=Compose([Resize((size, size), antialias=True), Normalize(mean=list(mean), std=list(std))])
         )
         self.geometry = Preprocessor(settings.preprocess, mean, std)
-        self.ratio = settings.scorer.params.coreset_ratio
+        self.ratio = scorer_params(settings.scorer).coreset_ratio
         self.model = self._model_with_stream_ad_weights().to(self.device)
 
     def _model_with_stream_ad_weights(self) -> PatchcoreModel:
@@ -61,7 +62,7 @@ class AnomalibPatchCore:
             layers=[timm_tap(layer, full) for layer in cfg.layers],
             backbone=TIMM_NAME,
             pre_trained=False,  # weights come from the shared file below, never from the network
-            num_neighbors=self.settings.scorer.params.num_neighbors,
+            num_neighbors=scorer_params(self.settings.scorer).num_neighbors,
         )
         extractor = model.feature_extractor.feature_extractor
         weights = full.state_dict()

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from stream_ad.config import Settings
+from stream_ad.settings import Settings
 from stream_ad.data import Prepared, Preprocessor, read_image
 from stream_ad.model import AnomalyModel
 

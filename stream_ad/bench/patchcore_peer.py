@@ -27,11 +27,12 @@ import numpy as np
 import torch
 
 from stream_ad.bench.harness import Job, read_results, run_job
-from stream_ad.config import BackboneSettings, PreprocessSettings, ScorerSettings, Settings
+from stream_ad.scorers import scorer_params
+from stream_ad.settings import BackboneSettings, PreprocessSettings, ScorerSettings, Settings
 from stream_ad.data import MVTecCategory, Sample
 from stream_ad.evaluation import TestPredictions, metrics_for
 from stream_ad.evaluation.report import OVERALL
-from stream_ad.model import resolve_device
+from stream_ad.runtime.device import resolve_device
 from stream_ad.scorers.patchcore import PatchCoreParams
 
 SIDE_BY_SIDE_SIZE = 224
@@ -71,7 +72,7 @@ def side_by_side_settings(settings: Settings, ratio: float) -> Settings:
         update={
             "backbone": backbone,
             "preprocess": PreprocessSettings(mode="resize", image_size=SIDE_BY_SIDE_SIZE),
-            "scorer": ScorerSettings(method="patchcore", params=params),
+            "scorer": ScorerSettings(method="patchcore", params=params.model_dump()),
         }
     )
 
@@ -94,7 +95,7 @@ def describe(settings: Settings) -> dict[str, Any]:
         "taps": list(backbone.layers),
         "preprocess": settings.preprocess.model_dump(mode="json"),
         "method": settings.scorer.method,
-        "params": settings.scorer.params.model_dump(mode="json"),
+        "params": scorer_params(settings.scorer).model_dump(mode="json"),
     }
 
 

@@ -15,7 +15,7 @@ import stream_ad
 from stream_ad.calibration.holdout import CalibrationError, file_sha256, relative_to_root
 from stream_ad.calibration.bounds import images_needed
 from stream_ad.calibration.thresholds import defect_report, image_threshold, pixel_threshold, too_few_images
-from stream_ad.config import Settings
+from stream_ad.settings import Settings
 from stream_ad.data import MVTecCategory
 from stream_ad.data.mvtec import IMAGE_SUFFIXES
 from stream_ad.model import AnomalyModel, read_manifest

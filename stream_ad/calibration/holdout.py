@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from stream_ad.config import CalibrationSettings
+from stream_ad.settings import CalibrationSettings
 
 
 class CalibrationError(ValueError):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stream_ad.config import PreprocessSettings
+from stream_ad.settings import PreprocessSettings
 from stream_ad.data.preprocess import Placement, letterbox_size, tile_starts
 
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from stream_ad.config import PreprocessSettings
+from stream_ad.settings import PreprocessSettings
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from stream_ad.config import Settings
+from stream_ad.settings import Settings
 
 log = logging.getLogger("stream_ad.pipeline.bench")
 
@@ -66,7 +66,8 @@ def transport_overhead(sides: tuple[int, ...] = (224, 1024), rounds: int = 300) 
     """Per frame: serialise + parse alone, and one ZeroMQ hop (ipc) between processes, half an echo round trip."""
     import zmq
 
-    from stream_ad.pipeline.message import Frame, decode, encode
+    from stream_ad.frames import Frame
+    from stream_ad.pipeline.message import decode, encode
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="stream-ad-hop-") as tmp:
@@ -168,7 +169,7 @@ def throughput(model: Any, frames: list[np.ndarray], batch: int, count: int = 32
 
 def pipeline_run(settings: Settings, model_dir: Path, threshold: float, folder: Path, fps: float,
                  seconds: float, out_dir: Path) -> dict[str, Any]:
-    from stream_ad.config import JsonlSinkSettings
+    from stream_ad.settings import JsonlSinkSettings
     from stream_ad.pipeline.supervisor import Supervisor
 
     pipe = settings.pipeline.model_copy(deep=True)

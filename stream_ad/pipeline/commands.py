@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from stream_ad.config import ConfigError, Settings, load_settings
+from stream_ad.settings import ConfigError, Settings, load_settings
 from stream_ad.pipeline.supervisor import PipelineError, RunSummary, Supervisor
 
 log = logging.getLogger("stream_ad.pipeline")
@@ -175,7 +175,7 @@ def _port_free(host: str, port: int) -> bool:
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Fit (or load) PatchCore on the shared data, stream its test images through every stage as a camera."""
-    from stream_ad.config import JsonlSinkSettings
+    from stream_ad.settings import JsonlSinkSettings
 
     demo_dir = settings.output_dir / "demo"
     model_dir = demo_dir / f"{settings.data.root.name}-{settings.scorer.method}"

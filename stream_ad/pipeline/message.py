@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from stream_ad.frames import Frame
 
 VERSION = 1
 DTYPES = frozenset({"uint8", "uint16", "float16", "float32"})
@@ -41,28 +42,6 @@ class BadMessage(ValueError):
         if self.frame_id is None:
             return "<unknown>"
         return f"{self.camera or '?'}/{self.frame_id}"
-
-
-@dataclass
-class Frame:
-    """One camera frame and what the stages have added to it."""
-
-    frame_id: int
-    camera: str
-    t_capture: float  # wall-clock capture time, time.time() seconds
-    image: np.ndarray | None = None  # the camera frame, (H, W, 3) or (H, W) uint8
-    inputs: np.ndarray | None = None  # model inputs after preprocessing, (T, 3, S, S) float32
-    anomaly_map: np.ndarray | None = None  # (H, W) at the frame's own size
-    score: float | None = None
-    verdict: str | None = None  # "ok" | "anomaly"
-    threshold: float | None = None
-    meta: dict[str, Any] = field(default_factory=dict)  # JSON-able extras (source path, placements, ...)
-    t_sent: float = 0.0  # when the previous stage sent it (time.time()); queue wait = receipt - t_sent
-    t_received: float = 0.0  # local only: when this stage received it
-
-    @property
-    def key(self) -> str:
-        return f"{self.camera}/{self.frame_id}"
 
 
 def encode(frame: Frame) -> list[Any]:

@@ -64,30 +64,6 @@ class StageMetrics:
         self._sink_errors.labels(sink).inc()
 
 
-class OutboxMetrics:
-    """A PLC sink's outbox: pending verdicts, overflow, deliveries, retries (label sink). Multiprocess-safe in a stage
-    (the supervisor sets the folder); plain in-process metrics elsewhere (tests, tools)."""
-
-    _families: dict[str, Any] = {}  # one family per process: prometheus_client refuses a name registered twice
-
-    def __init__(self, sink: str) -> None:
-        from prometheus_client import Counter, Gauge
-
-        fam = OutboxMetrics._families
-        if not fam:
-            fam["pending"] = Gauge(f"{PREFIX}_outbox_pending", "Verdicts in a sink's outbox, not yet delivered",
-                                   ["sink"], multiprocess_mode="livesum")
-            fam["overflow"] = Counter(f"{PREFIX}_outbox_overflow_total",
-                                      "Verdicts dropped from a full outbox (ok verdicts first)", ["sink"])
-            fam["delivered"] = Counter(f"{PREFIX}_outbox_delivered_total",
-                                       "Verdicts delivered and acknowledged by the PLC or broker", ["sink"])
-            fam["retries"] = Counter(f"{PREFIX}_outbox_retries_total", "Failed delivery attempts, retried", ["sink"])
-        self.pending = fam["pending"].labels(sink)
-        self.overflow = fam["overflow"].labels(sink)
-        self.delivered = fam["delivered"].labels(sink)
-        self.retries = fam["retries"].labels(sink)
-
-
 class SupervisorMetrics:
     """The supervisor's own metrics, in a registry of their own (never in the multiprocess files)."""
 

@@ -28,7 +28,8 @@ from typing import Any, Protocol
 import zmq
 
 from stream_ad.pipeline.batching import BoundedQueue, Queued
-from stream_ad.pipeline.message import BadMessage, Frame, decode, encode, notice
+from stream_ad.frames import CameraEvent, CameraState, Capture, Frame
+from stream_ad.pipeline.message import BadMessage, decode, encode, notice
 
 log = logging.getLogger("stream_ad.pipeline.stage")
 
@@ -43,31 +44,8 @@ class BadFrame(ValueError):
     """Raised by a stage function for a frame it cannot process (wrong shape, missing field): counted, skipped."""
 
 
-@dataclass
-class Capture:
-    """What a source yields per camera frame: the pixels, or why there are none (a decode error)."""
-
-    image: Any  # np.ndarray (H, W, 3) uint8, or None with error set
-    t_capture: float
-    meta: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    drop_reason: str = "decode_error"  # the ledger's reason when error is set (a camera's skipped frame: its own)
-
-
-@dataclass
-class CameraEvent:
-    """A source's report about its camera: state "up" (connected) or "down" (lost, reconnecting)."""
-
-    state: str
-    detail: str = ""
-
-
 class StageFunction(Protocol):
     def __call__(self, batch: list[Frame]) -> list[Frame]: ...
-
-
-class Source(Protocol):
-    def __iter__(self) -> Iterator[Capture | CameraEvent]: ...
 
 
 @dataclass
@@ -344,8 +322,8 @@ class StageShell:
                     ended = True
                     break
                 if isinstance(item, CameraEvent):
-                    up = int(item.state == "up")
-                    self.notifier.send("camera", cam=camera, up=up, stale=int(stale[0] and not up), event=item.state,
+                    up = int(item.state is CameraState.UP)
+                    self.notifier.send("camera", cam=camera, up=up, stale=int(stale[0] and not up), event=str(item.state),
                                        detail=item.detail)
                     continue
                 last_frame[0] = time.monotonic()
@@ -379,9 +357,3 @@ class StageShell:
         if self.out is not None:
             self.out.close()
         self.notifier.close()
-
-
-def build_callable(obj: Any) -> Callable[[list[Frame]], list[Frame]]:
-    if not callable(obj):
-        raise TypeError(f"a stage factory must return a callable stage function, got {type(obj).__name__}")
-    return obj

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from stream_ad.config import Settings
-from stream_ad.pipeline.message import Frame
+from stream_ad.settings import Settings
+from stream_ad.frames import Frame
 from stream_ad.pipeline.stage import BadFrame, StageSpec
 
 log = logging.getLogger("stream_ad.pipeline.stages")
@@ -35,7 +35,7 @@ class StageContext:
     whose validation imports the scorers and torch) is validated on first use, so light stages start fast."""
 
     def __init__(self, raw_settings: dict[str, Any], spec: StageSpec, metrics: Any, stop: threading.Event) -> None:
-        from stream_ad.config import PipelineSettings
+        from stream_ad.settings import PipelineSettings
 
         self._raw = raw_settings
         self.spec = spec
@@ -72,7 +72,7 @@ class Preprocess:
         from stream_ad.backbones import resolve_normalisation
         from stream_ad.data import Preprocessor
 
-        from stream_ad.model import resolve_device
+        from stream_ad.runtime.device import resolve_device
 
         torch.set_num_threads(ctx.settings.pipeline.preprocess.threads)
         mean, std = resolve_normalisation(ctx.settings.backbone)
@@ -184,13 +184,10 @@ class Infer:
         return Prepared(tensor.to(self.model.device), placements, shapes)
 
     def _finish(self, batch: list[Frame], prepared: Any) -> list[Frame]:
-        out = self.model.scorer.score(prepared.inputs)
-        scores, maps = self.model.preprocessor.to_frames(
-            prepared, out.image.float().cpu().numpy(), out.maps.float().cpu().numpy()
-        )
+        pred = self.model.score_prepared(prepared)
         if self.delay_s:
             time.sleep(self.delay_s)
-        for frame, score, amap in zip(batch, scores, maps):
+        for frame, score, amap in zip(batch, pred.scores, pred.maps):
             frame.inputs = None
             frame.score = float(score)
             frame.anomaly_map = amap.astype(np.float16) if self.send_maps else None
@@ -229,7 +226,7 @@ class SinkStage:
             sink.open()
 
     def __call__(self, batch: list[Frame]) -> list[Frame]:
-        from stream_ad.sinks import Verdict
+        from stream_ad.frames import Verdict
 
         now = time.time()
         verdicts = [Verdict.from_frame(f, now) for f in batch]

@@ -32,7 +32,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from stream_ad.config import Settings
+from stream_ad.settings import Settings
 from stream_ad.pipeline.ledger import Ledger
 from stream_ad.pipeline.message import read_notice
 from stream_ad.pipeline.registry import stage_label
@@ -171,7 +171,7 @@ class Supervisor:
         return f"ipc://{self.run_dir}/{label}.sock"
 
     def plan(self) -> dict[str, StageSpec]:
-        from stream_ad.config import StageSettings
+        from stream_ad.settings import StageSettings
         from stream_ad.sinks import SINKS
 
         cfg = self.cfg

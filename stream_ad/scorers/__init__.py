@@ -1,16 +1,8 @@
-"""Scorer registry. Importing this package registers every built-in method."""
+"""Anomaly scorers: the interface (base.py), the registry (registry.py), shared parts (components/), one folder
+per method. Importing this package registers every built-in method."""
 
-from stream_ad.scorers.base import (
-    FitBatches,
-    NotFittedError,
-    Scorer,
-    ScorerContext,
-    ScorerParams,
-    Scores,
-    available_scorers,
-    register_scorer,
-    scorer_class,
-)
+from stream_ad.scorers.base import FitBatches, NotFittedError, Scorer, ScorerContext, ScorerParams, Scores
+from stream_ad.scorers.registry import available_scorers, build_scorer, register_scorer, scorer_class, scorer_params
 
 # Registration happens on import; a new method adds its import here and nothing else changes.
 from stream_ad.scorers import patchcore as _patchcore  # noqa: E402,F401
@@ -25,6 +17,8 @@ __all__ = [
     "ScorerParams",
     "Scores",
     "available_scorers",
+    "build_scorer",
     "register_scorer",
     "scorer_class",
+    "scorer_params",
 ]

@@ -8,16 +8,16 @@ plain tensors + JSON params (no pickled objects), so a saved model loads exactly
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol, TypeVar
+from typing import ClassVar, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from stream_ad.backbones.accelerate import AccelerateSpec
-from stream_ad.config import BackboneSettings
+from stream_ad.runtime.accelerate import AccelerateSpec
+from stream_ad.settings import BackboneSettings
 
 
 class FitBatches(Protocol):
@@ -82,29 +82,3 @@ class Scorer(ABC):
     def backbone_identity(self) -> dict[str, str] | None:
         """Name and weights sha256 of the pretrained network the scorer depends on, or None if it has none."""
         return None
-
-
-_REGISTRY: dict[str, type[Scorer]] = {}
-S = TypeVar("S", bound=type[Scorer])
-
-
-def register_scorer(name: str) -> Callable[[S], S]:
-    def deco(cls: S) -> S:
-        if name in _REGISTRY:
-            raise ValueError(f"scorer {name!r} registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def scorer_class(name: str) -> type[Scorer]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown scorer method {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
-
-
-def available_scorers() -> list[str]:
-    return sorted(_REGISTRY)

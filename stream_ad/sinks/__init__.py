@@ -7,7 +7,8 @@ images   the anomaly map of each alarmed frame, as a PNG overlay in a folder
 PLC sinks (Modbus TCP, OPC UA, MQTT) plug in behind the same interface: subclass Sink, register its kind.
 """
 
-from stream_ad.sinks.base import SINKS, Sink, Verdict, make_sink, register_sink
+from stream_ad.frames import Verdict
+from stream_ad.sinks.base import SINKS, Sink, make_sink, register_sink
 from stream_ad.sinks.images import ImageSink
 from stream_ad.sinks.jsonl import JsonlSink
 from stream_ad.sinks.stdout import StdoutSink

@@ -6,66 +6,11 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
-from stream_ad.config import SinkSettings
-from stream_ad.pipeline.message import Frame
-
-
-@dataclass
-class Verdict:
-    frame_id: int
-    camera: str
-    t_capture: float  # time.time() seconds
-    t_verdict: float
-    score: float
-    threshold: float
-    verdict: str  # "ok" | "anomaly"
-    meta: dict[str, Any]
-    anomaly_map: np.ndarray | None = None
-    image: np.ndarray | None = None
-
-    @property
-    def latency_s(self) -> float:
-        return self.t_verdict - self.t_capture
-
-    @property
-    def alarm(self) -> bool:
-        return self.verdict == "anomaly"
-
-    @property
-    def score_normalised(self) -> float | None:
-        """score / threshold, so operators read 1.0 as the threshold whatever the model's own scale (None for a
-        threshold <= 0, where the ratio means nothing)."""
-        return self.score / self.threshold if self.threshold > 0 else None
-
-    @classmethod
-    def from_frame(cls, frame: Frame, t_verdict: float) -> Verdict:
-        if frame.score is None or frame.verdict is None or frame.threshold is None:
-            raise ValueError(f"frame {frame.key} reached the sinks without a score, threshold and verdict")
-        return cls(frame.frame_id, frame.camera, frame.t_capture, t_verdict, frame.score, frame.threshold,
-                   frame.verdict, frame.meta, frame.anomaly_map, frame.image)
-
-    def record(self) -> dict[str, Any]:
-        rec = {
-            "frame_id": self.frame_id,
-            "camera": self.camera,
-            "t_capture": round(self.t_capture, 6),
-            "t_verdict": round(self.t_verdict, 6),
-            "latency_ms": round(self.latency_s * 1000.0, 3),
-            "score": round(self.score, 6),
-            "threshold": round(self.threshold, 6),
-            "score_normalised": None if self.score_normalised is None else round(self.score_normalised, 4),
-            "verdict": self.verdict,
-        }
-        for key in ("path", "label", "url", "pts"):
-            if key in self.meta:
-                rec[key] = self.meta[key]
-        return rec
+from stream_ad.settings import SinkSettings
+from stream_ad.frames import Verdict
 
 
 class Sink(ABC):

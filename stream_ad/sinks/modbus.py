@@ -9,7 +9,7 @@ from typing import Any
 from pymodbus.client import ModbusTcpClient
 from pymodbus.pdu import ExceptionResponse
 
-from stream_ad.config import ModbusSinkSettings
+from stream_ad.settings import ModbusSinkSettings
 from stream_ad.sinks import modbus_map as rmap
 from stream_ad.sinks.base import register_sink
 from stream_ad.sinks.plc import OutboxSink, SinkConfigError

@@ -10,6 +10,8 @@ from typing import Any
 
 from pymodbus.client import ModbusTcpClient
 
+from stream_ad.settings import MODBUS_BLOCK_SIZE
+
 HEARTBEAT = 0  # u16, +1 every heartbeat_s (wraps): the PLC watches it change
 SEQUENCE = 1  # u32: the outbox sequence number, never reused
 FRAME_ID = 3  # u32: the camera frame id (the JSON lines sink's frame_id)
@@ -20,7 +22,8 @@ CAMERA = 10  # 8 registers: 16 ASCII characters
 CAMERA_CHARS = 16
 RESULT_VALID = 18  # u16: 1 once a new result is in 1..17; 0 after the PLC acknowledged it
 ACK = 19  # u16, written by the PLC: the low word of the sequence it has read
-BLOCK_SIZE = 20
+BLOCK_SIZE = MODBUS_BLOCK_SIZE  # the settings check base_address + BLOCK_SIZE against the register space
+assert ACK < BLOCK_SIZE
 
 _T = ModbusTcpClient.DATATYPE
 

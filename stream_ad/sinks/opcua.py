@@ -23,7 +23,7 @@ from typing import Any
 from asyncua import Node, ua
 from asyncua.sync import Client
 
-from stream_ad.config import OpcuaSinkSettings
+from stream_ad.settings import OpcuaSinkSettings
 from stream_ad.sinks.base import register_sink
 from stream_ad.sinks.plc import OutboxSink, SinkConfigError
 

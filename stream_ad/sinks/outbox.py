@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from stream_ad.config import OutboxSettings
-from stream_ad.pipeline.metrics import OutboxMetrics
+from stream_ad.settings import OutboxSettings
+from stream_ad.sinks.outbox_metrics import OutboxMetrics
 
 log = logging.getLogger("stream_ad.sinks.outbox")
 

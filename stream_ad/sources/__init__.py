@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from stream_ad.config import SourceSettings
+from stream_ad.settings import SourceSettings
 from stream_ad.sources.base import Pacer
 from stream_ad.sources.folder import FolderSource
 from stream_ad.sources.gige import GigeSource

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stream_ad.pipeline.stage import Capture
+from stream_ad.frames import Capture
 from stream_ad.sources.base import Pacer
 
 # As stream_ad.data.mvtec reads them (not imported: that package loads torch, which a source does not need).

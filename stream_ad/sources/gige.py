@@ -19,8 +19,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from stream_ad.config import SourceSettings
-from stream_ad.pipeline.stage import CameraEvent, Capture
+from stream_ad.settings import SourceSettings
+from stream_ad.frames import CameraEvent, CameraState, Capture
 
 log = logging.getLogger("stream_ad.sources.gige")
 
@@ -138,7 +138,7 @@ class GigeSource:
             except Exception as exc:  # noqa: BLE001 - GLib.Error: not found or not answering; retried
                 detail = f"pipeline.source.gige.camera: cannot open {self.shown}: {exc}"
                 log.warning("%s; retrying in %.1f s", detail, backoff)
-                yield CameraEvent("down", detail)
+                yield CameraEvent(CameraState.DOWN, detail)
             else:
                 fmt = self._configure(camera)  # a setting the camera lacks: raised, not retried
                 stream = camera.create_stream(None, None)
@@ -148,7 +148,7 @@ class GigeSource:
                 self.connects += 1
                 log.info("connected to GigE camera %s (%s %s, %s)", self.shown, camera.get_vendor_name(),
                          camera.get_model_name(), fmt)
-                yield CameraEvent("up", f"connected to {self.shown}")
+                yield CameraEvent(CameraState.UP, f"connected to {self.shown}")
                 got = False
                 try:
                     for capture in self._frames(stream, fmt):
@@ -164,7 +164,7 @@ class GigeSource:
                     return
                 detail = f"no frame from {self.shown} for {self.cfg.read_timeout_s} s"
                 log.warning("camera lost (%s); reconnecting in %.1f s", detail, backoff)
-                yield CameraEvent("down", detail)
+                yield CameraEvent(CameraState.DOWN, detail)
             if self.stop.wait(backoff):
                 return
             backoff = min(backoff * 2.0, self.cfg.reconnect_max_s)

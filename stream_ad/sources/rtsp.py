@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import av
 
-from stream_ad.config import SourceSettings
-from stream_ad.pipeline.stage import CameraEvent, Capture
+from stream_ad.settings import SourceSettings
+from stream_ad.frames import CameraEvent, CameraState, Capture
 
 log = logging.getLogger("stream_ad.sources.rtsp")
 
@@ -58,11 +58,11 @@ class RtspSource:
             except (av.error.FFmpegError, OSError) as exc:
                 detail = f"cannot open {shown}: {exc}"
                 log.warning("%s; retrying in %.1f s", detail, backoff)
-                yield CameraEvent("down", detail)
+                yield CameraEvent(CameraState.DOWN, detail)
             else:
                 self.connects += 1
                 log.info("connected to %s", shown)
-                yield CameraEvent("up", f"connected to {shown}")
+                yield CameraEvent(CameraState.UP, f"connected to {shown}")
                 detail = "stream ended"
                 try:
                     stream = container.streams.video[0]
@@ -80,7 +80,7 @@ class RtspSource:
                 if self.stop.is_set():
                     return
                 log.warning("camera %s lost (%s); reconnecting in %.1f s", shown, detail, backoff)
-                yield CameraEvent("down", detail)
+                yield CameraEvent(CameraState.DOWN, detail)
             if self.stop.wait(backoff):
                 return
             backoff = min(backoff * 2.0, self.cfg.reconnect_max_s)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import av
 
-from stream_ad.pipeline.stage import Capture
+from stream_ad.frames import Capture
 from stream_ad.sources.base import Pacer
 
 log = logging.getLogger("stream_ad.sources.video")

@@ -12,7 +12,7 @@ from scipy.stats import beta
 from stream_ad.calibration import CalibrationError, split_good
 from stream_ad.calibration.bounds import allowed_false_alarms, fpr_upper_bound, images_needed
 from stream_ad.calibration.thresholds import defect_report, image_threshold
-from stream_ad.config import CalibrationSettings, ConfigError, load_settings
+from stream_ad.settings import CalibrationSettings, ConfigError, load_settings
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 10), (0, 190), (3, 190), (7, 50)])

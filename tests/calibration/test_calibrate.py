@@ -96,7 +96,7 @@ def test_threshold_and_how_it_was_set_are_in_the_artefact(calibrated: Calibrated
 def test_false_alarm_rate_on_unseen_good_images_is_within_the_bound(calibrated: Calibrated) -> None:
     """test/good (191 images) was neither fitted on nor calibrated on: its measured false-alarm rate at the
     calibrated threshold stays within the stated bound."""
-    from stream_ad.config import load_settings
+    from stream_ad.settings import load_settings
     from stream_ad.model import AnomalyModel
 
     model = AnomalyModel.load(calibrated.model, load_settings(**{"data": {"root": str(calibrated.root)},

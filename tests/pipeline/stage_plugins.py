@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream_ad.pipeline.message import Frame
+from stream_ad.frames import Frame
 
 
 def make_sampler(ctx: Any):  # noqa: ANN201 - a stage function

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from stream_ad.pipeline.message import BadMessage, Frame, decode, encode
+from stream_ad.frames import Frame
+from stream_ad.pipeline.message import BadMessage, decode, encode
 
 
 def _frame() -> Frame:

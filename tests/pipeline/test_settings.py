@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_ad.config import ConfigError, PipelineSettings, load_settings
+from stream_ad.settings import ConfigError, PipelineSettings, load_settings
 from tests.conftest import REPO
 
 

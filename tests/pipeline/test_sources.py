@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from stream_ad.pipeline.stage import Capture
+from stream_ad.frames import Capture
 from stream_ad.sources import FolderSource, Pacer, VideoSource
 from tests.pipeline.conftest import CATEGORY
 

@@ -8,8 +8,9 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from stream_ad.config import JsonlSinkSettings
-from stream_ad.sinks.base import Sink, Verdict, make_sink
+from stream_ad.settings import JsonlSinkSettings
+from stream_ad.frames import Verdict
+from stream_ad.sinks.base import Sink, make_sink
 
 
 def verdict(frame_id: int, alarm: bool, camera: str = "line1") -> Verdict:

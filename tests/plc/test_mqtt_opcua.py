@@ -16,7 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from stream_ad.config import ConfigError, MqttSinkSettings, OpcuaSinkSettings, load_settings
+from stream_ad.settings import ConfigError, MqttSinkSettings, OpcuaSinkSettings, load_settings
 from stream_ad.sinks.plc import SinkConfigError
 from tests.plc.conftest import ServerProcess
 from tests.plc.helpers import dedup_consecutive, metric, sink, verdict, wait_until
@@ -89,7 +89,7 @@ def test_mqtt_alarms_survive_a_broker_outage_in_order(mosquitto: ServerProcess, 
 WILL = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from stream_ad.config import MqttSinkSettings
+    from stream_ad.settings import MqttSinkSettings
     from tests.plc.helpers import sink
     s = sink(MqttSinkSettings(url=sys.argv[1], node="cell9", outbox={"path": sys.argv[2]}), Path(sys.argv[2]).parent)
     s.open()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_ad.config import ModbusSinkSettings
+from stream_ad.settings import ModbusSinkSettings
 from tests.plc.conftest import ServerProcess
 from tests.plc.helpers import dedup_consecutive, metric, sink, verdict, wait_until
 
@@ -102,7 +102,7 @@ def test_full_outbox_drops_oldest_ok_first_counted_and_logged(modbus_plc: Server
 CRASHER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from stream_ad.config import ModbusSinkSettings
+    from stream_ad.settings import ModbusSinkSettings
     from tests.plc.helpers import sink, verdict
     cfg = ModbusSinkSettings(host="127.0.0.1", port=int(sys.argv[1]), name="crash",
                              outbox={"path": sys.argv[2], "retry_initial_s": 0.05})

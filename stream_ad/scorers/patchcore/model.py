@@ -18,7 +18,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from stream_ad.backbones import Backbone, load_backbone
-from stream_ad.backbones.accelerate import Features, OpenVino, accelerate_backbone, openvino_graph
+from stream_ad.runtime.accelerate import Features, OpenVino, accelerate_backbone, openvino_graph
 from stream_ad.scorers.base import (
     FitBatches,
     NotFittedError,
@@ -26,8 +26,8 @@ from stream_ad.scorers.base import (
     ScorerContext,
     ScorerParams,
     Scores,
-    register_scorer,
 )
+from stream_ad.scorers.registry import register_scorer
 from stream_ad.scorers.patchcore.coreset import greedy_coreset
 from stream_ad.scorers.patchcore.graph import ScoringGraph, as_queries, patch_embedding, scores_from_neighbours
 from stream_ad.scorers.patchcore.knn import BLOCK_ELEMENTS, KnnIndex, build_knn

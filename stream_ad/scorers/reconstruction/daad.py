@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
-from stream_ad.scorers.base import FitBatches, ScorerContext, ScorerParams, Scores, register_scorer
+from stream_ad.scorers.base import FitBatches, ScorerContext, ScorerParams, Scores
+from stream_ad.scorers.registry import register_scorer
 from stream_ad.scorers.reconstruction.common import (
     TrainedScorer,
     build_seeded,

@@ -18,7 +18,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from stream_ad.scorers.base import FitBatches, ScorerContext, ScorerParams, Scores, register_scorer
+from stream_ad.scorers.base import FitBatches, ScorerContext, ScorerParams, Scores
+from stream_ad.scorers.registry import register_scorer
 from stream_ad.scorers.reconstruction.common import (
     TrainedScorer,
     build_seeded,

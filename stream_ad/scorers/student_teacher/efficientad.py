@@ -34,7 +34,7 @@ from pydantic import Field
 from torch import nn
 
 from stream_ad.backbones import load_backbone, resolve_normalisation
-from stream_ad.backbones.accelerate import Features, accelerate_module, source_sha256
+from stream_ad.runtime.accelerate import Features, accelerate_module, source_sha256
 from stream_ad.scorers.base import (
     FitBatches,
     NotFittedError,
@@ -42,8 +42,8 @@ from stream_ad.scorers.base import (
     ScorerContext,
     ScorerParams,
     Scores,
-    register_scorer,
 )
+from stream_ad.scorers.registry import register_scorer
 from stream_ad.scorers.student_teacher.distill import MapDistillation, Phase, Steps, distill_pdn
 from stream_ad.scorers.student_teacher.networks import PDN, Autoencoder
 from stream_ad.scorers.student_teacher.sampling import check_input_size, chunks, split_validation

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import torch
 
-from stream_ad.config import ConfigError
+from stream_ad.settings import ConfigError
 
 
 def split_validation(images: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:

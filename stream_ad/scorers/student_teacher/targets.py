@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from stream_ad.backbones import Backbone, load_backbone
 from stream_ad.backbones.loader import resolve_weights
-from stream_ad.config import BackboneSettings
+from stream_ad.settings import BackboneSettings
 
 _CHUNK = 64  # images per backbone pass when computing targets
 

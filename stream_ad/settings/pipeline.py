@@ -1,137 +1,37 @@
-"""One typed settings model: defaults < pipeline YAML < STREAM_AD_* environment variables.
-
-The defaults are the embedded demo (PatchCore on ../shared's magnetic_tile), so `Settings()` runs anywhere the
-shared folder sits beside the checkout. Unknown or invalid keys fail with the dotted key and the file they came from.
-"""
+"""The streaming pipeline's sections: the camera, the stages' queues and batching, the sinks, metrics, supervision."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
 
-ENV_PREFIX = "STREAM_AD_"
-ENV_NESTED = "__"
-SHARED_TOKEN = "${shared_dir}"
+from stream_ad.settings.base import Strict
+from stream_ad.settings.mqtt_url import parse_mqtt_url
 
-
-class ConfigError(ValueError):
-    """A setting is missing, unknown or invalid; the message names the key and where it came from."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class BackboneSettings(Strict):
-    name: str = "mobilenet_v2"
-    # A torchvision weights enum member (e.g. IMAGENET1K_V1, DEFAULT) looked up in the torch hub cache, or "random"
-    # (speed measurements only). Ignored when weights_path is set.
-    weights: str = "DEFAULT"
-    weights_path: Path | None = Path(f"{SHARED_TOKEN}/weights/mobilenet_v2_imagenet_tflite.pth")
-    # Mid-level taps by torchvision node name: MobileNetV2's stride-8 and stride-16 stage outputs.
-    layers: list[str] = Field(default_factory=lambda: ["features.6", "features.13"], min_length=1)
-    # Input normalisation of these weights. None takes the torchvision weights enum's; a weights file must state it.
-    mean: tuple[float, float, float] | None = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] | None = (0.5, 0.5, 0.5)
-
-    @model_validator(mode="after")
-    def _normalisation_is_known(self) -> BackboneSettings:
-        if (self.mean is None) != (self.std is None):
-            raise ValueError("backbone.mean and backbone.std must be given together")
-        if self.weights_path is not None and self.mean is None:
-            raise ValueError(
-                "backbone.weights_path is set, so backbone.mean and backbone.std must be set too: "
-                "a weights file does not say how its inputs were normalised"
-            )
-        return self
-
-
-class PreprocessSettings(Strict):
-    """How a camera frame becomes the backbone's input. See the README for when to pick which mode."""
-
-    # resize: stretch to image_size x image_size. letterbox: keep the aspect ratio, pad to a square.
-    # tile: keep native resolution, score overlapping tile_size tiles and stitch their maps.
-    mode: Literal["resize", "letterbox", "tile"] = "resize"
-    image_size: int = Field(224, ge=32, le=4096)
-    tile_size: int = Field(224, ge=32, le=4096)
-    tile_overlap: float = Field(0.25, ge=0.0, lt=1.0)
-    # Grey level of the letterbox padding (and of tile padding at frame edges).
-    pad_value: int = Field(0, ge=0, le=255)
-
-
-class ScorerSettings(Strict):
-    method: str = "patchcore"
-    # The method's own settings; validated by the method's settings model (see stream_ad.scorers).
-    params: Any = Field(default_factory=dict)
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, method: str) -> str:
-        from stream_ad.scorers import scorer_class
-
-        scorer_class(method)  # raises ValueError listing the registered methods
-        return method
-
-    @model_validator(mode="after")
-    def _validate_params(self) -> ScorerSettings:
-        from stream_ad.scorers import scorer_class
-
-        params = self.params.model_dump() if isinstance(self.params, BaseModel) else self.params
-        if not isinstance(params, dict):
-            raise ValueError("scorer.params must be a mapping")
-        try:
-            parsed = scorer_class(self.method).Params.model_validate(params)
-        except ValidationError as exc:
-            raise ValueError(_format_errors(exc, f"scorer.params of method {self.method!r}", prefix="params.")) from None
-        object.__setattr__(self, "params", parsed)
-        return self
-
-
-class DataSettings(Strict):
-    # An MVTec-AD-layout category folder: train/good, test/<type>, ground_truth/<type> (optional).
-    root: Path = Path(f"{SHARED_TOKEN}/datasets/magnetic_tile")
-
-
-class RuntimeSettings(Strict):
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    batch_size: int = Field(16, ge=1, le=1024)
-    # Torch intra-op threads; None keeps torch's default (one per core).
-    threads: int | None = Field(None, ge=1)
-    seed: int = 0
-    # Per-epoch checkpoints of methods that train networks, so an interrupted fit resumes; None: OUTPUT_DIR/checkpoints.
-    checkpoint_dir: Path | None = None
-    # How the backbone runs (docs/pipeline.md, "Accelerated inference"): auto takes the best available on the device
-    # and logs which and why; naming a path that cannot run here is an error saying what to install.
-    accelerate: Literal["auto", "tensorrt", "torch_compile", "openvino", "eager"] = "auto"
-    # auto: fp16 for tensorrt, fp32 elsewhere; fp16 and int8 (calibrated on good images) are TensorRT's only.
-    precision: Literal["auto", "fp32", "fp16", "int8"] = "auto"
-    # Converted models and engines, reused across restarts; None: OUTPUT_DIR/cache.
-    cache_dir: Path | None = None
-
-
-class CalibrationSettings(Strict):
-    """How the decision threshold is set from good images the model never saw (stream-ad calibrate)."""
-
-    # Share of train/good held out of fitting (a seeded, deterministic split recorded in the artefact) for
-    # calibration. 0 fits on everything; calibrate then needs --images of other good parts.
-    holdout_fraction: float = Field(0.25, ge=0.0, lt=1.0)
-    seed: int = 0
-    # The false-alarm rate asked for: the threshold is set so that, at `confidence`, the true rate is at most this
-    # (exact one-sided Clopper-Pearson bound). Fewer good images than that needs is an error naming how many.
-    target_fpr: float = Field(0.02, gt=0.0, lt=1.0)
-    confidence: float = Field(0.95, gt=0.0, lt=1.0)
-    # Also set a pixel threshold for the anomaly map: this share of good pixels above it (None: no pixel threshold).
-    pixel_target_fpr: float | None = Field(None, gt=0.0, lt=1.0)
-    # Report the max-F1 threshold and the recall at the chosen threshold on data.root/test/<defect> when present.
-    defects: bool = True
+# The stages of the built-in chain, in order; a custom middle stage is named by its factory, "package.module:name".
+BUILTIN_STAGES = ("source", "preprocess", "infer", "decide", "sink")
+# Holding registers of the Modbus result block (its layout: stream_ad.sinks.modbus_map).
+MODBUS_BLOCK_SIZE = 20
 
 
 DropPolicy = Literal["drop_oldest", "drop_newest", "block"]
+
+
+def check_stage_names(stages: list[str]) -> None:
+    if len(stages) < 2 or stages[0] != "source" or stages[-1] != "sink":
+        raise ValueError(f"pipeline.stages must start with 'source' and end with 'sink', got {stages}")
+    if len(set(stages)) != len(stages):
+        raise ValueError(f"pipeline.stages names a stage twice: {stages}")
+    for name in stages:
+        if name not in BUILTIN_STAGES and ":" not in name:
+            raise ValueError(
+                f"unknown stage {name!r} in pipeline.stages; known: {', '.join(BUILTIN_STAGES)}, "
+                "or a custom stage factory as 'package.module:function'"
+            )
+    if "infer" in stages and "decide" in stages and stages.index("decide") < stages.index("infer"):
+        raise ValueError("pipeline.stages: 'decide' needs the scores of 'infer' and must come after it")
 
 
 class GigeSettings(Strict):
@@ -273,11 +173,9 @@ class ModbusSinkSettings(_PlcSinkBase):
     @field_validator("base_address")
     @classmethod
     def _block_fits(cls, base: int) -> int:
-        from stream_ad.sinks.modbus_map import BLOCK_SIZE
-
-        if base + BLOCK_SIZE > 65536:
-            raise ValueError(f"the {BLOCK_SIZE}-register result block must end at or below register 65535; "
-                             f"the highest base_address is {65536 - BLOCK_SIZE}")
+        if base + MODBUS_BLOCK_SIZE > 65536:
+            raise ValueError(f"the {MODBUS_BLOCK_SIZE}-register result block must end at or below register 65535; "
+                             f"the highest base_address is {65536 - MODBUS_BLOCK_SIZE}")
         return base
 
 
@@ -306,8 +204,6 @@ class MqttSinkSettings(_PlcSinkBase):
     @field_validator("url")
     @classmethod
     def _valid_url(cls, url: str) -> str:
-        from stream_ad.sinks.mqtt_url import parse_mqtt_url
-
         parse_mqtt_url(url)  # raises ValueError saying what is wrong with it
         return url
 
@@ -378,8 +274,6 @@ class PipelineSettings(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> PipelineSettings:
-        from stream_ad.pipeline.registry import check_stage_names
-
         check_stage_names(self.stages)  # raises ValueError naming the unknown stage and the known ones
         policies = {self.policy} | {
             getattr(self, name).policy for name in ("preprocess", "infer", "decide", "sink")
@@ -398,119 +292,3 @@ class PipelineSettings(Strict):
                              f"Modbus result block holds (sink kind modbus)")
         return self
 
-
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="forbid", validate_assignment=True
-    )
-
-    # Where the project's shared data and weights live; "${shared_dir}" in any path setting expands to it.
-    shared_dir: Path = Path("../shared")
-    data: DataSettings = Field(default_factory=DataSettings)
-    backbone: BackboneSettings = Field(default_factory=BackboneSettings)
-    preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings)
-    scorer: ScorerSettings = Field(default_factory=ScorerSettings)
-    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
-    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
-    # Where fitted model artefacts and reports go.
-    output_dir: Path = Path("runs")
-    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The YAML arrives as init kwargs; the environment overrides it, as an operator expects.
-        return env_settings, init_settings
-
-    @model_validator(mode="after")
-    def _expand_shared_dir(self) -> Settings:
-        _expand_paths(self, str(self.shared_dir))
-        return self
-
-
-def _expand_paths(model: BaseModel, shared: str) -> None:
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        if isinstance(value, BaseModel):
-            _expand_paths(value, shared)
-        elif isinstance(value, Path) and SHARED_TOKEN in str(value):
-            object.__setattr__(model, name, Path(str(value).replace(SHARED_TOKEN, shared)))
-
-
-def _check_env_keys(environ: dict[str, str]) -> None:
-    """pydantic-settings ignores unknown STREAM_AD_* variables; a typo there must not pass silently."""
-    for var in environ:
-        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
-            continue
-        model: type[BaseModel] | None = Settings
-        for part in var[len(ENV_PREFIX) :].lower().split(ENV_NESTED):
-            fields = model.model_fields if model is not None else {}
-            if part not in fields:
-                raise ConfigError(f"unknown setting in environment variable {var}: no key {part!r}")
-            annotation = fields[part].annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                model = annotation
-            else:
-                break  # a leaf, or scorer.params whose keys the method's model checks
-
-
-def _is_union_tag(loc: tuple[int | str, ...], i: int) -> bool:
-    """pydantic puts a tagged union member's tag in the error location (outputs.0.modbus.port): not a key."""
-    return i > 0 and isinstance(loc[i - 1], int) and loc[i] in {c.model_fields["kind"].default for c in SINK_SETTINGS}
-
-
-def _format_errors(err: ValidationError, origin: str, prefix: str = "") -> str:
-    lines = [f"invalid settings ({origin}):"]
-    for e in err.errors():
-        loc = [p for i, p in enumerate(e["loc"]) if not _is_union_tag(e["loc"], i)]
-        if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            loc.append(e["ctx"]["discriminator"].strip("'"))
-        key = prefix + ".".join(str(p) for p in loc)
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key")
-        else:
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
-
-
-def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
-    """Settings from the YAML at `path` (or the embedded defaults), then STREAM_AD_* variables, then overrides."""
-    data: dict[str, Any] = {}
-    origin = "built-in defaults"
-    if path is not None:
-        path = Path(path)
-        origin = str(path)
-        if not path.is_file():
-            raise ConfigError(f"settings file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path} must hold a mapping of settings at the top level")
-        data = loaded or {}
-    _check_env_keys(dict(os.environ))
-    _deep_update(data, overrides)
-    try:
-        return Settings(**data)
-    except ValidationError as exc:
-        env = sorted(v for v in os.environ if v.startswith(ENV_PREFIX))
-        if env:
-            origin += " with environment " + ", ".join(env)
-        raise ConfigError(_format_errors(exc, origin)) from None
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(f"invalid settings ({origin}): {exc}") from None
-
-
-def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> None:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
-        else:
-            base[key] = value

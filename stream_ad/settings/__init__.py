@@ -1,0 +1,85 @@
+"""One typed settings model: defaults < pipeline YAML < STREAM_AD_* environment variables.
+
+A leaf of the package: it imports nothing else of stream_ad and never torch, so every layer may read settings and
+loading them stays cheap. The defaults are the embedded demo (PatchCore on ../shared's magnetic_tile), so
+`Settings()` runs anywhere the shared folder sits beside the checkout. Unknown or invalid keys fail with the dotted
+key and the file or variable they came from. A method's own params stay a mapping here: the scorer registry
+validates them when it builds the scorer.
+
+errors.py    ConfigError and how an error names its key
+sections.py  data, backbone, preprocess, scorer, runtime, calibration
+pipeline.py  the streaming pipeline: camera, stages, sinks, metrics, supervisor
+mqtt_url.py  the MQTT broker URL, checked as the settings load
+load.py      the root model and load_settings
+"""
+
+from stream_ad.settings.errors import ConfigError, format_errors
+from stream_ad.settings.load import ENV_PREFIX, Settings, load_settings
+from stream_ad.settings.pipeline import (
+    BUILTIN_STAGES,
+    MODBUS_BLOCK_SIZE,
+    SINK_SETTINGS,
+    DecideStageSettings,
+    DropPolicy,
+    GigeSettings,
+    ImagesSinkSettings,
+    InferStageSettings,
+    JsonlSinkSettings,
+    MetricsSettings,
+    ModbusSinkSettings,
+    MqttSinkSettings,
+    OpcuaSinkSettings,
+    OutboxSettings,
+    PipelineSettings,
+    PreprocessStageSettings,
+    SinkSettings,
+    SinkStageSettings,
+    SourceSettings,
+    StageSettings,
+    StdoutSinkSettings,
+    SupervisorSettings,
+)
+from stream_ad.settings.sections import (
+    BackboneSettings,
+    CalibrationSettings,
+    DataSettings,
+    PreprocessSettings,
+    RuntimeSettings,
+    ScorerSettings,
+)
+
+__all__ = [
+    "BUILTIN_STAGES",
+    "ENV_PREFIX",
+    "MODBUS_BLOCK_SIZE",
+    "SINK_SETTINGS",
+    "BackboneSettings",
+    "CalibrationSettings",
+    "ConfigError",
+    "DataSettings",
+    "DecideStageSettings",
+    "DropPolicy",
+    "GigeSettings",
+    "ImagesSinkSettings",
+    "InferStageSettings",
+    "JsonlSinkSettings",
+    "MetricsSettings",
+    "ModbusSinkSettings",
+    "MqttSinkSettings",
+    "OpcuaSinkSettings",
+    "OutboxSettings",
+    "PipelineSettings",
+    "PreprocessSettings",
+    "PreprocessStageSettings",
+    "RuntimeSettings",
+    "ScorerSettings",
+    "Settings",
+    "SinkSettings",
+    "SinkStageSettings",
+    "SourceSettings",
+    "StageSettings",
+    "StdoutSinkSettings",
+    "SupervisorSettings",
+    "format_errors",
+    "load_settings",
+]

@@ -1,0 +1,125 @@
+"""The root settings model and how it loads: built-in defaults (the demo) < the YAML given < STREAM_AD_* variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from stream_ad.settings.errors import ConfigError, format_errors
+from stream_ad.settings.pipeline import PipelineSettings
+from stream_ad.settings.sections import (
+    SHARED_TOKEN,
+    BackboneSettings,
+    CalibrationSettings,
+    DataSettings,
+    PreprocessSettings,
+    RuntimeSettings,
+    ScorerSettings,
+)
+
+ENV_PREFIX = "STREAM_AD_"
+ENV_NESTED = "__"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="forbid", validate_assignment=True
+    )
+
+    # Where the project's shared data and weights live; "${shared_dir}" in any path setting expands to it.
+    shared_dir: Path = Path("../shared")
+    data: DataSettings = Field(default_factory=DataSettings)
+    backbone: BackboneSettings = Field(default_factory=BackboneSettings)
+    preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings)
+    scorer: ScorerSettings = Field(default_factory=ScorerSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
+    # Where fitted model artefacts and reports go.
+    output_dir: Path = Path("runs")
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML arrives as init kwargs; the environment overrides it, as an operator expects.
+        return env_settings, init_settings
+
+    @model_validator(mode="after")
+    def _expand_shared_dir(self) -> Settings:
+        _expand_paths(self, str(self.shared_dir))
+        return self
+
+
+def _expand_paths(model: BaseModel, shared: str) -> None:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            _expand_paths(value, shared)
+        elif isinstance(value, Path) and SHARED_TOKEN in str(value):
+            object.__setattr__(model, name, Path(str(value).replace(SHARED_TOKEN, shared)))
+
+
+def _check_env_keys(environ: dict[str, str]) -> None:
+    """pydantic-settings ignores unknown STREAM_AD_* variables; a typo there must not pass silently."""
+    for var in environ:
+        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
+            continue
+        model: type[BaseModel] | None = Settings
+        for part in var[len(ENV_PREFIX) :].lower().split(ENV_NESTED):
+            fields = model.model_fields if model is not None else {}
+            if part not in fields:
+                raise ConfigError(f"unknown setting in environment variable {var}: no key {part!r}")
+            annotation = fields[part].annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                model = annotation
+            else:
+                break  # a leaf, or scorer.params whose keys the method's model checks
+
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the YAML at `path` (or the embedded defaults), then STREAM_AD_* variables, then overrides."""
+    data: dict[str, Any] = {}
+    origin = "built-in defaults"
+    if path is not None:
+        path = Path(path)
+        origin = str(path)
+        if not path.is_file():
+            raise ConfigError(f"settings file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of settings at the top level")
+        data = loaded or {}
+    _check_env_keys(dict(os.environ))
+    _deep_update(data, overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        env = sorted(v for v in os.environ if v.startswith(ENV_PREFIX))
+        if env:
+            origin += " with environment " + ", ".join(env)
+        raise ConfigError(format_errors(exc, origin)) from None
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"invalid settings ({origin}): {exc}") from None
+
+
+def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value

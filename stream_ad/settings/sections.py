@@ -1,0 +1,97 @@
+"""The model's sections: data, backbone, preprocessing, scorer, runtime, calibration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from stream_ad.settings.base import Strict
+
+SHARED_TOKEN = "${shared_dir}"
+
+
+class BackboneSettings(Strict):
+    name: str = "mobilenet_v2"
+    # A torchvision weights enum member (e.g. IMAGENET1K_V1, DEFAULT) looked up in the torch hub cache, or "random"
+    # (speed measurements only). Ignored when weights_path is set.
+    weights: str = "DEFAULT"
+    weights_path: Path | None = Path(f"{SHARED_TOKEN}/weights/mobilenet_v2_imagenet_tflite.pth")
+    # Mid-level taps by torchvision node name: MobileNetV2's stride-8 and stride-16 stage outputs.
+    layers: list[str] = Field(default_factory=lambda: ["features.6", "features.13"], min_length=1)
+    # Input normalisation of these weights. None takes the torchvision weights enum's; a weights file must state it.
+    mean: tuple[float, float, float] | None = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] | None = (0.5, 0.5, 0.5)
+
+    @model_validator(mode="after")
+    def _normalisation_is_known(self) -> BackboneSettings:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("backbone.mean and backbone.std must be given together")
+        if self.weights_path is not None and self.mean is None:
+            raise ValueError(
+                "backbone.weights_path is set, so backbone.mean and backbone.std must be set too: "
+                "a weights file does not say how its inputs were normalised"
+            )
+        return self
+
+
+class PreprocessSettings(Strict):
+    """How a camera frame becomes the backbone's input. See the README for when to pick which mode."""
+
+    # resize: stretch to image_size x image_size. letterbox: keep the aspect ratio, pad to a square.
+    # tile: keep native resolution, score overlapping tile_size tiles and stitch their maps.
+    mode: Literal["resize", "letterbox", "tile"] = "resize"
+    image_size: int = Field(224, ge=32, le=4096)
+    tile_size: int = Field(224, ge=32, le=4096)
+    tile_overlap: float = Field(0.25, ge=0.0, lt=1.0)
+    # Grey level of the letterbox padding (and of tile padding at frame edges).
+    pad_value: int = Field(0, ge=0, le=255)
+
+
+class ScorerSettings(Strict):
+    # A registered method (stream_ad.scorers); checked, with its params, where the scorer is built, so that loading
+    # settings never imports a method.
+    method: str = Field("patchcore", pattern=r"^[A-Za-z0-9_]+$")
+    # The method's own settings, validated by the method's settings model (errors name scorer.params.KEY).
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataSettings(Strict):
+    # An MVTec-AD-layout category folder: train/good, test/<type>, ground_truth/<type> (optional).
+    root: Path = Path(f"{SHARED_TOKEN}/datasets/magnetic_tile")
+
+
+class RuntimeSettings(Strict):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(16, ge=1, le=1024)
+    # Torch intra-op threads; None keeps torch's default (one per core).
+    threads: int | None = Field(None, ge=1)
+    seed: int = 0
+    # Per-epoch checkpoints of methods that train networks, so an interrupted fit resumes; None: OUTPUT_DIR/checkpoints.
+    checkpoint_dir: Path | None = None
+    # How the backbone runs (docs/pipeline.md, "Accelerated inference"): auto takes the best available on the device
+    # and logs which and why; naming a path that cannot run here is an error saying what to install.
+    accelerate: Literal["auto", "tensorrt", "torch_compile", "openvino", "eager"] = "auto"
+    # auto: fp16 for tensorrt, fp32 elsewhere; fp16 and int8 (calibrated on good images) are TensorRT's only.
+    precision: Literal["auto", "fp32", "fp16", "int8"] = "auto"
+    # Converted models and engines, reused across restarts; None: OUTPUT_DIR/cache.
+    cache_dir: Path | None = None
+
+
+class CalibrationSettings(Strict):
+    """How the decision threshold is set from good images the model never saw (stream-ad calibrate)."""
+
+    # Share of train/good held out of fitting (a seeded, deterministic split recorded in the artefact) for
+    # calibration. 0 fits on everything; calibrate then needs --images of other good parts.
+    holdout_fraction: float = Field(0.25, ge=0.0, lt=1.0)
+    seed: int = 0
+    # The false-alarm rate asked for: the threshold is set so that, at `confidence`, the true rate is at most this
+    # (exact one-sided Clopper-Pearson bound). Fewer good images than that needs is an error naming how many.
+    target_fpr: float = Field(0.02, gt=0.0, lt=1.0)
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    # Also set a pixel threshold for the anomaly map: this share of good pixels above it (None: no pixel threshold).
+    pixel_target_fpr: float | None = Field(None, gt=0.0, lt=1.0)
+    # Report the max-F1 threshold and the recall at the chosen threshold on data.root/test/<defect> when present.
+    defects: bool = True
+
