@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from stream_ad.artefact import load_model, save_model
 from stream_ad.backbones import load_backbone
+from stream_ad.data import MVTecCategory, read_image
+from stream_ad.model import AnomalyModel
 from stream_ad.runtime.accelerate import (
     RTOL,
     AccelerateError,
@@ -23,8 +26,6 @@ from stream_ad.runtime.accelerate import (
     decline_openvino_telemetry,
 )
 from stream_ad.settings import Settings, load_settings
-from stream_ad.data import MVTecCategory, read_image
-from stream_ad.model import AnomalyModel
 from tests.conftest import PIPED
 
 CATEGORY = PIPED / "PA_BDP01_TL"
@@ -96,9 +97,9 @@ def test_openvino_patchcore_scores_match_eager(tmp_path: Path, caplog: pytest.Lo
     cat = MVTecCategory(CATEGORY)
     eager = AnomalyModel(settings(accelerate="eager"))
     eager.fit([s.path for s in cat.train()])
-    eager.save(tmp_path / "model")
+    save_model(eager, tmp_path / "model")
     openvino = settings(accelerate="openvino", cache_dir=str(tmp_path / "cache"))
-    ov = AnomalyModel.load(tmp_path / "model", openvino)
+    ov = load_model(tmp_path / "model", openvino)
     graph = ov.scorer._graph
     assert graph is not None and graph.dynamic_batch()
     frames = [read_image(s.path) for s in cat.test()[::6]]
@@ -111,7 +112,7 @@ def test_openvino_patchcore_scores_match_eager(tmp_path: Path, caplog: pytest.Lo
         np.testing.assert_allclose(ov.scorer.score(x[:n]).image, eager.scorer.score(x[:n]).image, rtol=1e-3)
     assert graph.compilations == 1
     with caplog.at_level(logging.INFO, logger="stream_ad.runtime.accelerate"):
-        AnomalyModel.load(tmp_path / "model", openvino)
+        load_model(tmp_path / "model", openvino)
     assert caplog.text.count("openvino: cached model") == 2  # the backbone (used to fit) and the scoring graph
 
 
@@ -134,9 +135,9 @@ def test_efficientad_networks_on_each_path_match_eager(path: str, tmp_path: Path
     cat = MVTecCategory(CATEGORY)
     eager = AnomalyModel(efficientad_settings(accelerate="eager", device=device))
     eager.fit([s.path for s in cat.train()])
-    eager.save(tmp_path / "model")
+    save_model(eager, tmp_path / "model")
     accelerated = efficientad_settings(accelerate=path, device=device, cache_dir=str(tmp_path / "cache"))
-    fast = AnomalyModel.load(tmp_path / "model", accelerated)
+    fast = load_model(tmp_path / "model", accelerated)
     assert fast.scorer._maps.path == path  # type: ignore[attr-defined]
     x = fast.preprocessor([read_image(s.path) for s in cat.test()[:: len(cat.test()) // MAX_BATCH]]).inputs
     rtol = RTOL["fp16" if path == "tensorrt" else "fp32"]
@@ -147,7 +148,7 @@ def test_efficientad_networks_on_each_path_match_eager(path: str, tmp_path: Path
     if path == "openvino":
         assert fast.scorer._maps.compilations == 1  # type: ignore[attr-defined]
         with caplog.at_level(logging.INFO, logger="stream_ad.runtime.accelerate"):
-            AnomalyModel.load(tmp_path / "model", accelerated)
+            load_model(tmp_path / "model", accelerated)
         assert caplog.text.count("openvino: cached model") == 1
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from stream_ad.settings import load_settings
 from stream_ad.data import MVTecCategory
 from stream_ad.evaluation import evaluate
 from stream_ad.model import AnomalyModel
+from stream_ad.settings import load_settings
 from tests.conftest import MAGNETIC_TILE, PIPED
 
 pytestmark = pytest.mark.accuracy

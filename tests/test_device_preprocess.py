@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from stream_ad.settings import PreprocessSettings
 from stream_ad.data import MVTecCategory, Preprocessor, read_image
+from stream_ad.settings import PreprocessSettings
 from tests.conftest import MAGNETIC_TILE
 
 HALF = (0.5, 0.5, 0.5)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from stream_ad.settings import load_settings
 from stream_ad.data import MVTecCategory, read_image
 from stream_ad.model import AnomalyModel
 from stream_ad.scorers.patchcore.knn import CPU_FAISS_FROM_QUERIES, CpuKnn, FaissKnn, TorchKnn, build_knn
+from stream_ad.settings import load_settings
 from tests.conftest import PIPED
 
 CATEGORY = PIPED / "PA_BDP01_TL"

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from stream_ad.settings import Settings, load_settings
+from stream_ad.artefact import ArtefactError, Manifest, load_model, save_model
 from stream_ad.data import MVTecCategory
 from stream_ad.evaluation import metrics_for, predict_test
-from stream_ad.model import ArtefactError, AnomalyModel
+from stream_ad.model import AnomalyModel
+from stream_ad.settings import Settings, load_settings
 from tests.conftest import MAGNETIC_TILE, PIPED, WEIGHTS
 
 CATEGORY = PIPED / "PA_BDP01_TL"
@@ -27,7 +28,7 @@ def settings_for(root: Path, **overrides: object) -> Settings:
 def piped_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[AnomalyModel, Path]:
     model = AnomalyModel(settings_for(CATEGORY, scorer={"params": {"coreset_ratio": 0.1}}))
     model.fit([s.path for s in MVTecCategory(CATEGORY).train()])
-    return model, model.save(tmp_path_factory.mktemp("artefact") / "piped")
+    return model, save_model(model, tmp_path_factory.mktemp("artefact") / "piped")
 
 
 def test_piped_accuracy_floor(piped_model: tuple[AnomalyModel, Path]) -> None:
@@ -90,18 +91,18 @@ def test_image_score_is_the_papers_reweighted_distance(piped_model: tuple[Anomal
 def test_artefact_round_trip(piped_model: tuple[AnomalyModel, Path]) -> None:
     model, path = piped_model
     frames = [np.asarray(np.random.default_rng(0).integers(0, 255, (128, 128, 3)), np.uint8)]
-    loaded = AnomalyModel.load(path, model.settings)
+    loaded = load_model(path, model.settings)
     a, b = model.predict(frames), loaded.predict(frames)
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
     np.testing.assert_allclose(a.maps[0], b.maps[0], rtol=1e-4, atol=1e-5)
-    assert AnomalyModel.load(path).manifest()["backbone"]["weights_sha256"].startswith("3199495032c205ca")
+    assert Manifest.of(load_model(path)).backbone["weights_sha256"].startswith("3199495032c205ca")
 
 
 def test_artefact_refuses_other_preprocessing(piped_model: tuple[AnomalyModel, Path]) -> None:
     _, path = piped_model
     other = settings_for(CATEGORY, preprocess={"image_size": 256}, scorer={"params": {"coreset_ratio": 0.1}})
     with pytest.raises(ArtefactError, match="preprocess.image_size: fitted 224, now 256"):
-        AnomalyModel.load(path, other)
+        load_model(path, other)
 
 
 def test_artefact_refuses_other_weights(piped_model: tuple[AnomalyModel, Path], tmp_path: Path) -> None:
@@ -112,15 +113,15 @@ def test_artefact_refuses_other_weights(piped_model: tuple[AnomalyModel, Path], 
     torch.save(state, other_weights)
     other = settings_for(CATEGORY, backbone={"weights_path": str(other_weights)}, scorer={"params": {"coreset_ratio": 0.1}})
     with pytest.raises(ArtefactError, match="weights"):
-        AnomalyModel.load(path, other)
+        load_model(path, other)
 
 
 def test_artefact_refuses_incomplete_or_foreign_folders(piped_model: tuple[AnomalyModel, Path], tmp_path: Path) -> None:
     _, path = piped_model
     with pytest.raises(ArtefactError, match="manifest.json is missing"):
-        AnomalyModel.load(tmp_path)
+        load_model(tmp_path)
     broken = tmp_path / "broken"
     shutil.copytree(path, broken)
     (broken / "state.safetensors").unlink()
     with pytest.raises(ArtefactError, match="incomplete"):
-        AnomalyModel.load(broken)
+        load_model(broken)

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from stream_ad.settings import PreprocessSettings
 from stream_ad.data import Preprocessor
-from stream_ad.data.preprocess import tile_starts
+from stream_ad.data.geometry import tile_starts
+from stream_ad.settings import PreprocessSettings
 
 
 def make(mode: str, **kw: object) -> Preprocessor:

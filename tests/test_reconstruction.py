@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from stream_ad.settings import ConfigError, Settings, load_settings
+from stream_ad.artefact import load_model, save_model
 from stream_ad.data import MVTecCategory, read_image
 from stream_ad.evaluation import evaluate
 from stream_ad.model import AnomalyModel
 from stream_ad.scorers import NotFittedError
 from stream_ad.scorers.reconstruction.memory import BlockMemory
 from stream_ad.scorers.reconstruction.projection import energy, project
+from stream_ad.settings import ConfigError, Settings, load_settings
 from tests.conftest import PIPED
 
 CATEGORY = PIPED / "PA_BDP01_TL"
@@ -171,7 +172,7 @@ def test_a_pasted_defect_raises_the_map_there(method: str, request: pytest.Fixtu
 def test_save_and_load_give_identical_scores(method: str, request: pytest.FixtureRequest, tmp_path: Path,
                                              frames: dict[str, np.ndarray]) -> None:
     model: AnomalyModel = request.getfixturevalue(method)
-    loaded = AnomalyModel.load(model.save(tmp_path / method))
+    loaded = load_model(save_model(model, tmp_path / method))
     images = [frames["good"], frames["pasted"]]
     a, b = model.predict(images), loaded.predict(images)
     np.testing.assert_array_equal(a.scores, b.scores)

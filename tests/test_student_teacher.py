@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from stream_ad.settings import ConfigError, Settings, load_settings
+from stream_ad.artefact import load_model, save_model
 from stream_ad.data import MVTecCategory
 from stream_ad.data.mvtec import read_image
 from stream_ad.model import AnomalyModel
 from stream_ad.scorers.student_teacher.distill import Steps
 from stream_ad.scorers.student_teacher.networks import PatchNet
 from stream_ad.scorers.training import PhaseCheckpoint
+from stream_ad.settings import ConfigError, Settings, load_settings
 from tests.conftest import PIPED
 
 CATEGORY = PIPED / "PA_BDP01_TL"
@@ -109,7 +110,7 @@ def test_map_follows_the_input(model: AnomalyModel) -> None:
 
 def test_artefact_round_trip_gives_identical_scores(model: AnomalyModel, tmp_path: Path) -> None:
     paths = [s.path for s in MVTecCategory(CATEGORY).test()][::8]
-    loaded = AnomalyModel.load(model.save(tmp_path / "artefact"), model.settings)
+    loaded = load_model(save_model(model, tmp_path / "artefact"), model.settings)
     a, b = list(model.predict_files(paths)), list(loaded.predict_files(paths))
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x.scores, y.scores)

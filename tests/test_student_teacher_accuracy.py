@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from stream_ad.settings import load_settings
 from stream_ad.data import MVTecCategory
 from stream_ad.evaluation import evaluate
 from stream_ad.model import AnomalyModel
+from stream_ad.settings import load_settings
 from tests.conftest import PIPED, REPO
 
 pytestmark = pytest.mark.accuracy

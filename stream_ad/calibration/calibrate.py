@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 
 import stream_ad
-from stream_ad.calibration.holdout import CalibrationError, file_sha256, relative_to_root
+from stream_ad.artefact import load_model, read_manifest, save_threshold
 from stream_ad.calibration.bounds import images_needed
+from stream_ad.calibration.holdout import CalibrationError, file_sha256, relative_to_root
 from stream_ad.calibration.thresholds import defect_report, image_threshold, pixel_threshold, too_few_images
-from stream_ad.settings import Settings
 from stream_ad.data import MVTecCategory
 from stream_ad.data.mvtec import IMAGE_SUFFIXES
-from stream_ad.model import AnomalyModel, read_manifest
+from stream_ad.model import AnomalyModel
+from stream_ad.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +132,12 @@ def _ordinal(n: int) -> str:
 
 def calibrate_artefact(settings: Settings, model_dir: Path, images: Path | None) -> dict[str, Any]:
     """Load the artefact, calibrate it on its held-out images (or on `images`), rewrite its manifest."""
-    split = read_manifest(model_dir).get("data_split")
+    split = read_manifest(model_dir).data_split
     good = folder_images(images) if images is not None else held_out_images(split, settings.data.root)
     check_good_images(good, split, settings)  # before the model loads: a wrong call fails in a second
-    model = AnomalyModel.load(model_dir, settings)
+    model = load_model(model_dir, settings)
     record = calibrate(model, settings, good, defects=settings.calibration.defects)
-    model.save_manifest(model_dir)
+    save_threshold(model, model_dir)
     return record
 
 

@@ -10,54 +10,19 @@ Three geometries (preprocess.mode):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 
+from stream_ad.data.device_preprocess import DevicePreprocess
+from stream_ad.data.geometry import Placement, Prepared, letterbox_size, tile_starts
 from stream_ad.settings import PreprocessSettings
-
-
-@dataclass(frozen=True)
-class Placement:
-    """One input tensor's content: tensor rows/cols [0:th, 0:tw] show frame rows [y0:y1] and cols [x0:x1]."""
-
-    frame: int
-    th: int
-    tw: int
-    y0: int
-    y1: int
-    x0: int
-    x1: int
-
-
-@dataclass
-class Prepared:
-    inputs: torch.Tensor  # (N, 3, S, S) float32, normalised
-    placements: list[Placement]
-    frame_shapes: list[tuple[int, int]]
 
 
 def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
     shrinking = h * w < img.shape[0] * img.shape[1]
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-
-
-def letterbox_size(h: int, w: int, side: int) -> tuple[int, int]:
-    """The frame's size inside a side x side letterbox: the long edge fills it, the aspect ratio is kept."""
-    scale = side / max(h, w)
-    return max(1, round(h * scale)), max(1, round(w * scale))
-
-
-def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
-    """Tile origins along one axis: a regular stride, plus a last tile flush with the far edge."""
-    if length <= tile:
-        return [0]
-    stride = max(1, int(round(tile * (1.0 - overlap))))
-    starts = list(range(0, length - tile, stride))
-    starts.append(length - tile)
-    return starts
 
 
 class Preprocessor:
@@ -68,8 +33,6 @@ class Preprocessor:
         self, cfg: PreprocessSettings, mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu",
         on_device: bool | None = None,
     ) -> None:
-        from stream_ad.data.device_preprocess import DevicePreprocess
-
         self.cfg = cfg
         self.device = torch.device(device)
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0

@@ -1,6 +1,6 @@
 """Accuracy on MVTec-AD-layout test splits: image AUROC, pixel AUROC, PRO."""
 
-from stream_ad.evaluation.metrics import image_auroc, pixel_auroc, pro_auc, pro_curve
+from stream_ad.evaluation.accuracy import image_auroc, pixel_auroc, pro_auc, pro_curve
 from stream_ad.evaluation.report import Report, TestPredictions, evaluate, metrics_for, predict_test
 
 __all__ = [

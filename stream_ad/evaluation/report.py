@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stream_ad.data import MVTecCategory, Sample, read_mask
-from stream_ad.evaluation.metrics import image_auroc, pixel_auroc, pro_auc
+from stream_ad.evaluation.accuracy import image_auroc, pixel_auroc, pro_auc
 from stream_ad.model import AnomalyModel
 
 OVERALL = "overall"

@@ -124,14 +124,14 @@ class Infer:
     def __init__(self, ctx: StageContext) -> None:
         import torch
 
-        from stream_ad.model import AnomalyModel
+        from stream_ad.artefact import load_model
 
         cfg = ctx.settings.pipeline.infer
         threads = cfg.threads or ctx.settings.runtime.threads or default_infer_threads()
         torch.set_num_threads(threads)
         self.torch = torch
         model_dir = Path(ctx.spec.extra["model_dir"])
-        self.model = AnomalyModel.load(model_dir, ctx.settings)
+        self.model = load_model(model_dir, ctx.settings, max_batch=cfg.max_batch)
         self.send_maps = bool(ctx.spec.extra.get("send_maps", False))
         self.delay_s = cfg.delay_ms / 1000.0
         self._warm_up(cfg.max_batch)
@@ -162,7 +162,7 @@ class Infer:
 
     def _gather_inputs(self, batch: list[Frame]) -> Any:
         """CPU: the preprocess stage sent normalised inputs and placements; stack them into one batch."""
-        from stream_ad.data.preprocess import Placement, Prepared
+        from stream_ad.data import Placement, Prepared
 
         placements: list[Placement] = []
         shapes: list[tuple[int, int]] = []

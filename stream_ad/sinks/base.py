@@ -7,10 +7,10 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from stream_ad.settings import SinkSettings
 from stream_ad.frames import Verdict
+from stream_ad.settings import SinkSettings
 
 
 class Sink(ABC):

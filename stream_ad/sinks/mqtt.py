@@ -16,8 +16,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from stream_ad.settings import MqttSinkSettings
-from stream_ad.sinks.base import register_sink
 from stream_ad.settings.mqtt_url import parse_mqtt_url
+from stream_ad.sinks.base import register_sink
 from stream_ad.sinks.plc import OutboxSink, SinkConfigError
 
 

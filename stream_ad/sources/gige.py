@@ -19,8 +19,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from stream_ad.settings import SourceSettings
 from stream_ad.frames import CameraEvent, CameraState, Capture
+from stream_ad.settings import SourceSettings
 
 log = logging.getLogger("stream_ad.sources.gige")
 

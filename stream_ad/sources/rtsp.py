@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import av
 
-from stream_ad.settings import SourceSettings
 from stream_ad.frames import CameraEvent, CameraState, Capture
+from stream_ad.settings import SourceSettings
 
 log = logging.getLogger("stream_ad.sources.rtsp")
 

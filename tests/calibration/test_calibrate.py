@@ -96,11 +96,11 @@ def test_threshold_and_how_it_was_set_are_in_the_artefact(calibrated: Calibrated
 def test_false_alarm_rate_on_unseen_good_images_is_within_the_bound(calibrated: Calibrated) -> None:
     """test/good (191 images) was neither fitted on nor calibrated on: its measured false-alarm rate at the
     calibrated threshold stays within the stated bound."""
+    from stream_ad.artefact import load_model
     from stream_ad.settings import load_settings
-    from stream_ad.model import AnomalyModel
 
-    model = AnomalyModel.load(calibrated.model, load_settings(**{"data": {"root": str(calibrated.root)},
-                                                                 "runtime": {"threads": 2}}))
+    model = load_model(calibrated.model, load_settings(**{"data": {"root": str(calibrated.root)},
+                                                          "runtime": {"threads": 2}}))
     good = sorted((MAGNETIC_TILE / "test" / "good").iterdir())
     scores = np.concatenate([p.scores for p in model.predict_files(good)])
     t = calibrated.manifest["threshold"]

@@ -8,8 +8,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from stream_ad.settings import JsonlSinkSettings
 from stream_ad.frames import Verdict
+from stream_ad.settings import JsonlSinkSettings
 from stream_ad.sinks.base import Sink, make_sink
 
 

@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from stream_ad.settings import (ConfigError, JsonlSinkSettings, ModbusSinkSettings, MqttSinkSettings,
-                              OpcuaSinkSettings, load_settings)
+from stream_ad.settings import (
+    ConfigError,
+    JsonlSinkSettings,
+    ModbusSinkSettings,
+    MqttSinkSettings,
+    OpcuaSinkSettings,
+    load_settings,
+)
 from stream_ad.sinks import modbus_map
 from tests.conftest import REPO
 

@@ -27,10 +27,10 @@ from stream_ad.scorers.base import (
     ScorerParams,
     Scores,
 )
-from stream_ad.scorers.registry import register_scorer
 from stream_ad.scorers.patchcore.coreset import greedy_coreset
 from stream_ad.scorers.patchcore.graph import ScoringGraph, as_queries, patch_embedding, scores_from_neighbours
 from stream_ad.scorers.patchcore.knn import BLOCK_ELEMENTS, KnnIndex, build_knn
+from stream_ad.scorers.registry import register_scorer
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
 from stream_ad.scorers.base import FitBatches, ScorerContext, ScorerParams, Scores
-from stream_ad.scorers.registry import register_scorer
 from stream_ad.scorers.reconstruction.common import (
     TrainedScorer,
     build_seeded,
@@ -36,6 +35,7 @@ from stream_ad.scorers.reconstruction.common import (
 )
 from stream_ad.scorers.reconstruction.discriminator import Discriminator
 from stream_ad.scorers.reconstruction.unet import MemoryUNet
+from stream_ad.scorers.registry import register_scorer
 
 DISCRIMINATOR_STRIDE = 8
 

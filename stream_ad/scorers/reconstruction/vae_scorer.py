@@ -19,7 +19,6 @@ import torch
 from pydantic import Field
 
 from stream_ad.scorers.base import FitBatches, ScorerContext, ScorerParams, Scores
-from stream_ad.scorers.registry import register_scorer
 from stream_ad.scorers.reconstruction.common import (
     TrainedScorer,
     build_seeded,
@@ -30,6 +29,7 @@ from stream_ad.scorers.reconstruction.common import (
 )
 from stream_ad.scorers.reconstruction.projection import project
 from stream_ad.scorers.reconstruction.vae import DOWNSAMPLING, ConvVAE, vae_loss
+from stream_ad.scorers.registry import register_scorer
 
 
 class VAEParams(ScorerParams):

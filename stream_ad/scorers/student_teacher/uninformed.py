@@ -41,7 +41,7 @@ from stream_ad.scorers.base import (
     Scores,
 )
 from stream_ad.scorers.registry import register_scorer
-from stream_ad.scorers.student_teacher.distill import Phase, PatchDistillation, distill_patch_teacher
+from stream_ad.scorers.student_teacher.distill import PatchDistillation, Phase, distill_patch_teacher
 from stream_ad.scorers.student_teacher.networks import PatchNet
 from stream_ad.scorers.student_teacher.sampling import check_input_size, chunks, random_crops, split_validation
 from stream_ad.scorers.student_teacher.targets import BackboneTargets, ChannelStats, teacher_provenance

@@ -1,18 +1,18 @@
-"""`stream-ad bench-accel`: the backbone execution paths (runtime.accelerate) measured side by side, in one call.
+"""`python -m benchmarks accel`: the backbone execution paths (runtime.accelerate) measured side by side, in one call.
 
 Per model and per path available on the device (CPU: eager, openvino; CUDA: eager, torch_compile, tensorrt), each in
-its own child process through the bench harness (stream_ad.bench.harness: same fit, same images, same timing): images/s
+its own child process through the bench harness (benchmarks.harness: same fit, same images, same timing): images/s
 at each batch size and batch-1 latency p50/p99. Models: PatchCore on the shared MobileNetV2 (the side-by-side
-settings of `stream-ad bench`), PatchCore on wide_resnet50_2 with random weights (speed only), and the PDN scorer
-(`efficientad` at the paper's S size, 256 px, trained one step: speed only) when that method is registered. On the
-CPU also the peer: anomalib's OpenVINO export of the same PatchCore (stream_ad.bench.anomalib_openvino), and the
+settings of `python -m benchmarks patchcore`), PatchCore on wide_resnet50_2 with random weights (speed only), and
+the PDN scorer (`efficientad` at the paper's S size, 256 px, trained one step: speed only) when that method is
+registered. On the
+CPU also the peer: anomalib's OpenVINO export of the same PatchCore (benchmarks.anomalib_openvino), and the
 score differences of each path against eager on the same images. Last, the whole pipeline's end-to-end latency with
-a 100 fps camera (stream_ad.pipeline.bench).
+a 100 fps camera (benchmarks.pipeline).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from stream_ad.runtime.accelerate import unavailable
-from stream_ad.bench.harness import Job
-from stream_ad.bench.patchcore_peer import BenchError, describe, measure_in_child, side_by_side_settings, spread
-from stream_ad.settings import BackboneSettings, PreprocessSettings, ScorerSettings, Settings
+from benchmarks.harness import Job
+from benchmarks.patchcore import BenchError, describe, measure_in_child, side_by_side_settings, spread
 from stream_ad.data import MVTecCategory
+from stream_ad.runtime.accelerate import unavailable
 from stream_ad.runtime.device import resolve_device
 from stream_ad.scorers import available_scorers
+from stream_ad.settings import BackboneSettings, PreprocessSettings, ScorerSettings, Settings
 
 PATHS = {"cpu": ("eager", "openvino"), "cuda": ("eager", "torch_compile", "tensorrt")}
 PEER = "anomalib_openvino"
@@ -40,6 +40,18 @@ PDN = "efficientad"
 PDN_SIZE = 256  # EfficientAD's input size
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 CAMERA_FPS = 100.0
+
+
+@dataclass(frozen=True)
+class AccelBenchOptions:
+    batch_sizes: tuple[int, ...] = (1, 8, 32)  # inference batch sizes
+    ratio: float = 0.03  # coreset ratio of the PatchCore rows
+    limit_train: int = 64  # fit on N train/good images
+    limit_test: int = 96  # score N test images
+    models: str = "mobilenet_v2,wide_resnet50_2,pdn"  # comma-separated, of mobilenet_v2, wide_resnet50_2, pdn
+    skip_peer: bool = False  # no anomalib OpenVINO row
+    pipeline_duration: float = 20.0  # seconds of the pipeline run at a 100 fps camera (0 skips it)
+    json: Path | None = None  # figures file; None: OUTPUT_DIR/bench/accel.json
 
 
 @dataclass(frozen=True)
@@ -79,7 +91,7 @@ def model_settings(settings: Settings, ratio: float) -> dict[str, Settings | Non
     return {"mobilenet_v2": mobilenet, "wide_resnet50_2": mobilenet.model_copy(update={"backbone": wrn}), "pdn": pdn}
 
 
-def plan(settings: Settings, args: argparse.Namespace, device: torch.device,
+def plan(settings: Settings, args: AccelBenchOptions, device: torch.device,
          max_batch: int) -> tuple[list[Run], list[str]]:
     """The runs to measure, and a line for each one that cannot run here."""
     runs: list[Run] = []
@@ -147,10 +159,12 @@ def measure(runs: list[Run], train: list[Path], test: list[Path],
 
 def pipeline_latency(settings: Settings, seconds: float, out_dir: Path) -> dict[str, Any]:
     """The demo model through every stage process, camera at CAMERA_FPS, runtime.accelerate as configured."""
-    from stream_ad.pipeline.bench import pipeline_run
-    from stream_ad.pipeline.commands import demo_model, resolve_threshold
+    from benchmarks.pipeline import pipeline_run
+    from stream_ad.artefact import model_dir_name
+    from stream_ad.commands.demo import demo_model
+    from stream_ad.commands.run import resolve_threshold
 
-    model_dir = settings.output_dir / "demo" / f"{settings.data.root.name}-{settings.scorer.method}"
+    model_dir = settings.output_dir / "demo" / model_dir_name(settings)
     demo_model(settings, model_dir)
     threshold, _ = resolve_threshold(settings, model_dir)
     folder = settings.pipeline.source.path or settings.data.root / "test"
@@ -174,7 +188,7 @@ def table(figures: dict[str, dict[str, Any]], batch_sizes: tuple[int, ...]) -> s
     return "\n".join(lines)
 
 
-def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+def run_bench(settings: Settings, args: AccelBenchOptions) -> int:
     batch_sizes = tuple(args.batch_sizes)
     device = resolve_device(settings.runtime.device)
     category = MVTecCategory(settings.data.root)
@@ -184,12 +198,12 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         runs, notes = plan(settings, args, device, max(batch_sizes))
         figures, _ = measure(runs, train, test, batch_sizes)
     except BenchError as exc:
-        print(f"stream-ad bench-accel: {exc}", file=sys.stderr)
+        print(f"python -m benchmarks accel: {exc}", file=sys.stderr)
         return 1
     out = args.json or settings.output_dir / "bench" / "accel.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
-        "command": "stream-ad " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg": list(os.getloadavg())},
         "torch_threads": settings.runtime.threads or torch.get_num_threads(),
@@ -209,8 +223,8 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         print(line)
     if "pipeline" in report:
         p = report["pipeline"]
-        print(f"pipeline end to end at a {CAMERA_FPS:.0f} fps camera (runtime.accelerate {settings.runtime.accelerate}): "
-              f"p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms; {p['frames_in']} frames in, {p['scored']} scored, "
+        print(f"pipeline end to end at a {CAMERA_FPS:.0f} fps camera "
+              f"(runtime.accelerate {settings.runtime.accelerate}): p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms; {p['frames_in']} frames in, {p['scored']} scored, "
               f"{p['dropped']} dropped")
     print(f"figures: {out}")
     return 1 if failed else 0

@@ -1,16 +1,21 @@
-"""`stream-ad bench-pipeline`: the transport figures (a real ZeroMQ hop between two processes); the full latency
+"""`python -m benchmarks pipeline`: the transport figures (a real ZeroMQ hop between two processes); the full latency
 benchmark takes minutes and is run by hand (see docs/pipeline.md)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.pipeline.conftest import cli
+from tests.conftest import REPO
 
 
 def test_transport_overhead_is_measured_per_frame_size(tmp_path: Path) -> None:
-    out = cli("bench-pipeline", "--transport-only", "--json", str(tmp_path / "bench.json"), timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "pipeline", "--transport-only", "--json", str(tmp_path / "bench.json")],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr
     figures = json.loads((tmp_path / "bench.json").read_text())["transport"]
     assert set(figures) == {"224px", "1024px"}

@@ -1,6 +1,8 @@
-"""`stream-ad bench`: the torchvision -> timm weight mapping (only where timm is installed) and a stream_ad-only run.
+"""`python -m benchmarks patchcore`: the torchvision -> timm weight mapping (only where timm is installed) and a
+stream_ad-only run.
 
-Neither test needs anomalib; the peer itself is exercised by `stream-ad bench` with the [bench] extra installed.
+Neither test needs anomalib; the peer itself is exercised by `python -m benchmarks patchcore` with the [bench] extra
+installed.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from stream_ad.bench import run_bench
-from stream_ad.cli import build_parser
-from stream_ad.settings import load_settings
+from benchmarks.__main__ import build_parser, options_of
+from benchmarks.patchcore import PatchcoreBenchOptions, run_bench
 from stream_ad.data import MVTecCategory, Preprocessor, read_image
+from stream_ad.scorers import scorer_params
+from stream_ad.settings import load_settings
 from tests.conftest import PIPED
 
 CATEGORY = PIPED / "PA_BDP01_TL"
@@ -23,7 +26,7 @@ CATEGORY = PIPED / "PA_BDP01_TL"
 
 def test_mapped_timm_mobilenet_reproduces_torchvision_logits(shared: Path) -> None:
     timm = pytest.importorskip("timm")
-    from stream_ad.bench.timm_mobilenet import (
+    from benchmarks.timm_mobilenet import (
         TIMM_NAME,
         WeightMappingError,
         check_logits,
@@ -49,9 +52,10 @@ def test_bench_without_peer_on_a_small_category(tmp_path: Path, shared: Path) ->
     settings = load_settings(data={"root": str(CATEGORY)}, output_dir=str(tmp_path))
     out = tmp_path / "bench.json"
     args = build_parser().parse_args(
-        ["bench", "--skip-peer", "--limit-train", "8", "--limit-test", "24", "--batch-sizes", "1,8", "--json", str(out)]
+        ["patchcore", "--skip-peer", "--limit-train", "8", "--limit-test", "24", "--batch-sizes", "1,8", "--json",
+         str(out)]
     )
-    assert run_bench(settings, args) == 0
+    assert run_bench(settings, options_of(args, PatchcoreBenchOptions)) == 0
 
     report = json.loads(out.read_text())
     assert report["train_images"] == 8 and report["test_images"] == 24
@@ -66,5 +70,5 @@ def test_bench_without_peer_on_a_small_category(tmp_path: Path, shared: Path) ->
     # 8 images of 28 x 28 patches: the side-by-side keeps --ratio of them, the default its own coreset_ratio.
     patches = 8 * 28 * 28
     assert report["figures"]["stream_ad"]["memory_bank"] == math.ceil(0.0025 * patches)
-    default_ratio = settings.scorer.params.coreset_ratio
+    default_ratio = scorer_params(settings.scorer).coreset_ratio
     assert report["figures"]["stream_ad_default"]["memory_bank"] == math.ceil(default_ratio * patches)

@@ -20,9 +20,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from stream_ad.settings import Settings
 from stream_ad.data import Prepared, Preprocessor, read_image
 from stream_ad.model import AnomalyModel
+from stream_ad.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,11 @@ def build_system(name: str, settings: Settings) -> BenchSystem:
     if name == "stream_ad":
         return StreamAdSystem(settings)
     if name == "anomalib":
-        from stream_ad.bench.anomalib_peer import AnomalibPatchCore  # the only place anomalib gets imported
+        from benchmarks.anomalib_peer import AnomalibPatchCore  # the only place anomalib gets imported
 
         return AnomalibPatchCore(settings)
     if name == "anomalib_openvino":
-        from stream_ad.bench.anomalib_openvino import AnomalibOpenVino
+        from benchmarks.anomalib_openvino import AnomalibOpenVino
 
         return AnomalibOpenVino(settings)
     raise ValueError(f"unknown bench system {name!r}")

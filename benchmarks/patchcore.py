@@ -1,9 +1,10 @@
-"""`stream-ad bench`: stream_ad's PatchCore side by side with anomalib's, and stream_ad's configured method.
+"""`python -m benchmarks patchcore`: stream_ad's PatchCore side by side with anomalib's, and stream_ad's configured
+method.
 
 Up to three measurements on one MVTec-layout category, each in its own child process so its peak RSS is its own:
 - stream_ad with the side-by-side settings (224 plain resize, the shared MobileNetV2 weights with mean/std 0.5,
   taps features.6 + features.13, coreset ratio --ratio, 9 neighbours);
-- anomalib's PatchCore with the same settings (stream_ad.bench.anomalib_peer);
+- anomalib's PatchCore with the same settings (benchmarks.anomalib_peer);
 - stream_ad with the settings it was given (its default configuration unless -c/STREAM_AD_* say otherwise).
 The first two are PatchCore's side-by-side: when the settings name another method, only that method is measured
 (its fit time is its training time). Every system's scores and maps are evaluated by stream_ad.evaluation, in this
@@ -12,7 +13,6 @@ process.
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import importlib.util
 import json
@@ -20,20 +20,21 @@ import multiprocessing
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from stream_ad.bench.harness import Job, read_results, run_job
-from stream_ad.scorers import scorer_params
-from stream_ad.settings import BackboneSettings, PreprocessSettings, ScorerSettings, Settings
+from benchmarks.harness import Job, read_results, run_job
 from stream_ad.data import MVTecCategory, Sample
 from stream_ad.evaluation import TestPredictions, metrics_for
 from stream_ad.evaluation.report import OVERALL
 from stream_ad.runtime.device import resolve_device
+from stream_ad.scorers import scorer_params
 from stream_ad.scorers.patchcore import PatchCoreParams
+from stream_ad.settings import BackboneSettings, PreprocessSettings, ScorerSettings, Settings
 
 SIDE_BY_SIDE_SIZE = 224
 SIDE_BY_SIDE_TAPS = ["features.6", "features.13"]  # stride 8 and 16; timm's blocks.2 and blocks.4
@@ -49,6 +50,16 @@ TIMED = (
     "on preprocessed tensors, after one warm-up batch; decoding, resizing and mapping back to frame size untimed"
 )
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PatchcoreBenchOptions:
+    ratio: float = 0.0025  # coreset ratio of the side-by-side
+    skip_peer: bool = False  # measure stream_ad only
+    json: Path | None = None  # figures file; None: OUTPUT_DIR/bench/patchcore_peer.json (METHOD.json alone)
+    limit_train: int | None = None  # fit on N images spread over train/good
+    limit_test: int | None = None  # score N images spread over test/
+    batch_sizes: tuple[int, ...] = (1, 16)  # inference batch sizes
 
 
 class BenchError(RuntimeError):
@@ -206,16 +217,17 @@ def measure_all(
     return figures, per_defect
 
 
-def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+def run_bench(settings: Settings, args: PatchcoreBenchOptions) -> int:
     """Measure, print the table, write the JSON; 0 on success, 2 when the peer is missing, 1 on a failed child."""
     method = settings.scorer.method
     side_by_side = method == "patchcore"
     if not side_by_side:
-        print(f"stream-ad bench: {method} has no side-by-side with {PEER}'s PatchCore; measuring {method} alone")
+        print(f"python -m benchmarks patchcore: {method} has no side-by-side with {PEER}'s PatchCore; "
+              f"measuring {method} alone")
     with_peer = side_by_side and not args.skip_peer
     if with_peer and importlib.util.find_spec(PEER) is None:
         hint = "run `EXTRAS=bench bash scripts/setup.sh`, or pass --skip-peer"
-        print(f"stream-ad bench: {PEER} is not installed: {hint}", file=sys.stderr)
+        print(f"python -m benchmarks patchcore: {PEER} is not installed: {hint}", file=sys.stderr)
         return 2
     category = MVTecCategory(settings.data.root)
     train = spread([s.path for s in category.train()], args.limit_train)
@@ -230,7 +242,7 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         _check_test_split(test)
         figures, per_defect = measure_all(runs, train, test, category.has_masks, args.batch_sizes)
     except BenchError as exc:
-        print(f"stream-ad bench: {exc}", file=sys.stderr)
+        print(f"python -m benchmarks patchcore: {exc}", file=sys.stderr)
         return 1
 
     versions = _versions(with_peer)

@@ -16,12 +16,12 @@ from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 from anomalib.pre_processing import PreProcessor
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
+from benchmarks.timm_mobilenet import TIMM_NAME, WeightMappingError, check_logits, timm_from_torchvision, timm_tap
 from stream_ad.backbones import load_backbone, resolve_normalisation
-from stream_ad.bench.timm_mobilenet import TIMM_NAME, WeightMappingError, check_logits, timm_from_torchvision, timm_tap
-from stream_ad.scorers import scorer_params
-from stream_ad.settings import Settings
 from stream_ad.data import MVTecCategory, Prepared, Preprocessor, read_image
 from stream_ad.runtime.device import resolve_device
+from stream_ad.scorers import scorer_params
+from stream_ad.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The peer's best CPU path: anomalib's OpenVINO export of the same PatchCore, served by its OpenVINOInferencer.
 
-Fitted exactly as stream_ad.bench.anomalib_peer fits it (stream_ad's MobileNetV2 weights mapped into timm, same taps,
+Fitted exactly as benchmarks.anomalib_peer fits it (stream_ad's MobileNetV2 weights mapped into timm, same taps,
 coreset and images), then exported the way an anomalib user deploys it: the fitted torch model inside anomalib's
 Lightning Patchcore (its PreProcessor in the graph, no post-processor, so scores stay raw like stream_ad's),
 `to_openvino` (ONNX, then OpenVINO IR, fp32, batch 1), and `OpenVINOInferencer.predict` on 224 px frames in [0, 1]: the
@@ -19,12 +19,12 @@ import torch
 from anomalib.deploy import OpenVINOInferencer
 from anomalib.models import Patchcore
 
+from benchmarks.anomalib_peer import AnomalibPatchCore
+from benchmarks.timm_mobilenet import TIMM_NAME
+from stream_ad.data import Prepared
 from stream_ad.runtime.accelerate import decline_openvino_telemetry
-from stream_ad.bench.anomalib_peer import AnomalibPatchCore
-from stream_ad.bench.timm_mobilenet import TIMM_NAME
 from stream_ad.scorers import scorer_params
 from stream_ad.settings import Settings
-from stream_ad.data import Prepared
 
 
 class AnomalibOpenVino(AnomalibPatchCore):

@@ -1,4 +1,4 @@
-"""`stream-ad bench-pipeline`: what the multi-process pipeline costs against scoring in-process.
+"""`python -m benchmarks pipeline`: what the multi-process pipeline costs against scoring in-process.
 
 One model, one set of frames (data.root/test, decoded once), one run:
 
@@ -13,7 +13,6 @@ One model, one set of frames (data.root/test, decoded once), one run:
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +29,20 @@ import numpy as np
 
 from stream_ad.settings import Settings
 
-log = logging.getLogger("stream_ad.pipeline.bench")
+log = logging.getLogger("benchmarks.pipeline")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=Path, help="model artefact (default: the demo's, fitted and cached if missing)")
-    p.add_argument("--fps", type=float, help="camera rate of the latency comparison (default: half what one core "
-                   "scores in-process, one frame at a time)")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds per measured run (default 30)")
-    p.add_argument("--search-duration", type=float, default=12.0, help="seconds per run of the rate search (12)")
-    p.add_argument("--search-runs", type=int, default=4, help="runs of the highest-rate search (default 4)")
-    p.add_argument("--skip-search", action="store_true", help="latency comparison and transport only")
-    p.add_argument("--skip-transport", action="store_true")
-    p.add_argument("--transport-only", action="store_true", help="only the ZeroMQ hop figures (no model)")
-    p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/pipeline.json)")
+@dataclass(frozen=True)
+class PipelineBenchOptions:
+    model: Path | None = None  # model artefact; None: the demo's, fitted and cached if missing
+    fps: float | None = None  # camera rate of the latency comparison; None: half what one core scores in-process
+    duration: float = 30.0  # seconds per measured run
+    search_duration: float = 12.0  # seconds per run of the rate search
+    search_runs: int = 4  # runs of the highest-rate search
+    skip_search: bool = False  # latency comparison and transport only
+    skip_transport: bool = False
+    transport_only: bool = False  # only the ZeroMQ hop figures (no model)
+    json: Path | None = None  # figures file; None: OUTPUT_DIR/bench/pipeline.json
 
 
 # ---- transport ----
@@ -169,8 +169,8 @@ def throughput(model: Any, frames: list[np.ndarray], batch: int, count: int = 32
 
 def pipeline_run(settings: Settings, model_dir: Path, threshold: float, folder: Path, fps: float,
                  seconds: float, out_dir: Path) -> dict[str, Any]:
-    from stream_ad.settings import JsonlSinkSettings
     from stream_ad.pipeline.supervisor import Supervisor
+    from stream_ad.settings import JsonlSinkSettings
 
     pipe = settings.pipeline.model_copy(deep=True)
     pipe.model = model_dir
@@ -210,8 +210,9 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_bench(settings: Settings, args: argparse.Namespace) -> int:
-    from stream_ad.pipeline.commands import demo_model
+def run_bench(settings: Settings, args: PipelineBenchOptions) -> int:
+    from stream_ad.artefact import load_model, model_dir_name
+    from stream_ad.commands.demo import demo_model
     from stream_ad.pipeline.stages import default_infer_threads
 
     out_json = args.json or settings.output_dir / "bench" / "pipeline.json"
@@ -219,15 +220,13 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     figures: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_avg_at_start": list(os.getloadavg())},
-        "command": "stream-ad " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
     }
     if not args.transport_only:
         import torch
 
-        from stream_ad.model import AnomalyModel
-
         if args.model is not None:
-            from stream_ad.pipeline.commands import resolve_threshold
+            from stream_ad.commands.run import resolve_threshold
             from stream_ad.pipeline.supervisor import PipelineError
 
             model_dir = args.model
@@ -237,12 +236,13 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"stream-ad: {exc}", file=sys.stderr)
                 return 2
         else:
-            model_dir = settings.output_dir / "demo" / f"{settings.data.root.name}-{settings.scorer.method}"
-            threshold, _, _ = demo_model(settings, model_dir)
+            model_dir = settings.output_dir / "demo" / model_dir_name(settings)
+            record, _ = demo_model(settings, model_dir)
+            threshold = float(record["value"])
             origin = "provisional (demo)"
         threads = settings.pipeline.infer.threads or settings.runtime.threads or default_infer_threads()
         torch.set_num_threads(threads)
-        model = AnomalyModel.load(model_dir, settings)
+        model = load_model(model_dir, settings)
         folder = settings.pipeline.source.path or settings.data.root / "test"
         paths, frames = load_frames(folder)
         sizes = sorted({f.shape[:2] for f in frames})

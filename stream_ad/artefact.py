@@ -1,0 +1,198 @@
+"""A model artefact: one folder per fitted model, and the only code that reads or writes one.
+
+    manifest.json        format version, stream_ad/torch versions, the full settings it was fitted with, the
+                         backbone's name, taps and weights sha256, the preprocessing, the threshold (or null:
+                         `stream-ad calibrate` sets it), the data split (fitted and held-out images, by path and
+                         sha256)
+    state.safetensors    the scorer's fitted tensors (no pickled objects)
+
+Loading checks the manifest against what the line PC would run: another backbone, other weights (by sha256),
+other preprocessing or another method is an error listing each difference, never a silent degradation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+import stream_ad
+from stream_ad.model import AnomalyModel
+from stream_ad.scorers import scorer_params
+from stream_ad.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+STATE = "state.safetensors"
+
+
+class ArtefactError(RuntimeError):
+    pass
+
+
+def model_dir_name(settings: Settings) -> str:
+    """An artefact folder's name: CATEGORY-METHOD."""
+    return f"{settings.data.root.name}-{settings.scorer.method}"
+
+
+def default_model_dir(settings: Settings) -> Path:
+    """Where `stream-ad fit` puts the artefact for these settings: OUTPUT_DIR/CATEGORY-METHOD."""
+    return settings.output_dir / model_dir_name(settings)
+
+
+def serving_model_dir(settings: Settings) -> Path:
+    """The artefact a pipeline serves: pipeline.model, else what `stream-ad fit` wrote for these settings."""
+    return settings.pipeline.model or default_model_dir(settings)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json, field for field."""
+
+    format_version: int
+    stream_ad_version: str
+    torch_version: str
+    python: str
+    method: str
+    scorer_params: dict[str, Any]
+    backbone: dict[str, Any] | None  # Scorer.backbone_identity(): name, taps, weights sha256
+    preprocessing: dict[str, Any]
+    threshold: dict[str, Any] | float | None  # the calibration record (a bare number in hand-made artefacts)
+    data_split: dict[str, Any] | None  # HoldoutSplit.manifest(); None in artefacts written before calibration existed
+    settings: dict[str, Any]
+
+    @property
+    def threshold_value(self) -> float | None:
+        """The decision threshold: a number, or a record's "value"; None when not calibrated."""
+        raw = self.threshold.get("value") if isinstance(self.threshold, dict) else self.threshold
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            return None
+        return float(raw)
+
+    @classmethod
+    def of(cls, model: AnomalyModel) -> Manifest:
+        return cls(
+            format_version=FORMAT_VERSION,
+            stream_ad_version=stream_ad.__version__,
+            torch_version=torch.__version__,
+            python=platform.python_version(),
+            method=model.settings.scorer.method,
+            scorer_params=model.scorer.params.model_dump(mode="json"),
+            backbone=model.scorer.backbone_identity(),
+            preprocessing=model.preprocessor.describe(),
+            threshold=model.threshold,
+            data_split=model.data_split,
+            settings=model.settings.model_dump(mode="json"),
+        )
+
+
+def read_manifest(directory: Path) -> Manifest:
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise ArtefactError(f"not a stream_ad model artefact: {path} is missing")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtefactError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ArtefactError(f"{path} must hold a JSON object")
+    version = raw.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ArtefactError(
+            f"{path} has artefact format {version}; this stream_ad {stream_ad.__version__} reads format "
+            f"{FORMAT_VERSION}: refit the model with this version"
+        )
+    raw.setdefault("data_split", None)  # artefacts written before calibration existed have none
+    fields = {f.name for f in dataclasses.fields(Manifest)}
+    missing = sorted(fields - set(raw))
+    if missing:
+        raise ArtefactError(f"{path} lacks {', '.join(missing)}: not a complete stream_ad manifest")
+    if not (directory / STATE).is_file():
+        raise ArtefactError(f"model artefact {directory} is incomplete: {STATE} is missing")
+    return Manifest(**{k: v for k, v in raw.items() if k in fields})
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> None:
+    """Atomically: a pipeline starting meanwhile reads the old manifest or the new one, never half of one."""
+    path = directory / MANIFEST
+    tmp = path.with_name(f".{MANIFEST}.tmp")
+    tmp.write_text(json.dumps(dataclasses.asdict(manifest), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def save_model(model: AnomalyModel, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous().cpu() for k, v in model.scorer.state_tensors().items()}, directory / STATE)
+    # The manifest goes last: a folder with a manifest is a complete artefact.
+    write_manifest(directory, Manifest.of(model))
+    log.info("saved model artefact %s", directory)
+    return directory
+
+
+def save_threshold(model: AnomalyModel, directory: Path) -> None:
+    """Rewrite only the manifest (calibration changes no tensors)."""
+    write_manifest(directory, Manifest.of(model))
+
+
+def load_model(directory: Path, settings: Settings | None = None, *, max_batch: int | None = None) -> AnomalyModel:
+    """Load an artefact. With `settings`, they must describe the same model; their weights path, runtime and
+    data.root are used. `max_batch`: the largest batch it will score (AnomalyModel)."""
+    manifest = read_manifest(directory)
+    fitted = Settings.model_validate(manifest.settings)
+    if settings is not None:
+        diffs = _differences(fitted, settings)
+        if diffs:
+            raise ArtefactError(f"model artefact {directory} was fitted with other settings: " + "; ".join(diffs))
+        run = settings.model_copy(update={"scorer": fitted.scorer})
+    else:
+        run = fitted
+    model = AnomalyModel(run, max_batch=max_batch, calibration_images=fitted_images(manifest, run.data.root))
+    now_id = model.scorer.backbone_identity()
+    if manifest.backbone != now_id:
+        raise ArtefactError(
+            f"model artefact {directory} was fitted with backbone {manifest.backbone} but these settings load "
+            f"{now_id}: other weights give other features, so this model would silently mis-score; refit or fix the "
+            "weights"
+        )
+    if manifest.preprocessing != model.preprocessor.describe():
+        raise ArtefactError(
+            f"model artefact {directory} expects preprocessing {manifest.preprocessing}, "
+            f"got {model.preprocessor.describe()}"
+        )
+    model.scorer.load_state_tensors(load_file(directory / STATE, device="cpu"))
+    model.threshold = manifest.threshold  # type: ignore[assignment] - a record, or a hand-made number
+    model.data_split = manifest.data_split
+    return model
+
+
+def fitted_images(manifest: Manifest, data_root: Path) -> list[Path]:
+    """The good images the artefact was fitted on that exist under this machine's data.root."""
+    split = manifest.data_split or {}
+    return [p for p in (data_root / entry["path"] for entry in split.get("fitted", [])) if p.is_file()]
+
+
+def _differences(fitted: Settings, wanted: Settings) -> list[str]:
+    """Settings that change what the model computes; paths to data and weights may differ between machines."""
+    out = []
+    for section in ("backbone", "preprocess", "scorer"):
+        a, b = (_computing(s, section) for s in (fitted, wanted))
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                out.append(f"{section}.{key}: fitted {a.get(key)!r}, now {b.get(key)!r}")
+    return out
+
+
+def _computing(settings: Settings, section: str) -> dict[str, Any]:
+    if section == "scorer":  # params as the method reads them, defaults filled in
+        return {"method": settings.scorer.method, "params": scorer_params(settings.scorer).model_dump(mode="json")}
+    return getattr(settings, section).model_dump(mode="json", exclude={"weights_path"})

@@ -1,0 +1,134 @@
+"""`stream-ad demo`, the embedded default job: fit (or load) PatchCore on the shared data, calibrate it on the fit's
+hold-out, and stream its test images as a camera through every stage process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from stream_ad.artefact import ArtefactError, load_model, model_dir_name, save_threshold
+from stream_ad.calibration.calibrate import METHOD, calibrate, held_out_images
+from stream_ad.commands.fit import fit_and_save
+from stream_ad.commands.run import run_pipeline, write_summary
+from stream_ad.pipeline.supervisor import PipelineError
+from stream_ad.settings import JsonlSinkSettings, Settings
+
+log = logging.getLogger(__name__)
+
+
+def _calibrated_as_asked(threshold: Any, settings: Settings) -> bool:
+    cfg = settings.calibration
+    return isinstance(threshold, dict) and threshold.get("method") == METHOD and all(
+        threshold.get(key) == getattr(cfg, key) for key in ("target_fpr", "confidence")
+    ) and (threshold.get("pixel") or {}).get("target_fpr") == cfg.pixel_target_fpr
+
+
+def demo_model(settings: Settings, model_dir: Path) -> tuple[dict[str, Any], bool]:
+    """A PatchCore fitted on train/good minus the calibration hold-out and calibrated on that hold-out, as
+    `stream-ad fit` + `stream-ad calibrate` make it (cached in model_dir). Returns (threshold record, cached)."""
+    model = None
+    if (model_dir / "manifest.json").is_file():
+        try:
+            model = load_model(model_dir, settings)
+        except ArtefactError as exc:
+            log.info("refitting the demo model: %s", exc)
+    split = model.data_split if model is not None else None
+    same_split = split is not None and (split["holdout_fraction"], split["seed"]) == (
+        settings.calibration.holdout_fraction, settings.calibration.seed)
+    if model is not None and same_split and _calibrated_as_asked(model.threshold, settings):
+        return model.threshold, True  # type: ignore[return-value] - _calibrated_as_asked: a record
+    if model is None or not same_split:
+        print(f"fitting {settings.scorer.method} on the good images of {settings.data.root} but the "
+              f"{settings.calibration.holdout_fraction:.0%} held out for calibration ...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        model = fit_and_save(settings, model_dir)
+        print(f"fitted in {time.perf_counter() - start:.1f} s: {model_dir}", file=sys.stderr, flush=True)
+    # The demo's test images are what it streams: recall is shown from the verdicts, not from a calibration report.
+    record = calibrate(model, settings, held_out_images(model.data_split, settings.data.root), defects=False)
+    save_threshold(model, model_dir)
+    return record, False
+
+
+def verdicts_against_labels(path: Path) -> str:
+    """The demo's test images sit in test/<good|defect>/: how the verdicts compare with those folder labels."""
+    counts: Counter[tuple[bool, bool]] = Counter()
+    if not path.is_file():
+        return ""
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("label"):
+            counts[(rec["label"] != "good", rec["verdict"] == "anomaly")] += 1
+    defective = counts[(True, True)] + counts[(True, False)]
+    good = counts[(False, True)] + counts[(False, False)]
+    if not defective and not good:
+        return ""
+    return (
+        f"verdicts against the folder labels: {counts[(True, True)]} of {defective} defective frames alarmed, "
+        f"{counts[(False, True)]} false alarms on {good} good frames"
+    )
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def demo(
+    settings: Settings,
+    *,
+    fps: float | None = None,
+    duration_s: float | None = None,
+    metrics_port: int | None = None,
+    summary_json: Path | None = None,
+    verbose: bool = False,
+) -> int:
+    demo_dir = settings.output_dir / "demo"
+    model_dir = demo_dir / model_dir_name(settings)
+    verdicts = demo_dir / "verdicts.jsonl"
+    try:
+        calibration, cached = demo_model(settings, model_dir)
+        threshold = float(calibration["value"])
+        print(f"decision threshold {threshold:.4f}, calibrated: {calibration['description']}"
+              f"{' [cached model]' if cached else ''}", file=sys.stderr, flush=True)
+        pipe = settings.pipeline.model_copy(deep=True)
+        pipe.model = model_dir
+        if fps:
+            pipe.source.fps = fps
+        if duration_s:
+            pipe.duration_s = duration_s
+        if metrics_port is not None:
+            pipe.metrics.port = metrics_port
+        elif pipe.metrics.enabled and not _port_free(pipe.metrics.host, pipe.metrics.port):
+            print(f"port {pipe.metrics.port} is taken: serving /metrics on a free port instead", file=sys.stderr)
+            pipe.metrics.port = 0
+        pipe.sink.outputs = [JsonlSinkSettings(path=verdicts)] + [
+            s for s in pipe.sink.outputs if s.kind != "jsonl"
+        ]
+        run_settings = settings.model_copy(update={"pipeline": pipe})
+        verdicts.parent.mkdir(parents=True, exist_ok=True)
+        verdicts.unlink(missing_ok=True)
+        source = pipe.source.path or settings.data.root / "test"
+        print(f"streaming {source} as camera {pipe.source.camera} at {pipe.source.fps or 'max'} fps through "
+              f"{' -> '.join(pipe.stages)} (one process each)", file=sys.stderr, flush=True)
+        summary = run_pipeline(run_settings, threshold, model_dir, verbose=verbose)
+    except PipelineError as exc:
+        print(f"stream-ad: {exc}", file=sys.stderr)
+        return 2
+    print(summary.table())
+    quality = verdicts_against_labels(verdicts)
+    if quality:
+        print(quality)
+    print(f"decision threshold {threshold:.4f}: {calibration['description']}")
+    print(f"verdicts: {verdicts}")
+    write_summary(summary, summary_json, {"calibration": calibration})
+    return 0 if summary.unaccounted == 0 else 1

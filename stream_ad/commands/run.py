@@ -1,0 +1,80 @@
+"""`stream-ad run PIPELINE.yaml`: the pipeline in the foreground until its source ends or SIGTERM / Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from stream_ad.artefact import ArtefactError, read_manifest, serving_model_dir
+from stream_ad.commands.checked_settings import load_checked_settings
+from stream_ad.pipeline.supervisor import PipelineError, RunSummary, Supervisor
+from stream_ad.settings import ConfigError, Settings
+
+
+def resolve_threshold(settings: Settings, model_dir: Path) -> tuple[float, str]:
+    """The decide stage's threshold: the model artefact's, else pipeline.decide.threshold, else an error."""
+    try:
+        manifest = read_manifest(model_dir)
+    except ArtefactError as exc:
+        raise PipelineError(
+            f"no model artefact at {model_dir} ({exc}): fit one with "
+            f"`stream-ad -c PIPELINE.yaml fit --out {model_dir}` or set pipeline.model"
+        ) from None
+    if manifest.threshold_value is not None:
+        return manifest.threshold_value, f"model artefact {model_dir}"
+    if settings.pipeline.decide.threshold is not None:
+        return settings.pipeline.decide.threshold, "setting pipeline.decide.threshold"
+    raise ConfigError(
+        f"no decision threshold: the model artefact {model_dir} has no 'threshold' (manifest.json) and "
+        "pipeline.decide.threshold is not set; calibrate the model or set pipeline.decide.threshold"
+    )
+
+
+def run_pipeline(settings: Settings, threshold: float, model_dir: Path, *, verbose: bool = False,
+                 out: Any = None) -> RunSummary:
+    sup = Supervisor(settings, threshold=threshold, model_dir=model_dir, verbose=verbose, out=out)
+    sup.preflight()
+    sup.install_signals()
+    return sup.run()
+
+
+def write_summary(summary: RunSummary, path: Path | None, extra: dict[str, Any] | None = None) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**summary.to_json(), **(extra or {})}, indent=2) + "\n")
+
+
+def run(
+    pipeline_file: Path,
+    *,
+    duration_s: float | None = None,
+    metrics_port: int | None = None,
+    fps: float | None = None,
+    progress: bool = True,
+    summary_json: Path | None = None,
+    verbose: bool = False,
+) -> int:
+    pipe: dict[str, Any] = {}
+    if duration_s is not None:
+        pipe["duration_s"] = duration_s
+    if metrics_port is not None:
+        pipe["metrics"] = {"port": metrics_port}
+    if not progress:
+        pipe["progress"] = False
+    if fps is not None:
+        pipe["source"] = {"fps": fps}
+    settings = load_checked_settings(pipeline_file, **({"pipeline": pipe} if pipe else {}))
+    try:
+        model_dir = serving_model_dir(settings)
+        threshold, origin = resolve_threshold(settings, model_dir)
+        print(f"model {model_dir}, decision threshold {threshold:.4f} (from {origin})", file=sys.stderr, flush=True)
+        summary = run_pipeline(settings, threshold, model_dir, verbose=verbose)
+    except PipelineError as exc:
+        print(f"stream-ad: {exc}", file=sys.stderr)
+        return 2
+    print(summary.table())
+    write_summary(summary, summary_json)
+    return 0 if summary.unaccounted == 0 else 1
