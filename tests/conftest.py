@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,3 +29,17 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         if var.startswith("STREAM_AD_"):
             monkeypatch.delenv(var)
     monkeypatch.setenv("STREAM_AD_SHARED_DIR", str(SHARED))
+
+
+@pytest.fixture(scope="session")
+def piped_patchcore(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> tuple[Any, Path]:
+    """PatchCore fitted on one PIPED category (coreset ratio 0.1) and its saved artefact: (AnomalyModel, folder)."""
+    from stream_ad.artefact import save_model
+    from stream_ad.data import MVTecCategory
+    from stream_ad.model import AnomalyModel
+    from stream_ad.settings import load_settings
+
+    root = PIPED / "PA_BDP01_TL"
+    model = AnomalyModel(load_settings(data={"root": str(root)}, scorer={"params": {"coreset_ratio": 0.1}}))
+    model.fit([s.path for s in MVTecCategory(root).train()])
+    return model, save_model(model, tmp_path_factory.mktemp("artefact") / "piped")

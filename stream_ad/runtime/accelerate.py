@@ -49,7 +49,7 @@ INSTALL = {
     "openvino": "pip install 'stream-ad[openvino]' (or EXTRAS=openvino bash scripts/setup.sh)",
     "tensorrt": "pip install 'stream-ad[tensorrt]' on a machine with an NVIDIA GPU",
 }
-# Relative error bound of each path's taps against eager on the same inputs (tests/test_accelerate.py).
+# Relative error bound of each path's taps against eager on the same inputs (tests/runtime/test_accelerate.py).
 RTOL = {"fp32": 1e-3, "fp16": 2e-2, "int8": 1.5e-1}
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stream_ad.scorers.smoothing import gaussian_blur
+from stream_ad.scorers.components.blur import gaussian_blur
 
 
 def patch_embedding(taps: list[torch.Tensor], patch_size: int, embedding_dim: int | None) -> torch.Tensor:

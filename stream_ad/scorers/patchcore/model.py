@@ -1,7 +1,7 @@
 """PatchCore (Roth et al., "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022).
 
 Locally aware patch features from two mid-level backbone taps -> greedy coreset memory bank -> exact kNN (faiss or
-torch, stream_ad.scorers.patchcore.knn) with the bank resident on the scorer's device.
+torch, stream_ad.scorers.components.knn) with the bank resident on the scorer's device.
 Image score: the largest patch distance, reweighted by how isolated its nearest memory item is (paper, Eq. 7).
 Map: patch distances, upsampled to the input and Gaussian-smoothed (sigma 4).
 With runtime.accelerate openvino the whole scoring path runs as one OpenVINO graph (graph.ScoringGraph).
@@ -27,9 +27,9 @@ from stream_ad.scorers.base import (
     ScorerParams,
     Scores,
 )
-from stream_ad.scorers.patchcore.coreset import greedy_coreset
+from stream_ad.scorers.components.coreset import greedy_coreset
+from stream_ad.scorers.components.knn import BLOCK_ELEMENTS, KnnIndex, build_knn
 from stream_ad.scorers.patchcore.graph import ScoringGraph, as_queries, patch_embedding, scores_from_neighbours
-from stream_ad.scorers.patchcore.knn import BLOCK_ELEMENTS, KnnIndex, build_knn
 from stream_ad.scorers.registry import register_scorer
 
 log = logging.getLogger(__name__)

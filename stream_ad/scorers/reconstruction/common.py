@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from stream_ad.scorers.base import FitBatches, NotFittedError, Scorer, ScorerContext, ScorerParams, Scores
-from stream_ad.scorers.smoothing import gaussian_blur
-from stream_ad.scorers.training import EpochFn, fingerprint, stack_batches, train_phase
+from stream_ad.scorers.components.blur import gaussian_blur
+from stream_ad.scorers.components.training import EpochFn, fingerprint, stack_batches, train_phase
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=nn.Module)

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stream_ad.scorers.components.training import train_phase
 from stream_ad.scorers.student_teacher.networks import PDN, PatchNet
 from stream_ad.scorers.student_teacher.sampling import chunks, crop_at, random_positions
 from stream_ad.scorers.student_teacher.targets import BackboneTargets, ChannelStats
-from stream_ad.scorers.training import train_phase
 
 
 @dataclass(frozen=True)

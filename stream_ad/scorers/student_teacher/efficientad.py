@@ -43,12 +43,12 @@ from stream_ad.scorers.base import (
     ScorerParams,
     Scores,
 )
+from stream_ad.scorers.components.training import fingerprint, stack_batches
 from stream_ad.scorers.registry import register_scorer
 from stream_ad.scorers.student_teacher.distill import MapDistillation, Phase, Steps, distill_pdn
 from stream_ad.scorers.student_teacher.networks import PDN, Autoencoder
 from stream_ad.scorers.student_teacher.sampling import check_input_size, chunks, split_validation
 from stream_ad.scorers.student_teacher.targets import BackboneTargets, ChannelStats, teacher_provenance
-from stream_ad.scorers.training import fingerprint, stack_batches
 
 # The quantiles that map each map's good-image range to [0, 0.1] (paper, Sec. 3.4).
 _Q_LOW, _Q_HIGH = 0.9, 0.995

@@ -4,7 +4,7 @@ Patch nets (Bergmann et al., CVPR 2020, supplementary tables) map a p x p patch 
 convolutions and 2x2 max pools. `dense()` is the fully convolutional form of the same weights (as FDFE, Bailer et
 al. 2017): pools run at stride 1 and every later convolution and pool is dilated by the product of the strides
 skipped so far, so one pass over an image gives the descriptor of the patch at every pixel, identical to running
-the patch net on each crop (tests/test_student_teacher.py checks this).
+the patch net on each crop (tests/scorers/student_teacher/test_student_teacher.py checks this).
 """
 
 from __future__ import annotations

@@ -40,12 +40,12 @@ from stream_ad.scorers.base import (
     ScorerParams,
     Scores,
 )
+from stream_ad.scorers.components.training import fingerprint, stack_batches
 from stream_ad.scorers.registry import register_scorer
 from stream_ad.scorers.student_teacher.distill import PatchDistillation, Phase, distill_patch_teacher
 from stream_ad.scorers.student_teacher.networks import PatchNet
 from stream_ad.scorers.student_teacher.sampling import check_input_size, chunks, random_crops, split_validation
 from stream_ad.scorers.student_teacher.targets import BackboneTargets, ChannelStats, teacher_provenance
-from stream_ad.scorers.training import fingerprint, stack_batches
 
 ReceptiveField = Literal[17, 33, 65]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from stream_ad.scorers.training import fingerprint, train_phase
+from stream_ad.scorers.components.training import fingerprint, train_phase
 
 
 class Interrupted(Exception):

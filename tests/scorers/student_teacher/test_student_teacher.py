@@ -13,9 +13,9 @@ from stream_ad.artefact import load_model, save_model
 from stream_ad.data import MVTecCategory
 from stream_ad.data.mvtec import read_image
 from stream_ad.model import AnomalyModel
+from stream_ad.scorers.components.training import PhaseCheckpoint
 from stream_ad.scorers.student_teacher.distill import Steps
 from stream_ad.scorers.student_teacher.networks import PatchNet
-from stream_ad.scorers.training import PhaseCheckpoint
 from stream_ad.settings import ConfigError, Settings, load_settings
 from tests.conftest import PIPED
 
@@ -67,7 +67,7 @@ def scores_of(model: AnomalyModel, paths: list[Path]) -> np.ndarray:
 
 # EfficientAD's student needs ~150 minibatches before its maps separate defects (measured: image AUROC 0.63 after 40,
 # 1.00 after 150 on this category at 128 px): longer than this file may take, so its accuracy floor is opt-in
-# (tests/test_student_teacher_accuracy.py); here its map must still follow the input.
+# (tests/scorers/student_teacher/test_accuracy.py); here its map must still follow the input.
 @pytest.mark.parametrize("model", ["uninformed_students"], indirect=True)
 def test_defective_parts_score_higher_than_good_ones(model: AnomalyModel) -> None:
     test = MVTecCategory(CATEGORY).test()

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from stream_ad.scorers.patchcore import coreset
-from stream_ad.scorers.patchcore.coreset import greedy_coreset, random_projection
+from stream_ad.scorers.components import coreset
+from stream_ad.scorers.components.coreset import greedy_coreset, random_projection
 
 
 def plain_greedy(features: torch.Tensor, ratio: float, projection_dim: int, seed: int) -> torch.Tensor:

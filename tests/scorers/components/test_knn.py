@@ -9,7 +9,7 @@ import torch
 
 from stream_ad.data import MVTecCategory, read_image
 from stream_ad.model import AnomalyModel
-from stream_ad.scorers.patchcore.knn import CPU_FAISS_FROM_QUERIES, CpuKnn, FaissKnn, TorchKnn, build_knn
+from stream_ad.scorers.components.knn import CPU_FAISS_FROM_QUERIES, CpuKnn, FaissKnn, TorchKnn, build_knn
 from stream_ad.settings import load_settings
 from tests.conftest import PIPED
 
@@ -61,7 +61,7 @@ def test_torch_search_in_small_blocks(features: tuple[torch.Tensor, torch.Tensor
     """Chunking the queries (a bank too large for one block) changes nothing."""
     memory, queries = features
     whole = TorchKnn(memory).search(queries, K)
-    monkeypatch.setattr("stream_ad.scorers.patchcore.knn.BLOCK_ELEMENTS", memory.shape[0] * 37)
+    monkeypatch.setattr("stream_ad.scorers.components.knn.BLOCK_ELEMENTS", memory.shape[0] * 37)
     chunked = TorchKnn(memory).search(queries, K)
     assert torch.equal(whole[1], chunked[1]) and torch.allclose(whole[0], chunked[0])
 

@@ -199,7 +199,7 @@ class StopAfterEpoch(logging.Handler):
 def test_resumed_training_equals_uninterrupted(tmp_path: Path) -> None:
     params = {**VAE_PARAMS, "epochs": 3}
     straight = fitted("vae", tmp_path / "straight", **params).scorer.state_tensors()
-    logger = logging.getLogger("stream_ad.scorers.training")
+    logger = logging.getLogger("stream_ad.scorers.components.training")
     handler, level = StopAfterEpoch("3/3"), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
