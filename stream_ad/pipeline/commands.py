@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from stream_ad.settings import ConfigError, Settings, load_settings
-from stream_ad.pipeline.supervisor import PipelineError, RunSummary, Supervisor
+from stream_ad.pipeline.errors import PipelineError
+from stream_ad.pipeline.run import run_pipeline
+from stream_ad.pipeline.summary import RunSummary
 
 log = logging.getLogger("stream_ad.pipeline")
 
@@ -67,14 +69,6 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "fps", None) is not None:
         pipe["source"] = {"fps": args.fps}
     return {"pipeline": pipe} if pipe else {}
-
-
-def run_pipeline(settings: Settings, threshold: float, model_dir: Path, *, verbose: bool = False,
-                 out: Any = None) -> RunSummary:
-    sup = Supervisor(settings, threshold=threshold, model_dir=model_dir, verbose=verbose, out=out)
-    sup.preflight()
-    sup.install_signals()
-    return sup.run()
 
 
 def _write_summary(summary: RunSummary, path: Path | None, extra: dict[str, Any] | None = None) -> None:

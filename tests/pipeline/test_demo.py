@@ -98,7 +98,7 @@ def test_offline_video_with_block_policy_and_a_custom_stage(demo_run: DemoRun, t
     video = make_video(tmp_path / "batch.mp4", images)
     cfg = write_pipeline(
         tmp_path / "offline.yaml", demo_run.model, tmp_path,
-        stages=["source", "preprocess", "infer", "tests.pipeline.stage_plugins:make_sampler", "decide", "sink"],
+        stages=["source", "preprocess", "infer", "tests.pipeline.stage_plugins:Sampler", "decide", "sink"],
         policy="block", metrics={"enabled": False},
         source={"kind": "video", "path": str(video), "fps": None},
         preprocess={"queue_size": 2}, infer={"queue_size": 2, "max_batch": 2, "delay_ms": 30},

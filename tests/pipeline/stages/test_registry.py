@@ -1,0 +1,27 @@
+"""Stage names -> Stage classes: the built-ins, a custom class by its import path, and names that are no stage."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream_ad.pipeline.stages.decide import Decide
+from stream_ad.pipeline.stages.registry import stage_class
+from tests.pipeline.stage_plugins import Sampler
+
+
+def test_builtin_and_custom_names_give_their_classes() -> None:
+    assert stage_class("decide") is Decide
+    assert stage_class("tests.pipeline.stage_plugins:Sampler") is Sampler
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("tests.pipeline.stage_plugins:Nothing", "cannot import tests.pipeline.stage_plugins:Nothing"),
+        ("no_such_package.mod:Stage", "cannot import no_such_package.mod:Stage"),
+        ("stream_ad.frames:Frame", "stream_ad.frames:Frame is not a Stage class"),
+    ],
+)
+def test_names_that_are_no_stage_are_refused(name: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        stage_class(name)
