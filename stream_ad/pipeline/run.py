@@ -148,20 +148,20 @@ class PipelineRun:
             self.systemd.watchdog(f"{lg.scored} verdicts, {lg.alarms} alarms, {lg.dropped_total} dropped, "
                                   f"{lg.in_flight} in flight")
 
-    def run(self, duration_s: float | None = None) -> RunSummary:
+    def run(self) -> RunSummary:
         """Start, supervise until the source ends, duration_s passes or a stop is requested; stop; summarise."""
-        duration_s = duration_s if duration_s is not None else self.cfg.duration_s
         started = False
         try:
             self._start()
             started = True
-            self._supervise_while(lambda: self._going(duration_s))
+            self._supervise_while(self._going)
         finally:
             self._shutdown(drain=started and not self.hurry)
         return self._summary()
 
-    def _going(self, duration_s: float | None) -> bool:
+    def _going(self) -> bool:
         assert self.supervisor is not None
+        duration_s = self.cfg.duration_s
         over = duration_s is not None and time.monotonic() - self._t_start >= duration_s
         return not (self.stop_requested or self.supervisor.source_finished or over)
 

@@ -25,3 +25,10 @@ def test_builtin_and_custom_names_give_their_classes() -> None:
 def test_names_that_are_no_stage_are_refused(name: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         stage_class(name)
+
+
+def test_every_builtin_name_but_the_source_has_a_class() -> None:
+    from stream_ad.pipeline.stages.registry import BUILTIN_CLASSES
+    from stream_ad.settings import BUILTIN_STAGES
+
+    assert {"source", *BUILTIN_CLASSES} == set(BUILTIN_STAGES)
