@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # The source is no Stage: it has no input, the shell reads its camera.
         opened = open_camera(ctx) if spec.bind is None else _open_stage(ctx)
-    except Exception as exc:  # noqa: BLE001 - reported to the supervisor, which stops the run with this message
+    except Exception as exc:  # any: reported to the supervisor, which stops the run with this message
         log.error("%s failed to start: %s", spec.label, exc, exc_info=args.verbose)
         shell.notifier.send(StageFatal(f"{exc.__class__.__name__}: {exc}"))
         shell.close()

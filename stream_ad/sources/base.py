@@ -24,7 +24,7 @@ class Camera(ABC):
     @abstractmethod
     def __iter__(self) -> Iterator[Capture | CameraEvent]: ...
 
-    def close(self) -> None:  # noqa: B027 - a camera that holds nothing between frames keeps it
+    def close(self) -> None:  # a camera that holds nothing between frames keeps this one
         """Release the camera (each iteration closes what it opened; this is for what outlives one)."""
 
 

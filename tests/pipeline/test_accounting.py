@@ -6,7 +6,13 @@ from stream_ad.frames import CameraState
 from stream_ad.pipeline.accounting import Accounting
 from stream_ad.pipeline.ledger import Ledger
 from stream_ad.pipeline.metrics import SupervisorMetrics
-from stream_ad.pipeline.notices import CameraStatus, DropReason, FrameDone, FrameDropped, FrameIn
+from stream_ad.pipeline.notices import (
+    CameraStatus,
+    DropReason,
+    FrameDone,
+    FrameDropped,
+    FrameIn,
+)
 
 
 def _value(metrics: SupervisorMetrics, name: str, **labels: str) -> float | None:

@@ -36,11 +36,11 @@ class Stage(ABC):
     close() once on the way out (not after a failed open: the process reports it and exits). A frame the stage cannot process raises BadFrame; a stage
     that returns fewer frames than it got has filtered the others (counted)."""
 
-    def open(self, ctx: StageContext) -> None:  # noqa: B027 - a stage that needs nothing opened keeps it
+    def open(self, ctx: StageContext) -> None:  # a stage that needs nothing opened keeps this one
         """Acquire what process() needs."""
 
     @abstractmethod
     def process(self, frames: list[Frame]) -> list[Frame]: ...
 
-    def close(self) -> None:  # noqa: B027 - a stage that holds nothing keeps it
+    def close(self) -> None:  # a stage that holds nothing keeps this one
         """Release what open() acquired."""

@@ -18,8 +18,8 @@ BUILTIN_CLASSES: dict[str, str] = {
 
 
 def stage_class(name: str) -> type[Stage]:
-    """The Stage class a name in pipeline.stages stands for; ValueError naming what cannot be imported or is no
-    Stage."""
+    """The Stage class a name in pipeline.stages stands for; ValueError naming what cannot be imported, TypeError
+    naming what is no Stage."""
     target = BUILTIN_CLASSES.get(name, name)
     module, _, attr = target.partition(":")
     try:
@@ -27,5 +27,5 @@ def stage_class(name: str) -> type[Stage]:
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"stage {name!r}: cannot import {target}: {exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, Stage)):
-        raise ValueError(f"stage {name!r}: {target} is not a Stage class (stream_ad.pipeline.stages.base.Stage)")
+        raise TypeError(f"stage {name!r}: {target} is not a Stage class (stream_ad.pipeline.stages.base.Stage)")
     return cls

@@ -15,15 +15,15 @@ def test_builtin_and_custom_names_give_their_classes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "message"),
+    ("name", "error", "message"),
     [
-        ("tests.pipeline.stage_plugins:Nothing", "cannot import tests.pipeline.stage_plugins:Nothing"),
-        ("no_such_package.mod:Stage", "cannot import no_such_package.mod:Stage"),
-        ("stream_ad.frames:Frame", "stream_ad.frames:Frame is not a Stage class"),
+        ("tests.pipeline.stage_plugins:Nothing", ValueError, "cannot import tests.pipeline.stage_plugins:Nothing"),
+        ("no_such_package.mod:Stage", ValueError, "cannot import no_such_package.mod:Stage"),
+        ("stream_ad.frames:Frame", TypeError, "stream_ad.frames:Frame is not a Stage class"),
     ],
 )
-def test_names_that_are_no_stage_are_refused(name: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+def test_names_that_are_no_stage_are_refused(name: str, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
         stage_class(name)
 
 
