@@ -224,7 +224,7 @@ def run_bench(settings: Settings, args: AccelBenchOptions) -> int:
     if "pipeline" in report:
         p = report["pipeline"]
         print(f"pipeline end to end at a {CAMERA_FPS:.0f} fps camera "
-              f"(runtime.accelerate {settings.runtime.accelerate}): p50 {p['p50_ms']:.1f} ms, p99 {p['p99_ms']:.1f} ms; {p['frames_in']} frames in, {p['scored']} scored, "
-              f"{p['dropped']} dropped")
+              f"(runtime.accelerate {settings.runtime.accelerate}): p50 {p['p50_ms']:.1f} ms, "
+              f"p99 {p['p99_ms']:.1f} ms; {p['frames_in']} frames in, {p['scored']} scored, {p['dropped']} dropped")
     print(f"figures: {out}")
     return 1 if failed else 0

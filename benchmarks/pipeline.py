@@ -49,7 +49,7 @@ class PipelineBenchOptions:
 
 ECHO = """
 import sys, zmq
-from stream_ad.pipeline.message import decode, encode
+from stream_ad.pipeline.wire import decode, encode
 ctx = zmq.Context()
 pull = ctx.socket(zmq.PULL); pull.bind(sys.argv[1])
 push = ctx.socket(zmq.PUSH); push.connect(sys.argv[2])
@@ -67,7 +67,7 @@ def transport_overhead(sides: tuple[int, ...] = (224, 1024), rounds: int = 300) 
     import zmq
 
     from stream_ad.frames import Frame
-    from stream_ad.pipeline.message import decode, encode
+    from stream_ad.pipeline.wire import decode, encode
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="stream-ad-hop-") as tmp:
@@ -169,7 +169,7 @@ def throughput(model: Any, frames: list[np.ndarray], batch: int, count: int = 32
 
 def pipeline_run(settings: Settings, model_dir: Path, threshold: float, folder: Path, fps: float,
                  seconds: float, out_dir: Path) -> dict[str, Any]:
-    from stream_ad.pipeline.supervisor import Supervisor
+    from stream_ad.pipeline.run import run_pipeline
     from stream_ad.settings import JsonlSinkSettings
 
     pipe = settings.pipeline.model_copy(deep=True)
@@ -186,9 +186,7 @@ def pipeline_run(settings: Settings, model_dir: Path, threshold: float, folder: 
     verdicts.unlink(missing_ok=True)
     pipe.sink.outputs = [JsonlSinkSettings(path=verdicts)]
     run_settings = settings.model_copy(update={"pipeline": pipe})
-    sup = Supervisor(run_settings, threshold=threshold, model_dir=model_dir, progress=False)
-    sup.install_signals()
-    s = sup.run()
+    s = run_pipeline(run_settings, threshold, model_dir)
     lat = s.latency_ms
     return {
         "fps": fps,
@@ -213,7 +211,7 @@ def _say(msg: str) -> None:
 def run_bench(settings: Settings, args: PipelineBenchOptions) -> int:
     from stream_ad.artefact import load_model, model_dir_name
     from stream_ad.commands.demo import demo_model
-    from stream_ad.pipeline.stages import default_infer_threads
+    from stream_ad.pipeline.stages.infer import default_infer_threads
 
     out_json = args.json or settings.output_dir / "bench" / "pipeline.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +225,7 @@ def run_bench(settings: Settings, args: PipelineBenchOptions) -> int:
 
         if args.model is not None:
             from stream_ad.commands.run import resolve_threshold
-            from stream_ad.pipeline.supervisor import PipelineError
+            from stream_ad.pipeline.errors import PipelineError
 
             model_dir = args.model
             try:

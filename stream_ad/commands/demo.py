@@ -15,8 +15,9 @@ from typing import Any
 from stream_ad.artefact import ArtefactError, load_model, model_dir_name, save_threshold
 from stream_ad.calibration.calibrate import METHOD, calibrate, held_out_images
 from stream_ad.commands.fit import fit_and_save
-from stream_ad.commands.run import run_pipeline, write_summary
-from stream_ad.pipeline.supervisor import PipelineError
+from stream_ad.commands.run import write_summary
+from stream_ad.pipeline.errors import PipelineError
+from stream_ad.pipeline.run import run_pipeline
 from stream_ad.settings import JsonlSinkSettings, Settings
 
 log = logging.getLogger(__name__)

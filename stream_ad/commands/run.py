@@ -9,7 +9,9 @@ from typing import Any
 
 from stream_ad.artefact import ArtefactError, read_manifest, serving_model_dir
 from stream_ad.commands.checked_settings import load_checked_settings
-from stream_ad.pipeline.supervisor import PipelineError, RunSummary, Supervisor
+from stream_ad.pipeline.errors import PipelineError
+from stream_ad.pipeline.run import run_pipeline
+from stream_ad.pipeline.summary import RunSummary
 from stream_ad.settings import ConfigError, Settings
 
 
@@ -30,14 +32,6 @@ def resolve_threshold(settings: Settings, model_dir: Path) -> tuple[float, str]:
         f"no decision threshold: the model artefact {model_dir} has no 'threshold' (manifest.json) and "
         "pipeline.decide.threshold is not set; calibrate the model or set pipeline.decide.threshold"
     )
-
-
-def run_pipeline(settings: Settings, threshold: float, model_dir: Path, *, verbose: bool = False,
-                 out: Any = None) -> RunSummary:
-    sup = Supervisor(settings, threshold=threshold, model_dir=model_dir, verbose=verbose, out=out)
-    sup.preflight()
-    sup.install_signals()
-    return sup.run()
 
 
 def write_summary(summary: RunSummary, path: Path | None, extra: dict[str, Any] | None = None) -> None:

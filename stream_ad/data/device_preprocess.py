@@ -4,7 +4,8 @@ Frames of one shape are stacked and uploaded together through a reused pinned ho
 resized, letterboxed or cut into tiles and normalised there, in the batch. The geometry (placements, tile origins,
 letterbox sizes) is the CPU path's (stream_ad.data.geometry); the resampling is torch's bilinear, antialiased
 when shrinking: on magnetic_tile frames about 0.3-1 grey level from OpenCV's INTER_AREA / INTER_LINEAR on average
-(torch's "area" mode was 1-3; tests/data/test_device_preprocess.py). The same code runs on CPU tensors, which is how the CPU tests check it.
+(torch's "area" mode was 1-3; tests/data/test_device_preprocess.py). The same code runs on CPU tensors, which is how
+the CPU tests check it.
 """
 
 from __future__ import annotations

@@ -1,14 +1,27 @@
 """The streaming pipeline: camera -> source -> preprocess -> infer -> decide -> sinks, one process per stage.
 
-message.py     a frame on the wire (JSON header + raw buffers, no pickle)
+In the stage processes:
+wire.py        a frame on the wire (JSON header + raw buffers, no pickle)
+notices.py     what stages tell the supervisor: typed notices, encoded and decoded in one place
+plan.py        settings -> the stages and their endpoints (a pure function), written to the run folder as JSON
+shell.py       the shell around every stage (sockets, queue, batching, drop policy, metrics, signals), written once
 batching.py    the bounded queue in front of each stage, its drop policy, dynamic batching
-stage.py       the shell around every stage function (sockets, queue, batching, metrics, signals), written once
-stages.py      the stage functions of the built-in chain
-registry.py    stage names a pipeline YAML may list
-supervisor.py  starts and restarts the stage processes, stops them in order, serves /metrics
-ledger.py      frame accounting: every frame ends scored or dropped with a reason
-metrics.py     Prometheus metrics (multiprocess) and the /metrics endpoint
+stages/        the stages (open / process / close) and the registry of their names
 worker.py      the entry point of one stage process
+
+In the supervising process:
+run.py         one run, start to summary: run_pipeline() composes what follows
+supervisor.py  the stage processes' lifecycle: spawn, readiness, restart with backoff, ordered stop
+inbox.py       the supervisor's end of the notice socket
+accounting.py  notices about frames and the camera -> the ledger and the pipeline-wide metrics
+ledger.py      frame accounting: every frame ends scored or dropped with a reason
+summary.py     the run's summary (table and JSON)
+progress.py    the live progress line
+metrics.py     Prometheus metrics (multiprocess) and the /metrics endpoint
+sdnotify.py    systemd's notify protocol (ready, watchdog, stopping)
+errors.py      PipelineError
+
+The console commands (to move to stream_ad/commands):
 commands.py    `stream-ad run` and the streaming `stream-ad demo`
 bench.py       `stream-ad bench-pipeline`
 """

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from stream_ad.pipeline.notices import DropReason
+
 log = logging.getLogger("stream_ad.pipeline.ledger")
 
 CLOSED_MEMORY_S = 300.0
@@ -150,8 +152,8 @@ class Ledger:
     def _reason_for(self, entry: _Open) -> tuple[str, str]:
         for t, stage in reversed(self._restarts):
             if t >= entry.t_in:
-                return stage, "stage_restart"
-        return "pipeline", "lost"
+                return stage, DropReason.STAGE_RESTART
+        return "pipeline", DropReason.LOST
 
     def sweep(self) -> None:
         now = time.monotonic()
@@ -175,7 +177,7 @@ class Ledger:
             fate = self.early.pop(key)[1]
             self._expired_foreign[fate] += 1
 
-    def close_all(self, reason: str = "shutdown", stage: str = "pipeline") -> int:
+    def close_all(self, reason: str = DropReason.SHUTDOWN, stage: str = "pipeline") -> int:
         """Whatever is still open now ends as dropped (the run is over). Returns how many."""
         self.sweep()
         n = 0

@@ -1,22 +1,29 @@
-"""One stage process: `python -m stream_ad.pipeline.worker PLAN.json STAGE [--first-id N]`.
+"""One stage process: `python -m stream_ad.pipeline.worker PLAN.json STAGE [--first-id N] [--verbose]`.
 
-The supervisor writes the run plan (the full settings and each stage's endpoints, queue and extras) and starts one
-worker per stage. A worker that fails to start (a missing model, a camera URL that does not parse) sends a "fatal"
-notice with the reason and exits 2; the supervisor stops the run with that message instead of restarting it.
+The supervisor writes the run plan (stream_ad.pipeline.plan) and starts one worker per stage. The worker opens its
+stage (the source: its camera), runs it in the shell and closes it. A worker that fails to open (a missing model, a
+camera URL that does not parse) sends a StageFatal notice with the reason and exits 2; the supervisor stops the run
+with that message instead of restarting it.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
 
-from stream_ad.pipeline.stage import StageShell, StageSpec
+from stream_ad.pipeline.metrics import StageMetrics
+from stream_ad.pipeline.notices import StageFatal
+from stream_ad.pipeline.plan import RunPlan
+from stream_ad.pipeline.shell import StageShell
+from stream_ad.pipeline.stages.base import Stage, StageContext
+from stream_ad.pipeline.stages.registry import stage_class
+from stream_ad.pipeline.stages.source import open_camera
+from stream_ad.sources import Camera
 
 log = logging.getLogger("stream_ad.pipeline.worker")
 
@@ -30,49 +37,48 @@ def _die_with_parent() -> None:
         pass
 
 
+def _open_stage(ctx: StageContext) -> Stage:
+    stage = stage_class(ctx.spec.name)()
+    stage.open(ctx)
+    return stage
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stream_ad.pipeline.worker")
     parser.add_argument("plan", type=Path)
     parser.add_argument("stage")
-    parser.add_argument("--first-id", type=int, default=None)
+    parser.add_argument("--first-id", type=int, default=0)
+    parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     _die_with_parent()
-    plan = json.loads(args.plan.read_text())
-    spec = StageSpec(**plan["stages"][args.stage])
-    if args.first_id is not None:
-        spec.first_id = args.first_id
+    plan = RunPlan.from_json(args.plan.read_text())
+    spec = plan.stage(args.stage)
     logging.basicConfig(
-        level=logging.DEBUG if plan.get("verbose") else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.INFO,
         format=f"%(asctime)s %(levelname)s [{spec.label} %(process)d] %(name)s: %(message)s",
     )
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    # The metrics storage is chosen when prometheus_client is first imported: the supervisor set the folder.
-    from stream_ad.pipeline.metrics import StageMetrics
-    from stream_ad.pipeline.registry import stage_factory
-    from stream_ad.pipeline.stages import StageContext
-
     metrics = StageMetrics(spec.label)
-    shell = StageShell(spec, metrics)
+    shell = StageShell(spec, plan.notices, metrics)
     shell.install_signals()
+    ctx = StageContext(plan, spec, metrics, shell.stopping, args.first_id)
+    pipeline = plan.settings.pipeline
     try:
-        ctx = StageContext(plan["settings"], spec, metrics, shell.stopping)
-        fn = stage_factory(args.stage)(ctx)
-    except Exception as exc:  # noqa: BLE001 - reported to the supervisor, which stops the run with this message
-        log.error("%s failed to start: %s", spec.label, exc, exc_info=plan.get("verbose", False))
-        shell.notifier.send("fatal", error=f"{exc.__class__.__name__}: {exc}")
+        # The source is no Stage: it has no input, the shell reads its camera.
+        opened = open_camera(ctx) if spec.bind is None else _open_stage(ctx)
+    except Exception as exc:  # any: reported to the supervisor, which stops the run with this message
+        log.error("%s failed to start: %s", spec.label, exc, exc_info=args.verbose)
+        shell.notifier.send(StageFatal(f"{exc.__class__.__name__}: {exc}"))
         shell.close()
         return 2
     try:
-        if args.stage == "source":
-            src = ctx.pipeline.source
-            code = shell.run_source(fn, src.stale_after_s, src.max_frames)
+        if isinstance(opened, Camera):
+            code = shell.run_source(opened, pipeline.source, args.first_id)
         else:
             # The supervisor drained the pipeline before this SIGTERM; what is left gets half the stop time.
-            code = shell.run(fn, drain_s=ctx.pipeline.supervisor.stop_timeout_s / 2)
+            code = shell.run(opened, drain_s=pipeline.supervisor.stop_timeout_s / 2)
     finally:
-        close = getattr(fn, "close", None)
-        if callable(close):
-            close()
+        opened.close()
         shell.close()
     log.debug("%s exits", spec.label)
     return code

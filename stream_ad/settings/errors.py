@@ -26,7 +26,7 @@ def format_errors(err: ValidationError, origin: str, prefix: str = "") -> str:
         loc = [p for i, p in enumerate(e["loc"]) if not _is_union_tag(e["loc"], i)]
         if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc.append(e["ctx"]["discriminator"].strip("'"))
-        key = prefix + ".".join(str(p) for p in loc)
+        key = (prefix + ".".join(str(p) for p in loc)).rstrip(".")  # a check of the whole section has no key
         if e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key")
         else:

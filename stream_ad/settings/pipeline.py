@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from stream_ad.settings.base import Strict
 from stream_ad.settings.mqtt_url import parse_mqtt_url
 
-# The stages of the built-in chain, in order; a custom middle stage is named by its factory, "package.module:name".
+# The stages of the built-in chain, in order; a custom middle stage is named by its Stage class, "package.module:Class".
 BUILTIN_STAGES = ("source", "preprocess", "infer", "decide", "sink")
 # Holding registers of the Modbus result block (its layout: stream_ad.sinks.modbus_map).
 MODBUS_BLOCK_SIZE = 20
@@ -28,7 +28,7 @@ def check_stage_names(stages: list[str]) -> None:
         if name not in BUILTIN_STAGES and ":" not in name:
             raise ValueError(
                 f"unknown stage {name!r} in pipeline.stages; known: {', '.join(BUILTIN_STAGES)}, "
-                "or a custom stage factory as 'package.module:function'"
+                "or a custom stage class as 'package.module:Class'"
             )
     if "infer" in stages and "decide" in stages and stages.index("decide") < stages.index("infer"):
         raise ValueError("pipeline.stages: 'decide' needs the scores of 'infer' and must come after it")

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from stream_ad.settings import SourceSettings
-from stream_ad.sources.base import Pacer
+from stream_ad.sources.base import Camera, Pacer
 from stream_ad.sources.folder import FolderSource
 from stream_ad.sources.gige import GigeSource
 from stream_ad.sources.rtsp import RtspSource
@@ -21,7 +21,7 @@ from stream_ad.sources.video import VideoSource
 
 def open_source(
     cfg: SourceSettings, default_folder: Path, skip: int = 0, stop: threading.Event | None = None
-) -> FolderSource | VideoSource | RtspSource | GigeSource:
+) -> Camera:
     """The configured source; `skip` frames are passed over (a restarted file source resumes where it stopped)."""
     if cfg.kind == "folder":
         return FolderSource(cfg.path or default_folder, cfg.fps, cfg.loop, cfg.preload, skip)
@@ -34,4 +34,4 @@ def open_source(
     return RtspSource(cfg, stop)
 
 
-__all__ = ["FolderSource", "GigeSource", "Pacer", "RtspSource", "VideoSource", "open_source"]
+__all__ = ["Camera", "FolderSource", "GigeSource", "Pacer", "RtspSource", "VideoSource", "open_source"]

@@ -1,11 +1,31 @@
-"""What every source shares: pacing at a camera's frame rate."""
+"""What every source shares: the Camera interface the source stage reads, and pacing at a camera's frame rate."""
 
 from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import ClassVar
+
+from stream_ad.frames import CameraEvent, Capture
 
 log = logging.getLogger("stream_ad.sources")
+
+
+class Camera(ABC):
+    """A source of frames: iterate it for Capture items (and CameraEvent items when it reports its own state), close
+    it when done."""
+
+    # True: it yields CameraEvent(UP / DOWN) as it connects and loses the camera (a network camera), so it starts
+    # down; False: it is up once open (a file).
+    reports_camera_state: ClassVar[bool] = False
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[Capture | CameraEvent]: ...
+
+    def close(self) -> None:  # a camera that holds nothing between frames keeps this one
+        """Release the camera (each iteration closes what it opened; this is for what outlives one)."""
 
 
 class Pacer:

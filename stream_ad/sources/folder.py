@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from stream_ad.frames import Capture
-from stream_ad.sources.base import Pacer
+from stream_ad.sources.base import Camera, Pacer
 
 # As stream_ad.data.mvtec reads them (not imported: that package loads torch, which a source does not need).
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -33,7 +33,7 @@ def _read(path: Path) -> tuple[np.ndarray | None, str | None]:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), None
 
 
-class FolderSource:
+class FolderSource(Camera):
     def __init__(self, folder: Path, fps: float | None, loop: bool, preload: bool = False, skip: int = 0) -> None:
         self.folder = Path(folder)
         self.paths = list_images(self.folder)

@@ -21,6 +21,7 @@ import numpy as np
 
 from stream_ad.frames import CameraEvent, CameraState, Capture
 from stream_ad.settings import SourceSettings
+from stream_ad.sources.base import Camera
 
 log = logging.getLogger("stream_ad.sources.gige")
 
@@ -47,7 +48,7 @@ def _aravis() -> Any:
     return Aravis
 
 
-class GigeSource:
+class GigeSource(Camera):
     reports_camera_state = True
 
     def __init__(self, cfg: SourceSettings, stop: threading.Event | None = None) -> None:

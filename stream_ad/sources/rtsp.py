@@ -15,6 +15,7 @@ import av
 
 from stream_ad.frames import CameraEvent, CameraState, Capture
 from stream_ad.settings import SourceSettings
+from stream_ad.sources.base import Camera
 
 log = logging.getLogger("stream_ad.sources.rtsp")
 
@@ -29,7 +30,7 @@ def _redact(url: str) -> str:
     return url
 
 
-class RtspSource:
+class RtspSource(Camera):
     reports_camera_state = True  # yields CameraEvent("up"/"down") as it connects and loses the camera
 
     def __init__(self, cfg: SourceSettings, stop: threading.Event | None = None) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 import av
 
 from stream_ad.frames import Capture
-from stream_ad.sources.base import Pacer
+from stream_ad.sources.base import Camera, Pacer
 
 log = logging.getLogger("stream_ad.sources.video")
 
 
-class VideoSource:
+class VideoSource(Camera):
     def __init__(self, path: Path, fps: float | None, loop: bool, skip: int = 0) -> None:
         self.path = Path(path)
         if not self.path.is_file():

@@ -21,7 +21,7 @@ from stream_ad.scorers import NotFittedError
 from stream_ad.scorers.reconstruction.memory import BlockMemory
 from stream_ad.scorers.reconstruction.projection import energy, project
 from stream_ad.settings import ConfigError, Settings, load_settings
-from tests.conftest import PIPED
+from tests.conftest import PIPED, REPO
 
 CATEGORY = PIPED / "PA_BDP01_TL"
 DEFECT = "PA_BDP01_TL_S_D_06_4"  # the category's largest impurity (716 mask pixels of 128 x 128)
@@ -232,8 +232,9 @@ def test_resumed_training_equals_uninterrupted(tmp_path: Path) -> None:
     ],
 )
 def test_invalid_params_are_named(method: str, params: dict, named: str, tmp_path: Path) -> None:
+    settings = settings_for(method, tmp_path, **params)  # a method's params are checked where it is built
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
-        settings_for(method, tmp_path, **params)
+        AnomalyModel(settings)
 
 
 @pytest.mark.parametrize(
@@ -263,7 +264,7 @@ def test_scoring_before_fitting_fails(method: str, tmp_path: Path) -> None:
 
 # ---- accuracy (opt-in: pytest -m accuracy; minutes on 2 cores) ----
 
-PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+PIPELINES = REPO / "pipelines"
 
 
 @pytest.mark.accuracy

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from stream_ad.frames import CameraEvent, Capture
 from stream_ad.settings import SourceSettings
-from stream_ad.frames import CameraEvent, CameraState, Capture
 
 FAKE = "arv-fake-gv-camera-0.8"
 

@@ -13,14 +13,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.pipeline.conftest import CATEGORY, DemoRun, free_port, start_cli, wait_for, write_pipeline
-from tests.pipeline.test_backpressure import Prometheus
+from tests.integration.conftest import CATEGORY, DemoRun, free_port, start_cli, wait_for, write_pipeline
+from tests.integration.pipeline.test_backpressure import Prometheus
 
 DEPLOY = REPO / "deploy"
 PROMETHEUS_YML = DEPLOY / "prometheus" / "prometheus.yml"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stream_ad.frames import Frame
-from stream_ad.pipeline.message import BadMessage, decode, encode
+from stream_ad.pipeline.wire import BadMessage, decode, encode
 
 
 def _frame() -> Frame:

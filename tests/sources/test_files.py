@@ -12,7 +12,9 @@ import pytest
 
 from stream_ad.frames import Capture
 from stream_ad.sources import FolderSource, Pacer, VideoSource
-from tests.pipeline.conftest import CATEGORY
+from tests.conftest import PIPED
+
+CATEGORY = PIPED / "PA_BDP01_TL"
 
 
 def make_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:

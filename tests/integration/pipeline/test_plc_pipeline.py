@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.conftest import DemoRun, cli, free_port, read_jsonl, write_pipeline
-from tests.plc.conftest import HERE, ServerProcess
+from tests.integration.conftest import DemoRun, cli, free_port, read_jsonl, write_pipeline
+from tests.integration.plc.conftest import HERE, ServerProcess
 
 BASE = 40  # the result block at holding registers 40..59
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.pipeline.conftest import free_port
+from tests.integration.conftest import free_port
 
 HERE = Path(__file__).parent
 

@@ -1,17 +1,18 @@
-"""The shell around every stage function, written once: process, sockets, bounded queue, batching, drop policy,
-metrics, signals, and the notices that let the supervisor account for every frame.
+"""The shell around every stage, written once: process, sockets, bounded queue, batching, drop policy, metrics,
+signals, and the notices that let the supervisor account for every frame.
 
     upstream PUSH --> [PULL, bound at the stage's endpoint] --receiver thread--> BoundedQueue (policy)
-        --worker: get_batch(max_batch, max_wait)--> fn(batch) --> [PUSH, connected downstream]  (or: done notices)
+        --worker: get_batch(max_batch, max_wait)--> stage.process(batch) --> [PUSH, connected downstream]
+                                                                              (or: FrameDone notices)
 
-A source stage has no input: its worker iterates the camera and never waits on what follows (a full downstream
+The source stage has no input: its worker iterates the camera and never waits on what follows (a full downstream
 pipe drops the frame, counted), unless the policy is block (offline files only). The last stage has no output: the
 frames it returns have reached their verdict.
 
-Every frame's fate is told to the supervisor on a separate notice socket: "in" when the source reads it, "drop"
-with a reason wherever it is dropped, "done" when the last stage has emitted its verdict. A frame that cannot be
-decoded, has the wrong shape or makes the stage function raise is counted, logged by name and skipped; it never
-stops the stage.
+Every frame's fate is told to the supervisor on a separate notice socket (stream_ad.pipeline.notices): FrameIn when
+the source reads it, FrameDropped with a reason wherever it is dropped, FrameDone when the last stage has emitted its
+verdict. A frame that cannot be decoded, has the wrong shape or makes the stage raise is counted, logged by name and
+skipped; it never stops the stage.
 """
 
 from __future__ import annotations
@@ -21,15 +22,29 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import zmq
 
+from stream_ad.frames import CameraEvent, CameraState, Frame
+from stream_ad.pipeline import notices
 from stream_ad.pipeline.batching import BoundedQueue, Queued
-from stream_ad.frames import CameraEvent, CameraState, Capture, Frame
-from stream_ad.pipeline.message import BadMessage, decode, encode, notice
+from stream_ad.pipeline.metrics import StageMetrics
+from stream_ad.pipeline.notices import (
+    CameraStatus,
+    DropReason,
+    FrameDone,
+    FrameDropped,
+    FrameIn,
+    Notice,
+    SourceDone,
+    StageReady,
+)
+from stream_ad.pipeline.plan import StageSpec
+from stream_ad.pipeline.stages.base import BadFrame, Stage
+from stream_ad.pipeline.wire import BadMessage, decode, encode
+from stream_ad.settings import SourceSettings
+from stream_ad.sources import Camera
 
 log = logging.getLogger("stream_ad.pipeline.stage")
 
@@ -38,32 +53,6 @@ log = logging.getLogger("stream_ad.pipeline.stage")
 SOCKET_HWM = 4
 NOTICE_HWM = 1_000_000
 POLL_MS = 100
-
-
-class BadFrame(ValueError):
-    """Raised by a stage function for a frame it cannot process (wrong shape, missing field): counted, skipped."""
-
-
-class StageFunction(Protocol):
-    def __call__(self, batch: list[Frame]) -> list[Frame]: ...
-
-
-@dataclass
-class StageSpec:
-    """One stage process's part of the run plan (JSON in the run folder)."""
-
-    name: str
-    label: str
-    bind: str | None  # input endpoint (None: the source)
-    connect: str | None  # downstream endpoint (None: the last stage)
-    notices: str
-    queue_size: int = 8
-    policy: str = "drop_oldest"
-    max_batch: int = 1
-    max_wait_ms: float = 0.0
-    first_id: int = 0
-    camera: str = "cam0"
-    extra: dict[str, Any] = field(default_factory=dict)  # stage-specific: threshold, model dir, ...
 
 
 class Notifier:
@@ -78,8 +67,8 @@ class Notifier:
         self._lock = threading.Lock()
         self._lost = 0
 
-    def send(self, kind: str, **fields: Any) -> None:
-        data = notice(kind, stage=self.stage, pid=os.getpid(), **fields)
+    def send(self, notice: Notice) -> None:
+        data = notices.encode(notice, self.stage, os.getpid())
         with self._lock:
             try:
                 self._sock.send(data, zmq.NOBLOCK)
@@ -88,11 +77,8 @@ class Notifier:
                 if self._lost in (1, 10, 100) or self._lost % 1000 == 0:
                     log.error("%s: supervisor not reachable, %d notices lost", self.stage, self._lost)
 
-    def drop(self, frame: Frame | BadMessage | None, reason: str, detail: str = "") -> None:
-        if isinstance(frame, (Frame, BadMessage)):
-            self.send("drop", cam=frame.camera, id=frame.frame_id, reason=reason, detail=detail)
-        else:
-            self.send("drop", cam=None, id=None, reason=reason, detail=detail)
+    def drop(self, frame: Frame | BadMessage, reason: str, detail: str = "") -> None:
+        self.send(FrameDropped(frame.camera, frame.frame_id, reason, detail))
 
     def close(self) -> None:
         with self._lock:
@@ -122,11 +108,11 @@ class _LogLimiter:
 
 
 class StageShell:
-    def __init__(self, spec: StageSpec, metrics: Any) -> None:
+    def __init__(self, spec: StageSpec, notice_endpoint: str, metrics: StageMetrics) -> None:
         self.spec = spec
         self.metrics = metrics
         self.ctx = zmq.Context.instance()
-        self.notifier = Notifier(self.ctx, spec.notices, spec.label)
+        self.notifier = Notifier(self.ctx, notice_endpoint, spec.label)
         self.stopping = threading.Event()  # SIGTERM: finish what is queued, then leave
         self.hard_stop = threading.Event()  # drain time is over
         self.parent = os.getppid()
@@ -157,11 +143,8 @@ class StageShell:
     def emit(self, frame: Frame, blocking: bool = True) -> bool:
         """Send a frame downstream (or report it done when this is the last stage). False: it was dropped."""
         if self.out is None:
-            t_verdict = time.time()
-            self.notifier.send(
-                "done", cam=frame.camera, id=frame.frame_id, ts=frame.t_capture, tv=t_verdict,
-                score=frame.score, verdict=frame.verdict,
-            )
+            self.notifier.send(FrameDone(frame.camera, frame.frame_id, frame.t_capture, time.time(), frame.score,
+                                         frame.verdict))
             return True
         frame.t_sent = time.time()
         parts = encode(frame)
@@ -170,7 +153,7 @@ class StageShell:
                 self.out.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
                 return True
             except zmq.Again:
-                self.notifier.drop(frame, "queue_full", "downstream pipe full")
+                self.notifier.drop(frame, DropReason.QUEUE_FULL, "downstream pipe full")
                 return False
         while True:
             try:
@@ -184,7 +167,8 @@ class StageShell:
                 if source_stopping or self.hard_stop.is_set() or self.parent_gone() or (
                     time.monotonic() > self.drain_deadline
                 ):
-                    self.notifier.drop(frame, "shutdown", "downstream did not take it before the stage stopped")
+                    self.notifier.drop(frame, DropReason.SHUTDOWN,
+                                       "downstream did not take it before the stage stopped")
                     return False
 
     # ---- middle and last stages ----
@@ -200,22 +184,24 @@ class StageShell:
                 frame = decode(parts)
             except BadMessage as exc:
                 self.bad_log.warn("%s: skipped bad frame %s: %s", self.spec.label, exc.frame, exc.detail)
-                self.notifier.drop(exc, "bad_frame", exc.detail)
+                self.notifier.drop(exc, DropReason.BAD_FRAME, exc.detail)
                 continue
             frame.t_received = now
             if self.spec.policy != "block":
                 dropped = self.queue.put(frame, timeout=0)
                 if dropped is not None:
-                    self.notifier.drop(dropped, "queue_full", f"{self.spec.label} queue full ({self.spec.policy})")
+                    self.notifier.drop(dropped, DropReason.QUEUE_FULL,
+                                       f"{self.spec.label} queue full ({self.spec.policy})")
                 continue
             # block: wait for room (back-pressure to the sender), but not past a stop.
             while self.queue.put(frame, timeout=0.2) is not None:
                 if self.stopping.is_set():
-                    self.notifier.drop(frame, "shutdown", f"{self.spec.label} stopped while its queue was full")
+                    self.notifier.drop(frame, DropReason.SHUTDOWN,
+                                       f"{self.spec.label} stopped while its queue was full")
                     break
         sock.close(linger=0)
 
-    def _process(self, fn: StageFunction, items: list[Queued[Frame]]) -> None:
+    def _process(self, stage: Stage, items: list[Queued[Frame]]) -> None:
         self._rejected: set[int] = set()
         now = time.time()
         frames = [q.item for q in items]
@@ -224,7 +210,7 @@ class StageShell:
         self.metrics.batch_size.observe(len(frames))
         start = time.perf_counter()
         try:
-            out = list(fn(frames))
+            out = list(stage.process(frames))
         except Exception as exc:  # noqa: BLE001 - a bad frame must not take the stage down: isolate it
             if len(frames) == 1:
                 self._reject(frames[0], exc)
@@ -233,27 +219,27 @@ class StageShell:
                 out = []
                 for f in frames:
                     try:
-                        out.extend(fn([f]))
+                        out.extend(stage.process([f]))
                     except Exception as one:  # noqa: BLE001
                         self._reject(f, one)
         self.metrics.processing.observe(time.perf_counter() - start)
         returned = {id(f) for f in out}
         for f in frames:
             if id(f) not in returned and id(f) not in self._rejected:
-                self.notifier.drop(f, "filtered", f"{self.spec.label} returned no result for it")
+                self.notifier.drop(f, DropReason.FILTERED, f"{self.spec.label} returned no result for it")
         for f in out:
             self.emit(f)
 
     def _reject(self, frame: Frame, exc: Exception) -> None:
-        reason = "bad_frame" if isinstance(exc, (BadFrame, BadMessage)) else "stage_error"
+        reason = DropReason.BAD_FRAME if isinstance(exc, (BadFrame, BadMessage)) else DropReason.STAGE_ERROR
         detail = f"{exc.__class__.__name__}: {exc}"
         self.bad_log.warn("%s: skipped frame %s (%s): %s", self.spec.label, frame.key, reason, detail)
-        if reason == "stage_error":
+        if reason is DropReason.STAGE_ERROR:
             log.debug("stage error on frame %s", frame.key, exc_info=exc)
         self._rejected.add(id(frame))
         self.notifier.drop(frame, reason, detail)
 
-    def run(self, fn: StageFunction, drain_s: float) -> int:
+    def run(self, stage: Stage, drain_s: float) -> int:
         assert self.spec.bind is not None
         self.drain_s = drain_s
         sock = self.ctx.socket(zmq.PULL)
@@ -262,7 +248,7 @@ class StageShell:
         sock.bind(self.spec.bind)
         receiver = threading.Thread(target=self._receive, args=(sock,), name="receiver", daemon=True)
         receiver.start()
-        self.notifier.send("ready")
+        self.notifier.send(StageReady())
         max_wait = self.spec.max_wait_ms / 1000.0
         while not self.stopping.is_set():
             if self.parent_gone():
@@ -271,7 +257,7 @@ class StageShell:
                 break
             batch = self.queue.get_batch(self.spec.max_batch, max_wait, timeout=POLL_MS / 1000.0)
             if batch:
-                self._process(fn, batch)
+                self._process(stage, batch)
         # Draining: what is queued still gets processed, for at most drain_s.
         receiver.join(timeout=2.0)
         self.queue.close()
@@ -280,17 +266,18 @@ class StageShell:
             batch = self.queue.get_batch(self.spec.max_batch, 0.0, timeout=0)
             if not batch:
                 break
-            self._process(fn, batch)
+            self._process(stage, batch)
         self.hard_stop.set()
         for f in self.queue.drain():
-            self.notifier.drop(f, "shutdown", f"still queued at {self.spec.label} when it stopped")
+            self.notifier.drop(f, DropReason.SHUTDOWN, f"still queued at {self.spec.label} when it stopped")
         return 0
 
     # ---- the source ----
-    def run_source(self, source: Iterable[Capture | CameraEvent], stale_after_s: float, max_frames: int | None) -> int:
+    def run_source(self, camera: Camera, cfg: SourceSettings, first_id: int) -> int:
+        """Read the camera until it ends, cfg.max_frames are read or the stage stops; frames get ids from first_id."""
         blocking = self.spec.policy == "block"
-        frame_id = self.spec.first_id
-        camera = self.spec.camera
+        frame_id = first_id
+        name = cfg.camera
         last_frame = [time.monotonic()]
         stale = [False]
         stop_watch = threading.Event()
@@ -298,19 +285,18 @@ class StageShell:
         def watchdog() -> None:
             while not stop_watch.wait(0.2):
                 quiet = time.monotonic() - last_frame[0]
-                if quiet > stale_after_s and not stale[0]:
+                if quiet > cfg.stale_after_s and not stale[0]:
                     stale[0] = True
-                    log.warning("camera %s is stale: no frame for %.1f s", camera, quiet)
-                    self.notifier.send("camera", cam=camera, up=0, stale=1, detail=f"no frame for {quiet:.1f} s")
+                    log.warning("camera %s is stale: no frame for %.1f s", name, quiet)
+                    self.notifier.send(CameraStatus(name, up=False, stale=True, detail=f"no frame for {quiet:.1f} s"))
 
         threading.Thread(target=watchdog, name="stale-watchdog", daemon=True).start()
-        self.notifier.send("ready")
-        # A file is "up" once open; a network camera reports its own state (CameraEvent) as it connects.
-        up = 0 if getattr(source, "reports_camera_state", False) else 1
-        self.notifier.send("camera", cam=camera, up=up, stale=0)
+        self.notifier.send(StageReady())
+        # A file is up once open; a network camera reports its own state (CameraEvent) as it connects.
+        self.notifier.send(CameraStatus(name, up=not camera.reports_camera_state, stale=False))
         produced = 0
         ended = False
-        iterator = iter(source)
+        iterator = iter(camera)
         try:
             while not self.stopping.is_set():
                 if self.parent_gone():
@@ -322,35 +308,32 @@ class StageShell:
                     ended = True
                     break
                 if isinstance(item, CameraEvent):
-                    up = int(item.state is CameraState.UP)
-                    self.notifier.send("camera", cam=camera, up=up, stale=int(stale[0] and not up), event=str(item.state),
-                                       detail=item.detail)
+                    up = item.state is CameraState.UP
+                    self.notifier.send(CameraStatus(name, up=up, stale=stale[0] and not up, event=item.state,
+                                                    detail=item.detail))
                     continue
                 last_frame[0] = time.monotonic()
                 if stale[0]:
                     stale[0] = False
-                    log.info("camera %s delivers frames again", camera)
-                    self.notifier.send("camera", cam=camera, up=1, stale=0)
-                frame = Frame(frame_id=frame_id, camera=camera, t_capture=item.t_capture, image=item.image,
+                    log.info("camera %s delivers frames again", name)
+                    self.notifier.send(CameraStatus(name, up=True, stale=False))
+                frame = Frame(frame_id=frame_id, camera=name, t_capture=item.t_capture, image=item.image,
                               meta=item.meta)
                 frame_id += 1
                 produced += 1
-                self.notifier.send("in", cam=camera, id=frame.frame_id, ts=frame.t_capture)
+                self.notifier.send(FrameIn(name, frame.frame_id, frame.t_capture))
                 if item.error is not None:
                     self.bad_log.warn("source: frame %s dropped (%s): %s", frame.key, item.drop_reason, item.error)
                     self.notifier.drop(frame, item.drop_reason, item.error)
                 else:
                     self.emit(frame, blocking=blocking)
-                if max_frames is not None and produced >= max_frames:
+                if cfg.max_frames is not None and produced >= cfg.max_frames:
                     ended = True
                     break
         finally:
             stop_watch.set()
-            close = getattr(source, "close", None)
-            if callable(close):
-                close()
         if ended:
-            self.notifier.send("source_done", cam=camera, last_id=frame_id - 1)
+            self.notifier.send(SourceDone(name, last_id=frame_id - 1))
         return 0
 
     def close(self) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.pipeline.conftest import CATEGORY, DemoRun, free_port, read_jsonl, start_cli, wait_for, write_pipeline
-from tests.pipeline.test_sources import make_video
+from tests.integration.conftest import CATEGORY, DemoRun, free_port, read_jsonl, start_cli, wait_for, write_pipeline
+from tests.sources.test_files import make_video
 
 SERVER = Path(__file__).with_name("rtsp_server.py")
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zmq
 
-from tests.pipeline.conftest import (
+from tests.integration.conftest import (
     CATEGORY,
     DemoRun,
     cli,
@@ -148,7 +148,7 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
 
 
 def test_a_stage_that_cannot_start_stops_the_run_with_its_reason(demo_run: DemoRun, tmp_path: Path) -> None:
-    broken = "tests.pipeline.stage_plugins:make_nothing"  # no such factory: the stage process fails at start
+    broken = "tests.pipeline.stage_plugins:make_nothing"  # no such class: the stage process fails at start
     cfg = write_pipeline(
         tmp_path / "bad.yaml", demo_run.model, tmp_path, metrics={"enabled": False},
         stages=["source", "preprocess", "infer", broken, "decide", "sink"],

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from stream_ad.cli import main
-
-from tests.pipeline.conftest import CATEGORY, DEMO_TARGET_FPR, DemoRun, cli, write_pipeline
+from tests.integration.conftest import CATEGORY, DEMO_TARGET_FPR, DemoRun, cli, write_pipeline
 
 TEST_IMAGES = sum(1 for p in (CATEGORY / "test").rglob("*.png"))
 
@@ -92,13 +91,13 @@ def test_offline_video_with_block_policy_and_a_custom_stage(demo_run: DemoRun, t
     is dropped for a full queue although the scorer is slower than the file. A custom stage (one line of YAML) passes
     every other frame on; the others are counted as filtered."""
     from stream_ad.data import read_image
-    from tests.pipeline.test_sources import make_video
+    from tests.sources.test_files import make_video
 
     images = [read_image(p) for p in sorted((CATEGORY / "test").rglob("*.png"))[:40]]
     video = make_video(tmp_path / "batch.mp4", images)
     cfg = write_pipeline(
         tmp_path / "offline.yaml", demo_run.model, tmp_path,
-        stages=["source", "preprocess", "infer", "tests.pipeline.stage_plugins:make_sampler", "decide", "sink"],
+        stages=["source", "preprocess", "infer", "tests.pipeline.stage_plugins:Sampler", "decide", "sink"],
         policy="block", metrics={"enabled": False},
         source={"kind": "video", "path": str(video), "fps": None},
         preprocess={"queue_size": 2}, infer={"queue_size": 2, "max_batch": 2, "delay_ms": 30},

@@ -156,17 +156,3 @@ def decode(parts: list[Any]) -> Frame:
     frame.meta = meta
     return frame
 
-
-# ---- notices: what stages tell the supervisor (single-part JSON, tiny) ----
-
-
-def notice(kind: str, **fields: Any) -> bytes:
-    return json.dumps({"t": kind, **fields}, separators=(",", ":")).encode()
-
-
-def read_notice(data: bytes) -> dict[str, Any] | None:
-    try:
-        msg = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return msg if isinstance(msg, dict) and isinstance(msg.get("t"), str) else None

@@ -16,7 +16,7 @@ import pytest
 
 from stream_ad.pipeline.sdnotify import SystemdNotifier
 from tests.conftest import REPO
-from tests.pipeline.conftest import DemoRun, write_pipeline
+from tests.integration.conftest import DemoRun, write_pipeline
 
 UNIT = REPO / "systemd" / "stream-ad@.service"
 INSTALLED_EXE = "/opt/stream-ad/.venv/bin/stream-ad"

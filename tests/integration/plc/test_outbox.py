@@ -15,8 +15,15 @@ from pathlib import Path
 import pytest
 
 from stream_ad.settings import ModbusSinkSettings
-from tests.plc.conftest import ServerProcess
-from tests.plc.helpers import dedup_consecutive, metric, sink, verdict, wait_until
+from tests.conftest import REPO
+from tests.integration.plc.conftest import ServerProcess
+from tests.integration.plc.helpers import (
+    dedup_consecutive,
+    metric,
+    sink,
+    verdict,
+    wait_until,
+)
 
 N = 300  # verdicts in the stream, one every 10 ms; every third an alarm
 PERIOD_S = 0.01
@@ -103,7 +110,7 @@ CRASHER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from stream_ad.settings import ModbusSinkSettings
-    from tests.plc.helpers import sink, verdict
+    from tests.integration.plc.helpers import sink, verdict
     cfg = ModbusSinkSettings(host="127.0.0.1", port=int(sys.argv[1]), name="crash",
                              outbox={"path": sys.argv[2], "retry_initial_s": 0.05})
     s = sink(cfg, Path(sys.argv[2]).parent)
@@ -119,7 +126,7 @@ def test_outbox_survives_a_killed_process(modbus_plc: ServerProcess, tmp_path: P
     modbus_plc.stop()
     db = tmp_path / "crash.sqlite"
     proc = subprocess.Popen([sys.executable, "-c", CRASHER, str(modbus_plc.port), str(db)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).parents[2])
+                            stderr=subprocess.DEVNULL, text=True, cwd=REPO)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "queued"
     finally:
@@ -139,7 +146,7 @@ def test_outbox_survives_a_killed_process(modbus_plc: ServerProcess, tmp_path: P
 
 
 def test_unacknowledged_result_is_resent_and_blocks_the_next(tmp_path: Path) -> None:
-    from tests.pipeline.conftest import free_port
+    from tests.integration.conftest import free_port
 
     port = free_port()
     plc = ServerProcess([sys.executable, str(Path(__file__).with_name("modbus_plc.py")), str(port),
@@ -162,7 +169,7 @@ def test_unacknowledged_result_is_resent_and_blocks_the_next(tmp_path: Path) -> 
 
 def test_unreachable_plc_is_reported_with_setting_and_endpoint(tmp_path: Path,
                                                                caplog: pytest.LogCaptureFixture) -> None:
-    from tests.pipeline.conftest import free_port
+    from tests.integration.conftest import free_port
 
     port = free_port()
     s = sink(modbus(port, "down", tmp_path, outbox={"drain_timeout_s": 0.0}), tmp_path)

@@ -16,12 +16,22 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from stream_ad.settings import ConfigError, MqttSinkSettings, OpcuaSinkSettings, load_settings
+from stream_ad.settings import (
+    ConfigError,
+    MqttSinkSettings,
+    OpcuaSinkSettings,
+    load_settings,
+)
 from stream_ad.sinks.plc import SinkConfigError
-from tests.plc.conftest import ServerProcess
-from tests.plc.helpers import dedup_consecutive, metric, sink, verdict, wait_until
-
-REPO = Path(__file__).parents[2]
+from tests.conftest import REPO
+from tests.integration.plc.conftest import ServerProcess
+from tests.integration.plc.helpers import (
+    dedup_consecutive,
+    metric,
+    sink,
+    verdict,
+    wait_until,
+)
 
 
 class Subscriber:
@@ -90,7 +100,7 @@ WILL = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from stream_ad.settings import MqttSinkSettings
-    from tests.plc.helpers import sink
+    from tests.integration.plc.helpers import sink
     s = sink(MqttSinkSettings(url=sys.argv[1], node="cell9", outbox={"path": sys.argv[2]}), Path(sys.argv[2]).parent)
     s.open()
     print("open", flush=True)

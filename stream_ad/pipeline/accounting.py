@@ -1,0 +1,37 @@
+"""The stages' notices about frames and the camera -> the ledger and the pipeline-wide Prometheus metrics. The
+supervisor process is the one place that sees every frame's fate, so these figures are kept here, not in the
+stages."""
+
+from __future__ import annotations
+
+from stream_ad.frames import CameraState
+from stream_ad.pipeline.ledger import Ledger
+from stream_ad.pipeline.metrics import SupervisorMetrics
+from stream_ad.pipeline.notices import CameraStatus, FrameDone, FrameDropped, FrameIn
+
+
+class Accounting:
+    def __init__(self, ledger: Ledger, metrics: SupervisorMetrics, camera: str) -> None:
+        self.ledger = ledger
+        self.metrics = metrics
+        for counter in (metrics.frames_in, metrics.frames_scored, metrics.alarms, metrics.camera_reconnects):
+            counter.labels(camera)  # every series exists from the start, at 0
+        metrics.camera_up.labels(camera).set(0)
+        metrics.camera_stale.labels(camera).set(0)
+
+    def record(self, notice: FrameIn | FrameDone | FrameDropped | CameraStatus, stage: str) -> None:
+        """One notice from `stage` (its label) into the ledger and the metrics."""
+        match notice:
+            case FrameIn():
+                self.ledger.on_in(notice.camera, notice.frame_id, notice.t_capture)
+            case FrameDone():
+                self.ledger.on_done(notice.camera, notice.frame_id, notice.t_capture, notice.t_verdict, notice.score,
+                                    notice.verdict)
+            case FrameDropped():
+                self.ledger.on_drop(notice.camera, notice.frame_id, stage, notice.reason)
+            case CameraStatus():
+                self.metrics.camera_up.labels(notice.camera).set(int(notice.up))
+                self.metrics.camera_stale.labels(notice.camera).set(int(notice.stale))
+                # The first connection is no reconnect: only one after frames came counts.
+                if notice.event is CameraState.UP and self.ledger.frames_in:
+                    self.metrics.camera_reconnects.labels(notice.camera).inc()

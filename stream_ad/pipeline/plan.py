@@ -1,0 +1,108 @@
+"""The run plan: settings -> the stage processes and the endpoints that connect them. A pure function (nothing starts,
+nothing binds); the supervisor writes the plan to the run folder as JSON and every stage process reads it back.
+
+    stage i binds its input at  pipeline.<stage>.endpoint, else tcp://127.0.0.1:(tcp_base_port + i) with transport
+                                tcp, else ipc://RUN_DIR/<label>.sock
+    stage i-1 connects to       pipeline.<stage>.connect (another host), else what stage i binds
+    every stage reports to      pipeline.supervisor.endpoint, else index 0 of the same scheme ("supervisor")
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from stream_ad.settings import Settings, StageSettings
+from stream_ad.sinks import SINKS
+
+# The stages whose queue and batching have their own section in pipeline (pipeline.<name>); a custom stage gets the
+# defaults of StageSettings.
+CONFIGURED_STAGES = ("preprocess", "infer", "decide", "sink")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What one stage process needs to wire itself up: its input, its output and the queue in front of it."""
+
+    name: str  # as listed in pipeline.stages: a built-in name or "package.module:Class"
+    label: str  # the stage in metrics and logs
+    bind: str | None  # input endpoint (None: the source)
+    connect: str | None  # downstream endpoint (None: the last stage)
+    queue_size: int = 8
+    policy: str = "drop_oldest"
+    max_batch: int = 1
+    max_wait_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    settings: Settings
+    stages: tuple[StageSpec, ...]  # in pipeline order, the source first
+    notices: str  # where every stage sends its notices (the supervisor binds it)
+    model_dir: Path  # the infer stage's model artefact
+    threshold: float  # the decide stage's
+    send_maps: bool  # a sink draws anomaly maps: preprocess keeps the image and infer sends the maps
+
+    def stage(self, name: str) -> StageSpec:
+        for spec in self.stages:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no stage {name!r} in this plan; it has {', '.join(s.name for s in self.stages)}")
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "settings": self.settings.model_dump(mode="json"),
+            "stages": [asdict(spec) for spec in self.stages],
+            "notices": self.notices,
+            "model_dir": str(self.model_dir),
+            "threshold": self.threshold,
+            "send_maps": self.send_maps,
+        }, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunPlan:
+        raw: dict[str, Any] = json.loads(text)
+        return cls(
+            settings=Settings.model_validate(raw["settings"]),
+            stages=tuple(StageSpec(**spec) for spec in raw["stages"]),
+            notices=raw["notices"],
+            model_dir=Path(raw["model_dir"]),
+            threshold=raw["threshold"],
+            send_maps=raw["send_maps"],
+        )
+
+
+def stage_label(name: str) -> str:
+    """A short metric/log label: the class name of a custom stage ("package.module:Class")."""
+    return name.rpartition(":")[2]
+
+
+def plan_run(settings: Settings, *, model_dir: Path, threshold: float, run_dir: Path) -> RunPlan:
+    cfg = settings.pipeline
+
+    def endpoint(index: int, label: str, explicit: str | None) -> str:
+        if explicit:
+            return explicit
+        if cfg.transport == "tcp":
+            return f"tcp://127.0.0.1:{cfg.tcp_base_port + index}"
+        return f"ipc://{run_dir}/{label}.sock"
+
+    source, *rest = cfg.stages
+    inputs = [(name, getattr(cfg, name) if name in CONFIGURED_STAGES else StageSettings()) for name in rest]
+    binds = [endpoint(i, stage_label(name), sc.endpoint) for i, (name, sc) in enumerate(inputs, start=1)]
+    targets = [sc.connect or bind for (_, sc), bind in zip(inputs, binds)]
+    specs = [StageSpec(source, stage_label(source), None, cfg.source.connect or targets[0], policy=cfg.policy)]
+    for i, (name, sc) in enumerate(inputs):
+        downstream = targets[i + 1] if i + 1 < len(targets) else None
+        specs.append(StageSpec(name, stage_label(name), binds[i], downstream, queue_size=sc.queue_size,
+                               policy=sc.policy or cfg.policy, max_batch=sc.max_batch, max_wait_ms=sc.max_wait_ms))
+    return RunPlan(
+        settings=settings,
+        stages=tuple(specs),
+        notices=endpoint(0, "supervisor", cfg.supervisor.endpoint),
+        model_dir=model_dir,
+        threshold=threshold,
+        send_maps=any(SINKS[out.kind].needs_maps for out in cfg.sink.outputs),
+    )

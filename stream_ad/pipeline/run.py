@@ -1,0 +1,213 @@
+"""One pipeline run, start to summary: plans it, starts the stages (Supervisor), feeds their notices to the
+accounting, serves /metrics, shows progress, talks to systemd, and stops everything in order.
+
+    run_pipeline(settings, threshold, model_dir) -> RunSummary    preflight, signals, run
+
+Stop (SIGTERM/SIGINT, duration_s, or the end of a file source): the source stops reading, the frames in flight get
+drain_timeout_s to reach a verdict, then the other stages get SIGTERM together (stop_timeout_s, then SIGKILL).
+Whatever is left is counted as dropped for "shutdown". A second Ctrl-C skips the drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from stream_ad.pipeline.accounting import Accounting
+from stream_ad.pipeline.errors import PipelineError
+from stream_ad.pipeline.inbox import NoticeInbox
+from stream_ad.pipeline.ledger import Ledger
+from stream_ad.pipeline.metrics import MetricsServer, SupervisorMetrics
+from stream_ad.pipeline.notices import DropReason, SourceDone, StageFatal, StageReady
+from stream_ad.pipeline.plan import plan_run
+from stream_ad.pipeline.progress import ProgressLine
+from stream_ad.pipeline.sdnotify import SystemdNotifier
+from stream_ad.pipeline.stages.source import source_folder
+from stream_ad.pipeline.summary import RunSummary, infer_batch_mean, summarise
+from stream_ad.pipeline.supervisor import Supervisor
+from stream_ad.settings import Settings
+from stream_ad.sources.folder import list_images
+
+log = logging.getLogger("stream_ad.pipeline.supervisor")
+
+RUN_DIR_PREFIX = "stream-ad-"
+
+
+class PipelineRun:
+    def __init__(self, settings: Settings, *, threshold: float, model_dir: Path, verbose: bool = False,
+                 out: TextIO | None = None) -> None:
+        self.settings = settings
+        self.cfg = settings.pipeline
+        self.threshold = threshold
+        self.model_dir = model_dir
+        self.verbose = verbose
+        self.out = out or sys.stderr
+        self.metrics = SupervisorMetrics(threshold)
+        self.ledger = Ledger(self.metrics, lost_after_s=self.cfg.supervisor.lost_after_s)
+        self.accounting = Accounting(self.ledger, self.metrics, self.cfg.source.camera)
+        self.progress = ProgressLine(self.out, enabled=self.cfg.progress, interval_s=self.cfg.progress_interval_s)
+        self.systemd = SystemdNotifier()
+        self.run_dir: Path | None = None  # the run's own folder (sockets, plan, metrics files), made by _start()
+        self.inbox: NoticeInbox | None = None
+        self.supervisor: Supervisor | None = None
+        self.metrics_server: MetricsServer | None = None
+        self.stop_requested = False
+        self.hurry = False  # a second stop request: skip the drain
+        self._old_handlers: dict[int, Any] = {}
+        self._t_start = time.monotonic()
+        self._t_end = self._t_start
+        self._batch_mean: float | None = None  # read from the stages' metrics files before they are removed
+
+    def preflight(self) -> None:
+        """Errors worth knowing before any process starts (a stage would find them only after the model loaded)."""
+        src = self.cfg.source
+        if src.kind == "folder":
+            try:
+                list_images(source_folder(self.cfg, self.settings.data.root))
+            except FileNotFoundError as exc:
+                raise PipelineError(str(exc)) from None
+        elif src.kind == "video" and src.path is not None and not src.path.is_file():
+            raise PipelineError(f"video file not found: {src.path} (setting pipeline.source.path)")
+
+    # ---- stop requests ----
+    def request_stop(self) -> None:
+        if self.stop_requested:
+            self.hurry = True
+        self.stop_requested = True
+
+    def install_signals(self) -> None:
+        """SIGTERM and Ctrl-C stop the run in order (restored when it is over)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._old_handlers[sig] = signal.signal(sig, lambda *_: self.request_stop())
+
+    def _restore_signals(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+
+    # ---- notices ----
+    def _pump(self, timeout_s: float) -> None:
+        assert self.inbox is not None and self.supervisor is not None
+        for envelope in self.inbox.receive(timeout_s):
+            match envelope.notice:
+                case StageReady():
+                    self.supervisor.on_ready(envelope.stage, envelope.pid)
+                case StageFatal(error=error):
+                    self.supervisor.on_fatal(envelope.stage, error)
+                case SourceDone():
+                    self.supervisor.on_source_done()
+                case frame_or_camera:
+                    self.accounting.record(frame_or_camera, envelope.stage)
+
+    # ---- the run ----
+    def _start(self) -> None:
+        self.run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX))
+        metrics_dir = self.run_dir / "metrics"
+        metrics_dir.mkdir()
+        plan = plan_run(self.settings, model_dir=self.model_dir, threshold=self.threshold, run_dir=self.run_dir)
+        plan_path = self.run_dir / "plan.json"
+        plan_path.write_text(plan.to_json())
+        self.inbox = NoticeInbox(plan.notices)
+        m = self.cfg.metrics
+        if m.enabled:
+            try:
+                self.metrics_server = MetricsServer(self.metrics.registry, metrics_dir, m.host, m.port)
+            except OSError as exc:
+                raise PipelineError(
+                    f"cannot serve /metrics on {m.host}:{m.port}: {exc} (set pipeline.metrics.port, 0 for any free "
+                    "port, or pipeline.metrics.enabled: false)"
+                ) from None
+            print(f"metrics: {self.metrics_server.url}", file=self.out, flush=True)
+        self.supervisor = Supervisor(plan, plan_path, metrics_dir, self.metrics, pump=self._pump,
+                                     first_id=self._next_frame_id, verbose=self.verbose)
+        self.supervisor.start(cancelled=lambda: self.stop_requested)
+        self._t_start = time.monotonic()
+        self.systemd.ready(f"running: {len(plan.stages)} stages up, camera {self.cfg.source.camera}")
+
+    def _next_frame_id(self) -> int:
+        return self.ledger.max_id.get(self.cfg.source.camera, -1) + 1
+
+    def _supervise_while(self, going: Callable[[], bool]) -> None:
+        """The main loop: notices, dead stages, vanished frames, progress, the systemd watchdog."""
+        assert self.supervisor is not None
+        while going():
+            self._pump(0.05)
+            for label in self.supervisor.check(restart=not self.stop_requested):
+                self.ledger.on_restart(label)
+            self.ledger.sweep()
+            self.progress.show(self.ledger, time.monotonic() - self._t_start)
+            # From the main loop only: if this loop hangs, the pings stop and systemd restarts the unit.
+            lg = self.ledger
+            self.systemd.watchdog(f"{lg.scored} verdicts, {lg.alarms} alarms, {lg.dropped_total} dropped, "
+                                  f"{lg.in_flight} in flight")
+
+    def run(self) -> RunSummary:
+        """Start, supervise until the source ends, duration_s passes or a stop is requested; stop; summarise."""
+        started = False
+        try:
+            self._start()
+            started = True
+            self._supervise_while(self._going)
+        finally:
+            self._shutdown(drain=started and not self.hurry)
+        return self._summary()
+
+    def _going(self) -> bool:
+        assert self.supervisor is not None
+        duration_s = self.cfg.duration_s
+        over = duration_s is not None and time.monotonic() - self._t_start >= duration_s
+        return not (self.stop_requested or self.supervisor.source_finished or over)
+
+    def _shutdown(self, drain: bool) -> None:
+        """Stop every stage in order (draining what is in flight first) and release the run's resources."""
+        if self.supervisor is not None:
+            self.systemd.stopping()
+            t0 = time.monotonic()
+            self.supervisor.stop_source()
+            if drain:
+                deadline = time.monotonic() + self.cfg.supervisor.drain_timeout_s
+                self._supervise_while(
+                    lambda: bool(self.ledger.in_flight) and time.monotonic() < deadline and not self.hurry)
+            # The queues are empty now (or the drain ran out of time): the stages stop together.
+            self.supervisor.stop_stages()
+            self._pump(0.2)
+            left = self.ledger.close_all(DropReason.SHUTDOWN)
+            if left:
+                log.warning("%d frame(s) still in flight at shutdown: counted as dropped (shutdown)", left)
+            self.progress.show(self.ledger, time.monotonic() - self._t_start, final=True)
+            log.debug("shutdown took %.1f s", time.monotonic() - t0)
+        self._t_end = time.monotonic()
+        if self.run_dir is not None:
+            self._batch_mean = infer_batch_mean(self.run_dir / "metrics")
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        if self.inbox is not None:
+            self.inbox.close()
+        if self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        self._restore_signals()
+
+    def _summary(self) -> RunSummary:
+        assert self.supervisor is not None
+        return summarise(
+            self.ledger, camera=self.cfg.source.camera, wall_s=self._t_end - self._t_start,
+            restarts=self.supervisor.restarts(), threshold=self.threshold, batch_size_mean=self._batch_mean,
+            metrics_url=self.metrics_server.url if self.metrics_server else None,
+        )
+
+
+def run_pipeline(settings: Settings, threshold: float, model_dir: Path, *, verbose: bool = False,
+                 out: TextIO | None = None) -> RunSummary:
+    """Run the pipeline in this process's foreground until its source ends, duration_s passes, or SIGTERM/Ctrl-C;
+    PipelineError when it cannot run."""
+    pipeline = PipelineRun(settings, threshold=threshold, model_dir=model_dir, verbose=verbose, out=out)
+    pipeline.preflight()
+    pipeline.install_signals()
+    return pipeline.run()

@@ -1,0 +1,46 @@
+"""The Stage interface every middle and last stage implements, and what it gets to open with."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from stream_ad.frames import Frame
+from stream_ad.pipeline.metrics import StageMetrics
+from stream_ad.pipeline.plan import RunPlan, StageSpec
+from stream_ad.settings import Settings
+
+
+class BadFrame(ValueError):
+    """Raised by a stage for a frame it cannot process (wrong shape, missing field): counted, skipped."""
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage opens with: the run plan (settings, threshold, model), its own spec, its metrics, the stop flag."""
+
+    plan: RunPlan
+    spec: StageSpec
+    metrics: StageMetrics
+    stop: threading.Event  # set on SIGTERM
+    first_id: int = 0  # the source: the id of the first frame it reads (a restarted source resumes)
+
+    @property
+    def settings(self) -> Settings:
+        return self.plan.settings
+
+
+class Stage(ABC):
+    """open() once in the stage's process before the first frame (load a model, open sinks), process() per batch,
+    close() once on the way out (not after a failed open: the process reports it and exits). A frame the stage
+    cannot process raises BadFrame; a stage that returns fewer frames than it got has filtered the others (counted)."""
+
+    def open(self, ctx: StageContext) -> None:  # a stage that needs nothing opened keeps this one
+        """Acquire what process() needs."""
+
+    @abstractmethod
+    def process(self, frames: list[Frame]) -> list[Frame]: ...
+
+    def close(self) -> None:  # a stage that holds nothing keeps this one
+        """Release what open() acquired."""

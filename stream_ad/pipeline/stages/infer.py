@@ -1,0 +1,96 @@
+"""A dynamic batch -> backbone + scorer -> one score (and anomaly map) per frame, as AnomalyModel scores in-process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from stream_ad.frames import Frame
+from stream_ad.pipeline.stages.base import BadFrame, Stage, StageContext
+
+log = logging.getLogger("stream_ad.pipeline.stages")
+
+
+def default_infer_threads() -> int:
+    """All cores but one: the other stages (and the camera reader) keep a core, and torch's OpenMP threads do not
+    fight them for it (oversubscribed, they slow inference several-fold)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class Infer(Stage):
+    def open(self, ctx: StageContext) -> None:
+        import torch
+
+        from stream_ad.artefact import load_model
+
+        settings = ctx.settings
+        cfg = settings.pipeline.infer
+        threads = cfg.threads or settings.runtime.threads or default_infer_threads()
+        torch.set_num_threads(threads)
+        self.torch = torch
+        model_dir = ctx.plan.model_dir
+        self.model = load_model(model_dir, settings, max_batch=cfg.max_batch)
+        self.send_maps = ctx.plan.send_maps
+        self.delay_s = cfg.delay_ms / 1000.0
+        self._warm_up(cfg.max_batch)
+        log.info("infer: model %s on %s, %d torch threads, batches up to %d", model_dir, self.model.device, threads,
+                 cfg.max_batch)
+
+    def _warm_up(self, max_batch: int) -> None:
+        """First calls allocate and pick kernels; do it before the first real frame so its latency is honest."""
+        side = self.model.preprocessor.input_size
+        frame = np.full((side, side, 3), 127, dtype=np.uint8)
+        for n in sorted({1, max_batch}):
+            self.model.predict([frame] * n)
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        if self.model.preprocessor.on_device is not None:
+            return self._finish(frames, self._prepare_frames(frames))
+        return self._finish(frames, self._gather_inputs(frames))
+
+    def _prepare_frames(self, frames: list[Frame]) -> Any:
+        """CUDA: the preprocess stage forwarded validated uint8 frames; they go to the GPU here, once."""
+        if any(frame.image is None for frame in frames):
+            raise BadFrame("no image in the message: on CUDA the infer stage preprocesses frames itself")
+        prepared = self.model.preprocessor([frame.image for frame in frames])
+        if not self.send_maps:  # the images sink overlays maps on the frame (preprocess keep_image, same flag)
+            for frame in frames:
+                frame.image = None
+        return prepared
+
+    def _gather_inputs(self, frames: list[Frame]) -> Any:
+        """CPU: the preprocess stage sent normalised inputs and placements; stack them into one batch."""
+        from stream_ad.data import Placement, Prepared
+
+        placements: list[Placement] = []
+        shapes: list[tuple[int, int]] = []
+        inputs = []
+        for i, frame in enumerate(frames):
+            if frame.inputs is None or frame.inputs.ndim != 4:
+                raise BadFrame("no model inputs (T, 3, S, S) in the message: was it preprocessed?")
+            try:
+                places = [Placement(i, *map(int, p)) for p in frame.meta["placements"]]
+                shape = (int(frame.meta["shape"][0]), int(frame.meta["shape"][1]))
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                raise BadFrame(f"placements/shape missing or malformed in the header: {exc}") from None
+            if len(places) != frame.inputs.shape[0]:
+                raise BadFrame(f"{len(places)} placements for {frame.inputs.shape[0]} input tensors")
+            placements.extend(places)
+            shapes.append(shape)
+            inputs.append(frame.inputs)
+        tensor = self.torch.from_numpy(np.concatenate(inputs) if len(inputs) > 1 else np.array(inputs[0]))
+        return Prepared(tensor.to(self.model.device), placements, shapes)
+
+    def _finish(self, frames: list[Frame], prepared: Any) -> list[Frame]:
+        pred = self.model.score_prepared(prepared)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        for frame, score, amap in zip(frames, pred.scores, pred.maps):
+            frame.inputs = None
+            frame.score = float(score)
+            frame.anomaly_map = amap.astype(np.float16) if self.send_maps else None
+        return frames
