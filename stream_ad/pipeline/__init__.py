@@ -21,7 +21,6 @@ metrics.py     Prometheus metrics (multiprocess) and the /metrics endpoint
 sdnotify.py    systemd's notify protocol (ready, watchdog, stopping)
 errors.py      PipelineError
 
-The console commands (to move to stream_ad/commands):
-commands.py    `stream-ad run` and the streaming `stream-ad demo`
-bench.py       `stream-ad bench-pipeline`
+`stream-ad run` and `stream-ad demo` (stream_ad.commands) call run_pipeline(); the pipeline benchmark lives in
+benchmarks/pipeline.py, outside the package.
 """
