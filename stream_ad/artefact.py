@@ -96,6 +96,11 @@ class Manifest:
         )
 
 
+def has_artefact(directory: Path) -> bool:
+    """Whether an artefact was written there (the manifest goes last: a folder with one is complete or broken)."""
+    return (directory / MANIFEST).is_file()
+
+
 def read_manifest(directory: Path) -> Manifest:
     path = directory / MANIFEST
     if not path.is_file():

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from stream_ad.artefact import ArtefactError, load_model, model_dir_name, save_threshold
+from stream_ad.artefact import ArtefactError, has_artefact, load_model, model_dir_name, save_threshold
 from stream_ad.calibration.calibrate import METHOD, calibrate, held_out_images
 from stream_ad.commands.fit import fit_and_save
 from stream_ad.commands.run import write_summary
@@ -34,7 +34,7 @@ def demo_model(settings: Settings, model_dir: Path) -> tuple[dict[str, Any], boo
     """A PatchCore fitted on train/good minus the calibration hold-out and calibrated on that hold-out, as
     `stream-ad fit` + `stream-ad calibrate` make it (cached in model_dir). Returns (threshold record, cached)."""
     model = None
-    if (model_dir / "manifest.json").is_file():
+    if has_artefact(model_dir):
         try:
             model = load_model(model_dir, settings)
         except ArtefactError as exc:
