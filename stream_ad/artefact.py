@@ -13,6 +13,7 @@ other preprocessing or another method is an error listing each difference, never
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import stream_ad
+from stream_ad.frames import ModelInfo
 from stream_ad.model import AnomalyModel
 from stream_ad.scorers import scorer_params
 from stream_ad.settings import Settings
@@ -74,10 +76,13 @@ class Manifest:
     @property
     def threshold_value(self) -> float | None:
         """The decision threshold: a number, or a record's "value"; None when not calibrated."""
-        raw = self.threshold.get("value") if isinstance(self.threshold, dict) else self.threshold
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-            return None
-        return float(raw)
+        return _number(self.threshold.get("value") if isinstance(self.threshold, dict) else self.threshold)
+
+    @property
+    def pixel_threshold_value(self) -> float | None:
+        """The map's pixel threshold (`calibrate --pixel-target-fpr`): the record's pixel "value"; None without."""
+        pixel = self.threshold.get("pixel") if isinstance(self.threshold, dict) else None
+        return _number(pixel.get("value")) if isinstance(pixel, dict) else None
 
     @classmethod
     def of(cls, model: AnomalyModel) -> Manifest:
@@ -94,6 +99,20 @@ class Manifest:
             data_split=model.data_split,
             settings=model.settings.model_dump(mode="json"),
         )
+
+
+def _number(raw: object) -> float | None:
+    return None if isinstance(raw, bool) or not isinstance(raw, (int, float)) else float(raw)
+
+
+def model_info(directory: Path) -> ModelInfo:
+    """Which model judges the frames, for the sinks to record with each alarm: the folder it resolves to (a symlink
+    switched for an upgrade names the new one), its method and the sha256 of its fitted state; its pixel threshold."""
+    manifest = read_manifest(directory)
+    with (directory / STATE).open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return ModelInfo(version=f"{directory.resolve().name} {manifest.method} state sha256:{digest[:16]}",
+                     pixel_threshold=manifest.pixel_threshold_value)
 
 
 def has_artefact(directory: Path) -> bool:

@@ -1,7 +1,7 @@
 """The plain data that crosses packages: what a camera delivers, a frame on its way through the stages, a verdict.
 
 Imports nothing of stream_ad: sources produce Capture and CameraEvent, the stages fill a Frame, the sinks take
-Verdicts.
+Verdicts (and, once per run, the ModelInfo of the model that judged them).
 """
 
 from __future__ import annotations
@@ -57,6 +57,14 @@ class Frame:
     @property
     def key(self) -> str:
         return f"{self.camera}/{self.frame_id}"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model that judges the frames, as the sinks record it with each alarm: told once per run, not per frame."""
+
+    version: str  # the artefact's identity (its folder, method and state sha256)
+    pixel_threshold: float | None = None  # map value above which a pixel is anomalous; None: not calibrated
 
 
 @dataclass(frozen=True)

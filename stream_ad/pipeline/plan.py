@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from stream_ad.frames import ModelInfo
 from stream_ad.settings import Settings, StageSettings
 from stream_ad.sinks import SINKS
 
@@ -43,6 +44,7 @@ class RunPlan:
     notices: str  # where every stage sends its notices (the supervisor binds it)
     model_dir: Path  # the infer stage's model artefact
     threshold: float  # the decide stage's
+    model: ModelInfo  # the sinks': which model judged, its pixel threshold (the alarm store records and draws them)
     send_maps: bool  # a sink draws anomaly maps: preprocess keeps the image and infer sends the maps
 
     def stage(self, name: str) -> StageSpec:
@@ -58,6 +60,7 @@ class RunPlan:
             "notices": self.notices,
             "model_dir": str(self.model_dir),
             "threshold": self.threshold,
+            "model": asdict(self.model),
             "send_maps": self.send_maps,
         }, indent=1)
 
@@ -70,6 +73,7 @@ class RunPlan:
             notices=raw["notices"],
             model_dir=Path(raw["model_dir"]),
             threshold=raw["threshold"],
+            model=ModelInfo(**raw["model"]),
             send_maps=raw["send_maps"],
         )
 
@@ -79,7 +83,7 @@ def stage_label(name: str) -> str:
     return name.rpartition(":")[2]
 
 
-def plan_run(settings: Settings, *, model_dir: Path, threshold: float, run_dir: Path) -> RunPlan:
+def plan_run(settings: Settings, *, model_dir: Path, threshold: float, model: ModelInfo, run_dir: Path) -> RunPlan:
     cfg = settings.pipeline
 
     def endpoint(index: int, label: str, explicit: str | None) -> str:
@@ -104,5 +108,6 @@ def plan_run(settings: Settings, *, model_dir: Path, threshold: float, run_dir: 
         notices=endpoint(0, "supervisor", cfg.supervisor.endpoint),
         model_dir=model_dir,
         threshold=threshold,
+        model=model,
         send_maps=any(SINKS[out.kind].needs_maps for out in cfg.sink.outputs),
     )

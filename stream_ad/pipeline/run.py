@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from stream_ad.artefact import ArtefactError, model_info
+from stream_ad.frames import ModelInfo
 from stream_ad.pipeline.accounting import Accounting
 from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.inbox import NoticeInbox
@@ -111,7 +113,8 @@ class PipelineRun:
         self.run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX))
         metrics_dir = self.run_dir / "metrics"
         metrics_dir.mkdir()
-        plan = plan_run(self.settings, model_dir=self.model_dir, threshold=self.threshold, run_dir=self.run_dir)
+        plan = plan_run(self.settings, model_dir=self.model_dir, threshold=self.threshold,
+                        model=self._model_info(), run_dir=self.run_dir)
         plan_path = self.run_dir / "plan.json"
         plan_path.write_text(plan.to_json())
         self.inbox = NoticeInbox(plan.notices)
@@ -130,6 +133,12 @@ class PipelineRun:
         self.supervisor.start(cancelled=lambda: self.stop_requested)
         self._t_start = time.monotonic()
         self.systemd.ready(f"running: {len(plan.stages)} stages up, camera {self.cfg.source.camera}")
+
+    def _model_info(self) -> ModelInfo:
+        try:
+            return model_info(self.model_dir)
+        except ArtefactError as exc:
+            raise PipelineError(f"cannot read the model artefact {self.model_dir}: {exc}") from None
 
     def _next_frame_id(self) -> int:
         return self.ledger.max_id.get(self.cfg.source.camera, -1) + 1

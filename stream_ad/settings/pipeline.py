@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ByteSize, Field, field_validator, model_validator
 
 from stream_ad.settings.base import Strict
 from stream_ad.settings.mqtt_url import parse_mqtt_url
@@ -127,10 +127,14 @@ class StdoutSinkSettings(_SinkBase):
 
 
 class ImagesSinkSettings(_SinkBase):
-    """Anomaly maps of alarmed frames, as PNG overlays."""
+    """The alarm store: per alarm the raw frame, a readable overlay and a JSON sidecar (docs/pipeline.md, "Sinks").
+    Bounded by count, bytes and age: past any bound the oldest alarms go, all their files together."""
 
     kind: Literal["images"] = "images"
     path: Path | None = None  # None: OUTPUT_DIR/alarms/
+    max_alarms: int = Field(10_000, ge=1)
+    max_bytes: ByteSize = Field(ByteSize(5 * 10**9), ge=1)  # a number of bytes or "500MB", "2GiB"
+    max_age_days: float = Field(30.0, gt=0.0)
 
 
 class OutboxSettings(Strict):

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stream_ad.frames import ModelInfo
 from stream_ad.pipeline.plan import RunPlan, StageSpec, plan_run
 from stream_ad.settings import Settings, load_settings
 
 RUN_DIR = Path("/run/stream-ad-test")
 MODEL = Path("/models/tile-patchcore")
+MODEL_INFO = ModelInfo("tile-patchcore patchcore state sha256:0123456789abcdef", pixel_threshold=1.75)
 
 
 def _settings(**pipeline: object) -> Settings:
     return load_settings(pipeline=pipeline)
 
 
-def _plan(settings: Settings, threshold: float = 2.5) -> RunPlan:
-    return plan_run(settings, model_dir=MODEL, threshold=threshold, run_dir=RUN_DIR)
+def _plan(settings: Settings, threshold: float = 2.5, model: ModelInfo = MODEL_INFO) -> RunPlan:
+    return plan_run(settings, model_dir=MODEL, threshold=threshold, model=model, run_dir=RUN_DIR)
 
 
 def test_ipc_plan_chains_the_stages_through_sockets_in_the_run_folder() -> None:
@@ -75,8 +77,11 @@ def test_maps_are_sent_only_when_a_sink_draws_them() -> None:
 def test_threshold_model_and_settings_travel_through_the_plan_file() -> None:
     settings = _settings(infer={"max_batch": 3}, decide={"policy": "drop_newest"})
     plan = _plan(settings, threshold=0.125)
-    assert plan.threshold == 0.125 and plan.model_dir == MODEL
+    assert plan.threshold == 0.125 and plan.model_dir == MODEL and plan.model == MODEL_INFO
     assert plan.stage("decide").policy == "drop_newest"
     again = RunPlan.from_json(plan.to_json())
     assert again == plan
+    # A model without a pixel threshold travels as one (the alarm store then colours a quantile of the map).
+    bare = _plan(settings, model=ModelInfo("m patchcore state sha256:0"))
+    assert RunPlan.from_json(bare.to_json()).model.pixel_threshold is None
     assert again.settings.pipeline.infer.max_batch == 3

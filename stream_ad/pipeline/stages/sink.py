@@ -17,7 +17,7 @@ log = logging.getLogger("stream_ad.pipeline.stages")
 class SinkStage(Stage):
     def open(self, ctx: StageContext) -> None:
         self.metrics: StageMetrics = ctx.metrics
-        self.sinks: list[Sink] = [make_sink(cfg, ctx.settings.output_dir, f"pipeline.sink.outputs.{i}")
+        self.sinks: list[Sink] = [make_sink(cfg, ctx.settings.output_dir, f"pipeline.sink.outputs.{i}", ctx.plan.model)
                                   for i, cfg in enumerate(ctx.settings.pipeline.sink.outputs)]
         for sink in self.sinks:
             sink.open()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -50,12 +51,25 @@ def test_demo_verdict_log_and_sinks(demo_run: DemoRun) -> None:
     good = [v["score"] for v in verdicts if v["label"] == "good"]
     bad = [v["score"] for v in verdicts if v["label"] != "good"]
     assert good and bad and np.mean(bad) > np.mean(good)
-    # stdout sink: one line per verdict; images sink: one overlay per alarm.
+    # stdout sink: one line per verdict.
     lines = [line for line in demo_run.proc.stdout.splitlines() if line.startswith("cam0/")]
     assert len(lines) == len(verdicts)
-    alarms = sum(v["verdict"] == "anomaly" for v in verdicts)
-    assert alarms == demo_run.summary["alarms"] > 0
-    assert len(list((demo_run.output_dir / "alarms").glob("cam0_*.png"))) == alarms
+    alarms = [v for v in verdicts if v["verdict"] == "anomaly"]
+    assert len(alarms) == demo_run.summary["alarms"] > 0
+    # images sink: per alarm the raw frame, the overlay and a sidecar naming the model and the source image.
+    store = demo_run.output_dir / "alarms"
+    assert len(list(store.glob("*_cam0_*.frame.png"))) == len(list(store.glob("*_cam0_*.overlay.png"))) == len(alarms)
+    sidecars = {s["frame_id"]: s for s in (json.loads(p.read_text()) for p in store.glob("*_cam0_*.json"))}
+    assert sorted(sidecars) == [v["frame_id"] for v in alarms]
+    for v in alarms:
+        side = sidecars[v["frame_id"]]
+        assert {k: side[k] for k in ("score", "threshold", "path", "label", "t_capture")} == {
+            k: v[k] for k in ("score", "threshold", "path", "label", "t_capture")}
+        assert side["model"].startswith("PA_BDP01_TL-patchcore patchcore state sha256:")
+        assert side["pixel_threshold"] is None and "99th percentile" in side["coloured"]  # the demo has none
+        [raw] = store.glob(f"*_cam0_{v['frame_id']:08d}.frame.png")
+        assert raw.name.startswith(side["capture_time"].replace("-", "").replace(":", ""))  # named by capture time
+        assert np.array_equal(cv2.imread(str(raw)), cv2.imread(v["path"]))  # the frame as the camera gave it
 
 
 def test_demo_model_is_calibrated_like_fit_and_calibrate(demo_run: DemoRun) -> None:
