@@ -50,8 +50,9 @@ def draw_overlay(frame: np.ndarray, amap: np.ndarray, score: float, threshold: f
 
     mask = amap > floor
     picture = base.copy()
-    heat = cv2.applyColorMap(_unit_u8(amap, floor, top), COLOURMAP)
-    picture[mask] = cv2.addWeighted(base, 1 - COLOUR_WEIGHT, heat, COLOUR_WEIGHT, 0.0)[mask]
+    if mask.any():  # colour the masked pixels only (a large frame, a small region)
+        heat = cv2.applyColorMap(_unit_u8(amap[mask], floor, top)[:, None], COLOURMAP)[:, 0]
+        picture[mask] = np.rint(base[mask] * (1 - COLOUR_WEIGHT) + heat * COLOUR_WEIGHT).astype(np.uint8)
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     line = max(1, round(min(h, w) / 200))
     cv2.drawContours(picture, contours, -1, HALO, line + 2, cv2.LINE_AA)

@@ -104,6 +104,11 @@ def test_small_grey_frame_is_enlarged_whole_and_an_other_sized_map_fits_it() -> 
     assert (centre[..., 2] - centre[..., 0]).mean() > 60  # coloured where the (resized) map is high
 
 
+def test_a_map_nowhere_above_the_pixel_threshold_leaves_the_frame_as_it_is(tile: np.ndarray) -> None:
+    picture = draw_overlay(tile, np.zeros((SIDE, SIDE), np.float32), score=1.0, threshold=3.0, pixel_threshold=0.5)
+    assert np.array_equal(_body(picture), cv2.cvtColor(tile, cv2.COLOR_RGB2BGR))
+
+
 def test_a_frame_of_another_shape_is_refused_naming_it() -> None:
     with pytest.raises(ValueError, match=r"\(4, 4, 4\)"):
         draw_overlay(np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4), np.float32), 1.0, 1.0)
