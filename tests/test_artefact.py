@@ -15,6 +15,7 @@ from stream_ad.artefact import (
     Manifest,
     default_model_dir,
     load_model,
+    model_info,
     read_manifest,
     serving_model_dir,
     write_manifest,
@@ -99,6 +100,27 @@ def test_manifest_round_trip_and_threshold(piped_patchcore: tuple[AnomalyModel, 
     (copy / "manifest.json").write_text("{not json")
     with pytest.raises(ArtefactError, match="not valid JSON"):
         read_manifest(copy)
+
+
+def test_model_info_names_the_fitted_state_and_carries_the_pixel_threshold(
+        piped_patchcore: tuple[AnomalyModel, Path], tmp_path: Path) -> None:
+    _, path = piped_patchcore
+    v1 = tmp_path / "line1-v1"
+    shutil.copytree(path, v1)
+    info = model_info(v1)
+    assert info.version.startswith("line1-v1 patchcore state sha256:") and info.pixel_threshold is None
+    # Through a symlink (the upgrade procedure's): the folder it points to; the same state, the same digest.
+    (tmp_path / "line1").symlink_to(v1)
+    assert model_info(tmp_path / "line1") == info
+    manifest = read_manifest(v1)
+    assert Manifest(**{**manifest.__dict__, "threshold": {"value": 2.0, "pixel": None}}).pixel_threshold_value is None
+    record = {"value": 2.0, "pixel": {"value": 0.75, "target_fpr": 0.001}}
+    write_manifest(v1, Manifest(**{**manifest.__dict__, "threshold": record}))
+    assert read_manifest(v1).pixel_threshold_value == 0.75 and model_info(v1).pixel_threshold == 0.75
+    # Another fit (other tensors) in a folder of the same name is another version.
+    state = v1 / "state.safetensors"
+    state.write_bytes(state.read_bytes() + b" ")
+    assert model_info(v1).version != info.version
 
 
 def test_folder_naming(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 jsonl    one JSON line per verdict (frame id, camera, timestamps, score, threshold, verdict, latency)
 stdout   one text line per verdict
-images   the anomaly map of each alarmed frame, as a PNG overlay in a folder
+images   the alarm store: per alarm the frame, a readable overlay (overlay.py) and a JSON sidecar, bounded
+         (alarm_store.py)
 
 PLC sinks (Modbus TCP, OPC UA, MQTT) plug in behind the same interface: subclass Sink, register its kind.
 """
