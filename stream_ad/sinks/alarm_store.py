@@ -3,8 +3,9 @@ count, bytes and age (past a bound the oldest alarms go, all their files togethe
 
 Each file is written under a temporary name and then linked to its own: a reader sees the whole file or none, and a
 link never replaces a file, so a name already taken (a re-run restarts frame ids) moves the alarm to "STEM-1",
-"STEM-2", ... The index (stem, bytes, time) lives in memory, rebuilt from the folder at open(): adding or pruning
-never rescans the folder.
+"STEM-2", ... An alarm's last file appears last and is removed first: a reader that finds it finds the others.
+The index (stem, bytes, time) lives in memory, rebuilt from the folder at open(): adding or pruning never rescans
+the folder.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class AlarmStore:
     def open(self) -> None:
         """Create the folder, remove temporary files a crash left, index the alarms there and apply the bounds."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        groups: dict[str, list[os.DirEntry[str]]] = {}
+        groups: dict[str, list[tuple[int, os.DirEntry[str]]]] = {}  # stem -> (suffix index, file)
         with os.scandir(self.folder) as entries:
             for entry in entries:
                 if not entry.is_file(follow_symlinks=False):
@@ -77,11 +78,12 @@ class AlarmStore:
                 if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
                     os.unlink(entry.path)
                     continue
-                suffix = next((s for s in self.suffixes if entry.name.endswith(s)), None)
-                if suffix is not None:
-                    groups.setdefault(entry.name[: -len(suffix)], []).append(entry)
+                i = next((i for i, s in enumerate(self.suffixes) if entry.name.endswith(s)), None)
+                if i is not None:
+                    groups.setdefault(entry.name[: -len(self.suffixes[i])], []).append((i, entry))
         found = []
-        for stem, files in groups.items():
+        for stem, indexed in groups.items():
+            files = [entry for _, entry in sorted(indexed, key=lambda pair: pair[0])]  # in writing order
             stats = [f.stat(follow_symlinks=False) for f in files]
             found.append(StoredAlarm(stem, tuple(Path(f.path) for f in files), sum(s.st_size for s in stats),
                                      max(s.st_mtime for s in stats)))
@@ -137,7 +139,7 @@ class AlarmStore:
                 gone.append(self._pop_oldest())
         if gone:
             for alarm in gone:
-                for path in alarm.paths:
+                for path in reversed(alarm.paths):  # the last written goes first: it still means "all are there"
                     path.unlink(missing_ok=True)  # already removed by hand: the index forgets it all the same
             self.metrics.pruned.inc(len(gone))
             log.info("alarm store %s: pruned the %d oldest alarm(s) (%s; %s); %d alarm(s), %s kept", self.folder,

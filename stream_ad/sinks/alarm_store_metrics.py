@@ -9,7 +9,8 @@ class AlarmStoreMetrics:
     """Alarms pruned from a store past its bounds (label sink). Multiprocess-safe in a stage (the supervisor sets the
     folder); plain in-process metrics elsewhere (tests, tools)."""
 
-    _families: ClassVar[dict[str, Any]] = {}  # one family per process: prometheus_client refuses a name registered twice
+    # One family per process: prometheus_client refuses a name registered twice.
+    _families: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, sink: str) -> None:
         from prometheus_client import Counter
