@@ -3,7 +3,15 @@ preprocessing shared by fitting and serving, image files as preprocessed batches
 
 from stream_ad.data.batches import ImageBatches
 from stream_ad.data.folders import (
-    DatasetError, GoodFolder, LabelledImages, Layout, Sample, folder_test_set, good_folder, image_paths, read_image,
+    DatasetError,
+    GoodFolder,
+    LabelledImages,
+    Layout,
+    Sample,
+    folder_test_set,
+    good_folder,
+    image_paths,
+    read_image,
     read_mask,
 )
 from stream_ad.data.geometry import Placement, Prepared

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import cv2
@@ -27,7 +27,7 @@ class DatasetError(ValueError):
     pass
 
 
-class Layout(str, Enum):
+class Layout(StrEnum):
     """How good images were given: data.root in the MVTec AD layout (relocatable: paths relative to this machine's
     data.root) or a plain folder (paths relative to that folder)."""
 

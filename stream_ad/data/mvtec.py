@@ -11,7 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from stream_ad.data.folders import (
-    GOOD, DatasetError, GoodFolder, LabelledImages, Layout, Sample, image_files, labelled_images, list_images,
+    GOOD,
+    DatasetError,
+    GoodFolder,
+    LabelledImages,
+    Layout,
+    Sample,
+    image_files,
+    labelled_images,
+    list_images,
 )
 
 

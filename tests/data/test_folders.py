@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from stream_ad.data import DatasetError, folder_test_set, good_folder, image_paths, read_mask
+from stream_ad.data import (
+    DatasetError,
+    folder_test_set,
+    good_folder,
+    image_paths,
+    read_mask,
+)
 from stream_ad.data.folders import image_files
 from tests.conftest import PIPED
 
