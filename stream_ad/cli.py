@@ -1,4 +1,4 @@
-"""stream-ad: fit, calibrate, evaluate, predict with and run anomaly detectors for production-line cameras.
+"""stream-ad: fit, calibrate, evaluate and run anomaly detectors for production-line cameras; score pictures with them.
 
 Every command reads one settings model: the built-in defaults, a YAML file (-c), then STREAM_AD_* variables. This
 module only parses arguments into the use cases of stream_ad.commands. The benchmarks are apart: `python -m
