@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import stream_ad
+from stream_ad.data import Layout
 from stream_ad.frames import ModelInfo
 from stream_ad.model import AnomalyModel
 from stream_ad.scorers import scorer_params
@@ -42,14 +43,14 @@ class ArtefactError(RuntimeError):
     pass
 
 
-def model_dir_name(settings: Settings) -> str:
-    """An artefact folder's name: CATEGORY-METHOD."""
-    return f"{settings.data.root.name}-{settings.scorer.method}"
+def model_dir_name(settings: Settings, category: str | None = None) -> str:
+    """An artefact folder's name: CATEGORY-METHOD (the category: data.root's name unless given)."""
+    return f"{category or settings.data.root.name}-{settings.scorer.method}"
 
 
-def default_model_dir(settings: Settings) -> Path:
+def default_model_dir(settings: Settings, category: str | None = None) -> Path:
     """Where `stream-ad fit` puts the artefact for these settings: OUTPUT_DIR/CATEGORY-METHOD."""
-    return settings.output_dir / model_dir_name(settings)
+    return settings.output_dir / model_dir_name(settings, category)
 
 
 def serving_model_dir(settings: Settings) -> Path:
@@ -199,10 +200,23 @@ def load_model(directory: Path, settings: Settings | None = None, *, max_batch: 
     return model
 
 
+def split_layout(split: dict[str, Any]) -> Layout:
+    return Layout(split.get("layout", Layout.MVTEC.value))  # artefacts written before plain folders: MVTec
+
+
+def split_root(split: dict[str, Any], data_root: Path) -> Path:
+    """Where a data split's relative paths start: this machine's data.root for the MVTec layout (the data set may
+    live elsewhere than where it was fitted), the recorded folder for a plain folder (`fit --good`)."""
+    return data_root if split_layout(split) is Layout.MVTEC else Path(split["root"])
+
+
 def fitted_images(manifest: Manifest, data_root: Path) -> list[Path]:
-    """The good images the artefact was fitted on that exist under this machine's data.root."""
-    split = manifest.data_split or {}
-    return [p for p in (data_root / entry["path"] for entry in split.get("fitted", [])) if p.is_file()]
+    """The good images the artefact was fitted on that exist on this machine."""
+    split = manifest.data_split
+    if not split:
+        return []
+    root = split_root(split, data_root)
+    return [p for p in (root / entry["path"] for entry in split["fitted"]) if p.is_file()]
 
 
 def _differences(fitted: Settings, wanted: Settings) -> list[str]:

@@ -1,4 +1,4 @@
-"""stream-ad: fit, calibrate, evaluate and run anomaly detectors for production-line cameras.
+"""stream-ad: fit, calibrate, evaluate and run anomaly detectors for production-line cameras; score pictures with them.
 
 Every command reads one settings model: the built-in defaults, a YAML file (-c), then STREAM_AD_* variables. This
 module only parses arguments into the use cases of stream_ad.commands. The benchmarks are apart: `python -m
@@ -23,20 +23,27 @@ Command = Callable[[argparse.Namespace, Settings], int]
 def _fit(args: argparse.Namespace, settings: Settings) -> int:
     from stream_ad.commands.fit import fit
 
-    return fit(settings, args.out)
+    return fit(settings, args.out, good=args.good)
 
 
 def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
     from stream_ad.commands.calibrate import calibrate
 
-    return calibrate(settings, model=args.model, images=args.images, target_fpr=args.target_fpr,
+    return calibrate(settings, model=args.model, good=args.good, target_fpr=args.target_fpr,
                      confidence=args.confidence, pixel_target_fpr=args.pixel_target_fpr, json_out=args.json)
 
 
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
     from stream_ad.commands.evaluate import evaluate
 
-    return evaluate(settings, model=args.model, json_out=args.json)
+    return evaluate(settings, model=args.model, json_out=args.json, good=args.good, defects=args.defects,
+                    masks=args.masks)
+
+
+def _predict(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_ad.commands.predict import predict
+
+    return predict(settings, args.paths, model=args.model, out=args.out)
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -62,15 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("fit", help="fit a model on data.root/train/good and save its artefact")
-    p.add_argument("--out", type=Path, help="artefact folder (default: OUTPUT_DIR/CATEGORY-METHOD)")
+    p = sub.add_parser("fit", help="fit a model on a folder of good images (or data.root/train/good), save it")
+    p.add_argument("--good", type=Path, help="a folder of good images, searched recursively (default: "
+                   "data.root/train/good)")
+    p.add_argument("--out", type=Path, help="artefact folder (default: OUTPUT_DIR/CATEGORY-METHOD; CATEGORY: the "
+                   "--good folder's name or data.root's)")
     p.set_defaults(func=_fit)
 
     p = sub.add_parser(
         "calibrate", help="set the model's decision threshold from held-out good images for a target false-alarm rate"
     )
     p.add_argument("--model", type=Path, help="the artefact to calibrate (default: pipeline.model or what fit wrote)")
-    p.add_argument("--images", type=Path, help="a folder of good images not fitted on (default: the fit's hold-out)")
+    p.add_argument("--good", "--images", dest="good", type=Path,
+                   help="a folder of good images not fitted on (default: the fit's hold-out)")
     p.add_argument("--target-fpr", type=float, help="false-alarm rate to bound (calibration.target_fpr)")
     p.add_argument("--confidence", type=float, help="confidence of the bound (calibration.confidence)")
     p.add_argument("--pixel-target-fpr", type=float, help="also a pixel threshold (calibration.pixel_target_fpr)")
@@ -78,11 +89,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_calibrate)
 
     p = sub.add_parser(
-        "eval", help="evaluate on data.root/test: image AUROC, pixel AUROC, PRO (fits first without --model)"
+        "eval", help="image AUROC, pixel AUROC, PRO on --good/--defects folders or data.root/test (fits first "
+        "without --model)"
     )
     p.add_argument("--model", type=Path, help="a saved model artefact to evaluate")
+    p.add_argument("--good", type=Path, help="a folder of good test images (with --defects and --model)")
+    p.add_argument("--defects", type=Path, help="a folder of defective test images, a subfolder per defect type")
+    p.add_argument("--masks", type=Path, help="their masks, at the same places (NAME_mask.png or NAME.png): pixel "
+                   "AUROC and PRO; without them image AUROC only")
     p.add_argument("--json", type=Path, help="where to write the JSON report (default: in the model folder)")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser(
+        "predict", help="score image files or folders with a saved model: a line per image, overlays and a CSV"
+    )
+    p.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="an image file or a folder (recursively)")
+    p.add_argument("--model", type=Path, help="the artefact (default: pipeline.model or what fit wrote)")
+    p.add_argument("--out", type=Path, help="a new folder for the overlays and predictions.csv "
+                   "(default: OUTPUT_DIR/predict/TIMESTAMP)")
+    p.set_defaults(func=_predict)
 
     p = sub.add_parser(
         "demo", help="the embedded default job: the test images as a camera through the pipeline (no camera, no GPU)"

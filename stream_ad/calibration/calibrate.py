@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 
 import stream_ad
-from stream_ad.artefact import load_model, read_manifest, save_threshold
+from stream_ad.artefact import load_model, read_manifest, save_threshold, split_layout, split_root
 from stream_ad.calibration.bounds import images_needed
 from stream_ad.calibration.holdout import CalibrationError, file_sha256, relative_to_root
 from stream_ad.calibration.thresholds import defect_report, image_threshold, pixel_threshold, too_few_images
-from stream_ad.data import MVTecCategory
-from stream_ad.data.mvtec import IMAGE_SUFFIXES
+from stream_ad.data import Layout, MVTecCategory
+from stream_ad.data.folders import image_files
 from stream_ad.model import AnomalyModel
 from stream_ad.settings import Settings
 
@@ -33,31 +33,32 @@ class GoodImages:
 
 
 def held_out_images(split: dict[str, Any] | None, data_root: Path) -> GoodImages:
-    """The good images the artefact's fit held out (recorded paths, resolved against this machine's data.root)."""
+    """The good images the artefact's fit held out (recorded paths, resolved against this machine's data.root, or
+    against the folder given to `fit --good`)."""
     if split is None:
         raise CalibrationError(
             "this model artefact records no data split (fitted before calibration existed): refit it with "
-            "`stream-ad fit`, or give good images it was not fitted on with --images DIR"
+            "`stream-ad fit`, or give good images it was not fitted on with --good DIR"
         )
     if not split["held_out"]:
         raise CalibrationError(
             "this model artefact held no images out of fitting (calibration.holdout_fraction was 0): refit with "
-            "calibration.holdout_fraction > 0, or give good images it was not fitted on with --images DIR"
+            "calibration.holdout_fraction > 0, or give good images it was not fitted on with --good DIR"
         )
-    paths = [data_root / entry["path"] for entry in split["held_out"]]
+    root = split_root(split, data_root)
+    paths = [root / entry["path"] for entry in split["held_out"]]
     missing = [p for p in paths if not p.is_file()]
+    mvtec = split_layout(split) is Layout.MVTEC
     if missing:
-        raise CalibrationError(f"{len(missing)} held-out image(s) not found under data.root {data_root}, e.g. "
-                               f"{missing[0]}: point data.root at the data set the model was fitted from")
-    return GoodImages(paths, f"{len(paths)} good images of {data_root}/train/good held out of fitting")
+        hint = ("point data.root at the data set the model was fitted from" if mvtec
+                else "give good images it was not fitted on with --good DIR")
+        raise CalibrationError(f"{len(missing)} held-out image(s) not found under {root}, e.g. {missing[0]}: {hint}")
+    source = f"{root}/train/good" if mvtec else str(root)
+    return GoodImages(paths, f"{len(paths)} good images of {source} held out of fitting")
 
 
 def folder_images(folder: Path) -> GoodImages:
-    if not folder.is_dir():
-        raise CalibrationError(f"--images: no such folder {folder}")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not paths:
-        raise CalibrationError(f"--images: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    paths = image_files(folder, "--good")
     return GoodImages(paths, f"{len(paths)} good images under {folder}")
 
 
@@ -130,13 +131,15 @@ def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
-def calibrate_artefact(settings: Settings, model_dir: Path, images: Path | None) -> dict[str, Any]:
-    """Load the artefact, calibrate it on its held-out images (or on `images`), rewrite its manifest."""
+def calibrate_artefact(settings: Settings, model_dir: Path, good: Path | None) -> dict[str, Any]:
+    """Load the artefact, calibrate it on its held-out images (or on the folder `good`), rewrite its manifest."""
     split = read_manifest(model_dir).data_split
-    good = folder_images(images) if images is not None else held_out_images(split, settings.data.root)
-    check_good_images(good, split, settings)  # before the model loads: a wrong call fails in a second
+    images = folder_images(good) if good is not None else held_out_images(split, settings.data.root)
+    check_good_images(images, split, settings)  # before the model loads: a wrong call fails in a second
     model = load_model(model_dir, settings)
-    record = calibrate(model, settings, good, defects=settings.calibration.defects)
+    # The recall report reads data.root/test: only the data set of an MVTec-layout fit is this model's.
+    defects = settings.calibration.defects and split is not None and split_layout(split) is Layout.MVTEC
+    record = calibrate(model, settings, images, defects=defects)
     save_threshold(model, model_dir)
     return record
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from stream_ad.data import Layout
 from stream_ad.settings import CalibrationSettings
 
 
@@ -45,10 +46,12 @@ class HoldoutSplit:
     fraction: float
     seed: int
 
-    def manifest(self, root: Path) -> dict[str, Any]:
-        """The artefact's `data_split`: enough to find the held-out images and to recognise the fitted ones."""
+    def manifest(self, root: Path, layout: Layout) -> dict[str, Any]:
+        """The artefact's `data_split`: enough to find the held-out images and to recognise the fitted ones (paths
+        relative to `root`; stream_ad.artefact.split_root says where they are found again)."""
         return {
             "root": str(root),
+            "layout": layout.value,
             "holdout_fraction": self.fraction,
             "seed": self.seed,
             "fitted": describe_images(self.fit, root),

@@ -36,7 +36,7 @@ def too_few_images(n: int, target_fpr: float, confidence: float) -> CalibrationE
         f"{n} good images cannot show a false-alarm rate of at most {target_fpr:g} (calibration.target_fpr) at "
         f"{confidence:.0%} confidence (calibration.confidence): that needs at least "
         f"{images_needed(target_fpr, confidence)} good images the model was not fitted on; hold out more "
-        "(calibration.holdout_fraction), give more good images (--images) or raise calibration.target_fpr"
+        "(calibration.holdout_fraction), give more good images (--good) or raise calibration.target_fpr"
     )
 
 

@@ -1,4 +1,5 @@
-"""`stream-ad calibrate`: set the artefact's threshold from good images it never saw (by default its fit's hold-out)."""
+"""`stream-ad calibrate`: set the artefact's threshold from good images it never saw (by default its fit's hold-out,
+else a folder given with --good)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def calibrate(
     settings: Settings,
     *,
     model: Path | None = None,
-    images: Path | None = None,
+    good: Path | None = None,
     target_fpr: float | None = None,
     confidence: float | None = None,
     pixel_target_fpr: float | None = None,
@@ -31,7 +32,7 @@ def calibrate(
             raise ConfigError(format_errors(exc, "command line", prefix="calibration.")) from None
         settings = settings.model_copy(update={"calibration": calibration})
     model_dir = model or serving_model_dir(settings)
-    record = calibrate_artefact(settings, model_dir, images)
+    record = calibrate_artefact(settings, model_dir, good)
     print(f"calibrated {model_dir}: {report(record)}")
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

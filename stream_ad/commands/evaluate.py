@@ -1,27 +1,52 @@
-"""`stream-ad eval`: image AUROC, pixel AUROC and PRO on data.root/test (fits first without a model)."""
+"""`stream-ad eval`: image AUROC, pixel AUROC and PRO on labelled test images: plain folders (--good, --defects,
+--masks) or data.root/test (fits first without a model)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from stream_ad.artefact import default_model_dir, load_model
+from stream_ad.commands.errors import CommandError
 from stream_ad.commands.fit import fit_and_save
-from stream_ad.data import MVTecCategory
+from stream_ad.data import LabelledImages, MVTecCategory, folder_test_set
 from stream_ad.evaluation import evaluate as evaluate_model
 from stream_ad.settings import Settings
 
 
-def evaluate(settings: Settings, *, model: Path | None = None, json_out: Path | None = None) -> int:
+def labelled_images_for(
+    settings: Settings, good: Path | None, defects: Path | None, masks: Path | None
+) -> LabelledImages:
+    """The plain folders when given, else data.root's test/ (and ground_truth/)."""
+    if good is None and defects is None:
+        if masks is not None:
+            raise CommandError("eval --masks needs --good and --defects")
+        return MVTecCategory(settings.data.root).labelled_images()
+    if good is None or defects is None:
+        raise CommandError("eval takes --good and --defects together (good and defective test images)")
+    return folder_test_set(good, defects, masks)
+
+
+def evaluate(
+    settings: Settings,
+    *,
+    model: Path | None = None,
+    json_out: Path | None = None,
+    good: Path | None = None,
+    defects: Path | None = None,
+    masks: Path | None = None,
+) -> int:
+    if model is None and (good is not None or defects is not None):
+        raise CommandError("eval --good/--defects needs --model: a model fitted with `stream-ad fit --good DIR`")
+    images = labelled_images_for(settings, good, defects, masks)  # a wrong folder is named before any fitting
     if model is not None:
         fitted = load_model(model, settings)
         model_dir = model
     else:
         model_dir = default_model_dir(settings)
         fitted = fit_and_save(settings, model_dir)
-    category = MVTecCategory(settings.data.root)
     out_json = json_out or model_dir / "evaluation.json"
-    report = evaluate_model(fitted, category, out_json)
-    print(f"\n{category.name} ({settings.scorer.method}, {report.extra['test_images']} test images)")
+    report = evaluate_model(fitted, images, out_json)
+    print(f"\n{images.name} ({settings.scorer.method}, {report.extra['test_images']} test images)")
     print(report.table())
     print(f"report: {out_json}")
     return 0

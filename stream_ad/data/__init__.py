@@ -1,12 +1,24 @@
-"""Frames and data sets: the MVTec AD layout reader, the geometry and preprocessing shared by fitting and serving,
-image files as preprocessed batches."""
+"""Frames and data sets: plain folders of images and the MVTec AD layout read through them, the geometry and
+preprocessing shared by fitting and serving, image files as preprocessed batches."""
 
 from stream_ad.data.batches import ImageBatches
+from stream_ad.data.folders import (
+    DatasetError,
+    GoodFolder,
+    LabelledImages,
+    Layout,
+    Sample,
+    folder_test_set,
+    good_folder,
+    image_paths,
+    read_image,
+    read_mask,
+)
 from stream_ad.data.geometry import Placement, Prepared
-from stream_ad.data.mvtec import DatasetError, MVTecCategory, Sample, read_image, read_mask
+from stream_ad.data.mvtec import MVTecCategory
 from stream_ad.data.preprocess import Preprocessor
 
 __all__ = [
-    "DatasetError", "ImageBatches", "MVTecCategory", "Placement", "Prepared", "Preprocessor", "Sample", "read_image",
-    "read_mask",
+    "DatasetError", "GoodFolder", "ImageBatches", "LabelledImages", "Layout", "MVTecCategory", "Placement", "Prepared",
+    "Preprocessor", "Sample", "folder_test_set", "good_folder", "image_paths", "read_image", "read_mask",
 ]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stream_ad.data.mvtec import read_image
+from stream_ad.data.folders import read_image
 from stream_ad.data.preprocess import Preprocessor
 
 

@@ -1,4 +1,5 @@
-"""Score a test split and report image AUROC, pixel AUROC and PRO per defect type and overall."""
+"""Score labelled test images and report image AUROC, pixel AUROC and PRO per defect type and overall (image AUROC
+only where no masks were given)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from stream_ad.data import MVTecCategory, Sample, read_mask
+from stream_ad.data import LabelledImages, Sample, read_mask
 from stream_ad.evaluation.accuracy import image_auroc, pixel_auroc, pro_auc
 from stream_ad.model import AnomalyModel
 
 OVERALL = "overall"
+NO_MASKS = "no defect masks (eval --masks DIR, or ground_truth/ in the MVTec layout): image AUROC only"
 
 
 @dataclass
@@ -32,16 +34,17 @@ class Report:
     category: str
     rows: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None  # what the table leaves out, and why
 
     def to_json(self) -> dict[str, Any]:
-        return {"category": self.category, "metrics": self.rows, **self.extra}
+        return {"category": self.category, "metrics": self.rows, "note": self.note, **self.extra}
 
     def table(self) -> str:
         lines = [f"{'defect type':<16}{'images':>8}{'image AUROC':>13}{'pixel AUROC':>13}{'PRO':>8}"]
         for name, r in self.rows.items():
             cells = [f"{r[k]:.4f}" if r[k] is not None else "-" for k in ("image_auroc", "pixel_auroc", "pro")]
             lines.append(f"{name:<16}{r['images']:>8}{cells[0]:>13}{cells[1]:>13}{cells[2]:>8}")
-        return "\n".join(lines)
+        return "\n".join(lines + ([self.note] if self.note else []))
 
 
 def predict_test(model: AnomalyModel, samples: Sequence[Sample]) -> TestPredictions:
@@ -78,9 +81,9 @@ def metrics_for(preds: TestPredictions, with_masks: bool) -> dict[str, dict[str,
     return rows
 
 
-def evaluate(model: AnomalyModel, category: MVTecCategory, out_json: Path | None = None) -> Report:
-    preds = predict_test(model, category.test())
-    report = Report(category.name, metrics_for(preds, category.has_masks))
+def evaluate(model: AnomalyModel, images: LabelledImages, out_json: Path | None = None) -> Report:
+    preds = predict_test(model, images.samples)
+    report = Report(images.name, metrics_for(preds, images.has_masks), note=None if images.has_masks else NO_MASKS)
     report.extra["test_seconds"] = round(preds.seconds, 2)
     report.extra["test_images"] = len(preds.samples)
     if out_json is not None:

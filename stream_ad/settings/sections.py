@@ -83,7 +83,7 @@ class CalibrationSettings(Strict):
     """How the decision threshold is set from good images the model never saw (stream-ad calibrate)."""
 
     # Share of train/good held out of fitting (a seeded, deterministic split recorded in the artefact) for
-    # calibration. 0 fits on everything; calibrate then needs --images of other good parts.
+    # calibration. 0 fits on everything; calibrate then needs --good DIR of other good parts.
     holdout_fraction: float = Field(0.25, ge=0.0, lt=1.0)
     seed: int = 0
     # The false-alarm rate asked for: the threshold is set so that, at `confidence`, the true rate is at most this

@@ -29,10 +29,11 @@ OK_TEXT = (120, 220, 120)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def draw_overlay(frame: np.ndarray, amap: np.ndarray, score: float, threshold: float,
+def draw_overlay(frame: np.ndarray, amap: np.ndarray, score: float, threshold: float | None,
                  pixel_threshold: float | None = None) -> np.ndarray:
     """The frame (RGB (H, W, 3) as the sources and stream_ad.data.read_image give it, or grey (H, W) uint8) with its
-    anomaly map drawn where the map exceeds `pixel_threshold`, else the map's 99th percentile; BGR uint8."""
+    anomaly map drawn where the map exceeds `pixel_threshold`, else the map's 99th percentile; BGR uint8. A threshold
+    of None (a model not calibrated yet) shows the score alone."""
     base = _bgr(frame)
     k = max(1, math.ceil(MIN_SIDE / min(base.shape[:2])))
     if k > 1:
@@ -82,13 +83,18 @@ def _font_scale(height_px: int) -> float:
     return height_px / 22.0
 
 
-def _header(width: int, score: float, threshold: float, rule: str, text_h: int) -> np.ndarray:
-    """Two lines: the verdict with score / threshold (ratio), then which pixels are coloured."""
+def _verdict_line(score: float, threshold: float | None) -> tuple[str, tuple[int, int, int]]:
+    if threshold is None:
+        return f"uncalibrated   score {score:.4g} (no threshold: run stream-ad calibrate)", TEXT
     alarm = score > threshold  # as the decide stage rules
     ratio = f"{score / threshold:.2f}x" if threshold > 0 else "ratio n/a"
-    lines = [(f"{'ANOMALY' if alarm else 'ok'}   score {score:.4g} / threshold {threshold:.4g} ({ratio})",
-              ALARM_TEXT if alarm else OK_TEXT),
-             (f"coloured: map > {rule}", TEXT)]
+    return (f"{'ANOMALY' if alarm else 'ok'}   score {score:.4g} / threshold {threshold:.4g} ({ratio})",
+            ALARM_TEXT if alarm else OK_TEXT)
+
+
+def _header(width: int, score: float, threshold: float | None, rule: str, text_h: int) -> np.ndarray:
+    """Two lines: the verdict with score / threshold (ratio), then which pixels are coloured."""
+    lines = [_verdict_line(score, threshold), (f"coloured: map > {rule}", TEXT)]
     pad = text_h // 2
     scale = _font_scale(text_h)
     widest = max(cv2.getTextSize(text, FONT, scale, 1)[0][0] for text, _ in lines)

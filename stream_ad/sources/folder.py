@@ -12,7 +12,7 @@ import numpy as np
 from stream_ad.frames import Capture
 from stream_ad.sources.base import Camera, Pacer
 
-# As stream_ad.data.mvtec reads them (not imported: that package loads torch, which a source does not need).
+# As stream_ad.data.folders reads them (not imported: that package loads torch, which a source does not need).
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 

@@ -113,7 +113,7 @@ def test_false_alarm_rate_on_unseen_good_images_is_within_the_bound(calibrated: 
 
 
 def test_images_the_model_was_fitted_on_are_refused(calibrated: Calibrated) -> None:
-    out = _cli("calibrate", "--images", str(calibrated.root / "train" / "good"), env=calibrated.env)
+    out = _cli("calibrate", "--good", str(calibrated.root / "train" / "good"), env=calibrated.env)
     assert out.returncode == 2
     assert f"{TRAIN_IMAGES - HOLDOUT} of the {TRAIN_IMAGES} calibration images were used to fit this model" in out.stderr
 

@@ -19,7 +19,7 @@ def fit_and_evaluate(root: Path) -> dict[str, float]:
     model = AnomalyModel(load_settings(data={"root": str(root)}))
     category = MVTecCategory(root)
     model.fit([s.path for s in category.train()])
-    return evaluate(model, category).rows["overall"]
+    return evaluate(model, category.labelled_images()).rows["overall"]
 
 
 def test_magnetic_tile_beats_the_peer() -> None:

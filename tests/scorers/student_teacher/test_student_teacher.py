@@ -11,7 +11,7 @@ import torch
 
 from stream_ad.artefact import load_model, save_model
 from stream_ad.data import MVTecCategory
-from stream_ad.data.mvtec import read_image
+from stream_ad.data import read_image
 from stream_ad.model import AnomalyModel
 from stream_ad.scorers.components.training import PhaseCheckpoint
 from stream_ad.scorers.student_teacher.distill import Steps
