@@ -27,7 +27,7 @@ class ImageSink(Sink):
 
     @property
     def folder(self):  # noqa: ANN201 - Path
-        return self.cfg.path or self.output_dir / "alarms"
+        return self.cfg.folder(self.output_dir)
 
     def open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
