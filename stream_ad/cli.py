@@ -47,12 +47,16 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
                 summary_json=args.json, verbose=args.verbose)
 
 
+def _pipeline_file(args: argparse.Namespace) -> Path:
+    if args.config is not None and Path(args.config).resolve() != Path(args.pipeline).resolve():
+        raise ConfigError(f"`stream-ad {args.command}` takes its settings from PIPELINE.yaml; leave out -c/--config")
+    return args.pipeline
+
+
 def _run(args: argparse.Namespace, _: Settings) -> int:
     from stream_ad.commands.run import run
 
-    if args.config is not None and Path(args.config).resolve() != Path(args.pipeline).resolve():
-        raise ConfigError("`stream-ad run` takes its settings from PIPELINE.yaml; leave out -c/--config")
-    return run(args.pipeline, duration_s=args.duration, metrics_port=args.metrics_port, fps=args.fps,
+    return run(_pipeline_file(args), duration_s=args.duration, metrics_port=args.metrics_port, fps=args.fps,
                progress=not args.no_progress, summary_json=args.summary, verbose=args.verbose)
 
 
@@ -66,7 +70,7 @@ def _global_options(parser: argparse.ArgumentParser, config: object, verbose: ob
 def _check(args: argparse.Namespace, _: Settings) -> int:
     from stream_ad.commands.check import check
 
-    return check(args.pipeline)
+    return check(_pipeline_file(args))
 
 
 def _config_show(args: argparse.Namespace, settings: Settings) -> int:
