@@ -1,10 +1,13 @@
-"""The use cases a line needs, with typed arguments: fit, calibrate, evaluate, run, demo. The CLI (stream_ad.cli)
-parses arguments into these calls and nothing else; the benchmarks (benchmarks/, outside the package) build on them.
+"""The use cases a line needs, with typed arguments: fit, calibrate, evaluate, run, check, config show, demo. The CLI
+(stream_ad.cli) parses arguments into these calls and nothing else; the benchmarks (benchmarks/, outside the
+package) build on them.
 
 checked_settings.py  settings loaded and the method's params checked, before any work starts
 fit.py               fit on train/good minus the calibration hold-out, save the artefact
 calibrate.py         set the artefact's threshold for a bounded false-alarm rate
 evaluate.py          image AUROC, pixel AUROC and PRO on data.root/test
 run.py               a pipeline file in the foreground
+check.py             a pipeline file validated without starting it
+config_show.py       the effective settings, each with its origin
 demo.py              the embedded default job
 """
