@@ -175,9 +175,7 @@ def load_model(directory: Path, settings: Settings | None = None, *, max_batch: 
     manifest = read_manifest(directory)
     fitted = Settings.model_validate(manifest.settings)
     if settings is not None:
-        diffs = _differences(fitted, settings)
-        if diffs:
-            raise ArtefactError(f"model artefact {directory} was fitted with other settings: " + "; ".join(diffs))
+        check_settings(directory, manifest, settings)
         run = settings.model_copy(update={"scorer": fitted.scorer})
     else:
         run = fitted
@@ -208,6 +206,14 @@ def split_root(split: dict[str, Any], data_root: Path) -> Path:
     """Where a data split's relative paths start: this machine's data.root for the MVTec layout (the data set may
     live elsewhere than where it was fitted), the recorded folder for a plain folder (`fit --good`)."""
     return data_root if split_layout(split) is Layout.MVTEC else Path(split["root"])
+
+
+def check_settings(directory: Path, manifest: Manifest, settings: Settings) -> None:
+    """ArtefactError listing each setting that would make `settings` compute something else than the artefact's
+    fit (without building the model: the backbone's weights hash is checked when it loads)."""
+    diffs = _differences(Settings.model_validate(manifest.settings), settings)
+    if diffs:
+        raise ArtefactError(f"model artefact {directory} was fitted with other settings: " + "; ".join(diffs))
 
 
 def fitted_images(manifest: Manifest, data_root: Path) -> list[Path]:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from stream_ad.runtime.logs import configure_logging
 from stream_ad.settings import ConfigError, Settings
 
 log = logging.getLogger("stream_ad")
@@ -53,20 +54,41 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
                 summary_json=args.json, verbose=args.verbose)
 
 
+def _pipeline_file(args: argparse.Namespace) -> Path:
+    if args.config is not None and Path(args.config).resolve() != Path(args.pipeline).resolve():
+        raise ConfigError(f"`stream-ad {args.command}` takes its settings from PIPELINE.yaml; leave out -c/--config")
+    return args.pipeline
+
+
 def _run(args: argparse.Namespace, _: Settings) -> int:
     from stream_ad.commands.run import run
 
-    if args.config is not None and Path(args.config).resolve() != Path(args.pipeline).resolve():
-        raise ConfigError("`stream-ad run` takes its settings from PIPELINE.yaml; leave out -c/--config")
-    return run(args.pipeline, duration_s=args.duration, metrics_port=args.metrics_port, fps=args.fps,
+    return run(_pipeline_file(args), duration_s=args.duration, metrics_port=args.metrics_port, fps=args.fps,
                progress=not args.no_progress, summary_json=args.summary, verbose=args.verbose)
 
 
+def _global_options(parser: argparse.ArgumentParser, config: object, verbose: object) -> argparse.ArgumentParser:
+    parser.add_argument("-c", "--config", type=Path, default=config,
+                        help="pipeline/settings YAML (default: built-in demo settings)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=verbose, help="debug logging")
+    return parser
+
+
+def _check(args: argparse.Namespace, _: Settings) -> int:
+    from stream_ad.commands.check import check
+
+    return check(_pipeline_file(args))
+
+
+def _config_show(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_ad.commands.config_show import config_show
+
+    return config_show(settings, args.config)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stream-ad", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", type=Path, help="pipeline/settings YAML (default: built-in demo settings)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = _global_options(argparse.ArgumentParser(
+        prog="stream-ad", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter), None, False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fit", help="fit a model on a folder of good images (or data.root/train/good), save it")
@@ -128,14 +150,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
     p.add_argument("--summary", type=Path, help="write the run summary as JSON here")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("check", help="validate a pipeline file without starting it: settings, model, endpoints, paths")
+    p.add_argument("pipeline", type=Path, help="pipeline YAML")
+    p.set_defaults(func=_check)
+
+    config = sub.add_parser("config", help="inspect the settings").add_subparsers(dest="action", required=True)
+    p = config.add_parser("show", help="the effective settings as YAML, each key with where its value came from")
+    p.set_defaults(func=_config_show)
+
+    # -c and -v after any subcommand too; SUPPRESS there keeps a subparser from overwriting a value given before it.
+    for action in (sub, config):
+        for subparser in action.choices.values():
+            _global_options(subparser, argparse.SUPPRESS, argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.verbose, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     from stream_ad.commands.checked_settings import load_checked_settings
     from stream_ad.commands.errors import USER_ERRORS
 

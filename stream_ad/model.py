@@ -42,9 +42,9 @@ class AnomalyModel:
             torch.set_num_threads(settings.runtime.threads)
         mean, std = resolve_normalisation(settings.backbone)
         self.preprocessor = Preprocessor(settings.preprocess, mean, std, self.device)
-        checkpoints = settings.runtime.checkpoint_dir or settings.output_dir / "checkpoints"
         context = ScorerContext(
-            settings.backbone, self.device, self.preprocessor.input_size, settings.runtime.seed, checkpoints,
+            settings.backbone, self.device, self.preprocessor.input_size, settings.runtime.seed,
+            settings.checkpoint_folder,
             self._accelerate_spec(max_batch or settings.runtime.batch_size, calibration_images),
         )
         self.scorer: Scorer = build_scorer(settings.scorer, context)
@@ -58,10 +58,9 @@ class AnomalyModel:
         def calibration() -> ImageBatches:
             return ImageBatches(images, self.preprocessor, runtime.batch_size)
 
-        cache = runtime.cache_dir or self.settings.output_dir / "cache"
         # The largest batch served whole: the caller's (the infer stage's dynamic batches) and fitting's batches.
-        return AccelerateSpec(runtime.accelerate, runtime.precision, cache, max(max_batch, runtime.batch_size),
-                              calibration if images else None)
+        return AccelerateSpec(runtime.accelerate, runtime.precision, self.settings.cache_folder,
+                              max(max_batch, runtime.batch_size), calibration if images else None)
 
     def fit(self, paths: Sequence[Path]) -> None:
         torch.manual_seed(self.settings.runtime.seed)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stream_ad.cli import build_parser
 from tests.conftest import PIPED
 
 CATEGORY = PIPED / "PA_GLA01_TL"
@@ -57,3 +58,32 @@ def test_missing_data_exits_2_naming_the_folder(tmp_path: Path) -> None:
     out = run("fit", env={"STREAM_AD_DATA__ROOT": str(tmp_path / "absent")})
     assert out.returncode == 2
     assert str(tmp_path / "absent") in out.stderr and "Traceback" not in out.stderr
+
+
+def test_global_options_before_or_after_the_subcommand() -> None:
+    parse = build_parser().parse_args
+    for argv in (["-c", "a.yaml", "-v", "fit"], ["fit", "-c", "a.yaml", "-v"], ["-v", "fit", "--config", "a.yaml"],
+                 ["-c", "a.yaml", "config", "show", "-v"], ["config", "show", "-c", "a.yaml", "-v"]):
+        args = parse(argv)
+        assert (args.config, args.verbose) == (Path("a.yaml"), True), argv
+    args = parse(["fit", "--out", "m"])
+    assert (args.config, args.verbose) == (None, False)
+
+
+def test_faiss_loader_lines_show_with_verbose_only(tmp_path: Path) -> None:
+    config = tmp_path / "line.yaml"
+    config.write_text("runtime:\n  batch_size: 4\n")
+    quiet = run("config", "show", "-c", str(config))
+    assert quiet.returncode == 0, quiet.stderr
+    assert f"batch_size: 4  # {config}" in quiet.stdout
+    assert "faiss" not in quiet.stderr and "ModuleNotFoundError" not in quiet.stderr
+    verbose = run("config", "show", "-c", str(config), "-v")
+    assert "faiss.loader" in verbose.stderr  # what faiss tried, for whoever debugs a slow kNN
+
+
+def test_check_exits_2_on_a_pipeline_without_its_model(tmp_path: Path) -> None:
+    config = tmp_path / "line.yaml"
+    config.write_text(f"data:\n  root: {CATEGORY}\noutput_dir: {tmp_path}\npipeline:\n  metrics: {{port: 0}}\n")
+    out = run("check", str(config))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "FAIL model: not a stream_ad model artefact" in out.stdout and "ok   source: folder" in out.stdout

@@ -11,6 +11,7 @@ worker.py      the entry point of one stage process
 
 In the supervising process:
 run.py         one run, start to summary: run_pipeline() composes what follows
+preflight.py   checks before any process starts: the source, the endpoints to bind, the paths to write
 supervisor.py  the stage processes' lifecycle: spawn, readiness, restart with backoff, ordered stop
 inbox.py       the supervisor's end of the notice socket
 accounting.py  notices about frames and the camera -> the ledger and the pipeline-wide metrics

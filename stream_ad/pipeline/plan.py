@@ -83,7 +83,15 @@ def stage_label(name: str) -> str:
     return name.rpartition(":")[2]
 
 
-def plan_run(settings: Settings, *, model_dir: Path, threshold: float, model: ModelInfo, run_dir: Path) -> RunPlan:
+@dataclass(frozen=True)
+class Wiring:
+    """The stage processes and the endpoints that connect them (what `stream-ad check` tests before a run)."""
+
+    stages: tuple[StageSpec, ...]  # in pipeline order, the source first
+    notices: str  # where every stage sends its notices
+
+
+def plan_wiring(settings: Settings, run_dir: Path) -> Wiring:
     cfg = settings.pipeline
 
     def endpoint(index: int, label: str, explicit: str | None) -> str:
@@ -102,12 +110,17 @@ def plan_run(settings: Settings, *, model_dir: Path, threshold: float, model: Mo
         downstream = targets[i + 1] if i + 1 < len(targets) else None
         specs.append(StageSpec(name, stage_label(name), binds[i], downstream, queue_size=sc.queue_size,
                                policy=sc.policy or cfg.policy, max_batch=sc.max_batch, max_wait_ms=sc.max_wait_ms))
+    return Wiring(tuple(specs), endpoint(0, "supervisor", cfg.supervisor.endpoint))
+
+
+def plan_run(settings: Settings, *, model_dir: Path, threshold: float, model: ModelInfo, run_dir: Path) -> RunPlan:
+    wiring = plan_wiring(settings, run_dir)
     return RunPlan(
         settings=settings,
-        stages=tuple(specs),
-        notices=endpoint(0, "supervisor", cfg.supervisor.endpoint),
+        stages=wiring.stages,
+        notices=wiring.notices,
         model_dir=model_dir,
         threshold=threshold,
         model=model,
-        send_maps=any(SINKS[out.kind].needs_maps for out in cfg.sink.outputs),
+        send_maps=any(SINKS[out.kind].needs_maps for out in settings.pipeline.sink.outputs),
     )

@@ -29,13 +29,12 @@ from stream_ad.pipeline.ledger import Ledger
 from stream_ad.pipeline.metrics import MetricsServer, SupervisorMetrics
 from stream_ad.pipeline.notices import DropReason, SourceDone, StageFatal, StageReady
 from stream_ad.pipeline.plan import plan_run
+from stream_ad.pipeline.preflight import check_source
 from stream_ad.pipeline.progress import ProgressLine
 from stream_ad.pipeline.sdnotify import SystemdNotifier
-from stream_ad.pipeline.stages.source import source_folder
 from stream_ad.pipeline.summary import RunSummary, infer_batch_mean, summarise
 from stream_ad.pipeline.supervisor import Supervisor
 from stream_ad.settings import Settings
-from stream_ad.sources.folder import list_images
 
 log = logging.getLogger("stream_ad.pipeline.supervisor")
 
@@ -69,14 +68,9 @@ class PipelineRun:
 
     def preflight(self) -> None:
         """Errors worth knowing before any process starts (a stage would find them only after the model loaded)."""
-        src = self.cfg.source
-        if src.kind == "folder":
-            try:
-                list_images(source_folder(self.cfg, self.settings.data.root))
-            except FileNotFoundError as exc:
-                raise PipelineError(str(exc)) from None
-        elif src.kind == "video" and src.path is not None and not src.path.is_file():
-            raise PipelineError(f"video file not found: {src.path} (setting pipeline.source.path)")
+        source = check_source(self.settings)
+        if not source.ok:
+            raise PipelineError(source.detail)
 
     # ---- stop requests ----
     def request_stop(self) -> None:

@@ -23,6 +23,7 @@ from stream_ad.pipeline.shell import StageShell
 from stream_ad.pipeline.stages.base import Stage, StageContext
 from stream_ad.pipeline.stages.registry import stage_class
 from stream_ad.pipeline.stages.source import open_camera
+from stream_ad.runtime.logs import configure_logging
 from stream_ad.sources import Camera
 
 log = logging.getLogger("stream_ad.pipeline.worker")
@@ -53,11 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     plan = RunPlan.from_json(args.plan.read_text())
     spec = plan.stage(args.stage)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format=f"%(asctime)s %(levelname)s [{spec.label} %(process)d] %(name)s: %(message)s",
-    )
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    configure_logging(args.verbose, f"%(asctime)s %(levelname)s [{spec.label} %(process)d] %(name)s: %(message)s")
     metrics = StageMetrics(spec.label)
     shell = StageShell(spec, plan.notices, metrics)
     shell.install_signals()

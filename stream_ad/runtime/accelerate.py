@@ -242,8 +242,11 @@ class OpenVino:
         def convert() -> ov.Model:
             example = torch.zeros(1, 3, input_size, input_size)
             # The tracer warns of Python branches on shapes; every one depends on input_size alone, which is fixed.
+            # OpenVINO's converter traces with torch.jit.trace, which torch deprecates in favour of torch.export:
+            # the converter's concern, and not one a line operator can act on.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                warnings.filterwarnings("ignore", r"`torch\.jit\.trace", FutureWarning, r"torch\.jit\._trace")
                 return ov.convert_model(module.cpu().eval(), example_input=example, input=[shape])
 
         config: dict[str, object] = {}

@@ -11,6 +11,7 @@ sections.py  data, backbone, preprocess, scorer, runtime, calibration
 pipeline.py  the streaming pipeline: camera, stages, sinks, metrics, supervisor
 mqtt_url.py  the MQTT broker URL, checked as the settings load
 load.py      the root model and load_settings
+origins.py   where each effective setting came from (default, the file, a STREAM_AD_* variable)
 """
 
 from stream_ad.settings.errors import ConfigError, format_errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,24 @@ class Settings(BaseSettings):
         # The YAML arrives as init kwargs; the environment overrides it, as an operator expects.
         return env_settings, init_settings
 
+    @property
+    def checkpoint_folder(self) -> Path:
+        return self.runtime.checkpoint_dir or self.output_dir / "checkpoints"
+
+    @property
+    def cache_folder(self) -> Path:
+        return self.runtime.cache_dir or self.output_dir / "cache"
+
+    def written_paths(self) -> dict[str, Path]:
+        """Every file or folder these settings have stream_ad write, by the settings key that places it (defaults
+        resolved): what a service's sandbox must allow and `stream-ad check` tests."""
+        paths = {"output_dir": self.output_dir, "runtime.checkpoint_dir": self.checkpoint_folder,
+                 "runtime.cache_dir": self.cache_folder}
+        for i, out in enumerate(self.pipeline.sink.outputs):
+            paths.update({f"pipeline.sink.outputs.{i}.{key}": path
+                          for key, path in out.written_paths(self.output_dir).items()})
+        return paths
+
     @model_validator(mode="after")
     def _expand_shared_dir(self) -> Settings:
         _expand_paths(self, str(self.shared_dir))
@@ -70,13 +89,18 @@ def _expand_paths(model: BaseModel, shared: str) -> None:
             object.__setattr__(model, name, Path(str(value).replace(SHARED_TOKEN, shared)))
 
 
-def _check_env_keys(environ: dict[str, str]) -> None:
-    """pydantic-settings ignores unknown STREAM_AD_* variables; a typo there must not pass silently."""
+def env_keys(environ: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """Each STREAM_AD_* variable -> the key path it sets (STREAM_AD_SCORER__PARAMS__K -> scorer, params, k).
+
+    pydantic-settings ignores unknown STREAM_AD_* variables; a typo there must not pass silently, so an unknown key
+    is a ConfigError naming the variable."""
+    keys = {}
     for var in environ:
         if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
             continue
+        parts = tuple(var[len(ENV_PREFIX) :].lower().split(ENV_NESTED))
         model: type[BaseModel] | None = Settings
-        for part in var[len(ENV_PREFIX) :].lower().split(ENV_NESTED):
+        for part in parts:
             fields = model.model_fields if model is not None else {}
             if part not in fields:
                 raise ConfigError(f"unknown setting in environment variable {var}: no key {part!r}")
@@ -85,26 +109,29 @@ def _check_env_keys(environ: dict[str, str]) -> None:
                 model = annotation
             else:
                 break  # a leaf, or scorer.params whose keys the method's model checks
+        keys[var] = parts
+    return keys
 
+
+def read_settings_file(path: str | Path) -> dict[str, Any]:
+    """The settings mapping a YAML file holds (empty for an empty file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"settings file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings at the top level")
+    return loaded or {}
 
 
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     """Settings from the YAML at `path` (or the embedded defaults), then STREAM_AD_* variables, then overrides."""
-    data: dict[str, Any] = {}
-    origin = "built-in defaults"
-    if path is not None:
-        path = Path(path)
-        origin = str(path)
-        if not path.is_file():
-            raise ConfigError(f"settings file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path} must hold a mapping of settings at the top level")
-        data = loaded or {}
-    _check_env_keys(dict(os.environ))
+    data = {} if path is None else read_settings_file(path)
+    origin = "built-in defaults" if path is None else str(path)
+    env_keys(os.environ)
     _deep_update(data, overrides)
     try:
         return Settings(**data)

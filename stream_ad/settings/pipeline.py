@@ -112,12 +112,22 @@ class DecideStageSettings(StageSettings):
 class _SinkBase(Strict):
     only_alarms: bool = False
 
+    def written_paths(self, output_dir: Path) -> dict[str, Path]:
+        """What this sink writes, by its key under the sink's settings (defaults resolved under output_dir)."""
+        return {}
+
 
 class JsonlSinkSettings(_SinkBase):
     """One JSON line per verdict."""
 
     kind: Literal["jsonl"] = "jsonl"
     path: Path | None = None  # None: OUTPUT_DIR/verdicts.jsonl
+
+    def file(self, output_dir: Path) -> Path:
+        return self.path or output_dir / "verdicts.jsonl"
+
+    def written_paths(self, output_dir: Path) -> dict[str, Path]:
+        return {"path": self.file(output_dir)}
 
 
 class StdoutSinkSettings(_SinkBase):
@@ -135,6 +145,12 @@ class ImagesSinkSettings(_SinkBase):
     max_alarms: int = Field(10_000, ge=1)
     max_bytes: ByteSize = Field(ByteSize(5 * 10**9), ge=1)  # a number of bytes or "500MB", "2GiB"
     max_age_days: float = Field(30.0, gt=0.0)
+
+    def folder(self, output_dir: Path) -> Path:
+        return self.path or output_dir / "alarms"
+
+    def written_paths(self, output_dir: Path) -> dict[str, Path]:
+        return {"path": self.folder(output_dir)}
 
 
 class OutboxSettings(Strict):
@@ -160,6 +176,12 @@ class _PlcSinkBase(Strict):
     @property
     def label(self) -> str:
         return self.name or self.kind  # type: ignore[attr-defined]
+
+    def outbox_file(self, output_dir: Path) -> Path:
+        return self.outbox.path or output_dir / "outbox" / f"{self.label}.sqlite"
+
+    def written_paths(self, output_dir: Path) -> dict[str, Path]:
+        return {"outbox.path": self.outbox_file(output_dir)}
 
 
 class ModbusSinkSettings(_PlcSinkBase):

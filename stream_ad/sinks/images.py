@@ -44,7 +44,7 @@ class ImageSink(Sink):
 
     @property
     def folder(self) -> Path:
-        return self.cfg.path or self.output_dir / "alarms"
+        return self.cfg.folder(self.output_dir)
 
     def open(self) -> None:
         c = self.cfg

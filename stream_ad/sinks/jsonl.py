@@ -14,7 +14,7 @@ class JsonlSink(Sink):
 
     @property
     def path(self):  # noqa: ANN201 - Path
-        return self.cfg.path or self.output_dir / "verdicts.jsonl"
+        return self.cfg.file(self.output_dir)
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -64,8 +64,7 @@ class OutboxSink(Sink):
             self.disconnect()
             log.error("%s (sink %s): cannot connect to %s: %s; verdicts wait in the outbox and delivery is retried",
                       self.where, self.cfg.label, self.endpoint, exc)
-        path = self.cfg.outbox.path or self.output_dir / "outbox" / f"{self.cfg.label}.sqlite"
-        self.outbox = Outbox(path, self.cfg.outbox, self.cfg.label, self)
+        self.outbox = Outbox(self.cfg.outbox_file(self.output_dir), self.cfg.outbox, self.cfg.label, self)
 
     def write(self, verdicts: list[Verdict]) -> None:
         assert self.outbox is not None, f"{type(self).__name__}.open() was not called"

@@ -1,9 +1,10 @@
 """The training loop every method that trains a network shares: seeded, resumable, with progress.
 
 A method trains in named phases (e.g. "teacher", then "students"). Each phase is a number of epochs of a function
-the method supplies (one epoch in, mean losses out); this module owns what is the same for all of them: seeding,
-a tqdm progress bar with the losses, a log line per epoch, and a checkpoint after every epoch (modules, optimisers,
-RNG state, losses so far) so an interrupted fit resumes at the next epoch and ends bit-identical on the CPU.
+the method supplies (one epoch in, mean losses out; it calls `step()` after each optimiser step); this module owns
+what is the same for all of them: seeding, a tqdm progress bar over the phase's steps (count, rate, ETA, the last
+epoch's losses), a debug log line per epoch, and a checkpoint after every epoch (modules, optimisers, RNG state,
+losses and steps so far) so an interrupted fit resumes at the next epoch and ends bit-identical on the CPU.
 
 A checkpoint carries a fingerprint of what the phase trains on (method code, params, training data digest): one
 left by other code, settings or images is never resumed, it is replaced (and the log says so).
@@ -29,7 +30,8 @@ from stream_ad.scorers.base import FitBatches
 
 log = logging.getLogger(__name__)
 
-EpochFn = Callable[[int], Mapping[str, float]]  # epoch index -> mean losses of that epoch
+Step = Callable[[], None]  # called by an epoch after each optimiser step: advances the progress bar
+EpochFn = Callable[[int, Step], Mapping[str, float]]  # (epoch index, step) -> mean losses of that epoch
 
 
 def stack_batches(batches: FitBatches) -> torch.Tensor:
@@ -90,6 +92,7 @@ def train_phase(
     method: str,
     phase: str,
     epochs: int,
+    steps: int,
     run_epoch: EpochFn,
     modules: Mapping[str, nn.Module],
     optimizers: Mapping[str, torch.optim.Optimizer],
@@ -97,7 +100,8 @@ def train_phase(
     checkpoint_dir: Path | None,
     key: str,
 ) -> list[dict[str, float]]:
-    """Run `epochs` epochs of `run_epoch`, resuming from a matching checkpoint; returns the losses per epoch.
+    """Run `epochs` epochs of `run_epoch`, `steps` optimiser steps in all, resuming from a matching checkpoint;
+    returns the losses per epoch.
 
     The modules are left in train mode at the end of each epoch as run_epoch leaves them; callers switch to eval.
     """
@@ -105,24 +109,24 @@ def train_phase(
         raise ValueError(f"{method}: {phase} epochs must be >= 1, got {epochs}")
     ckpt = PhaseCheckpoint(checkpoint_dir, method, phase, key)
     history: list[dict[str, float]] = []
-    start = 0
+    start = done = 0
     torch.manual_seed(_seed_for(seed, phase))
     state = ckpt.load()
     if state is not None:
         _restore(state, modules, optimizers)
-        history = state["history"]
+        history, done = state["history"], state["steps"]
         start = len(history)
         log.info("%s %s: resuming after epoch %d/%d from %s", method, phase, start, epochs, ckpt.path)
-    bar = tqdm(range(start, epochs), desc=f"{method} {phase}", unit="epoch", initial=start, total=epochs,
-               disable=None)
-    for epoch in bar:
-        losses = {k: float(v) for k, v in run_epoch(epoch).items()}
-        _check_finite(method, phase, epoch, losses)
-        history.append(losses)
-        text = " ".join(f"{k} {v:.4g}" for k, v in losses.items())
-        bar.set_postfix_str(text)
-        log.info("%s %s epoch %d/%d: %s", method, phase, epoch + 1, epochs, text)
-        ckpt.save(_snapshot(modules, optimizers, history))
+    # Minutes of steps between epochs (EfficientAD's chunks) must not look like a hang: the bar counts steps.
+    with tqdm(desc=f"{method} {phase}", unit="step", initial=done, total=steps, mininterval=1.0) as bar:
+        for epoch in range(start, epochs):
+            losses = {k: float(v) for k, v in run_epoch(epoch, bar.update).items()}
+            _check_finite(method, phase, epoch, losses)
+            history.append(losses)
+            text = " ".join(f"{k} {v:.4g}" for k, v in losses.items())
+            bar.set_postfix_str(f"epoch {epoch + 1}/{epochs} {text}")
+            log.debug("%s %s epoch %d/%d: %s", method, phase, epoch + 1, epochs, text)
+            ckpt.save(_snapshot(modules, optimizers, history, bar.n))
     return history
 
 
@@ -135,13 +139,15 @@ def _check_finite(method: str, phase: str, epoch: int, losses: Mapping[str, floa
 
 
 def _snapshot(
-    modules: Mapping[str, nn.Module], optimizers: Mapping[str, torch.optim.Optimizer], history: Sequence[dict]
+    modules: Mapping[str, nn.Module], optimizers: Mapping[str, torch.optim.Optimizer], history: Sequence[dict],
+    steps: int,
 ) -> dict[str, Any]:
     return {
         "modules": {k: m.state_dict() for k, m in modules.items()},
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
         "rng": torch.get_rng_state(),
         "history": list(history),
+        "steps": steps,
     }
 
 

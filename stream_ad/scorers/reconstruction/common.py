@@ -45,6 +45,11 @@ def minibatches(images: torch.Tensor, batch_size: int, device: torch.device) -> 
         yield images[order[start : start + batch_size]].to(device)
 
 
+def minibatch_count(images: torch.Tensor, batch_size: int) -> int:
+    """How many minibatches one epoch of `minibatches` yields."""
+    return -(-len(images) // batch_size)
+
+
 def scores_from_maps(maps: torch.Tensor, sigma: float) -> Scores:
     """(B, 1, S, S) raw anomaly maps -> Gaussian-smoothed maps and image scores (each map's maximum).
 
@@ -75,14 +80,16 @@ class TrainedScorer(Scorer):
         self.fitted = False
 
     def train_networks(
-        self, images: torch.Tensor, phase: str, epochs: int, run_epoch: EpochFn,
+        self, images: torch.Tensor, phase: str, epochs: int, batch_size: int, run_epoch: EpochFn,
         optimizers: Mapping[str, torch.optim.Optimizer],
     ) -> list[dict[str, float]]:
-        """The shared training loop over all of this scorer's networks; leaves them in eval mode."""
+        """The shared training loop over all of this scorer's networks, one step per minibatch of `batch_size` (what
+        run_epoch iterates); leaves them in eval mode."""
         training = self.params.model_dump(mode="json", include=set(self.TRAINING_FIELDS))
         key = fingerprint(type(self), {"params": training, "seed": self.context.seed}, images)
         history = train_phase(
-            method=self.name, phase=phase, epochs=epochs, run_epoch=run_epoch, modules=self.modules,
+            method=self.name, phase=phase, epochs=epochs,
+            steps=epochs * minibatch_count(images, batch_size), run_epoch=run_epoch, modules=self.modules,
             optimizers=optimizers, seed=self.context.seed, checkpoint_dir=self.context.checkpoint_dir, key=key,
         )
         self._set_eval()

@@ -25,6 +25,7 @@ from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
 from stream_ad.scorers.base import FitBatches, ScorerContext, ScorerParams, Scores
+from stream_ad.scorers.components.training import Step
 from stream_ad.scorers.reconstruction.common import (
     TrainedScorer,
     build_seeded,
@@ -109,7 +110,7 @@ class DAAD(TrainedScorer):
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=p.lr, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=p.lr, betas=(0.5, 0.999))
 
-        def run_epoch(epoch: int) -> dict[str, float]:
+        def run_epoch(epoch: int, step: Step) -> dict[str, float]:
             self.generator.train()
             self.discriminator.train()
             sums = torch.zeros(4)
@@ -134,12 +135,13 @@ class DAAD(TrainedScorer):
                 opt_d.zero_grad()
                 loss_d.backward()
                 opt_d.step()
+                step()
                 sums += torch.stack([rec, adv, align, loss_d]).detach().cpu() * len(x)
                 count += len(x)
             rec, adv, align, disc = (sums / count).tolist()
             return {"rec": rec, "adv": adv, "align": align, "disc": disc}
 
-        self.train_networks(images, "gan", p.epochs, run_epoch, {"generator": opt_g, "discriminator": opt_d})
+        self.train_networks(images, "gan", p.epochs, p.batch_size, run_epoch, {"generator": opt_g, "discriminator": opt_d})
         self._measure_scales(images)
 
     @torch.no_grad()

@@ -19,6 +19,7 @@ import torch
 from pydantic import Field
 
 from stream_ad.scorers.base import FitBatches, ScorerContext, ScorerParams, Scores
+from stream_ad.scorers.components.training import Step
 from stream_ad.scorers.reconstruction.common import (
     TrainedScorer,
     build_seeded,
@@ -66,7 +67,7 @@ class VAEScorer(TrainedScorer):
         p = self.params
         optimizer = torch.optim.Adam(self.net.parameters(), lr=p.lr)
 
-        def run_epoch(epoch: int) -> dict[str, float]:
+        def run_epoch(epoch: int, step: Step) -> dict[str, float]:
             self.net.train()
             sums = torch.zeros(3)
             count = 0
@@ -75,12 +76,13 @@ class VAEScorer(TrainedScorer):
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
+                step()
                 sums += torch.stack([loss, rec, kl]).detach().cpu() * len(x)
                 count += len(x)
             loss, rec, kl = (sums / count).tolist()
             return {"loss": loss, "rec": rec, "kl": kl}
 
-        self.train_networks(images, "vae", p.epochs, run_epoch, {"vae": optimizer})
+        self.train_networks(images, "vae", p.epochs, p.batch_size, run_epoch, {"vae": optimizer})
 
     def score(self, batch: torch.Tensor) -> Scores:
         self.require_fitted()

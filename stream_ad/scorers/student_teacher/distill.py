@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stream_ad.scorers.components.training import train_phase
+from stream_ad.scorers.components.training import EpochFn, Step, train_phase
 from stream_ad.scorers.student_teacher.networks import PDN, PatchNet
 from stream_ad.scorers.student_teacher.sampling import chunks, crop_at, random_positions
 from stream_ad.scorers.student_teacher.targets import BackboneTargets, ChannelStats
@@ -30,10 +30,11 @@ class Phase:
     checkpoint_dir: Path | None
     key: str  # fingerprint of the params and training images
 
-    def run(self, name: str, epochs: int, run_epoch, modules: dict[str, nn.Module],
+    def run(self, name: str, epochs: int, steps: int, run_epoch: EpochFn, modules: dict[str, nn.Module],
             optimizers: dict[str, torch.optim.Optimizer]) -> list[dict[str, float]]:
-        return train_phase(method=self.method, phase=name, epochs=epochs, run_epoch=run_epoch, modules=modules,
-                           optimizers=optimizers, seed=self.seed, checkpoint_dir=self.checkpoint_dir, key=self.key)
+        return train_phase(method=self.method, phase=name, epochs=epochs, steps=steps, run_epoch=run_epoch,
+                           modules=modules, optimizers=optimizers, seed=self.seed, checkpoint_dir=self.checkpoint_dir,
+                           key=self.key)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def distill_patch_teacher(teacher: PatchNet, images: torch.Tensor, targets: Back
                            weight_decay=cfg.weight_decay)
     h, w = images.shape[-2:]
 
-    def epoch(_: int) -> dict[str, float]:
+    def epoch(_: int, step: Step) -> dict[str, float]:
         totals = torch.zeros(3)
         batches = torch.randperm(cfg.patches).split(cfg.batch_size)
         for batch in batches:
@@ -108,12 +109,14 @@ def distill_patch_teacher(teacher: PatchNet, images: torch.Tensor, targets: Back
             opt.zero_grad()
             losses.sum().backward()
             opt.step()
+            step()
             totals += losses.detach().cpu()
         totals /= len(batches)
         return {"distill": totals[0].item(), "triplet": totals[1].item(), "compact": totals[2].item()}
 
     teacher.train()
-    return phase.run(f"teacher-{p}", cfg.epochs, epoch, modules, {"adam": opt})
+    steps = cfg.epochs * -(-cfg.patches // cfg.batch_size)
+    return phase.run(f"teacher-{p}", cfg.epochs, steps, epoch, modules, {"adam": opt})
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,7 @@ def distill_pdn(teacher: PDN, images: torch.Tensor, targets: BackboneTargets, cf
     wanted = ChannelStats.of([wanted])(wanted)
     opt = torch.optim.Adam(teacher.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
-    def epoch(chunk: int) -> dict[str, float]:
+    def epoch(chunk: int, step: Step) -> dict[str, float]:
         steps = cfg.steps.of_chunk(chunk)
         total = 0.0
         for _ in steps:
@@ -171,8 +174,9 @@ def distill_pdn(teacher: PDN, images: torch.Tensor, targets: BackboneTargets, cf
             opt.zero_grad()
             loss.backward()
             opt.step()
+            step()
             total += loss.item()
         return {"distill": total / len(steps)}
 
     teacher.train()
-    return phase.run("teacher", cfg.steps.chunks, epoch, {"teacher": teacher}, {"adam": opt})
+    return phase.run("teacher", cfg.steps.chunks, cfg.steps.total, epoch, {"teacher": teacher}, {"adam": opt})

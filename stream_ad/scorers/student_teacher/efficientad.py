@@ -43,7 +43,7 @@ from stream_ad.scorers.base import (
     ScorerParams,
     Scores,
 )
-from stream_ad.scorers.components.training import fingerprint, stack_batches
+from stream_ad.scorers.components.training import Step, fingerprint, stack_batches
 from stream_ad.scorers.registry import register_scorer
 from stream_ad.scorers.student_teacher.distill import MapDistillation, Phase, Steps, distill_pdn
 from stream_ad.scorers.student_teacher.networks import PDN, Autoencoder
@@ -187,7 +187,7 @@ class EfficientAD(Scorer):
                                weight_decay=p.weight_decay)
         steps = Steps(p.steps, p.checkpoint_every)
 
-        def epoch(chunk: int) -> dict[str, float]:
+        def epoch(chunk: int, step_done: Step) -> dict[str, float]:
             totals = torch.zeros(3)
             for step in steps.of_chunk(chunk):
                 for group in opt.param_groups:  # the paper's drop to a tenth for the last 5 % of the steps
@@ -208,14 +208,15 @@ class EfficientAD(Scorer):
                 opt.zero_grad()
                 losses.sum().backward()
                 opt.step()
+                step_done()
                 totals += losses.detach().cpu()
             totals /= len(steps.of_chunk(chunk))
             return {"hard": totals[0].item(), "autoencoder": totals[1].item(), "student_ae": totals[2].item()}
 
         nets.student.train()
         nets.autoencoder.train()
-        return phase.run("student", steps.chunks, epoch, {"student": nets.student, "autoencoder": nets.autoencoder},
-                  {"adam": opt})
+        return phase.run("student", steps.chunks, steps.total, epoch,
+                         {"student": nets.student, "autoencoder": nets.autoencoder}, {"adam": opt})
 
     @torch.no_grad()
     def _quantiles(self, val: torch.Tensor) -> torch.Tensor:

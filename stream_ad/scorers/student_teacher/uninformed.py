@@ -40,7 +40,7 @@ from stream_ad.scorers.base import (
     ScorerParams,
     Scores,
 )
-from stream_ad.scorers.components.training import fingerprint, stack_batches
+from stream_ad.scorers.components.training import Step, fingerprint, stack_batches
 from stream_ad.scorers.registry import register_scorer
 from stream_ad.scorers.student_teacher.distill import PatchDistillation, Phase, distill_patch_teacher
 from stream_ad.scorers.student_teacher.networks import PatchNet
@@ -194,8 +194,10 @@ def train_students(scale: _Scale, images: torch.Tensor, p: UninformedStudentsPar
     students = scale.students
     opt = torch.optim.Adam(students.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
 
-    def epoch(_: int) -> dict[str, float]:
-        total, steps = 0.0, max(1, p.patches_per_epoch // p.batch_size)
+    steps = max(1, p.patches_per_epoch // p.batch_size)
+
+    def epoch(_: int, step: Step) -> dict[str, float]:
+        total = 0.0
         for _ in range(steps):
             crops = random_crops(images, size, p.batch_size).to(device)
             with torch.no_grad():
@@ -204,8 +206,10 @@ def train_students(scale: _Scale, images: torch.Tensor, p: UninformedStudentsPar
             opt.zero_grad()
             loss.backward()
             opt.step()
+            step()
             total += loss.item() / len(students)
         return {"regression": total / steps}
 
     students.train()
-    return phase.run(f"students-{size}", p.student_epochs, epoch, {"students": students}, {"adam": opt})
+    return phase.run(f"students-{size}", p.student_epochs, p.student_epochs * steps, epoch, {"students": students},
+                     {"adam": opt})

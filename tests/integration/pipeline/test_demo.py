@@ -124,3 +124,11 @@ def test_offline_video_with_block_policy_and_a_custom_stage(demo_run: DemoRun, t
     verdicts = [json.loads(line) for line in (tmp_path / "verdicts.jsonl").read_text().splitlines()]
     assert [v["frame_id"] for v in verdicts] == list(range(0, 40, 2))
     assert all(v["path"] == str(video) for v in verdicts)
+
+
+def test_demo_logs_hold_no_dependency_noise(demo_run: DemoRun) -> None:
+    """The CLI process and every stage worker at normal verbosity: no tracebacks, no warnings of dependencies (faiss's
+    loader, torch's tracer under OpenVINO's converter), one line per event."""
+    err = demo_run.proc.stderr
+    for noise in ("Traceback", "ModuleNotFoundError", "Warning", "faiss.loader"):
+        assert noise not in err, [line for line in err.splitlines() if noise in line]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from stream_ad.scorers.components.training import fingerprint, train_phase
+from stream_ad.scorers.components.training import Step, fingerprint, train_phase
 
 
 class Interrupted(Exception):
@@ -22,7 +23,7 @@ def _train(checkpoints: Path | None, stop_at: int | None = None, key: str = "k")
     x = torch.randn(64, 4)
     y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 1.0
 
-    def epoch(i: int) -> dict[str, float]:
+    def epoch(i: int, step: Step) -> dict[str, float]:
         if stop_at is not None and i == stop_at:
             raise Interrupted
         for _ in range(20):
@@ -31,9 +32,10 @@ def _train(checkpoints: Path | None, stop_at: int | None = None, key: str = "k")
             opt.zero_grad()
             loss.backward()
             opt.step()
+            step()
         return {"mse": ((model(x).squeeze(1) - y) ** 2).mean().item()}
 
-    history = train_phase(method="t", phase="fit", epochs=6, run_epoch=epoch, modules={"m": model},
+    history = train_phase(method="t", phase="fit", epochs=6, steps=120, run_epoch=epoch, modules={"m": model},
                           optimizers={"o": opt}, seed=3, checkpoint_dir=checkpoints, key=key)
     return model, history
 
@@ -47,6 +49,20 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path: Path) 
     assert resumed_hist == straight_hist
     assert torch.equal(resumed.weight, straight.weight)
     assert straight_hist[-1]["mse"] < straight_hist[0]["mse"]
+
+
+def test_progress_counts_steps_and_resumes_where_it_stopped(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(Interrupted):
+        _train(tmp_path, stop_at=3)
+    first = capsys.readouterr().err
+    assert "t fit:" in first and "60/120" in first and "120/120" not in first
+    _train(tmp_path)
+    resumed = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    bars = [line for line in resumed if "t fit:" in line]
+    assert "60/120" in bars[0] and "120/120" in bars[-1]  # resumed at the steps already done, not at zero
+    assert "epoch 6/6 mse" in bars[-1]  # the last epoch's losses as the bar's postfix
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d, +[\d.]+step/s", bars[-1]), bars[-1]  # elapsed<ETA, rate
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path: Path) -> None:

@@ -202,7 +202,7 @@ def test_resumed_training_equals_uninterrupted(tmp_path: Path) -> None:
     logger = logging.getLogger("stream_ad.scorers.components.training")
     handler, level = StopAfterEpoch("3/3"), logger.level
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)  # the per-epoch line is a debug line
     try:
         with pytest.raises(Interrupted):
             fitted("vae", tmp_path / "resumed", **params)

@@ -1,0 +1,46 @@
+"""`stream-ad check PIPELINE.yaml`: validate a pipeline without starting it. One line per finding: the settings
+(the method's params included), the model artefact (present, fitted with settings these agree with, a threshold),
+the source, the endpoints the stages bind, the paths the run writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stream_ad.artefact import ArtefactError, check_settings, read_manifest, serving_model_dir
+from stream_ad.commands.checked_settings import load_checked_settings
+from stream_ad.commands.run import resolve_threshold
+from stream_ad.pipeline.errors import PipelineError
+from stream_ad.pipeline.preflight import (
+    Finding,
+    check_endpoints,
+    check_paths,
+    check_source,
+)
+from stream_ad.settings import ConfigError, Settings
+
+
+def check_model(settings: Settings) -> Finding:
+    model_dir = serving_model_dir(settings)
+    try:
+        check_settings(model_dir, read_manifest(model_dir), settings)
+        threshold, origin = resolve_threshold(settings, model_dir)
+    except (ArtefactError, ConfigError, PipelineError) as exc:
+        return Finding("model", False, str(exc))
+    return Finding("model", True, f"{model_dir} fits these settings; threshold {threshold:.4g} from {origin}")
+
+
+def pipeline_findings(pipeline_file: Path) -> list[Finding]:
+    try:
+        settings = load_checked_settings(pipeline_file)
+    except ConfigError as exc:  # nothing else can be checked without settings
+        return [Finding("settings", False, " ".join(line.strip() for line in str(exc).splitlines()))]
+    return [Finding("settings", True, f"{pipeline_file} is valid (method {settings.scorer.method})"),
+            check_model(settings), check_source(settings), *check_endpoints(settings), *check_paths(settings)]
+
+
+def check(pipeline_file: Path) -> int:
+    """Print the findings; 0 when all are good, 2 otherwise."""
+    findings = pipeline_findings(pipeline_file)
+    for finding in findings:
+        print(finding.line())
+    return 0 if all(f.ok for f in findings) else 2

@@ -1,0 +1,120 @@
+"""What can be checked of a pipeline before any process starts: its source, the endpoints its stages bind and the
+paths it writes. Each check gives findings, good or bad, one line each (`stream-ad check`); a run stops on a bad
+source before it loads any model."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from stream_ad.pipeline.plan import plan_wiring
+from stream_ad.pipeline.stages.source import source_folder
+from stream_ad.settings import Settings
+from stream_ad.sources.folder import list_images
+
+# Linux's sockaddr_un.sun_path holds 108 bytes with the terminating NUL: a longer ipc:// path cannot be bound.
+IPC_PATH_MAX = 107
+
+
+@dataclass(frozen=True)
+class Finding:
+    topic: str  # what was checked: settings, model, source, endpoint, path
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.topic}: {self.detail}"
+
+
+def check_source(settings: Settings) -> Finding:
+    """The folder holds images, the video file exists, the RTSP URL parses (a GigE camera is found only at start)."""
+    src = settings.pipeline.source
+    if src.kind == "folder":
+        folder = source_folder(settings.pipeline, settings.data.root)
+        try:
+            return Finding("source", True, f"folder {folder}: {len(list_images(folder))} images")
+        except FileNotFoundError as exc:
+            return Finding("source", False, str(exc))
+    if src.kind == "video":
+        assert src.path is not None  # the settings require it
+        if src.path.is_file():
+            return Finding("source", True, f"video file {src.path}")
+        return Finding("source", False, f"video file not found: {src.path} (setting pipeline.source.path)")
+    if src.kind == "rtsp":
+        return _check_rtsp_url(src.url or "")
+    return Finding("source", True, f"{src.kind} camera {src.gige.camera or '(the first found)'}, found at start")
+
+
+def _check_rtsp_url(url: str) -> Finding:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        return Finding("source", False, f"pipeline.source.url {url!r} does not parse: {exc}")
+    if parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
+        return Finding("source", False, f"pipeline.source.url {url!r} is not rtsp://HOST[:PORT]/PATH")
+    return Finding("source", True, f"RTSP camera at {parts.hostname}:{parts.port or 554}")
+
+
+def check_endpoints(settings: Settings) -> list[Finding]:
+    """Every address the run binds (the stages' inputs, the supervisor's notices, /metrics) is free on this host."""
+    run_dir = Path(tempfile.gettempdir()) / "stream-ad-RUN"  # each run makes a fresh folder there
+    plan = plan_wiring(settings, run_dir)
+    binds = [(spec.label, spec.bind) for spec in plan.stages if spec.bind] + [("supervisor", plan.notices)]
+    findings = [_check_endpoint(label, address) for label, address in binds]
+    metrics = settings.pipeline.metrics
+    if metrics.enabled and metrics.port:
+        findings.append(_check_tcp("/metrics", metrics.host, metrics.port))
+    return findings
+
+
+def _check_endpoint(label: str, address: str) -> Finding:
+    scheme, _, rest = address.partition("://")
+    if scheme == "ipc":
+        if len(rest) > IPC_PATH_MAX:
+            return Finding("endpoint", False, f"{label} {address}: a socket path longer than {IPC_PATH_MAX} bytes")
+        return _check_writable("endpoint", f"{label} {address}", Path(rest))
+    if scheme == "tcp":
+        host, _, port = rest.rpartition(":")
+        if not port.isdigit():
+            return Finding("endpoint", False, f"{label} {address}: no port")
+        return _check_tcp(label, "0.0.0.0" if host == "*" else host.strip("[]"), int(port))
+    return Finding("endpoint", False, f"{label} {address}: not ipc://PATH or tcp://HOST:PORT")
+
+
+def _check_tcp(label: str, host: str, port: int) -> Finding:
+    what = f"{label} tcp {host}:{port}"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return Finding("endpoint", False, f"{what}: host does not resolve ({exc})")
+    family, kind, _, _, address = infos[0]
+    with socket.socket(family, kind) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ZeroMQ binds: TIME_WAIT is no conflict
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            reason = "not an address of this host" if exc.errno == errno.EADDRNOTAVAIL else "in use"
+            return Finding("endpoint", False, f"{what}: {reason} ({exc.strerror})")
+    return Finding("endpoint", True, f"{what} is free")
+
+
+def check_paths(settings: Settings) -> list[Finding]:
+    """Every file and folder the run writes can be written (or created) by this user."""
+    return [_check_writable("path", f"{key} {path}", path) for key, path in settings.written_paths().items()]
+
+
+def _check_writable(topic: str, what: str, path: Path) -> Finding:
+    absolute = Path(os.path.abspath(path))
+    existing = next(p for p in (absolute, *absolute.parents) if p.exists())
+    if existing != absolute and not existing.is_dir():
+        return Finding(topic, False, f"{what}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK):
+        owner = "it" if existing == absolute else f"{existing}, where it would be created,"
+        return Finding(topic, False, f"{what}: {owner} is not writable by this user")
+    return Finding(topic, True, f"{what} is writable" + ("" if existing == absolute else f" (created in {existing})"))

@@ -1,0 +1,68 @@
+"""`stream-ad check`: a pipeline validated without starting it, one finding per line."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stream_ad.commands.check import check, pipeline_findings
+from tests.conftest import PIPED
+
+CATEGORY = PIPED / "PA_BDP01_TL"
+
+
+def write(tmp_path: Path, settings: dict[str, Any]) -> Path:
+    path = tmp_path / "line.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def good_pipeline(tmp_path: Path, model: Path) -> dict[str, Any]:
+    return {"data": {"root": str(CATEGORY)}, "output_dir": str(tmp_path / "out"),
+            "scorer": {"params": {"coreset_ratio": 0.1}},
+            "pipeline": {"model": str(model), "decide": {"threshold": 3.0}, "metrics": {"port": 0},
+                         "sink": {"outputs": [{"kind": "jsonl"}, {"kind": "mqtt", "url": "mqtt://127.0.0.1"}]}}}
+
+
+def test_a_good_pipeline_passes_every_check(piped_patchcore: tuple[Any, Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, good_pipeline(tmp_path, piped_patchcore[1]))
+    assert check(path) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all(line.startswith("ok   ") for line in lines), lines
+    topics = [line.split()[1] for line in lines]
+    assert topics[:3] == ["settings:", "model:", "source:"] and "endpoint:" in topics
+    assert any("pipeline.sink.outputs.1.outbox.path" in line and "mqtt.sqlite" in line for line in lines)
+    assert not (tmp_path / "out").exists()  # checked, not created
+
+
+def test_each_problem_is_one_failing_line(piped_patchcore: tuple[Any, Path], tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    settings = good_pipeline(tmp_path, piped_patchcore[1])
+    settings["scorer"]["params"]["coreset_ratio"] = 0.2  # the artefact was fitted with 0.1
+    settings["output_dir"] = str(blocker / "out")
+    pipe = settings["pipeline"]
+    pipe["source"] = {"kind": "rtsp", "url": "rtsp://camera:99999/stream"}
+    pipe["transport"], pipe["tcp_base_port"] = "tcp", taken.getsockname()[1] - 3  # the decide stage's port is taken
+    with taken:
+        assert check(write(tmp_path, settings)) == 2
+    failed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
+    assert any("model:" in f and "scorer.params" in f and "fitted" in f for f in failed), failed
+    assert any("source:" in f and "pipeline.source.url" in f for f in failed), failed
+    assert any("endpoint: decide tcp 127.0.0.1" in f and "in use" in f for f in failed), failed
+    assert any("path: output_dir" in f and "is a file, not a folder" in f for f in failed), failed
+
+
+def test_invalid_settings_are_the_one_finding(tmp_path: Path) -> None:
+    (finding,) = pipeline_findings(write(tmp_path, {"scorer": {"params": {"coreset_ratoi": 0.1}}}))
+    assert not finding.ok and finding.topic == "settings" and "scorer.params.coreset_ratoi" in finding.detail
+    assert "\n" not in finding.line()
