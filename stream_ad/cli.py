@@ -55,6 +55,14 @@ def _run(args: argparse.Namespace, _: Settings) -> int:
                progress=not args.no_progress, summary_json=args.summary, verbose=args.verbose)
 
 
+def _record(args: argparse.Namespace, _: Settings) -> int:
+    from stream_ad.commands.record import record
+
+    if args.config is not None and Path(args.config).resolve() != Path(args.pipeline).resolve():
+        raise ConfigError("`stream-ad record` takes its settings from PIPELINE.yaml; leave out -c/--config")
+    return record(args.pipeline, frames=args.frames, out=args.out, timeout_s=args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stream-ad", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -103,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
     p.add_argument("--summary", type=Path, help="write the run summary as JSON here")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser(
+        "record", help="save frames as the pipeline's camera delivers them (lossless PNG + index.json), to calibrate on"
+    )
+    p.add_argument("pipeline", type=Path, help="pipeline YAML whose pipeline.source is recorded")
+    p.add_argument("--frames", type=int, required=True, help="how many frames to record")
+    p.add_argument("--out", type=Path, required=True, help="a new (or empty) folder for the frames")
+    p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)")
+    p.set_defaults(func=_record)
     return parser
 
 

@@ -3,13 +3,12 @@ what labelled defects say about it (max-F1 threshold, recall). Pure numpy/scipy/
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_curve, recall_score
-
-import math
 
 from stream_ad.calibration.bounds import (
     allowed_false_alarms,

@@ -6,4 +6,9 @@ from stream_ad.backbones import BackboneError
 from stream_ad.calibration import CalibrationError
 from stream_ad.data import DatasetError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ArtefactError, BackboneError, CalibrationError, DatasetError)
+
+class RecordError(ValueError):
+    """`stream-ad record` cannot write where it was asked (a folder that is not empty, a failed write)."""
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (ArtefactError, BackboneError, CalibrationError, DatasetError, RecordError)

@@ -3,6 +3,7 @@ threshold, the seeded hold-out split, and the settings that guard them."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +98,6 @@ def test_bad_calibration_settings_name_the_key(key: str, value: str, monkeypatch
 @pytest.mark.parametrize(("n", "target", "confidence"), [(190, 0.01, 0.95), (100, 0.02, 0.95), (8, 0.05, 0.9)])
 def test_too_few_images_says_which_looser_settings_the_count_supports(n: int, target: float,
                                                                       confidence: float) -> None:
-    import re
-
     scores = np.random.default_rng(3).normal(size=n)
     with pytest.raises(CalibrationError) as err:
         image_threshold(scores, target, confidence)
