@@ -96,7 +96,7 @@ def test_calibrated_on_recorded_camera_frames_the_bound_holds_on_further_frames(
     scores = np.array([v["score"] for v in read_jsonl(tmp_path / "camera.jsonl")])
     assert len(scores) >= CHECK_FRAMES  # a few may drop on a busy machine; each is counted in the summary
     stills_alarms, camera_alarms = int((scores > stills["value"]).sum()), int((scores > camera["value"]).sum())
-    print(f"false alarms on {len(scores)} good camera frames: stills' calibration {stills_alarms} "
+    print(f"\nfalse alarms on {len(scores)} good camera frames: stills' calibration {stills_alarms} "
           f"(bound {stills['fpr_upper_bound']:.4f}), recorded frames' calibration {camera_alarms} "
           f"(bound {camera['fpr_upper_bound']:.4f})")
     # The stills' promise breaks on the camera's frames: far above its bound, not by chance.
@@ -105,5 +105,7 @@ def test_calibrated_on_recorded_camera_frames_the_bound_holds_on_further_frames(
     assert binomtest(camera_alarms, len(scores), camera["fpr_upper_bound"], alternative="greater").pvalue > 0.01
     # The start-up check: quiet against the camera's calibration, a mismatch against the stills'.
     assert "scores as calibrated" in run_log and "differ from those the threshold was calibrated on" not in run_log
-    first = scores[:CHECK_FRAMES]
-    assert compare_scores(GoodScores.from_record(stills), first).shifted(SIGNIFICANCE)  # type: ignore[arg-type]
+    against_stills = compare_scores(GoodScores.from_record(stills), scores[:CHECK_FRAMES])  # type: ignore[arg-type]
+    print(f"start-up check on the first {CHECK_FRAMES} frames against the stills' calibration: p = "
+          f"{against_stills.p_value:.2g}; {run_log[run_log.index('calibration check'):].splitlines()[0]}")
+    assert against_stills.shifted(SIGNIFICANCE)
