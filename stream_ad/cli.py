@@ -86,6 +86,12 @@ def _config_show(args: argparse.Namespace, settings: Settings) -> int:
     return config_show(settings, args.config)
 
 
+def _record(args: argparse.Namespace, _: Settings) -> int:
+    from stream_ad.commands.record import record
+
+    return record(_pipeline_file(args), frames=args.frames, out=args.out, timeout_s=args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _global_options(argparse.ArgumentParser(
         prog="stream-ad", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter), None, False)
@@ -158,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="inspect the settings").add_subparsers(dest="action", required=True)
     p = config.add_parser("show", help="the effective settings as YAML, each key with where its value came from")
     p.set_defaults(func=_config_show)
+
+    p = sub.add_parser(
+        "record", help="save frames as the pipeline's camera delivers them (lossless PNG + index.json), to calibrate on"
+    )
+    p.add_argument("pipeline", type=Path, help="pipeline YAML whose pipeline.source is recorded")
+    p.add_argument("--frames", type=int, required=True, help="how many frames to record")
+    p.add_argument("--out", type=Path, required=True, help="a new (or empty) folder for the frames")
+    p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)")
+    p.set_defaults(func=_record)
 
     # -c and -v after any subcommand too; SUPPRESS there keeps a subparser from overwriting a value given before it.
     for action in (sub, config):

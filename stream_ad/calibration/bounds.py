@@ -29,6 +29,17 @@ def images_needed(target_fpr: float, confidence: float) -> int:
     return n
 
 
+def supported_fpr(n: int, confidence: float) -> float:
+    """The lowest target false-alarm rate n good images can show at this confidence (none of them above)."""
+    return fpr_upper_bound(0, n, confidence)
+
+
+def supported_confidence(n: int, target_fpr: float) -> float:
+    """The highest confidence at which n good images can show a rate of at most target_fpr (none of them above):
+    1 - (1 - c)^(1/n) <= r solved for c."""
+    return 1.0 - (1.0 - target_fpr) ** n
+
+
 def allowed_false_alarms(n: int, target_fpr: float, confidence: float) -> int | None:
     """The most good images of n that may score above the threshold with the bound still <= target_fpr (None:
     not even zero may: n is too small)."""

@@ -15,6 +15,7 @@ import stream_ad
 from stream_ad.artefact import load_model, read_manifest, save_threshold, split_layout, split_root
 from stream_ad.calibration.bounds import images_needed
 from stream_ad.calibration.holdout import CalibrationError, file_sha256, relative_to_root
+from stream_ad.calibration.shift import GoodScores
 from stream_ad.calibration.thresholds import defect_report, image_threshold, pixel_threshold, too_few_images
 from stream_ad.data import Layout, MVTecCategory
 from stream_ad.data.folders import image_files
@@ -110,6 +111,8 @@ def calibrate(model: AnomalyModel, settings: Settings, good: GoodImages, *, defe
         ),
         **image.record(),
         "images": {"source": good.source, "paths": [relative_to_root(p, settings.data.root) for p in good.paths]},
+        # What the running pipeline compares its first frames' scores with (stream_ad.calibration.shift).
+        "good_scores": GoodScores.of(good_scores).record(),
         "pixel": pixel_threshold(good_maps, cfg.pixel_target_fpr) if cfg.pixel_target_fpr is not None else None,
         "defects": None,
         "calibrated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -3,13 +3,20 @@ what labelled defects say about it (max-F1 threshold, recall). Pure numpy/scipy/
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_curve, recall_score
 
-from stream_ad.calibration.bounds import allowed_false_alarms, fpr_upper_bound, images_needed
+from stream_ad.calibration.bounds import (
+    allowed_false_alarms,
+    fpr_upper_bound,
+    images_needed,
+    supported_confidence,
+    supported_fpr,
+)
 from stream_ad.calibration.holdout import CalibrationError
 
 
@@ -32,11 +39,20 @@ class ImageThreshold:
 
 
 def too_few_images(n: int, target_fpr: float, confidence: float) -> CalibrationError:
+    """The error for n good images too few for the asked rate, with the looser settings n does support (rounded
+    towards what holds: the rate up, the confidence down)."""
+    supported = ""
+    if n > 0:
+        rate = math.ceil(supported_fpr(n, confidence) * 1e4) / 1e4
+        conf = math.floor(supported_confidence(n, target_fpr) * 100) / 100
+        supported = (f"; {n} good images support target_fpr >= {rate:.4f} at {confidence:.0%} confidence, or "
+                     f"confidence <= {conf:.2f} at target_fpr {target_fpr:g}")
     return CalibrationError(
         f"{n} good images cannot show a false-alarm rate of at most {target_fpr:g} (calibration.target_fpr) at "
         f"{confidence:.0%} confidence (calibration.confidence): that needs at least "
-        f"{images_needed(target_fpr, confidence)} good images the model was not fitted on; hold out more "
-        "(calibration.holdout_fraction), give more good images (--good) or raise calibration.target_fpr"
+        f"{images_needed(target_fpr, confidence)} good images the model was not fitted on{supported}; hold out more "
+        "(calibration.holdout_fraction), give more good images (--good) or loosen calibration.target_fpr / "
+        "calibration.confidence"
     )
 
 

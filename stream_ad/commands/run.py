@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from stream_ad.artefact import ArtefactError, read_manifest, serving_model_dir
+from stream_ad.calibration.shift import GoodScores
 from stream_ad.commands.checked_settings import load_checked_settings
 from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.run import run_pipeline
@@ -65,7 +66,9 @@ def run(
         model_dir = serving_model_dir(settings)
         threshold, origin = resolve_threshold(settings, model_dir)
         print(f"model {model_dir}, decision threshold {threshold:.4f} (from {origin})", file=sys.stderr, flush=True)
-        summary = run_pipeline(settings, threshold, model_dir, verbose=verbose)
+        # The good scores the artefact's threshold was calibrated on, for the start-up check (none with a set one).
+        good_scores = GoodScores.from_record(read_manifest(model_dir).threshold)
+        summary = run_pipeline(settings, threshold, model_dir, good_scores, verbose=verbose)
     except PipelineError as exc:
         print(f"stream-ad: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,8 @@ run.py         one run, start to summary: run_pipeline() composes what follows
 preflight.py   checks before any process starts: the source, the endpoints to bind, the paths to write
 supervisor.py  the stage processes' lifecycle: spawn, readiness, restart with backoff, ordered stop
 inbox.py       the supervisor's end of the notice socket
-accounting.py  notices about frames and the camera -> the ledger and the pipeline-wide metrics
+accounting.py  notices about frames and the camera -> the ledger, the pipeline-wide metrics, the calibration check
+calibration_check.py  at start-up: the first frames' scores against those the threshold was calibrated on
 ledger.py      frame accounting: every frame ends scored or dropped with a reason
 summary.py     the run's summary (table and JSON)
 progress.py    the live progress line

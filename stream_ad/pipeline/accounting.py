@@ -1,19 +1,22 @@
-"""The stages' notices about frames and the camera -> the ledger and the pipeline-wide Prometheus metrics. The
-supervisor process is the one place that sees every frame's fate, so these figures are kept here, not in the
-stages."""
+"""The stages' notices about frames and the camera -> the ledger, the pipeline-wide Prometheus metrics and the
+start-up calibration check. The supervisor process is the one place that sees every frame's fate, so these figures
+are kept here, not in the stages."""
 
 from __future__ import annotations
 
 from stream_ad.frames import CameraState
+from stream_ad.pipeline.calibration_check import CalibrationCheck
 from stream_ad.pipeline.ledger import Ledger
 from stream_ad.pipeline.metrics import SupervisorMetrics
 from stream_ad.pipeline.notices import CameraStatus, FrameDone, FrameDropped, FrameIn
 
 
 class Accounting:
-    def __init__(self, ledger: Ledger, metrics: SupervisorMetrics, camera: str) -> None:
+    def __init__(self, ledger: Ledger, metrics: SupervisorMetrics, camera: str,
+                 calibration_check: CalibrationCheck | None = None) -> None:
         self.ledger = ledger
         self.metrics = metrics
+        self.calibration_check = calibration_check
         for counter in (metrics.frames_in, metrics.frames_scored, metrics.alarms, metrics.camera_reconnects):
             counter.labels(camera)  # every series exists from the start, at 0
         metrics.camera_up.labels(camera).set(0)
@@ -27,6 +30,8 @@ class Accounting:
             case FrameDone():
                 self.ledger.on_done(notice.camera, notice.frame_id, notice.t_capture, notice.t_verdict, notice.score,
                                     notice.verdict)
+                if self.calibration_check is not None:
+                    self.calibration_check.observe(notice.score)
             case FrameDropped():
                 self.ledger.on_drop(notice.camera, notice.frame_id, stage, notice.reason)
             case CameraStatus():

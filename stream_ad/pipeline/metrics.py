@@ -107,6 +107,11 @@ class SupervisorMetrics:
         self.restarts = Counter(
             f"{PREFIX}_stage_restarts_total", "Stage processes restarted after dying", ["stage"], registry=r
         )
+        self.calibration_mismatch = Gauge(
+            f"{PREFIX}_calibration_mismatch",
+            "1 when the first frames' scores differ from those the threshold was calibrated on "
+            "(pipeline.calibration_check)", ["camera"], registry=r,
+        )
         self.stage_up = Gauge(f"{PREFIX}_stage_up", "1 while a stage process runs and is ready", ["stage"], registry=r)
 
 

@@ -1,7 +1,7 @@
 """One pipeline run, start to summary: plans it, starts the stages (Supervisor), feeds their notices to the
 accounting, serves /metrics, shows progress, talks to systemd, and stops everything in order.
 
-    run_pipeline(settings, threshold, model_dir) -> RunSummary    preflight, signals, run
+    run_pipeline(settings, threshold, model_dir, good_scores) -> RunSummary    preflight, signals, run
 
 Stop (SIGTERM/SIGINT, duration_s, or the end of a file source): the source stops reading, the frames in flight get
 drain_timeout_s to reach a verdict, then the other stages get SIGTERM together (stop_timeout_s, then SIGKILL).
@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from stream_ad.artefact import ArtefactError, model_info
+from stream_ad.calibration.shift import GoodScores
 from stream_ad.frames import ModelInfo
 from stream_ad.pipeline.accounting import Accounting
+from stream_ad.pipeline.calibration_check import CalibrationCheck
 from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.inbox import NoticeInbox
 from stream_ad.pipeline.ledger import Ledger
@@ -42,8 +44,8 @@ RUN_DIR_PREFIX = "stream-ad-"
 
 
 class PipelineRun:
-    def __init__(self, settings: Settings, *, threshold: float, model_dir: Path, verbose: bool = False,
-                 out: TextIO | None = None) -> None:
+    def __init__(self, settings: Settings, *, threshold: float, model_dir: Path,
+                 good_scores: GoodScores | None = None, verbose: bool = False, out: TextIO | None = None) -> None:
         self.settings = settings
         self.cfg = settings.pipeline
         self.threshold = threshold
@@ -52,7 +54,9 @@ class PipelineRun:
         self.out = out or sys.stderr
         self.metrics = SupervisorMetrics(threshold)
         self.ledger = Ledger(self.metrics, lost_after_s=self.cfg.supervisor.lost_after_s)
-        self.accounting = Accounting(self.ledger, self.metrics, self.cfg.source.camera)
+        self.calibration_check = CalibrationCheck(good_scores, self.cfg.calibration_check, self.cfg.source.camera,
+                                                  self.metrics)
+        self.accounting = Accounting(self.ledger, self.metrics, self.cfg.source.camera, self.calibration_check)
         self.progress = ProgressLine(self.out, enabled=self.cfg.progress, interval_s=self.cfg.progress_interval_s)
         self.systemd = SystemdNotifier()
         self.run_dir: Path | None = None  # the run's own folder (sockets, plan, metrics files), made by _start()
@@ -206,11 +210,13 @@ class PipelineRun:
         )
 
 
-def run_pipeline(settings: Settings, threshold: float, model_dir: Path, *, verbose: bool = False,
-                 out: TextIO | None = None) -> RunSummary:
+def run_pipeline(settings: Settings, threshold: float, model_dir: Path, good_scores: GoodScores | None = None, *,
+                 verbose: bool = False, out: TextIO | None = None) -> RunSummary:
     """Run the pipeline in this process's foreground until its source ends, duration_s passes, or SIGTERM/Ctrl-C;
-    PipelineError when it cannot run."""
-    pipeline = PipelineRun(settings, threshold=threshold, model_dir=model_dir, verbose=verbose, out=out)
+    PipelineError when it cannot run. `good_scores`: those the threshold was calibrated on, for the start-up check
+    (None: no check)."""
+    pipeline = PipelineRun(settings, threshold=threshold, model_dir=model_dir, good_scores=good_scores,
+                           verbose=verbose, out=out)
     pipeline.preflight()
     pipeline.install_signals()
     return pipeline.run()

@@ -277,6 +277,18 @@ class SupervisorSettings(Strict):
     lost_after_s: float = Field(30.0, gt=0.0)
 
 
+class CalibrationCheckSettings(Strict):
+    """At start-up, the scores of the first frames against the good scores the threshold was calibrated on
+    (stream_ad.calibration.shift): a camera that delivers other images than the calibration's (compression,
+    scaling, colour) breaks the false-alarm bound. One warning and the gauge stream_ad_calibration_mismatch."""
+
+    enabled: bool = True
+    frames: int = Field(50, ge=5, le=100_000)  # the first this many scored frames are compared
+    # The test's p-value below which the distributions count as different (low: one false warning in a thousand
+    # starts on an unchanged camera, a few in a hundred with a fifth of the first frames defective).
+    significance: float = Field(0.001, gt=0.0, lt=1.0)
+
+
 class PipelineSettings(Strict):
     """The streaming pipeline (stream-ad run): stages as processes connected by ZeroMQ."""
 
@@ -297,6 +309,7 @@ class PipelineSettings(Strict):
     sink: SinkStageSettings = Field(default_factory=SinkStageSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
+    calibration_check: CalibrationCheckSettings = Field(default_factory=CalibrationCheckSettings)
 
     @model_validator(mode="after")
     def _check(self) -> PipelineSettings:

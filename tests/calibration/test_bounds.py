@@ -3,6 +3,7 @@ threshold, the seeded hold-out split, and the settings that guard them."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,22 @@ def test_bad_calibration_settings_name_the_key(key: str, value: str, monkeypatch
     monkeypatch.setenv(f"STREAM_AD_CALIBRATION__{key.upper()}", value)
     with pytest.raises(ConfigError, match=rf"calibration\.{key}"):
         load_settings()
+
+
+@pytest.mark.parametrize(("n", "target", "confidence"), [(190, 0.01, 0.95), (100, 0.02, 0.95), (8, 0.05, 0.9)])
+def test_too_few_images_says_which_looser_settings_the_count_supports(n: int, target: float,
+                                                                      confidence: float) -> None:
+    scores = np.random.default_rng(3).normal(size=n)
+    with pytest.raises(CalibrationError) as err:
+        image_threshold(scores, target, confidence)
+    found = re.search(rf"{n} good images support target_fpr >= ([0-9.]+) at {confidence:.0%} confidence, or "
+                      rf"confidence <= ([0-9.]+) at target_fpr {target:g}", str(err.value))
+    assert found, str(err.value)
+    rate, conf = float(found[1]), float(found[2])
+    # Each suggestion works with these very images, and is tight: a little stricter and it fails again.
+    assert image_threshold(scores, rate, confidence).fpr_upper_bound <= rate
+    assert image_threshold(scores, target, conf).fpr_upper_bound <= target
+    with pytest.raises(CalibrationError):
+        image_threshold(scores, rate - 1e-3, confidence)
+    with pytest.raises(CalibrationError):
+        image_threshold(scores, target, conf + 0.01)

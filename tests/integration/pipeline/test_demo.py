@@ -83,6 +83,13 @@ def test_demo_model_is_calibrated_like_fit_and_calibrate(demo_run: DemoRun) -> N
     assert {v["threshold"] for v in demo_run.verdicts} == {round(t["value"], 6)}
 
 
+def test_demo_records_good_scores_but_runs_no_calibration_check(demo_run: DemoRun) -> None:
+    """Its camera streams test/ (defects first), which the start-up check cannot tell from a changed camera."""
+    t = json.loads((demo_run.model / "manifest.json").read_text())["threshold"]
+    assert t["good_scores"]["n"] == 8 and len(t["good_scores"]["sample"]) == 8
+    assert "calibration check" not in demo_run.proc.stderr
+
+
 def test_run_without_any_threshold_fails_naming_both_places(
     model_without_threshold: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
