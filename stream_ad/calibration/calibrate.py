@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 import stream_ad
-from stream_ad.artefact import load_model, read_manifest, save_threshold
+from stream_ad.artefact import load_model, read_manifest, save_threshold, serving_settings
 from stream_ad.calibration.bounds import images_needed
 from stream_ad.calibration.holdout import CalibrationError, file_sha256, relative_to_root
 from stream_ad.calibration.thresholds import defect_report, image_threshold, pixel_threshold, too_few_images
@@ -132,6 +132,7 @@ def _ordinal(n: int) -> str:
 
 def calibrate_artefact(settings: Settings, model_dir: Path, images: Path | None) -> dict[str, Any]:
     """Load the artefact, calibrate it on its held-out images (or on `images`), rewrite its manifest."""
+    settings = serving_settings(model_dir, settings)  # the artefact's data.root and calibration unless given
     split = read_manifest(model_dir).data_split
     good = folder_images(images) if images is not None else held_out_images(split, settings.data.root)
     check_good_images(good, split, settings)  # before the model loads: a wrong call fails in a second

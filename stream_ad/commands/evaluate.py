@@ -18,6 +18,7 @@ def evaluate(settings: Settings, *, model: Path | None = None, json_out: Path | 
     else:
         model_dir = default_model_dir(settings)
         fitted = fit_and_save(settings, model_dir)
+    settings = fitted.settings  # with --model: the artefact's own data.root and method unless given
     category = MVTecCategory(settings.data.root)
     out_json = json_out or model_dir / "evaluation.json"
     report = evaluate_model(fitted, category, out_json)

@@ -14,7 +14,7 @@ load.py      the root model and load_settings
 """
 
 from stream_ad.settings.errors import ConfigError, format_errors
-from stream_ad.settings.load import ENV_PREFIX, Settings, load_settings
+from stream_ad.settings.load import ENV_PREFIX, Settings, load_settings, settings_from_record
 from stream_ad.settings.pipeline import (
     BUILTIN_STAGES,
     MODBUS_BLOCK_SIZE,
@@ -82,4 +82,5 @@ __all__ = [
     "SupervisorSettings",
     "format_errors",
     "load_settings",
+    "settings_from_record",
 ]

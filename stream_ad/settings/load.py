@@ -61,6 +61,27 @@ class Settings(BaseSettings):
         return self
 
 
+class _Recorded(Settings):
+    """Settings as a record holds them: its values only, no environment variable applied on top."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def settings_from_record(data: dict[str, Any]) -> Settings:
+    """Settings recorded earlier (a model artefact's fit settings), validated as they were written: unlike
+    Settings.model_validate, which applies this process's STREAM_AD_* variables on top. Raises ValidationError."""
+    return _Recorded.model_validate(data)
+
+
 def _expand_paths(model: BaseModel, shared: str) -> None:
     for name in type(model).model_fields:
         value = getattr(model, name)
