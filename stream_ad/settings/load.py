@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="forbid", validate_assignment=True
     )
+    # False where settings are read back from a record (settings_from_record): only what it holds.
+    from_environment: ClassVar[bool] = True
 
     # Where the project's shared data and weights live; "${shared_dir}" in any path setting expands to it.
     shared_dir: Path = Path("../shared")
@@ -53,7 +55,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The YAML arrives as init kwargs; the environment overrides it, as an operator expects.
-        return env_settings, init_settings
+        return (env_settings, init_settings) if cls.from_environment else (init_settings,)
 
     @model_validator(mode="after")
     def _expand_shared_dir(self) -> Settings:
@@ -64,16 +66,7 @@ class Settings(BaseSettings):
 class _Recorded(Settings):
     """Settings as a record holds them: its values only, no environment variable applied on top."""
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
+    from_environment = False
 
 
 def settings_from_record(data: dict[str, Any]) -> Settings:
