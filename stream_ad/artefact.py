@@ -235,7 +235,7 @@ def fitted_images(manifest: Manifest, data_root: Path) -> list[Path]:
 def describe(manifest: Manifest) -> str:
     """What an artefact computes, in one line: method and params, backbone, preprocessing."""
     params = ", ".join(f"{k}={v}" for k, v in manifest.scorer_params.items())
-    backbone = ", ".join(f"{k} {v}" for k, v in (manifest.backbone or {"none": ""}).items())
+    backbone = ", ".join(f"{k} {v}" for k, v in manifest.backbone.items()) if manifest.backbone else "none"
     pre = manifest.preprocessing
     size = pre["tile_size"] if pre["mode"] == "tile" else pre["image_size"]
     return f"{manifest.method} ({params}); backbone {backbone}; preprocess {pre['mode']} {size} px"
