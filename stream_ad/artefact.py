@@ -6,8 +6,11 @@
                          sha256)
     state.safetensors    the scorer's fitted tensors (no pickled objects)
 
-Loading checks the manifest against what the line PC would run: another backbone, other weights (by sha256),
-other preprocessing or another method is an error listing each difference, never a silent degradation.
+The artefact is self-contained: loading builds the model from the manifest's own settings and takes from the line
+PC's settings only how to run it (runtime, the weights' location, data.root for good images). A model setting those
+settings name explicitly with another value (another backbone, taps, preprocessing, method or scoring param), or
+weights with another sha256, is an error naming each difference, never a silent degradation; a training-only setting
+(coreset size, epochs, calibration.*) never is.
 """
 
 from __future__ import annotations
@@ -23,20 +26,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
 import stream_ad
 from stream_ad.data import Layout
 from stream_ad.frames import ModelInfo
 from stream_ad.model import AnomalyModel
-from stream_ad.scorers import scorer_params
-from stream_ad.settings import Settings
+from stream_ad.scorers import scorer_class, scorer_params
+from stream_ad.settings import ScorerSettings, Settings, format_errors, settings_from_record
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 STATE = "state.safetensors"
+# How a machine runs a model, never what it computes: taken whole from the settings an artefact is loaded with.
+RUNNING = ("shared_dir", "output_dir", "runtime", "pipeline")
+# Where this machine finds the backbone's weights: the loading settings' where they name it (checked by sha256).
+WEIGHTS = frozenset({"weights", "weights_path"})
 
 
 class ArtefactError(RuntimeError):
@@ -165,20 +173,60 @@ def save_model(model: AnomalyModel, directory: Path) -> Path:
 
 
 def save_threshold(model: AnomalyModel, directory: Path) -> None:
-    """Rewrite only the manifest (calibration changes no tensors)."""
-    write_manifest(directory, Manifest.of(model))
+    """Rewrite only the manifest's threshold: calibration changes no tensors, nor the record of how it was fitted."""
+    write_manifest(directory, dataclasses.replace(read_manifest(directory), threshold=model.threshold))
+
+
+def _fitted(manifest: Manifest, directory: Path) -> Settings:
+    """The settings the artefact was fitted with, as its manifest records them."""
+    try:
+        return settings_from_record(manifest.settings)
+    except ValidationError as exc:
+        raise ArtefactError(format_errors(exc, f"{directory / MANIFEST}, settings")) from None
+
+
+def serving_settings(directory: Path, given: Settings | None = None) -> Settings:
+    """The settings the artefact in `directory` runs with: what it computes (backbone, taps, normalisation,
+    preprocessing, method and params) from its manifest, how it runs (runtime, pipeline, output_dir) from `given`,
+    and data.root, calibration and the weights' location from `given` where it names them, else the artefact's.
+
+    A model setting `given` names explicitly (YAML or environment; defaults never count) with another value than the
+    artefact's is an ArtefactError naming each; the method's not_scoring params are never compared."""
+    return _serving(read_manifest(directory), directory, given)
+
+
+def _serving(manifest: Manifest, directory: Path, given: Settings | None) -> Settings:
+    fitted = _fitted(manifest, directory)
+    if given is None:
+        return fitted
+    conflicts = _conflicts(fitted, given)
+    if conflicts:
+        raise ArtefactError(f"model artefact {directory} computes otherwise than these settings say: "
+                            + "; ".join(conflicts) + " (leave them out: the artefact carries its own)")
+    return fitted.model_copy(update={
+        **{name: getattr(given, name) for name in RUNNING},
+        "backbone": fitted.backbone.model_copy(update=_named(given.backbone, WEIGHTS)),
+        "data": fitted.data.model_copy(update=_named(given.data)),
+        "calibration": fitted.calibration.model_copy(update=_named(given.calibration)),
+    })
+
+
+def fit_differences(directory: Path, settings: Settings) -> list[str]:
+    """Each model setting, training-only ones too, that `settings` would fit otherwise than this artefact was
+    fitted: a cache of fitted models (the demo's) refits on any."""
+    fitted = _fitted(read_manifest(directory), directory)
+    method = fitted.scorer.method
+    if settings.scorer.method != method:
+        return [_difference("scorer.method", method, settings.scorer.method)]
+    have, want = (_model_values(s, method, explicit_only=False) for s in (fitted, settings))
+    return [_difference(key, have[key], value) for key, value in want.items() if value != have[key]]
 
 
 def load_model(directory: Path, settings: Settings | None = None, *, max_batch: int | None = None) -> AnomalyModel:
-    """Load an artefact. With `settings`, they must describe the same model; their weights path, runtime and
-    data.root are used. `max_batch`: the largest batch it will score (AnomalyModel)."""
+    """Load an artefact to run with `settings` (serving_settings: what it computes is its own). `max_batch`: the
+    largest batch it will score (AnomalyModel)."""
     manifest = read_manifest(directory)
-    fitted = Settings.model_validate(manifest.settings)
-    if settings is not None:
-        check_settings(directory, manifest, settings)
-        run = settings.model_copy(update={"scorer": fitted.scorer})
-    else:
-        run = fitted
+    run = _serving(manifest, directory, settings)
     model = AnomalyModel(run, max_batch=max_batch, calibration_images=fitted_images(manifest, run.data.root))
     now_id = model.scorer.backbone_identity()
     if manifest.backbone != now_id:
@@ -208,14 +256,6 @@ def split_root(split: dict[str, Any], data_root: Path) -> Path:
     return data_root if split_layout(split) is Layout.MVTEC else Path(split["root"])
 
 
-def check_settings(directory: Path, manifest: Manifest, settings: Settings) -> None:
-    """ArtefactError listing each setting that would make `settings` compute something else than the artefact's
-    fit (without building the model: the backbone's weights hash is checked when it loads)."""
-    diffs = _differences(Settings.model_validate(manifest.settings), settings)
-    if diffs:
-        raise ArtefactError(f"model artefact {directory} was fitted with other settings: " + "; ".join(diffs))
-
-
 def fitted_images(manifest: Manifest, data_root: Path) -> list[Path]:
     """The good images the artefact was fitted on that exist on this machine."""
     split = manifest.data_split
@@ -225,18 +265,49 @@ def fitted_images(manifest: Manifest, data_root: Path) -> list[Path]:
     return [p for p in (root / entry["path"] for entry in split["fitted"]) if p.is_file()]
 
 
-def _differences(fitted: Settings, wanted: Settings) -> list[str]:
-    """Settings that change what the model computes; paths to data and weights may differ between machines."""
-    out = []
-    for section in ("backbone", "preprocess", "scorer"):
-        a, b = (_computing(s, section) for s in (fitted, wanted))
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                out.append(f"{section}.{key}: fitted {a.get(key)!r}, now {b.get(key)!r}")
+def describe(manifest: Manifest) -> str:
+    """What an artefact computes, in one line: method and params, backbone, preprocessing."""
+    params = ", ".join(f"{k}={v}" for k, v in manifest.scorer_params.items())
+    backbone = ", ".join(f"{k} {v}" for k, v in manifest.backbone.items()) if manifest.backbone else "none"
+    pre = manifest.preprocessing
+    size = pre["tile_size"] if pre["mode"] == "tile" else pre["image_size"]
+    return f"{manifest.method} ({params}); backbone {backbone}; preprocess {pre['mode']} {size} px"
+
+
+def _named(section: Any, keys: frozenset[str] | None = None) -> dict[str, Any]:
+    """The keys of a settings section given explicitly (YAML or environment), with their values."""
+    return {k: getattr(section, k) for k in section.model_fields_set if keys is None or k in keys}
+
+
+def _difference(key: str, artefact: Any, given: Any) -> str:
+    return f"{key}: the artefact's {artefact!r}, given {given!r}"
+
+
+def _conflicts(fitted: Settings, given: Settings) -> list[str]:
+    """The model settings `given` names explicitly with other values than the artefact's: its not_scoring params
+    (training only) and the weights' location (checked by sha256 once loaded) aside."""
+    method = fitted.scorer.method
+    if "method" in given.scorer.model_fields_set and given.scorer.method != method:
+        return [_difference("scorer.method", method, given.scorer.method)]
+    have = _model_values(fitted, method, explicit_only=False)
+    want = _model_values(given, method, explicit_only=True)
+    free = {f"scorer.params.{name}" for name in scorer_class(method).Params.not_scoring}
+    return [_difference(key, have[key], value) for key, value in want.items() if key not in free and value != have[key]]
+
+
+def _model_values(settings: Settings, method: str, *, explicit_only: bool) -> dict[str, Any]:
+    """What a model computes from, by dotted key as JSON values: backbone name, taps and normalisation,
+    preprocessing, method and params (read as `method` reads them, defaults filled in). explicit_only: only the
+    keys the settings name (defaults never count)."""
+    out: dict[str, Any] = {}
+    for name in ("backbone", "preprocess"):
+        section = getattr(settings, name)
+        values = section.model_dump(mode="json", exclude=WEIGHTS)
+        keys = section.model_fields_set if explicit_only else values
+        out.update({f"{name}.{key}": values[key] for key in keys if key in values})
+    if not explicit_only or "method" in settings.scorer.model_fields_set:
+        out["scorer.method"] = settings.scorer.method
+    params = scorer_params(ScorerSettings(method=method, params=settings.scorer.params)).model_dump(mode="json")
+    keys = settings.scorer.params if explicit_only else params
+    out.update({f"scorer.params.{key}": params[key] for key in keys})
     return out
-
-
-def _computing(settings: Settings, section: str) -> dict[str, Any]:
-    if section == "scorer":  # params as the method reads them, defaults filled in
-        return {"method": settings.scorer.method, "params": scorer_params(settings.scorer).model_dump(mode="json")}
-    return getattr(settings, section).model_dump(mode="json", exclude={"weights_path"})

@@ -14,21 +14,36 @@ from stream_ad.artefact import (
     ArtefactError,
     Manifest,
     default_model_dir,
+    fit_differences,
     load_model,
     model_info,
     read_manifest,
+    save_model,
+    save_threshold,
     serving_model_dir,
     write_manifest,
 )
+from stream_ad.data import MVTecCategory
 from stream_ad.model import AnomalyModel
 from stream_ad.settings import Settings, load_settings
 from tests.conftest import PIPED, WEIGHTS
 
 CATEGORY = PIPED / "PA_BDP01_TL"
+# A model fitted with other preprocessing, taps and scoring params than the defaults: a pipeline file leaving them
+# out shows that the artefact brings its own.
+OWN = {"preprocess": {"image_size": 64}, "backbone": {"layers": ["features.6"]},
+       "scorer": {"params": {"coreset_ratio": 0.2, "num_neighbors": 3, "blur_sigma": 2.0}}}
 
 
 def settings_for(root: Path, **overrides: object) -> Settings:
     return load_settings(data={"root": str(root)}, **overrides)
+
+
+@pytest.fixture(scope="module")
+def own_settings_model(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> tuple[AnomalyModel, Path]:
+    model = AnomalyModel(settings_for(CATEGORY, **OWN))
+    model.fit([s.path for s in MVTecCategory(CATEGORY).train()])
+    return model, save_model(model, tmp_path_factory.mktemp("own") / "model")
 
 
 def test_artefact_round_trip(piped_patchcore: tuple[AnomalyModel, Path]) -> None:
@@ -44,7 +59,7 @@ def test_artefact_round_trip(piped_patchcore: tuple[AnomalyModel, Path]) -> None
 def test_artefact_refuses_other_preprocessing(piped_patchcore: tuple[AnomalyModel, Path]) -> None:
     _, path = piped_patchcore
     other = settings_for(CATEGORY, preprocess={"image_size": 256}, scorer={"params": {"coreset_ratio": 0.1}})
-    with pytest.raises(ArtefactError, match="preprocess.image_size: fitted 224, now 256"):
+    with pytest.raises(ArtefactError, match="preprocess.image_size: the artefact's 224, given 256"):
         load_model(path, other)
 
 
@@ -79,7 +94,7 @@ def test_params_spelled_out_at_their_defaults_are_the_same_model(piped_patchcore
     spelled = {**model.scorer.params.model_dump(), "coreset_ratio": 0.1}
     loaded = load_model(path, settings_for(CATEGORY, scorer={"params": spelled}))
     assert loaded.scorer.params == model.scorer.params
-    with pytest.raises(ArtefactError, match=r"scorer.params: fitted .*'num_neighbors': 9.*now .*'num_neighbors': 3"):
+    with pytest.raises(ArtefactError, match=r"scorer.params.num_neighbors: the artefact's 9, given 3"):
         load_model(path, settings_for(CATEGORY, scorer={"params": {**spelled, "num_neighbors": 3}}))
 
 
@@ -128,3 +143,72 @@ def test_folder_naming(tmp_path: Path) -> None:
     assert default_model_dir(settings) == tmp_path / "PA_BDP01_TL-patchcore"
     assert serving_model_dir(settings) == default_model_dir(settings)
     assert serving_model_dir(settings_for(CATEGORY, pipeline={"model": "/srv/m"})) == Path("/srv/m")
+
+
+def test_the_artefact_runs_with_its_own_settings(own_settings_model: tuple[AnomalyModel, Path], tmp_path: Path) -> None:
+    """A pipeline file naming none of the model's settings runs it as fitted; how it runs is the file's."""
+    model, path = own_settings_model
+    given = settings_for(CATEGORY, output_dir=str(tmp_path), runtime={"batch_size": 4, "device": "cpu"})
+    loaded = load_model(path, given)
+    assert loaded.preprocessor.input_size == 64 and loaded.scorer.params == model.scorer.params
+    assert loaded.settings.backbone.layers == ["features.6"]
+    assert loaded.settings.runtime == given.runtime and loaded.settings.output_dir == tmp_path
+    frames = [np.asarray(np.random.default_rng(1).integers(0, 255, (96, 80, 3)), np.uint8)]
+    np.testing.assert_allclose(loaded.predict(frames).scores, model.predict(frames).scores, rtol=1e-5)
+
+
+def test_training_only_settings_are_never_refused(own_settings_model: tuple[AnomalyModel, Path],
+                                                  tmp_path: Path) -> None:
+    model, path = own_settings_model
+    other_root = tmp_path / "other_line"
+    given = settings_for(other_root, scorer={"params": {"coreset_ratio": 0.5, "projection_dim": 64, "seed": 7}},
+                         runtime={"seed": 3, "checkpoint_dir": str(tmp_path)}, calibration={"target_fpr": 0.1})
+    loaded = load_model(path, given)
+    assert loaded.scorer.params == model.scorer.params  # the artefact's coreset, not the file's
+    assert loaded.settings.calibration.target_fpr == 0.1 and loaded.settings.data.root == other_root
+    assert load_model(path, settings_for(CATEGORY)).settings.data.root == CATEGORY  # not given: the artefact's
+
+
+def test_model_settings_given_otherwise_are_refused_by_key(own_settings_model: tuple[AnomalyModel, Path],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Explicit in the file or the environment, and different: each named with both values. Given as the artefact
+    has them, they pass."""
+    _, path = own_settings_model
+    assert load_model(path, settings_for(CATEGORY, **OWN)).preprocessor.input_size == 64
+    monkeypatch.setenv("STREAM_AD_PREPROCESS__IMAGE_SIZE", "256")
+    monkeypatch.setenv("STREAM_AD_SCORER__PARAMS__BLUR_SIGMA", "4")
+    given = settings_for(CATEGORY, backbone={"layers": ["features.6", "features.13"]})
+    with pytest.raises(ArtefactError) as refused:
+        load_model(path, given)
+    assert all(part in str(refused.value) for part in (
+        "preprocess.image_size: the artefact's 64, given 256",
+        "backbone.layers: the artefact's ['features.6'], given ['features.6', 'features.13']",
+        "scorer.params.blur_sigma: the artefact's 2.0, given 4.0",
+    )), str(refused.value)
+    monkeypatch.delenv("STREAM_AD_PREPROCESS__IMAGE_SIZE")
+    monkeypatch.delenv("STREAM_AD_SCORER__PARAMS__BLUR_SIGMA")
+    with pytest.raises(ArtefactError, match="scorer.method: the artefact's 'patchcore', given 'vae'"):
+        load_model(path, settings_for(CATEGORY, scorer={"method": "vae"}))
+
+
+def test_calibration_rewrites_only_the_threshold(own_settings_model: tuple[AnomalyModel, Path],
+                                                 tmp_path: Path) -> None:
+    _, path = own_settings_model
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    loaded = load_model(copy, settings_for(tmp_path, runtime={"batch_size": 2}, calibration={"target_fpr": 0.1}))
+    loaded.threshold = {"value": 0.5, "method": "clopper-pearson"}
+    save_threshold(loaded, copy)
+    before, after = read_manifest(path), read_manifest(copy)
+    assert after.threshold_value == 0.5 and after.settings == before.settings  # how it was fitted, as it was
+
+
+def test_fit_differences_count_training_settings_too(own_settings_model: tuple[AnomalyModel, Path]) -> None:
+    """What the demo's model cache refits on: any setting that would fit another model."""
+    _, path = own_settings_model
+    assert fit_differences(path, settings_for(CATEGORY, **OWN)) == []
+    assert fit_differences(path, settings_for(CATEGORY, **{**OWN, "scorer": {"params": {"coreset_ratio": 0.5}}})) == [
+        "scorer.params.coreset_ratio: the artefact's 0.2, given 0.5",
+        "scorer.params.num_neighbors: the artefact's 3, given 9",
+        "scorer.params.blur_sigma: the artefact's 2.0, given 4.0",
+    ]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 import stream_ad
-from stream_ad.artefact import load_model, read_manifest, save_threshold, split_layout, split_root
+from stream_ad.artefact import load_model, read_manifest, save_threshold, serving_settings, split_layout, split_root
 from stream_ad.calibration.bounds import images_needed
 from stream_ad.calibration.holdout import CalibrationError, file_sha256, relative_to_root
 from stream_ad.calibration.shift import GoodScores
@@ -136,6 +136,7 @@ def _ordinal(n: int) -> str:
 
 def calibrate_artefact(settings: Settings, model_dir: Path, good: Path | None) -> dict[str, Any]:
     """Load the artefact, calibrate it on its held-out images (or on the folder `good`), rewrite its manifest."""
+    settings = serving_settings(model_dir, settings)  # the artefact's data.root and calibration unless given
     split = read_manifest(model_dir).data_split
     images = folder_images(good) if good is not None else held_out_images(split, settings.data.root)
     check_good_images(images, split, settings)  # before the model loads: a wrong call fails in a second

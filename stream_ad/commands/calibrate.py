@@ -27,7 +27,9 @@ def calibrate(
     overrides = {k: v for k, v in flags.items() if v is not None}
     if overrides:  # flags win over the file and the environment; validated, so a bad value names its setting
         try:
-            calibration = CalibrationSettings.model_validate({**settings.calibration.model_dump(), **overrides})
+            # exclude_unset: only what was given counts as given (the rest stays the artefact's)
+            calibration = CalibrationSettings.model_validate(
+                {**settings.calibration.model_dump(exclude_unset=True), **overrides})
         except ValidationError as exc:
             raise ConfigError(format_errors(exc, "command line", prefix="calibration.")) from None
         settings = settings.model_copy(update={"calibration": calibration})

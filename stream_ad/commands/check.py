@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stream_ad.artefact import ArtefactError, check_settings, read_manifest, serving_model_dir
+from stream_ad.artefact import ArtefactError, serving_model_dir, serving_settings
 from stream_ad.commands.checked_settings import load_checked_settings
 from stream_ad.commands.run import resolve_threshold
 from stream_ad.pipeline.errors import PipelineError
@@ -22,11 +22,11 @@ from stream_ad.settings import ConfigError, Settings
 def check_model(settings: Settings) -> Finding:
     model_dir = serving_model_dir(settings)
     try:
-        check_settings(model_dir, read_manifest(model_dir), settings)
+        serving_settings(model_dir, settings)  # the model settings it names agree with the artefact's
         threshold, origin = resolve_threshold(settings, model_dir)
     except (ArtefactError, ConfigError, PipelineError) as exc:
         return Finding("model", False, str(exc))
-    return Finding("model", True, f"{model_dir} fits these settings; threshold {threshold:.4g} from {origin}")
+    return Finding("model", True, f"{model_dir} agrees with these settings; threshold {threshold:.4g} from {origin}")
 
 
 def pipeline_findings(pipeline_file: Path) -> list[Finding]:

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from stream_ad.artefact import ArtefactError, has_artefact, load_model, model_dir_name, save_threshold
+from stream_ad.artefact import ArtefactError, fit_differences, has_artefact, load_model, model_dir_name, save_threshold
 from stream_ad.calibration.calibrate import METHOD, calibrate, held_out_images
 from stream_ad.commands.fit import fit_and_save
 from stream_ad.commands.run import write_summary
@@ -36,7 +36,11 @@ def demo_model(settings: Settings, model_dir: Path) -> tuple[dict[str, Any], boo
     model = None
     if has_artefact(model_dir):
         try:
-            model = load_model(model_dir, settings)
+            changed = fit_differences(model_dir, settings)  # a cache: training-only settings count too
+            if changed:
+                log.info("refitting the demo model: %s", "; ".join(changed))
+            else:
+                model = load_model(model_dir, settings)
         except ArtefactError as exc:
             log.info("refitting the demo model: %s", exc)
     split = model.data_split if model is not None else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stream_ad.artefact import default_model_dir, load_model
+from stream_ad.artefact import default_model_dir, load_model, serving_settings
 from stream_ad.commands.errors import CommandError
 from stream_ad.commands.fit import fit_and_save
 from stream_ad.data import LabelledImages, MVTecCategory, folder_test_set
@@ -37,6 +37,8 @@ def evaluate(
 ) -> int:
     if model is None and (good is not None or defects is not None):
         raise CommandError("eval --good/--defects needs --model: a model fitted with `stream-ad fit --good DIR`")
+    if model is not None:
+        settings = serving_settings(model, settings)  # the artefact's own data.root and method unless given
     images = labelled_images_for(settings, good, defects, masks)  # a wrong folder is named before any fitting
     if model is not None:
         fitted = load_model(model, settings)

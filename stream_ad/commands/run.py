@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stream_ad.artefact import ArtefactError, read_manifest, serving_model_dir
+from stream_ad.artefact import ArtefactError, describe, read_manifest, serving_model_dir, serving_settings
 from stream_ad.calibration.shift import GoodScores
 from stream_ad.commands.checked_settings import load_checked_settings
 from stream_ad.pipeline.errors import PipelineError
@@ -63,11 +63,20 @@ def run(
         pipe["source"] = {"fps": fps}
     settings = load_checked_settings(pipeline_file, **({"pipeline": pipe} if pipe else {}))
     try:
-        model_dir = serving_model_dir(settings)
+        link = serving_model_dir(settings)
+        # Resolved once: a symlink switched while the line runs takes effect at the next start, for every stage at
+        # once (a stage restarted meanwhile still loads the artefact whose threshold decide uses).
+        model_dir = link.resolve()
         threshold, origin = resolve_threshold(settings, model_dir)
-        print(f"model {model_dir}, decision threshold {threshold:.4f} (from {origin})", file=sys.stderr, flush=True)
+        settings = serving_settings(model_dir, settings)
+        manifest = read_manifest(model_dir)
+        rt = settings.runtime
+        print(f"model {link}{f' -> {model_dir}' if model_dir != link.absolute() else ''}: "
+              f"{describe(manifest)}; runs on device {rt.device}, accelerate {rt.accelerate}, "
+              f"precision {rt.precision}", file=sys.stderr, flush=True)
+        print(f"decision threshold {threshold:.4f} (from {origin})", file=sys.stderr, flush=True)
         # The good scores the artefact's threshold was calibrated on, for the start-up check (none with a set one).
-        good_scores = GoodScores.from_record(read_manifest(model_dir).threshold)
+        good_scores = GoodScores.from_record(manifest.threshold)
         summary = run_pipeline(settings, threshold, model_dir, good_scores, verbose=verbose)
     except PipelineError as exc:
         print(f"stream-ad: {exc}", file=sys.stderr)

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -29,9 +29,35 @@ class FitBatches(Protocol):
 
 
 class ScorerParams(BaseModel):
-    """Base of each method's settings model (`scorer.params` in a pipeline YAML)."""
+    """Base of each method's settings model (`scorer.params` in a pipeline YAML).
+
+    Each method sorts every one of its params into `scoring` (they change what a fitted model computes from a frame:
+    a pipeline file serving the artefact may not give another value) or `not_scoring` (how it is fitted, or a
+    backend with the same result: a pipeline file may give anything). Both are required and must cover the fields
+    exactly, checked as the class is defined: a new param or method cannot pass unsorted.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    scoring: ClassVar[frozenset[str]]
+    not_scoring: ClassVar[frozenset[str]]
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        missing = [name for name in ("scoring", "not_scoring") if not hasattr(cls, name)]
+        if missing:
+            raise TypeError(f"{cls.__name__} must declare {' and '.join(missing)}: which params change what a "
+                            "fitted model computes (scoring) and which do not (not_scoring)")
+        fields = set(cls.model_fields)
+        problems = {
+            "in both scoring and not_scoring": cls.scoring & cls.not_scoring,
+            "in neither scoring nor not_scoring": fields - cls.scoring - cls.not_scoring,
+            "declared but not params": (cls.scoring | cls.not_scoring) - fields,
+        }
+        wrong = [f"{what}: {', '.join(sorted(names))}" for what, names in problems.items() if names]
+        if wrong:
+            raise TypeError(f"{cls.__name__}: " + "; ".join(wrong))
 
 
 @dataclass(frozen=True)

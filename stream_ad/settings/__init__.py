@@ -15,7 +15,7 @@ origins.py   where each effective setting came from (default, the file, a STREAM
 """
 
 from stream_ad.settings.errors import ConfigError, format_errors
-from stream_ad.settings.load import ENV_PREFIX, Settings, load_settings
+from stream_ad.settings.load import ENV_PREFIX, Settings, load_settings, settings_from_record
 from stream_ad.settings.pipeline import (
     BUILTIN_STAGES,
     MODBUS_BLOCK_SIZE,
@@ -85,4 +85,5 @@ __all__ = [
     "SupervisorSettings",
     "format_errors",
     "load_settings",
+    "settings_from_record",
 ]

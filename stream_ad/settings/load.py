@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="forbid", validate_assignment=True
     )
+    # False where settings are read back from a record (settings_from_record): only what it holds.
+    from_environment: ClassVar[bool] = True
 
     # Where the project's shared data and weights live; "${shared_dir}" in any path setting expands to it.
     shared_dir: Path = Path("../shared")
@@ -54,7 +56,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The YAML arrives as init kwargs; the environment overrides it, as an operator expects.
-        return env_settings, init_settings
+        return (env_settings, init_settings) if cls.from_environment else (init_settings,)
 
     @property
     def checkpoint_folder(self) -> Path:
@@ -78,6 +80,18 @@ class Settings(BaseSettings):
     def _expand_shared_dir(self) -> Settings:
         _expand_paths(self, str(self.shared_dir))
         return self
+
+
+class _Recorded(Settings):
+    """Settings as a record holds them: its values only, no environment variable applied on top."""
+
+    from_environment = False
+
+
+def settings_from_record(data: dict[str, Any]) -> Settings:
+    """Settings recorded earlier (a model artefact's fit settings), validated as they were written: unlike
+    Settings.model_validate, which applies this process's STREAM_AD_* variables on top. Raises ValidationError."""
+    return _Recorded.model_validate(data)
 
 
 def _expand_paths(model: BaseModel, shared: str) -> None:

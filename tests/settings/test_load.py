@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from stream_ad.scorers import build_scorer, scorer_params
-from stream_ad.settings import ConfigError, load_settings
+from stream_ad.settings import ConfigError, load_settings, settings_from_record
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -30,6 +30,17 @@ def test_yaml_then_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     s = load_settings(path)
     assert s.runtime.batch_size == 8
     assert scorer_params(s.scorer).coreset_ratio == 0.2
+
+
+def test_recorded_settings_are_read_without_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a model artefact recorded stays as recorded, whatever STREAM_AD_* variables this process has; only what
+    a process loads for itself has them applied, and marks them as given."""
+    monkeypatch.setenv("STREAM_AD_PREPROCESS__IMAGE_SIZE", "256")
+    recorded = settings_from_record({"preprocess": {"image_size": 64}, "scorer": {"params": {"coreset_ratio": 0.2}}})
+    assert recorded.preprocess.image_size == 64 and recorded.scorer.params == {"coreset_ratio": 0.2}
+    loaded = load_settings()
+    assert loaded.preprocess.image_size == 256 and loaded.preprocess.model_fields_set == {"image_size"}
+    assert loaded.backbone.model_fields_set == set()
 
 
 def test_unknown_yaml_key_names_key_and_file(tmp_path: Path) -> None:

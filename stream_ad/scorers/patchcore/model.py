@@ -50,6 +50,10 @@ class PatchCoreParams(ScorerParams):
     # Nearest-neighbour backend; all give the same neighbours (ties aside). auto: see knn.choose_backend.
     knn: Literal["auto", "faiss", "torch"] = "auto"
 
+    scoring = frozenset({"patch_size", "embedding_dim", "num_neighbors", "blur_sigma"})
+    # The coreset's size, projection and seed shape the memory bank, which the artefact holds; knn only how fast.
+    not_scoring = frozenset({"coreset_ratio", "projection_dim", "seed", "knn"})
+
 
 @register_scorer("patchcore")
 class PatchCore(Scorer):

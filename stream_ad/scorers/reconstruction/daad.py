@@ -58,6 +58,11 @@ class DAADParams(ScorerParams):
     lr: float = Field(5e-4, gt=0.0)
     blur_sigma: float = Field(2.0, ge=0.0)
 
+    # The discriminator's features score too (L(x)): its width is part of the scoring networks.
+    scoring = frozenset({"channels", "block_grids", "memory_items", "temperature", "gamma", "discriminator_width",
+                         "blur_sigma"})
+    not_scoring = frozenset({"rec_weight", "adv_weight", "align_weight", "epochs", "batch_size", "lr"})
+
     @model_validator(mode="after")
     def _grids_match_stages(self) -> DAADParams:
         if len(self.block_grids) != len(self.channels):

@@ -48,6 +48,10 @@ class VAEParams(ScorerParams):
     tolerance: float = Field(1e-3, ge=0.0)  # an image stops when a step lowers its energy by less (relative)
     blur_sigma: float = Field(2.0, ge=0.0)
 
+    scoring = frozenset({"latent_dim", "base_channels", "mode", "steps", "alpha", "lambda_l1", "tolerance",
+                         "blur_sigma"})
+    not_scoring = frozenset({"epochs", "batch_size", "lr", "beta"})
+
 
 @register_scorer("vae")
 class VAEScorer(TrainedScorer):

@@ -67,6 +67,10 @@ class EfficientADParams(ScorerParams):
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # good images held out for the map quantiles
     teacher_images: Literal["train_good"] = "train_good"  # what the teacher was distilled on (see distill.py)
 
+    scoring = frozenset({"width"})  # the networks' shape; the map quantiles are fitted state
+    not_scoring = frozenset({"teacher_steps", "steps", "batch_size", "checkpoint_every", "learning_rate",
+                             "weight_decay", "hard_quantile", "validation_fraction", "teacher_images"})
+
 
 class _Networks(nn.Module):
     def __init__(self, channels: int, input_size: int, width: float) -> None:

@@ -68,6 +68,11 @@ class UninformedStudentsParams(ScorerParams):
     # What the teachers were distilled on: the only source on this machine is the line's good training images.
     teacher_images: Literal["train_good"] = "train_good"
 
+    scoring = frozenset({"receptive_fields", "students", "descriptor_dim", "width"})
+    not_scoring = frozenset({"teacher_epochs", "student_epochs", "patches_per_epoch", "batch_size", "target_size",
+                             "learning_rate", "weight_decay", "triplet_margin", "positive_shift",
+                             "validation_fraction", "teacher_images"})
+
     @field_validator("students")
     @classmethod
     def _ensemble(cls, m: int) -> int:
