@@ -48,7 +48,7 @@ def test_each_problem_is_one_failing_line(piped_patchcore: tuple[Any, Path], tmp
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     settings = good_pipeline(tmp_path, piped_patchcore[1])
-    settings["scorer"]["params"]["coreset_ratio"] = 0.2  # the artefact was fitted with 0.1
+    settings["scorer"]["params"]["num_neighbors"] = 3  # a scoring param: the artefact scores with 9
     settings["output_dir"] = str(blocker / "out")
     pipe = settings["pipeline"]
     pipe["source"] = {"kind": "rtsp", "url": "rtsp://camera:99999/stream"}
@@ -56,7 +56,8 @@ def test_each_problem_is_one_failing_line(piped_patchcore: tuple[Any, Path], tmp
     with taken:
         assert check(write(tmp_path, settings)) == 2
     failed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
-    assert any("model:" in f and "scorer.params" in f and "fitted" in f for f in failed), failed
+    assert any("model:" in f and "scorer.params.num_neighbors" in f and "the artefact's 9, given 3" in f
+               for f in failed), failed
     assert any("source:" in f and "pipeline.source.url" in f for f in failed), failed
     assert any("endpoint: decide tcp 127.0.0.1" in f and "in use" in f for f in failed), failed
     assert any("path: output_dir" in f and "is a file, not a folder" in f for f in failed), failed
