@@ -10,6 +10,8 @@ errors.py    ConfigError and how an error names its key
 sections.py  data, backbone, preprocess, scorer, runtime, calibration
 pipeline.py  the streaming pipeline: camera, stages, sinks, metrics, supervisor
 mqtt_url.py  the MQTT broker URL, checked as the settings load
+plc_security.py  the PLC sinks' TLS / OPC UA security files and credentials (never a password itself)
+redact.py    URL passwords masked wherever a settings value is shown
 load.py      the root model and load_settings
 origins.py   where each effective setting came from (default, the file, a STREAM_AD_* variable)
 """
@@ -41,6 +43,7 @@ from stream_ad.settings.pipeline import (
     StdoutSinkSettings,
     SupervisorSettings,
 )
+from stream_ad.settings.plc_security import Credentials, MqttTlsSettings, OpcuaSecuritySettings
 from stream_ad.settings.sections import (
     BackboneSettings,
     CalibrationSettings,
@@ -59,6 +62,7 @@ __all__ = [
     "CalibrationCheckSettings",
     "CalibrationSettings",
     "ConfigError",
+    "Credentials",
     "DataSettings",
     "DecideStageSettings",
     "DropPolicy",
@@ -69,6 +73,8 @@ __all__ = [
     "MetricsSettings",
     "ModbusSinkSettings",
     "MqttSinkSettings",
+    "MqttTlsSettings",
+    "OpcuaSecuritySettings",
     "OpcuaSinkSettings",
     "OutboxSettings",
     "PipelineSettings",
