@@ -220,9 +220,10 @@ class OpcuaSinkSettings(Credentials, _PlcSinkBase):
 
     @model_validator(mode="after")
     def _password_only_encrypted(self) -> OpcuaSinkSettings:
-        if self.username is not None and self.security is None:
-            raise ValueError("a user name and password need `security` (the password would cross the network "
-                             "unprotected)")
+        if self.username is not None and (self.security is None or self.security.mode != "SignAndEncrypt"):
+            # A server whose token policy leaves the password to the channel would get it in clear.
+            raise ValueError("a user name and password need security.mode SignAndEncrypt (else the password may "
+                             "cross the network in clear)")
         return self
 
 

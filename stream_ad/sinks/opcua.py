@@ -17,6 +17,8 @@ object there, in one Write request (the PLC sees all fields of a result together
 
 from __future__ import annotations
 
+import logging
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,22 @@ async def add_result_object(objects: Node, ns: int, name: str = "StreamAD") -> d
         nodes[field] = await obj.add_variable(ns, field, ua.Variant(_DEFAULTS.get(vtype, 0), vtype))
         await nodes[field].set_writable()
     return nodes
+
+
+class _MaskPassword(logging.Filter):
+    """asyncua logs every request at DEBUG, the ActivateSession request with the user's password in it (in clear
+    where the server's token policy leaves the encryption to the channel): masked before any handler sees it."""
+
+    _PASSWORD = re.compile(r"Password=b(['\"]).*?(?<!\\)\1")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Password=" in message:
+            record.msg, record.args = self._PASSWORD.sub("Password=***", message), None
+        return True
+
+
+logging.getLogger("asyncua.client.ua_client.UASocketProtocol").addFilter(_MaskPassword())
 
 
 def _pem_or_der(path: Path) -> CertProperties:
