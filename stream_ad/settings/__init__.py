@@ -17,7 +17,12 @@ origins.py   where each effective setting came from (default, the file, a STREAM
 """
 
 from stream_ad.settings.errors import ConfigError, format_errors
-from stream_ad.settings.load import ENV_PREFIX, Settings, load_settings, settings_from_record
+from stream_ad.settings.load import (
+    ENV_PREFIX,
+    Settings,
+    load_settings,
+    settings_from_record,
+)
 from stream_ad.settings.pipeline import (
     BUILTIN_STAGES,
     MODBUS_BLOCK_SIZE,
@@ -43,7 +48,11 @@ from stream_ad.settings.pipeline import (
     StdoutSinkSettings,
     SupervisorSettings,
 )
-from stream_ad.settings.plc_security import Credentials, MqttTlsSettings, OpcuaSecuritySettings
+from stream_ad.settings.plc_security import (
+    Credentials,
+    MqttTlsSettings,
+    OpcuaSecuritySettings,
+)
 from stream_ad.settings.sections import (
     BackboneSettings,
     CalibrationSettings,

@@ -9,7 +9,11 @@ from pydantic import ByteSize, Field, field_validator, model_validator
 
 from stream_ad.settings.base import Strict
 from stream_ad.settings.mqtt_url import parse_mqtt_url
-from stream_ad.settings.plc_security import Credentials, MqttTlsSettings, OpcuaSecuritySettings
+from stream_ad.settings.plc_security import (
+    Credentials,
+    MqttTlsSettings,
+    OpcuaSecuritySettings,
+)
 
 # The stages of the built-in chain, in order; a custom middle stage is named by its Stage class, "package.module:Class".
 BUILTIN_STAGES = ("source", "preprocess", "infer", "decide", "sink")
