@@ -12,7 +12,9 @@ object there, in one Write request (the PLC sees all fields of a result together
         {ns}:Timestamp  DateTime   the verdict time (UTC)
         {ns}:Heartbeat  UInt32     +1 every heartbeat_s
 
-`add_result_object` builds that layout on an asyncua server (a soft PLC, a gateway, the tests).
+`add_result_object` builds that layout on an asyncua server (a soft PLC, a gateway, the tests). With setting
+`security` the channel is Basic256Sha256 (Sign or SignAndEncrypt) to the given server certificate, with an optional
+user token; without it, anonymous and unencrypted (a closed cell network only).
 """
 
 from __future__ import annotations

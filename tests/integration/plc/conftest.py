@@ -1,5 +1,6 @@
 """Real PLC-side servers on 127.0.0.1 for the sink tests, each a process that can be stopped and started again on
-its port (an outage): a pymodbus server with a PLC program, an asyncua server, a mosquitto broker."""
+its port (an outage): a pymodbus server with a PLC program, an asyncua server, a mosquitto broker; and the secured
+variants (mosquitto on mutual TLS with a password file, asyncua with Basic256Sha256 SignAndEncrypt and one user)."""
 
 from __future__ import annotations
 
