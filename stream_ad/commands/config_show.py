@@ -12,13 +12,15 @@ import yaml
 from stream_ad.scorers import scorer_params
 from stream_ad.settings import Settings
 from stream_ad.settings.origins import Key, value_origins
+from stream_ad.settings.redact import hide_passwords
 
 
 def effective_settings(settings: Settings) -> dict[str, Any]:
-    """The settings as a nested mapping, the method's params complete with their defaults."""
+    """The settings as a nested mapping, the method's params complete with their defaults; a password written in
+    a URL (rtsp://user:password@camera) masked."""
     tree = settings.model_dump(mode="json")
     tree["scorer"]["params"] = scorer_params(settings.scorer).model_dump(mode="json")
-    return tree
+    return hide_passwords(tree)
 
 
 def _scalar(value: Any) -> str:

@@ -10,12 +10,19 @@ errors.py    ConfigError and how an error names its key
 sections.py  data, backbone, preprocess, scorer, runtime, calibration
 pipeline.py  the streaming pipeline: camera, stages, sinks, metrics, supervisor
 mqtt_url.py  the MQTT broker URL, checked as the settings load
+plc_security.py  the PLC sinks' TLS / OPC UA security files and credentials (never a password itself)
+redact.py    URL passwords masked wherever a settings value is shown
 load.py      the root model and load_settings
 origins.py   where each effective setting came from (default, the file, a STREAM_AD_* variable)
 """
 
 from stream_ad.settings.errors import ConfigError, format_errors
-from stream_ad.settings.load import ENV_PREFIX, Settings, load_settings, settings_from_record
+from stream_ad.settings.load import (
+    ENV_PREFIX,
+    Settings,
+    load_settings,
+    settings_from_record,
+)
 from stream_ad.settings.pipeline import (
     BUILTIN_STAGES,
     MODBUS_BLOCK_SIZE,
@@ -41,6 +48,11 @@ from stream_ad.settings.pipeline import (
     StdoutSinkSettings,
     SupervisorSettings,
 )
+from stream_ad.settings.plc_security import (
+    Credentials,
+    MqttTlsSettings,
+    OpcuaSecuritySettings,
+)
 from stream_ad.settings.sections import (
     BackboneSettings,
     CalibrationSettings,
@@ -59,6 +71,7 @@ __all__ = [
     "CalibrationCheckSettings",
     "CalibrationSettings",
     "ConfigError",
+    "Credentials",
     "DataSettings",
     "DecideStageSettings",
     "DropPolicy",
@@ -69,6 +82,8 @@ __all__ = [
     "MetricsSettings",
     "ModbusSinkSettings",
     "MqttSinkSettings",
+    "MqttTlsSettings",
+    "OpcuaSecuritySettings",
     "OpcuaSinkSettings",
     "OutboxSettings",
     "PipelineSettings",

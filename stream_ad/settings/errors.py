@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from stream_ad.settings.pipeline import SINK_SETTINGS
+from stream_ad.settings.redact import hide_passwords
 
 
 class ConfigError(ValueError):
@@ -30,6 +31,6 @@ def format_errors(err: ValidationError, origin: str, prefix: str = "") -> str:
         if e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key")
         else:
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+            lines.append(f"  {key}: {e['msg']} (got {hide_passwords(e.get('input'))!r})")
     return "\n".join(lines)
 

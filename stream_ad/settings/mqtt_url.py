@@ -1,9 +1,10 @@
-"""mqtt://[user[:password]@]host[:port] (mqtts:// for TLS), checked when the settings load."""
+"""mqtt://host[:port] (mqtts:// for TLS), checked when the settings load. Credentials never sit in the URL: the user
+is `username`, the password is read from `password_file` or `password_env` (stream_ad.settings.plc_security)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -11,10 +12,8 @@ class MqttUrl:
     host: str
     port: int
     tls: bool
-    username: str | None
-    password: str | None
 
-    def __str__(self) -> str:  # for logs: never the password
+    def __str__(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
@@ -22,6 +21,9 @@ def parse_mqtt_url(url: str) -> MqttUrl:
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts"):
         raise ValueError(f"an MQTT broker URL starts with mqtt:// or mqtts://, not {url.split('://')[0]!r}://")
+    if "@" in url:  # said without repeating the URL: it may hold a password
+        raise ValueError("the MQTT broker URL carries a user name or password; remove them from the URL and set "
+                         "`username` and `password_file` (or `password_env`) on the sink instead")
     try:
         port = parts.port
     except ValueError:
@@ -30,6 +32,4 @@ def parse_mqtt_url(url: str) -> MqttUrl:
         raise ValueError("the MQTT broker URL has no host (mqtt://HOST[:PORT])")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError("the MQTT broker URL takes no path or query; topics are set by topic_prefix and node")
-    return MqttUrl(parts.hostname, port or (8883 if parts.scheme == "mqtts" else 1883), parts.scheme == "mqtts",
-                   unquote(parts.username) if parts.username else None,
-                   unquote(parts.password) if parts.password else None)
+    return MqttUrl(parts.hostname, port or (8883 if parts.scheme == "mqtts" else 1883), parts.scheme == "mqtts")

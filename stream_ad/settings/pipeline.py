@@ -9,6 +9,11 @@ from pydantic import ByteSize, Field, field_validator, model_validator
 
 from stream_ad.settings.base import Strict
 from stream_ad.settings.mqtt_url import parse_mqtt_url
+from stream_ad.settings.plc_security import (
+    Credentials,
+    MqttTlsSettings,
+    OpcuaSecuritySettings,
+)
 
 # The stages of the built-in chain, in order; a custom middle stage is named by its Stage class, "package.module:Class".
 BUILTIN_STAGES = ("source", "preprocess", "infer", "decide", "sink")
@@ -205,8 +210,9 @@ class ModbusSinkSettings(_PlcSinkBase):
         return base
 
 
-class OpcuaSinkSettings(_PlcSinkBase):
-    """OPC UA client writing the result object on the PLC's OPC UA server (docs/pipeline.md)."""
+class OpcuaSinkSettings(Credentials, _PlcSinkBase):
+    """OPC UA client writing the result object on the PLC's OPC UA server (docs/pipeline.md). Without `security`
+    and a user it connects anonymously and unencrypted: for a closed cell network only."""
 
     kind: Literal["opcua"] = "opcua"
     endpoint: str = Field(pattern=r"^opc\.tcp://[^/:\s]+(:\d{1,5})?(/\S*)?$")  # opc.tcp://host:4840/path
@@ -214,13 +220,23 @@ class OpcuaSinkSettings(_PlcSinkBase):
     # Browse name of the result object under Objects, in `namespace`.
     object: str = Field("StreamAD", min_length=1)
     heartbeat_s: float = Field(1.0, gt=0.0)
+    security: OpcuaSecuritySettings | None = None  # None: no security policy (SecurityPolicy#None)
+
+    @model_validator(mode="after")
+    def _password_only_encrypted(self) -> OpcuaSinkSettings:
+        if self.username is not None and (self.security is None or self.security.mode != "SignAndEncrypt"):
+            # A server whose token policy leaves the password to the channel would get it in clear.
+            raise ValueError("a user name and password need security.mode SignAndEncrypt (else the password may "
+                             "cross the network in clear)")
+        return self
 
 
-class MqttSinkSettings(_PlcSinkBase):
+class MqttSinkSettings(Credentials, _PlcSinkBase):
     """JSON verdicts and alarms to an MQTT broker, with a last will (docs/pipeline.md)."""
 
     kind: Literal["mqtt"] = "mqtt"
-    url: str  # mqtt://[user:password@]host[:1883]
+    url: str  # mqtt://host[:1883] or mqtts://host[:8883]; no credentials (username, password_file / password_env)
+    tls: MqttTlsSettings | None = None  # mqtts:// only; None: the system's CAs, no client certificate
     topic_prefix: str = Field("stream_ad", pattern=r"^[^#+\s]+$")
     node: str = Field("line-pc", pattern=r"^[A-Za-z0-9_.-]+$")  # this pipeline's name in topics and the will
     client_id: str | None = None  # None: stream-ad-NODE-NAME
@@ -232,6 +248,15 @@ class MqttSinkSettings(_PlcSinkBase):
     def _valid_url(cls, url: str) -> str:
         parse_mqtt_url(url)  # raises ValueError saying what is wrong with it
         return url
+
+    @model_validator(mode="after")
+    def _secrets_only_over_tls(self) -> MqttSinkSettings:
+        tls = parse_mqtt_url(self.url).tls
+        if self.tls is not None and not tls:
+            raise ValueError("`tls` is set but url starts with mqtt://; use mqtts://")
+        if self.username is not None and not tls:
+            raise ValueError("a password would cross the network in clear over mqtt://; use mqtts://")
+        return self
 
 
 SINK_SETTINGS = (JsonlSinkSettings, StdoutSinkSettings, ImagesSinkSettings, ModbusSinkSettings, OpcuaSinkSettings,

@@ -5,7 +5,8 @@ stdout   one text line per verdict
 images   the alarm store: per alarm the frame, a readable overlay (overlay.py) and a JSON sidecar, bounded
          (alarm_store.py)
 
-PLC sinks (Modbus TCP, OPC UA, MQTT) plug in behind the same interface: subclass Sink, register its kind.
+PLC sinks (Modbus TCP, OPC UA, MQTT) plug in behind the same interface: subclass Sink, register its kind; they share
+the outbox (plc.py, outbox.py) and the reading of their security files and password (credentials.py).
 """
 
 from stream_ad.frames import Verdict

@@ -9,16 +9,22 @@ retained online/offline status and a last will that marks the node offline when 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from stream_ad.settings import MqttSinkSettings
+from stream_ad.settings import MqttSinkSettings, MqttTlsSettings
 from stream_ad.settings.mqtt_url import parse_mqtt_url
 from stream_ad.sinks.base import register_sink
+from stream_ad.sinks.credentials import password, readable
 from stream_ad.sinks.plc import OutboxSink, SinkConfigError
+
+# CONNACK reason codes (MQTT 5 numbering; paho maps 3.1.1's 4 and 5 onto them): bad user name or password, not
+# authorized.
+REFUSED_CREDENTIALS = frozenset({134, 135})
 
 
 def status_payload(state: str) -> str:
@@ -49,26 +55,48 @@ class MqttSink(OutboxSink):
                              client_id=self.cfg.client_id or f"stream-ad-{self.cfg.node}-{self.cfg.label}",
                              clean_session=True)
         self._client = client
-        if self.url.username:
-            client.username_pw_set(self.url.username, self.url.password)
+        secret = password(self.cfg)
+        if secret is not None:
+            client.username_pw_set(self.cfg.username, secret.get_secret_value())
         if self.url.tls:
-            client.tls_set()
+            self._set_tls(client)
         client.will_set(self.status_topic, status_payload("offline"), qos=1, retain=True)
         answered = threading.Event()
         reason: list[Any] = []
+        closed: list[Any] = []
 
         def on_connect(_c: Any, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
             reason.append(reason_code)
             answered.set()
 
-        client.on_connect = on_connect
+        def on_disconnect(_c: Any, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
+            closed.append(reason_code)
+            answered.set()
+
+        client.on_connect, client.on_disconnect = on_connect, on_disconnect
         client.connect(self.url.host, self.url.port, keepalive=self.cfg.keepalive_s)  # raises OSError when down
         client.loop_start()
         if not answered.wait(self.cfg.timeout_s):
             raise TimeoutError(f"the broker did not answer CONNECT within {self.cfg.timeout_s} s")
+        if not reason:  # TLS 1.3 checks the client certificate after the handshake: a refusal closes the socket
+            hint = "; over TLS: a refused client certificate (settings tls.cert_file, tls.key_file)" if self.url.tls else ""
+            raise ConnectionError(f"the broker closed the connection before accepting it ({closed[0]}){hint}")
         if reason[0].is_failure:
+            if reason[0].value in REFUSED_CREDENTIALS:  # retried: the broker's user list may be fixed while we wait
+                raise ConnectionError(f"the broker refused the credentials: {reason[0]} (settings username, "
+                                      "password_file / password_env, tls.cert_file)")
             raise SinkConfigError(f"the broker refused the connection: {reason[0]}")
         self._publish(self.status_topic, status_payload("online"), retain=True)
+
+    def _set_tls(self, client: mqtt.Client) -> None:
+        tls = self.cfg.tls or MqttTlsSettings()
+        files = {key: readable(path, f"tls.{key}") if path is not None else None
+                 for key, path in (("ca_file", tls.ca_file), ("cert_file", tls.cert_file), ("key_file", tls.key_file))}
+        try:
+            client.tls_set(ca_certs=files["ca_file"], certfile=files["cert_file"], keyfile=files["key_file"])
+        except (ssl.SSLError, ValueError) as exc:  # a file that is not a certificate, a key that does not match
+            raise SinkConfigError(f"cannot load the TLS files (settings tls.ca_file, tls.cert_file, tls.key_file): "
+                                  f"{exc}") from None
 
     def _publish(self, topic: str, payload: str, retain: bool = False) -> None:
         assert self._client is not None

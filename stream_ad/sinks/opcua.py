@@ -12,19 +12,28 @@ object there, in one Write request (the PLC sees all fields of a result together
         {ns}:Timestamp  DateTime   the verdict time (UTC)
         {ns}:Heartbeat  UInt32     +1 every heartbeat_s
 
-`add_result_object` builds that layout on an asyncua server (a soft PLC, a gateway, the tests).
+`add_result_object` builds that layout on an asyncua server (a soft PLC, a gateway, the tests). With setting
+`security` the channel is Basic256Sha256 (Sign or SignAndEncrypt) to the given server certificate, with an optional
+user token; without it, anonymous and unencrypted (a closed cell network only).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from asyncua import Node, ua
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+from asyncua.crypto.uacrypto import CertProperties
 from asyncua.sync import Client
+from cryptography import x509
 
-from stream_ad.settings import OpcuaSinkSettings
+from stream_ad.settings import OpcuaSecuritySettings, OpcuaSinkSettings
 from stream_ad.sinks.base import register_sink
+from stream_ad.sinks.credentials import password, readable
 from stream_ad.sinks.plc import OutboxSink, SinkConfigError
 
 # Browse name -> variant type, in the order of one result write (Sequence last: a PLC triggers on it).
@@ -39,6 +48,7 @@ FIELDS: dict[str, ua.VariantType] = {
     "Sequence": ua.VariantType.UInt64,
 }
 HEARTBEAT = ("Heartbeat", ua.VariantType.UInt32)
+POLICIES = {"Basic256Sha256": SecurityPolicyBasic256Sha256}  # setting security.policy -> asyncua's policy
 _DEFAULTS = {ua.VariantType.String: "", ua.VariantType.Boolean: False, ua.VariantType.Double: 0.0,
              ua.VariantType.DateTime: datetime(1970, 1, 1, tzinfo=timezone.utc)}
 
@@ -62,6 +72,52 @@ async def add_result_object(objects: Node, ns: int, name: str = "StreamAD") -> d
     return nodes
 
 
+class _MaskPassword(logging.Filter):
+    """asyncua logs every request at DEBUG, the ActivateSession request with the user's password in it (in clear
+    where the server's token policy leaves the encryption to the channel): masked before any handler sees it."""
+
+    _PASSWORD = re.compile(r"Password=b(['\"]).*?(?<!\\)\1")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Password=" in message:
+            record.msg, record.args = self._PASSWORD.sub("Password=***", message), None
+        return True
+
+
+logging.getLogger("asyncua.client.ua_client.UASocketProtocol").addFilter(_MaskPassword())
+
+
+def _pem_or_der(path: Path) -> CertProperties:
+    """A certificate or key file by its content, whatever its name ends in (asyncua goes by the suffix)."""
+    data = path.read_bytes()
+    return CertProperties(data, "pem" if data.lstrip().startswith(b"-----BEGIN") else "der")
+
+
+def application_uri(cert: CertProperties, cert_file: Path) -> str:
+    """The URI in the certificate's subject alternative names: the client must announce it as its application URI,
+    or the server refuses the certificate."""
+    try:
+        load = x509.load_pem_x509_certificate if cert.extension == "pem" else x509.load_der_x509_certificate
+        names = load(cert.path_or_content).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return str(names.get_values_for_type(x509.UniformResourceIdentifier)[0])
+    except (ValueError, IndexError, x509.ExtensionNotFound):
+        raise SinkConfigError(f"setting security.cert_file: {cert_file} is not a certificate with an application "
+                              "URI (a subject alternative name URI)") from None
+
+
+def secure(client: Client, cfg: OpcuaSecuritySettings) -> None:
+    """Sign (or sign and encrypt) the channel with the client's certificate, trusting only the given server's."""
+    cert, key, server = (_pem_or_der(readable(path, f"security.{key}")) for key, path in (
+        ("cert_file", cfg.cert_file), ("key_file", cfg.key_file), ("server_cert_file", cfg.server_cert_file)))
+    client.application_uri = application_uri(cert, cfg.cert_file)
+    try:
+        client.set_security(POLICIES[cfg.policy], cert, key, None, server, getattr(ua.MessageSecurityMode, cfg.mode))
+    except (ValueError, TypeError) as exc:  # not a certificate or key, an encrypted key, a key of another cert
+        raise SinkConfigError(f"cannot load the certificates or key (settings security.cert_file, "
+                              f"security.key_file, security.server_cert_file): {exc}") from None
+
+
 @register_sink("opcua")
 class OpcuaSink(OutboxSink):
     cfg: OpcuaSinkSettings
@@ -75,7 +131,20 @@ class OpcuaSink(OutboxSink):
     def connect(self) -> None:
         client = Client(self.cfg.endpoint, timeout=self.cfg.timeout_s)
         self._client = client
-        client.connect()
+        if self.cfg.security is not None:
+            secure(client, self.cfg.security)
+        secret = password(self.cfg)
+        if secret is not None:
+            client.set_user(self.cfg.username)
+            client.set_password(secret.get_secret_value())
+        try:
+            client.connect()
+        except ua.UaError as exc:  # retried: the server's endpoints, trust list or users may be fixed while we wait
+            raise ConnectionError(f"the server refused the session: {exc} (settings security, username, "
+                                  "password_file / password_env)") from None
+        except TimeoutError:  # a server that cannot decrypt the request (another key) does not answer at all
+            hint = " (is security.server_cert_file this server's certificate?)" if self.cfg.security else ""
+            raise TimeoutError(f"no answer within {self.cfg.timeout_s} s{hint}") from None
         try:
             ns = client.get_namespace_index(self.cfg.namespace)
         except ValueError:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-import queue
 import re
 import subprocess
 import sys
@@ -13,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from stream_ad.settings import (
@@ -26,38 +23,13 @@ from stream_ad.sinks.plc import SinkConfigError
 from tests.conftest import REPO
 from tests.integration.plc.conftest import ServerProcess
 from tests.integration.plc.helpers import (
+    Subscriber,
     dedup_consecutive,
     metric,
     sink,
     verdict,
     wait_until,
 )
-
-
-class Subscriber:
-    """A plain paho client on the broker, collecting (topic, payload, retain) of what it receives."""
-
-    def __init__(self, port: int, topic: str) -> None:
-        self.messages: queue.Queue[tuple[str, Any, bool]] = queue.Queue()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{time.monotonic_ns()}")
-        self.client.on_message = lambda _c, _u, m: self.messages.put((m.topic, json.loads(m.payload), m.retain))
-        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def take(self, n: int, timeout: float = 15.0) -> list[tuple[str, Any, bool]]:
-        out = []
-        deadline = time.monotonic() + timeout
-        while len(out) < n and time.monotonic() < deadline:
-            try:
-                out.append(self.messages.get(timeout=0.2))
-            except queue.Empty:
-                pass
-        return out
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def mqtt_settings(port: int, name: str, tmp_path: Path, **kw: Any) -> MqttSinkSettings:
