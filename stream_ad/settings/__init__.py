@@ -18,6 +18,7 @@ from stream_ad.settings.errors import ConfigError, format_errors
 from stream_ad.settings.load import ENV_PREFIX, Settings, load_settings, settings_from_record
 from stream_ad.settings.pipeline import (
     BUILTIN_STAGES,
+    MAX_IMAGE_PIXELS,
     MODBUS_BLOCK_SIZE,
     SINK_SETTINGS,
     CalibrationCheckSettings,
@@ -53,6 +54,7 @@ from stream_ad.settings.sections import (
 __all__ = [
     "BUILTIN_STAGES",
     "ENV_PREFIX",
+    "MAX_IMAGE_PIXELS",
     "MODBUS_BLOCK_SIZE",
     "SINK_SETTINGS",
     "BackboneSettings",
