@@ -46,7 +46,7 @@ def poison_folder(folder: Path) -> dict[str, str]:
     for p in sorted((CATEGORY / "test" / "good").glob("*.png"))[:2]:
         (folder / f"a_{p.name}").symlink_to(p)
         (folder / f"z_{p.name}").symlink_to(p)
-    real = sorted((CATEGORY / "test" / "good").glob("*.png"))[0].read_bytes()
+    real = min((CATEGORY / "test" / "good").glob("*.png")).read_bytes()
     poison = {
         "b_huge_header.png": (png(65535, 65535, zlib.compress(b"\x00" * 10)), "65535 x 65535"),
         "c_bomb.png": (bomb(), f"{BOMB_SIDE} x {BOMB_SIDE}"),
