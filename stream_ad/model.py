@@ -56,15 +56,24 @@ class AnomalyModel:
         images = list(calibration_images)[:CALIBRATION_IMAGES]
 
         def calibration() -> ImageBatches:
-            return ImageBatches(images, self.preprocessor, runtime.batch_size)
+            return self.image_batches(images)
 
         # The largest batch served whole: the caller's (the infer stage's dynamic batches) and fitting's batches.
         return AccelerateSpec(runtime.accelerate, runtime.precision, self.settings.cache_folder,
                               max(max_batch, runtime.batch_size), calibration if images else None)
 
+    @property
+    def max_image_pixels(self) -> int:
+        """The largest image file read (fit, calibration, predict): the same limit as the pipeline's camera."""
+        return self.settings.pipeline.source.max_image_pixels
+
+    def image_batches(self, paths: Sequence[Path]) -> ImageBatches:
+        """Image files -> batches of decoded frames, at runtime.batch_size, under the pixel limit."""
+        return ImageBatches(paths, self.preprocessor, self.settings.runtime.batch_size, self.max_image_pixels)
+
     def fit(self, paths: Sequence[Path]) -> None:
         torch.manual_seed(self.settings.runtime.seed)
-        self.scorer.fit(ImageBatches(paths, self.preprocessor, self.settings.runtime.batch_size))
+        self.scorer.fit(self.image_batches(paths))
 
     def predict(self, frames: Sequence[np.ndarray]) -> FramePrediction:
         return self.score_prepared(self.preprocessor(frames))
@@ -78,5 +87,5 @@ class AnomalyModel:
         return FramePrediction(scores, maps)
 
     def predict_files(self, paths: Sequence[Path]) -> Iterator[FramePrediction]:
-        for frames in ImageBatches(paths, self.preprocessor, self.settings.runtime.batch_size).frames():
+        for frames in self.image_batches(paths).frames():
             yield self.predict(frames)

@@ -16,7 +16,7 @@ import cv2
 
 from stream_ad.artefact import load_model, read_manifest, serving_model_dir
 from stream_ad.commands.errors import CommandError
-from stream_ad.data import ImageBatches, image_paths
+from stream_ad.data import image_paths
 from stream_ad.model import AnomalyModel
 from stream_ad.settings import Settings
 from stream_ad.sinks.overlay import draw_overlay
@@ -75,7 +75,7 @@ def predictions(model: AnomalyModel, paths: Sequence[Path], threshold: float | N
                 folder: Path) -> Iterator[Prediction]:
     """Score `paths` in batches, writing each image's overlay into `folder` as it goes."""
     numbered = enumerate(paths)  # consumed batch by batch: zip stops at the batch's end before taking the next
-    for frames in ImageBatches(paths, model.preprocessor, model.settings.runtime.batch_size).frames():
+    for frames in model.image_batches(paths).frames():
         pred = model.predict(frames)
         for frame, score, amap, (i, path) in zip(frames, pred.scores, pred.maps, numbered):
             name = f"{i:05d}_{path.stem}.png"  # numbered: equal names from different folders stay apart

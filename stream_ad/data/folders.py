@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from stream_ad.imagefile import ImageFileError, read_image_file
+from stream_ad.settings import MAX_IMAGE_PIXELS
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 GOOD = "good"
@@ -64,12 +66,13 @@ class LabelledImages:
     has_masks: bool
 
 
-def read_image(path: Path) -> np.ndarray:
-    """RGB uint8 (H, W, 3); grey images are replicated to three channels."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DatasetError(f"cannot read image {path} (missing, truncated or not an image)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+def read_image(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """RGB uint8 (H, W, 3); grey images are replicated to three channels. A file over `max_pixels` (from its header)
+    is refused before it is decoded."""
+    try:
+        return read_image_file(path, max_pixels)
+    except ImageFileError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def read_mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray:
@@ -78,9 +81,10 @@ def read_mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray:
         if sample.label:
             raise DatasetError(f"no ground-truth mask known for defective image {sample.path}")
         return np.zeros(shape, dtype=bool)
-    mask = cv2.imread(str(sample.mask_path), cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise DatasetError(f"cannot read mask {sample.mask_path}")
+    try:  # its image passed the limit: a mask is never larger, so the image's size (or the default) bounds it
+        mask = read_image_file(sample.mask_path, max(MAX_IMAGE_PIXELS, shape[0] * shape[1]), grey=True)
+    except ImageFileError as exc:
+        raise DatasetError(f"mask: {exc}") from None
     if mask.shape != shape:
         raise DatasetError(
             f"mask {sample.mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {sample.path} is "

@@ -25,6 +25,7 @@ from stream_ad.settings.load import (
 )
 from stream_ad.settings.pipeline import (
     BUILTIN_STAGES,
+    MAX_IMAGE_PIXELS,
     MODBUS_BLOCK_SIZE,
     SINK_SETTINGS,
     CalibrationCheckSettings,
@@ -65,6 +66,7 @@ from stream_ad.settings.sections import (
 __all__ = [
     "BUILTIN_STAGES",
     "ENV_PREFIX",
+    "MAX_IMAGE_PIXELS",
     "MODBUS_BLOCK_SIZE",
     "SINK_SETTINGS",
     "BackboneSettings",

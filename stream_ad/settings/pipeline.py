@@ -19,6 +19,8 @@ from stream_ad.settings.plc_security import (
 BUILTIN_STAGES = ("source", "preprocess", "infer", "decide", "sink")
 # Holding registers of the Modbus result block (its layout: stream_ad.sinks.modbus_map).
 MODBUS_BLOCK_SIZE = 20
+# Pixels an image file may have, checked from its header before decoding (a decompression bomb is refused unread).
+MAX_IMAGE_PIXELS = 64_000_000
 
 
 DropPolicy = Literal["drop_oldest", "drop_newest", "block"]
@@ -66,6 +68,9 @@ class SourceSettings(Strict):
     loop: bool = False  # folder/video: start over at the end instead of ending the run
     max_frames: int | None = Field(None, ge=1)  # end the source after this many frames
     preload: bool = False  # folder: decode every image once at start (so a fast camera is not slowed by decoding)
+    # Largest image or video frame (width x height, from the file's header) decoded; a larger one is a decode_error.
+    # fit, eval, calibrate and predict read image files under the same limit.
+    max_image_pixels: int = Field(MAX_IMAGE_PIXELS, ge=1)
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
     gige: GigeSettings = Field(default_factory=GigeSettings)
     open_timeout_s: float = Field(5.0, gt=0.0)

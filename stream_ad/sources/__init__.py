@@ -24,10 +24,10 @@ def open_source(
 ) -> Camera:
     """The configured source; `skip` frames are passed over (a restarted file source resumes where it stopped)."""
     if cfg.kind == "folder":
-        return FolderSource(cfg.path or default_folder, cfg.fps, cfg.loop, cfg.preload, skip)
+        return FolderSource(cfg.path or default_folder, cfg.fps, cfg.loop, cfg.preload, skip, cfg.max_image_pixels)
     if cfg.kind == "video":
         assert cfg.path is not None
-        return VideoSource(cfg.path, cfg.fps, cfg.loop, skip)
+        return VideoSource(cfg.path, cfg.fps, cfg.loop, skip, cfg.max_image_pixels)
     if cfg.kind == "gige":
         return GigeSource(cfg, stop)
     assert cfg.url is not None

@@ -1,4 +1,6 @@
-"""A folder of images as a camera: sorted (recursively), at a fixed fps, once or looped."""
+"""A folder of images as a camera: sorted (recursively), at a fixed fps, once or looped. A file that cannot be read,
+whatever the reason (damaged, not an image, over the pixel limit), is a decode error for that file, and the camera
+moves on to the next."""
 
 from __future__ import annotations
 
@@ -6,10 +8,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from stream_ad.frames import Capture
+from stream_ad.imagefile import ImageFileError, read_image_file
+from stream_ad.settings import MAX_IMAGE_PIXELS
 from stream_ad.sources.base import Camera, Pacer
 
 # As stream_ad.data.folders reads them (not imported: that package loads torch, which a source does not need).
@@ -25,22 +28,23 @@ def list_images(folder: Path) -> list[Path]:
     return paths
 
 
-def _read(path: Path) -> tuple[np.ndarray | None, str | None]:
-    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
-    if img is None:
-        return None, f"cannot decode image {path}"
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), None
+def _read(path: Path, max_pixels: int) -> tuple[np.ndarray | None, str | None]:
+    try:
+        return read_image_file(path, max_pixels), None
+    except ImageFileError as exc:
+        return None, str(exc)
 
 
 class FolderSource(Camera):
-    def __init__(self, folder: Path, fps: float | None, loop: bool, preload: bool = False, skip: int = 0) -> None:
+    def __init__(self, folder: Path, fps: float | None, loop: bool, preload: bool = False, skip: int = 0,
+                 max_pixels: int = MAX_IMAGE_PIXELS) -> None:
         self.folder = Path(folder)
         self.paths = list_images(self.folder)
         self.fps = fps
         self.loop = loop
         self.skip = skip
-        self._cache = {p: _read(p) for p in self.paths} if preload else None
+        self.max_pixels = max_pixels
+        self._cache = {p: _read(p, max_pixels) for p in self.paths} if preload else None
 
     def _meta(self, path: Path) -> dict[str, str]:
         rel = path.relative_to(self.folder)
@@ -57,7 +61,7 @@ class FolderSource(Camera):
             path = self.paths[index % n]
             pacer.wait()
             t_capture = time.time()
-            img, error = self._cache[path] if self._cache is not None else _read(path)
+            img, error = self._cache[path] if self._cache is not None else _read(path, self.max_pixels)
             yield Capture(img, t_capture, self._meta(path), error)
             index += 1
             if not self.loop and index >= n:

@@ -84,10 +84,24 @@ class GigeSource(Camera):
 
     def _image(self, buffer: Any, fmt: str) -> np.ndarray:
         h, w = buffer.get_image_height(), buffer.get_image_width()
+        if h * w > self.cfg.max_image_pixels:
+            raise ValueError(f"the buffer says {w} x {h} = {w * h} pixels, over the limit of "
+                             f"{self.cfg.max_image_pixels} (setting pipeline.source.max_image_pixels)")
         channels = 1 if fmt == "Mono8" or fmt.startswith("Bayer") else 3
         img = np.frombuffer(buffer.get_data(), np.uint8)[: h * w * channels].reshape(h, w, channels)
         code = TO_RGB[fmt]
         return np.ascontiguousarray(img) if code is None else cv2.cvtColor(img, code)
+
+    def _capture(self, buffer: Any, fmt: str, t_capture: float, meta: dict[str, Any]) -> Capture:
+        """The buffer's frame, or a decode error saying why there is none (incomplete, or pixels that do not fit its
+        stated size): a bad buffer costs its frame, never the camera."""
+        if buffer.get_status() != self.Aravis.BufferStatus.SUCCESS:
+            return Capture(None, t_capture, meta, f"incomplete buffer: {buffer.get_status().value_nick}")
+        try:
+            return Capture(self._image(buffer, fmt), t_capture, meta)
+        except Exception as exc:  # noqa: BLE001 - short payload (reshape), odd size for the conversion, ...
+            return Capture(None, t_capture, meta, f"GigE frame {meta.get('gige_frame_id')} from {self.shown}: "
+                                                  f"{exc.__class__.__name__}: {exc}")
 
     def _frames(self, stream: Any, fmt: str) -> Iterator[Capture]:
         """Captures until the camera stops delivering for read_timeout_s (returns) or the source stops."""
@@ -111,10 +125,7 @@ class GigeSource(Camera):
             yield from self._missed(last_id, buffer.get_frame_id(), t_capture, meta)
             last_id = buffer.get_frame_id()
             try:
-                if buffer.get_status() != self.Aravis.BufferStatus.SUCCESS:
-                    yield Capture(None, t_capture, meta, f"incomplete buffer: {buffer.get_status().value_nick}")
-                    continue
-                yield Capture(self._image(buffer, fmt), t_capture, {**meta, "gige_frame_id": last_id})
+                yield self._capture(buffer, fmt, t_capture, {**meta, "gige_frame_id": last_id})
             finally:
                 stream.push_buffer(buffer)
 

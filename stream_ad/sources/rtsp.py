@@ -1,4 +1,5 @@
-"""An IP camera over RTSP (PyAV/FFmpeg): reconnects with exponential backoff, reports up/down to the stage shell.
+"""An IP camera over RTSP (PyAV/FFmpeg): reconnects with exponential backoff, reports up/down to the stage shell. A
+packet that does not decode is a decode error for its frame; the camera stays connected.
 
 Staleness (no frame for source.stale_after_s) is watched by the source stage's shell, whatever the source; this
 module bounds every blocking call (open and read timeouts) so a dead camera is noticed and retried, never hung on.
@@ -15,6 +16,7 @@ import av
 
 from stream_ad.frames import CameraEvent, CameraState, Capture
 from stream_ad.settings import SourceSettings
+from stream_ad.sources.av_frames import pictures
 from stream_ad.sources.base import Camera
 
 log = logging.getLogger("stream_ad.sources.rtsp")
@@ -67,14 +69,14 @@ class RtspSource(Camera):
                 detail = "stream ended"
                 try:
                     stream = container.streams.video[0]
-                    for frame in container.decode(stream):
-                        if not got_frames:
+                    for picture in pictures(container, stream, shown, self.cfg.max_image_pixels):
+                        if not got_frames and picture.error is None:
                             got_frames = True
                             backoff = self.cfg.reconnect_initial_s
-                        yield Capture(frame.to_ndarray(format="rgb24"), time.time(), {"url": shown, "pts": frame.pts})
+                        yield Capture(picture.image, time.time(), {"url": shown, "pts": picture.pts}, picture.error)
                         if self.stop.is_set():
                             break
-                except (av.error.FFmpegError, OSError, IndexError) as exc:
+                except Exception as exc:  # noqa: BLE001 - whatever demuxing raises is a lost camera: reconnect
                     detail = f"{exc.__class__.__name__}: {exc}"
                 finally:
                     container.close()

@@ -64,3 +64,17 @@ def test_missing_mask_is_named(tmp_path: Path, shared: Path) -> None:
     sample.mask_path.unlink()
     with pytest.raises(DatasetError, match=sample.mask_path.name):
         MVTecCategory(root).test()
+
+
+def test_a_decompression_bomb_is_a_one_line_error_naming_the_file(tmp_path: Path, shared: Path) -> None:
+    from tests.sources.test_poison import bomb
+
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bomb())
+    with pytest.raises(DatasetError, match=r"bomb\.png refused: its header says 20000 x 20000") as exc:
+        read_image(path)
+    assert "\n" not in str(exc.value)
+    real = min((copy_category(tmp_path) / "train" / "good").iterdir())
+    assert read_image(real, max_pixels=128 * 128).shape == (128, 128, 3)
+    with pytest.raises(DatasetError, match="over the limit of 16383"):
+        read_image(real, max_pixels=128 * 128 - 1)

@@ -17,9 +17,9 @@ from tests.conftest import PIPED
 CATEGORY = PIPED / "PA_BDP01_TL"
 
 
-def make_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
-    """An H.264 mp4 of the frames (PyAV's bundled libx264)."""
-    with av.open(str(path), "w") as out:
+def make_video(path: Path, frames: list[np.ndarray], fps: int = 10, options: dict[str, str] | None = None) -> Path:
+    """An H.264 mp4 of the frames (PyAV's bundled libx264); `options`: the muxer's (movflags ...)."""
+    with av.open(str(path), "w", options=options or {}) as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"

@@ -125,3 +125,12 @@ def test_a_dead_camera_is_reported_down_and_reconnected(fake_camera: FakeCamera)
     events = [i.state for i in items if isinstance(i, CameraEvent)]
     assert events[0] == "up" and "down" in events and events[-1] == "up"
     assert isinstance(items[-1], Capture) and items[-1].image is not None
+
+
+def test_frames_over_the_pixel_limit_are_decode_errors_and_the_camera_stays_up(fake_camera: FakeCamera) -> None:
+    items = _iterate(gige(max_image_pixels=512 * 512 - 1), 0.0,
+                     lambda it: sum(isinstance(i, Capture) and i.drop_reason == "decode_error" for i in it) >= 10)
+    events = [i.state for i in items if isinstance(i, CameraEvent)]
+    assert events == ["up"]  # no reconnect: a bad frame costs the frame, not the camera
+    errors = [i.error for i in items if isinstance(i, Capture) and i.drop_reason == "decode_error"]
+    assert len(errors) == 10 and all("512 x 512" in e and "max_image_pixels" in e for e in errors)
