@@ -3,8 +3,14 @@
     manifest.json        format version, stream_ad/torch versions, the full settings it was fitted with, the
                          backbone's name, taps and weights sha256, the preprocessing, the threshold (or null:
                          `stream-ad calibrate` sets it), the data split (fitted and held-out images, by path and
-                         sha256)
+                         sha256), the sha256 of every other file of the artefact
     state.safetensors    the scorer's fitted tensors (no pickled objects)
+    SHA256SUMS           the manifest's sha256 (written last, atomically; `sha256sum -c SHA256SUMS` reads it)
+
+Every file is checked against its sum as it is read: a damaged or changed one (a flipped bit, a copy cut short, a hand
+edit) is an ArtefactError naming the file and both sums, and so is a tensor holding NaN or inf. Artefacts of the
+format before the sums (1) are refused with a request to refit: accepting them unchecked would turn the check off
+for any artefact whose SHA256SUMS is deleted.
 
 The artefact is self-contained: loading builds the model from the manifest's own settings and takes from the line
 PC's settings only how to run it (runtime, the weights' location, data.root for good images). A model setting those
@@ -16,7 +22,6 @@ weights with another sha256, is an error naming each difference, never a silent 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -27,18 +32,20 @@ from typing import Any
 
 import torch
 from pydantic import ValidationError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 
 import stream_ad
 from stream_ad.data import Layout
 from stream_ad.frames import ModelInfo
 from stream_ad.model import AnomalyModel
+from stream_ad.runtime.checksums import SUMS, read_sums, sha256_bytes, write_sums
 from stream_ad.scorers import scorer_class, scorer_params
 from stream_ad.settings import ScorerSettings, Settings, format_errors, settings_from_record
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sha256 sums (manifest "files", SHA256SUMS)
 MANIFEST = "manifest.json"
 STATE = "state.safetensors"
 # How a machine runs a model, never what it computes: taken whole from the settings an artefact is loaded with.
@@ -81,6 +88,7 @@ class Manifest:
     threshold: dict[str, Any] | float | None  # the calibration record (a bare number in hand-made artefacts)
     data_split: dict[str, Any] | None  # HoldoutSplit.manifest(); None in artefacts written before calibration existed
     settings: dict[str, Any]
+    files: dict[str, str]  # sha256 of every other file of the artefact, by name
 
     @property
     def threshold_value(self) -> float | None:
@@ -94,7 +102,8 @@ class Manifest:
         return _number(pixel.get("value")) if isinstance(pixel, dict) else None
 
     @classmethod
-    def of(cls, model: AnomalyModel) -> Manifest:
+    def of(cls, model: AnomalyModel, files: dict[str, str]) -> Manifest:
+        """The manifest of `model`, whose other files (`files`: name -> sha256) are written."""
         return cls(
             format_version=FORMAT_VERSION,
             stream_ad_version=stream_ad.__version__,
@@ -107,6 +116,7 @@ class Manifest:
             threshold=model.threshold,
             data_split=model.data_split,
             settings=model.settings.model_dump(mode="json"),
+            files=files,
         )
 
 
@@ -118,34 +128,68 @@ def model_info(directory: Path) -> ModelInfo:
     """Which model judges the frames, for the sinks to record with each alarm: the folder it resolves to (a symlink
     switched for an upgrade names the new one), its method and the sha256 of its fitted state; its pixel threshold."""
     manifest = read_manifest(directory)
-    with (directory / STATE).open("rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
-    return ModelInfo(version=f"{directory.resolve().name} {manifest.method} state sha256:{digest[:16]}",
+    return ModelInfo(version=f"{directory.resolve().name} {manifest.method} state sha256:{manifest.files[STATE][:16]}",
                      pixel_threshold=manifest.pixel_threshold_value)
 
 
 def has_artefact(directory: Path) -> bool:
-    """Whether an artefact was written there (the manifest goes last: a folder with one is complete or broken)."""
+    """Whether an artefact was written there (complete, damaged or of an older format: loading tells which)."""
     return (directory / MANIFEST).is_file()
 
 
-def read_manifest(directory: Path) -> Manifest:
+def _mismatch(path: Path, got: str, want: str, where: str) -> ArtefactError:
+    return ArtefactError(f"{path} has sha256 {got} but {where} records {want}: the file was damaged or changed after "
+                         "it was written; copy the artefact again or refit")
+
+
+def _format_version(data: bytes) -> object:
+    """The format version a manifest's bytes state, if they are a JSON object at all."""
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return raw.get("format_version") if isinstance(raw, dict) else None
+
+
+def _format_error(path: Path, version: object) -> ArtefactError:
+    return ArtefactError(f"{path} has artefact format {version}; this stream_ad {stream_ad.__version__} reads format "
+                         f"{FORMAT_VERSION}: refit the model with this version")
+
+
+def _checked_manifest_bytes(directory: Path) -> bytes:
+    """manifest.json's bytes, once they match the sum SHA256SUMS records."""
     path = directory / MANIFEST
     if not path.is_file():
         raise ArtefactError(f"not a stream_ad model artefact: {path} is missing")
+    data = path.read_bytes()
     try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        want = (read_sums(directory) or {}).get(MANIFEST)
+    except ValueError as exc:
+        raise ArtefactError(f"model artefact {directory}: {exc}") from None
+    if want is None:
+        version = _format_version(data)
+        if version != FORMAT_VERSION:  # written before artefacts carried sums
+            raise _format_error(path, version)
+        raise ArtefactError(f"model artefact {directory} has no sha256 of {MANIFEST} in {SUMS}: it is incomplete "
+                            "(a copy cut short?) or was edited; copy it again or refit")
+    got = sha256_bytes(data)
+    if got != want:
+        raise _mismatch(path, got, want, SUMS)
+    return data
+
+
+def read_manifest(directory: Path) -> Manifest:
+    """The manifest, checked against SHA256SUMS (the other files are checked as they are read: verify_artefact)."""
+    path = directory / MANIFEST
+    data = _checked_manifest_bytes(directory)
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtefactError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ArtefactError(f"{path} must hold a JSON object")
-    version = raw.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ArtefactError(
-            f"{path} has artefact format {version}; this stream_ad {stream_ad.__version__} reads format "
-            f"{FORMAT_VERSION}: refit the model with this version"
-        )
-    raw.setdefault("data_split", None)  # artefacts written before calibration existed have none
+    if raw.get("format_version") != FORMAT_VERSION:
+        raise _format_error(path, raw.get("format_version"))
     fields = {f.name for f in dataclasses.fields(Manifest)}
     missing = sorted(fields - set(raw))
     if missing:
@@ -155,19 +199,63 @@ def read_manifest(directory: Path) -> Manifest:
     return Manifest(**{k: v for k, v in raw.items() if k in fields})
 
 
+def _checked_file(directory: Path, manifest: Manifest, name: str) -> bytes:
+    """The bytes of one of the artefact's files, once they match the manifest's sum: what is checked is what is
+    used (no second read to change in between)."""
+    path = directory / name
+    want = manifest.files.get(name)
+    if want is None:
+        raise ArtefactError(f"{directory / MANIFEST} records no sha256 of {name}: not a complete stream_ad manifest")
+    data = path.read_bytes()
+    got = sha256_bytes(data)
+    if got != want:
+        raise _mismatch(path, got, want, MANIFEST)
+    return data
+
+
+def _state_tensors(directory: Path, manifest: Manifest) -> dict[str, torch.Tensor]:
+    """state.safetensors, checked against its sum, every floating tensor finite."""
+    path = directory / STATE
+    tensors = load_safetensors(_checked_file(directory, manifest, STATE))
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise ArtefactError(f"{path}: tensor {name!r} holds {bad} NaN or infinite value(s) of "
+                                    f"{tensor.numel()}: a model that would score NaN; refit")
+    return tensors
+
+
+def verify_artefact(directory: Path) -> Manifest:
+    """Check every file of the artefact against its sum, and its tensors for NaN / inf, without building the model
+    (`stream-ad check`); the manifest. ArtefactError naming the first bad file."""
+    manifest = read_manifest(directory)
+    _state_tensors(directory, manifest)
+    for name in manifest.files.keys() - {STATE}:
+        _checked_file(directory, manifest, name)
+    return manifest
+
+
 def write_manifest(directory: Path, manifest: Manifest) -> None:
-    """Atomically: a pipeline starting meanwhile reads the old manifest or the new one, never half of one."""
-    path = directory / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(manifest), indent=2) + "\n")
+    """Atomically, then its sum in SHA256SUMS: a pipeline starting meanwhile reads the old manifest or the new one,
+    never half of one (between the two renames, the new manifest with the old sum: refused, never misread)."""
+    data = (json.dumps(dataclasses.asdict(manifest), indent=2) + "\n").encode()
+    _write_atomic(directory / MANIFEST, data)
+    write_sums(directory, {MANIFEST: sha256_bytes(data)})
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
 def save_model(model: AnomalyModel, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous().cpu() for k, v in model.scorer.state_tensors().items()}, directory / STATE)
-    # The manifest goes last: a folder with a manifest is a complete artefact.
-    write_manifest(directory, Manifest.of(model))
+    state = save_safetensors({k: v.contiguous().cpu() for k, v in model.scorer.state_tensors().items()})
+    _write_atomic(directory / STATE, state)
+    # The manifest, then its sum, go last: a folder whose sums match is a complete artefact.
+    write_manifest(directory, Manifest.of(model, {STATE: sha256_bytes(state)}))
     log.info("saved model artefact %s", directory)
     return directory
 
@@ -240,7 +328,7 @@ def load_model(directory: Path, settings: Settings | None = None, *, max_batch: 
             f"model artefact {directory} expects preprocessing {manifest.preprocessing}, "
             f"got {model.preprocessor.describe()}"
         )
-    model.scorer.load_state_tensors(load_file(directory / STATE, device="cpu"))
+    model.scorer.load_state_tensors(_state_tensors(directory, manifest))
     model.threshold = manifest.threshold  # type: ignore[assignment] - a record, or a hand-made number
     model.data_split = manifest.data_split
     return model

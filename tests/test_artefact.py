@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -9,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 
 from stream_ad.artefact import (
     ArtefactError,
@@ -21,10 +25,12 @@ from stream_ad.artefact import (
     save_model,
     save_threshold,
     serving_model_dir,
+    verify_artefact,
     write_manifest,
 )
 from stream_ad.data import MVTecCategory
 from stream_ad.model import AnomalyModel
+from stream_ad.runtime.checksums import sha256_bytes, sha256_file, write_sums
 from stream_ad.settings import Settings, load_settings
 from tests.conftest import PIPED, WEIGHTS
 
@@ -53,7 +59,7 @@ def test_artefact_round_trip(piped_patchcore: tuple[AnomalyModel, Path]) -> None
     a, b = model.predict(frames), loaded.predict(frames)
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
     np.testing.assert_allclose(a.maps[0], b.maps[0], rtol=1e-4, atol=1e-5)
-    assert Manifest.of(load_model(path)).backbone["weights_sha256"].startswith("3199495032c205ca")
+    assert Manifest.of(load_model(path), {}).backbone["weights_sha256"].startswith("3199495032c205ca")
 
 
 def test_artefact_refuses_other_preprocessing(piped_patchcore: tuple[AnomalyModel, Path]) -> None:
@@ -110,11 +116,18 @@ def test_manifest_round_trip_and_threshold(piped_patchcore: tuple[AnomalyModel, 
     raw = json.loads((copy / "manifest.json").read_text())
     del raw["preprocessing"]
     (copy / "manifest.json").write_text(json.dumps(raw))
+    reseal_manifest(copy)
     with pytest.raises(ArtefactError, match="lacks preprocessing"):
         read_manifest(copy)
     (copy / "manifest.json").write_text("{not json")
+    reseal_manifest(copy)
     with pytest.raises(ArtefactError, match="not valid JSON"):
         read_manifest(copy)
+
+
+def reseal_manifest(folder: Path) -> None:
+    """Record the manifest's present sum, as a writer that changed it on purpose would."""
+    write_sums(folder, {"manifest.json": sha256_file(folder / "manifest.json")})
 
 
 def test_model_info_names_the_fitted_state_and_carries_the_pixel_threshold(
@@ -133,8 +146,9 @@ def test_model_info_names_the_fitted_state_and_carries_the_pixel_threshold(
     write_manifest(v1, Manifest(**{**manifest.__dict__, "threshold": record}))
     assert read_manifest(v1).pixel_threshold_value == 0.75 and model_info(v1).pixel_threshold == 0.75
     # Another fit (other tensors) in a folder of the same name is another version.
-    state = v1 / "state.safetensors"
-    state.write_bytes(state.read_bytes() + b" ")
+    other = load_model(v1)
+    other.scorer.load_state_tensors({"memory_bank": other.scorer.state_tensors()["memory_bank"] * 2})
+    save_model(other, v1)
     assert model_info(v1).version != info.version
 
 
@@ -212,3 +226,61 @@ def test_fit_differences_count_training_settings_too(own_settings_model: tuple[A
         "scorer.params.num_neighbors: the artefact's 3, given 9",
         "scorer.params.blur_sigma: the artefact's 2.0, given 4.0",
     ]
+
+
+@pytest.fixture()
+def copy_of(piped_patchcore: tuple[AnomalyModel, Path], tmp_path: Path) -> Path:
+    shutil.copytree(piped_patchcore[1], tmp_path / "model")
+    return tmp_path / "model"
+
+
+def test_a_flipped_bit_in_the_state_is_refused_naming_the_file_and_both_sums(copy_of: Path) -> None:
+    state = copy_of / "state.safetensors"
+    want = sha256_file(state)
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2] ^= 0x10  # one bit of the memory bank
+    state.write_bytes(bytes(data))
+    for load in (load_model, verify_artefact):
+        with pytest.raises(ArtefactError) as refused:
+            load(copy_of)
+        assert f"{state} has sha256 {sha256_bytes(bytes(data))} but manifest.json records {want}" in str(refused.value)
+
+
+def test_an_edited_manifest_is_refused_naming_both_sums(copy_of: Path) -> None:
+    """The probe's edits (threshold NaN, 1e30, -5) by hand: the manifest no longer matches its sum."""
+    path = copy_of / "manifest.json"
+    want = sha256_file(path)
+    path.write_text(path.read_text().replace('"threshold": null', '"threshold": 1e30'))
+    with pytest.raises(ArtefactError, match=f"{path} has sha256 {sha256_file(path)} but SHA256SUMS records {want}"):
+        read_manifest(copy_of)
+
+
+def test_missing_sums_and_the_format_before_them_are_refused(copy_of: Path) -> None:
+    write_manifest(copy_of, dataclasses.replace(read_manifest(copy_of), files={}))
+    with pytest.raises(ArtefactError, match="records no sha256 of state.safetensors"):
+        load_model(copy_of)
+    (copy_of / "SHA256SUMS").unlink()
+    with pytest.raises(ArtefactError, match="has no sha256 of manifest.json in SHA256SUMS: it is incomplete"):
+        read_manifest(copy_of)
+    # An artefact written before the sums: format 1, no "files", no SHA256SUMS.
+    raw = json.loads((copy_of / "manifest.json").read_text())
+    del raw["files"]
+    (copy_of / "manifest.json").write_text(json.dumps({**raw, "format_version": 1}))
+    with pytest.raises(ArtefactError, match="has artefact format 1; .* reads format 2: refit the model"):
+        load_model(copy_of)
+
+
+def test_a_nan_in_the_memory_bank_is_refused_naming_the_tensor(copy_of: Path) -> None:
+    """A bank row set to NaN after saving and re-summed: only the NaN check can catch it (the probe's bare
+    IndexError)."""
+    state = copy_of / "state.safetensors"
+    tensors = load_safetensors(state.read_bytes())
+    tensors["memory_bank"][3] = float("nan")
+    data = save_safetensors(tensors)
+    state.write_bytes(data)
+    write_manifest(copy_of, dataclasses.replace(read_manifest(copy_of), files={"state.safetensors": sha256_bytes(data)}))
+    bank = tensors["memory_bank"]
+    message = f"tensor 'memory_bank' holds {bank.shape[1]} NaN or infinite value\\(s\\) of {bank.numel()}"
+    for load in (load_model, verify_artefact):
+        with pytest.raises(ArtefactError, match=message):
+            load(copy_of)

@@ -1,5 +1,6 @@
 """Thresholds from scores: the image threshold for a target false-alarm rate, the pixel threshold of the map, and
-what labelled defects say about it (max-F1 threshold, recall). Pure numpy/scipy/sklearn, no model."""
+what labelled defects say about it (max-F1 threshold, recall), and whether a threshold can decide at all
+(checked_threshold). Pure numpy/scipy/sklearn, no model."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from stream_ad.calibration.bounds import (
     supported_fpr,
 )
 from stream_ad.calibration.holdout import CalibrationError
+from stream_ad.calibration.shift import GoodScores
 
 
 @dataclass(frozen=True)
@@ -105,3 +107,26 @@ def defect_report(good_scores: np.ndarray, defect_scores: np.ndarray, threshold:
         "max_f1": float(f1[best]),
         "recall_at_max_f1": float(recall[best]),
     }
+
+
+def checked_threshold(value: float, origin: str, good: GoodScores | None, nonnegative: bool) -> float:
+    """`value` if it can decide: finite, not negative where the model's scores never are (`nonnegative`), and not
+    far outside the scores of the good images it was calibrated on (`good`, when recorded): more than their range
+    beyond either end, where no calibration puts it and it alarms on every part or on none. Else a CalibrationError
+    naming the value, where it came from (`origin`) and the range."""
+    if not math.isfinite(value):
+        raise CalibrationError(f"the decision threshold {value} ({origin}) is not a finite number: no score can be "
+                               "judged against it; calibrate the model (`stream-ad calibrate`) or fix the setting")
+    if nonnegative and value < 0:
+        raise CalibrationError(f"the decision threshold {value:g} ({origin}) is negative, but this model's scores "
+                               "never are: every frame would be an alarm; calibrate the model (`stream-ad calibrate`)")
+    if good is not None:
+        low, high = good.sample[0], good.sample[-1]
+        margin = (high - low) or abs(high) or 1.0
+        if not low - margin <= value <= high + margin:
+            raise CalibrationError(
+                f"the decision threshold {value:g} ({origin}) is far outside the scores of the {good.n} good images "
+                f"it was calibrated on ({low:.4g} to {high:.4g}): it would alarm on every part or on none; "
+                "recalibrate (`stream-ad calibrate`)"
+            )
+    return value

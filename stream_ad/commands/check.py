@@ -1,12 +1,14 @@
 """`stream-ad check PIPELINE.yaml`: validate a pipeline without starting it. One line per finding: the settings
-(the method's params included), the model artefact (present, fitted with settings these agree with, a threshold),
+(the method's params included), the model artefact (present, intact by its sha256 sums, fitted with settings these
+agree with, a threshold within its calibration's range),
 the source, the endpoints the stages bind, the paths the run writes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from stream_ad.artefact import ArtefactError, serving_model_dir, serving_settings
+from stream_ad.artefact import ArtefactError, serving_model_dir, serving_settings, verify_artefact
+from stream_ad.calibration import CalibrationError
 from stream_ad.commands.checked_settings import load_checked_settings
 from stream_ad.commands.run import resolve_threshold
 from stream_ad.pipeline.errors import PipelineError
@@ -23,10 +25,11 @@ def check_model(settings: Settings) -> Finding:
     model_dir = serving_model_dir(settings)
     try:
         serving_settings(model_dir, settings)  # the model settings it names agree with the artefact's
+        verify_artefact(model_dir)  # every file against its sum, no NaN in its tensors
         threshold, origin = resolve_threshold(settings, model_dir)
-    except (ArtefactError, ConfigError, PipelineError) as exc:
+    except (ArtefactError, CalibrationError, ConfigError, PipelineError) as exc:
         return Finding("model", False, str(exc))
-    return Finding("model", True, f"{model_dir} agrees with these settings; threshold {threshold:.4g} from {origin}")
+    return Finding("model", True, f"{model_dir} is intact and agrees with these settings; threshold {threshold:.4g} from {origin}")
 
 
 def pipeline_findings(pipeline_file: Path) -> list[Finding]:

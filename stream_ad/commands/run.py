@@ -9,15 +9,19 @@ from typing import Any
 
 from stream_ad.artefact import ArtefactError, describe, read_manifest, serving_model_dir, serving_settings
 from stream_ad.calibration.shift import GoodScores
+from stream_ad.calibration.thresholds import checked_threshold
 from stream_ad.commands.checked_settings import load_checked_settings
 from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.run import run_pipeline
 from stream_ad.pipeline.summary import RunSummary
+from stream_ad.scorers import scorer_class
 from stream_ad.settings import ConfigError, Settings
 
 
 def resolve_threshold(settings: Settings, model_dir: Path) -> tuple[float, str]:
-    """The decide stage's threshold: the model artefact's, else pipeline.decide.threshold, else an error."""
+    """The decide stage's threshold: the model artefact's, else pipeline.decide.threshold, else an error; refused
+    (CalibrationError) where it cannot decide (checked_threshold: not finite, negative for a method whose scores are
+    not, far outside its calibration's good scores)."""
     try:
         manifest = read_manifest(model_dir)
     except ArtefactError as exc:
@@ -25,10 +29,14 @@ def resolve_threshold(settings: Settings, model_dir: Path) -> tuple[float, str]:
             f"no model artefact at {model_dir} ({exc}): fit one with "
             f"`stream-ad -c PIPELINE.yaml fit --out {model_dir}` or set pipeline.model"
         ) from None
+    nonnegative = scorer_class(manifest.method).nonnegative_scores
     if manifest.threshold_value is not None:
-        return manifest.threshold_value, f"model artefact {model_dir}"
+        origin = f"model artefact {model_dir}"
+        good = GoodScores.from_record(manifest.threshold)
+        return checked_threshold(manifest.threshold_value, origin, good, nonnegative), origin
     if settings.pipeline.decide.threshold is not None:
-        return settings.pipeline.decide.threshold, "setting pipeline.decide.threshold"
+        origin = "setting pipeline.decide.threshold"
+        return checked_threshold(settings.pipeline.decide.threshold, origin, None, nonnegative), origin
     raise ConfigError(
         f"no decision threshold: the model artefact {model_dir} has no 'threshold' (manifest.json) and "
         "pipeline.decide.threshold is not set; calibrate the model or set pipeline.decide.threshold"

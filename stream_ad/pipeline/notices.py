@@ -42,6 +42,7 @@ class DropReason(enum.StrEnum):
 
     QUEUE_FULL = "queue_full"
     BAD_FRAME = "bad_frame"
+    BAD_SCORE = "bad_score"  # the model scored the frame NaN or infinite: no verdict can be made
     STAGE_ERROR = "stage_error"
     FILTERED = "filtered"
     SHUTDOWN = "shutdown"

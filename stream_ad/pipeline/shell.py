@@ -231,7 +231,10 @@ class StageShell:
             self.emit(f)
 
     def _reject(self, frame: Frame, exc: Exception) -> None:
-        reason = DropReason.BAD_FRAME if isinstance(exc, (BadFrame, BadMessage)) else DropReason.STAGE_ERROR
+        if isinstance(exc, BadFrame):
+            reason = exc.reason
+        else:
+            reason = DropReason.BAD_FRAME if isinstance(exc, BadMessage) else DropReason.STAGE_ERROR
         detail = f"{exc.__class__.__name__}: {exc}"
         self.bad_log.warn("%s: skipped frame %s (%s): %s", self.spec.label, frame.key, reason, detail)
         if reason is DropReason.STAGE_ERROR:

@@ -15,7 +15,9 @@ other without other changes:
 
 Converted models and engines are cached under runtime.cache_dir, keyed by the module's identity (backbone name,
 weights sha256, taps; a scorer network's weights and code hashes), input shape and batch range, precision and library
-versions, so a restart reuses them instead of rebuilding.
+versions, so a restart reuses them instead of rebuilding. Each entry carries the sha256 of its files (SHA256SUMS,
+sealed when it is built), checked when it is reused: a file changed, missing or added, or no sums, make it stale, and a
+stale entry is rebuilt (one log line), never used.
 `auto` takes the best path available on the device and logs which and why.
 """
 
@@ -40,6 +42,7 @@ import torch
 
 import stream_ad
 from stream_ad.backbones.loader import Backbone, BackboneError
+from stream_ad.runtime.checksums import mismatch, seal
 
 log = logging.getLogger(__name__)
 
@@ -146,22 +149,39 @@ def cache_key(identity: Mapping[str, str], path: str, input_size: int, max_batch
     return f"{identity['name']}-{path}{'-graph' if graph is not None else ''}-{precision}-{digest}"
 
 
-def _build_once(folder: Path, marker: str, build: Callable[[Path], None]) -> bool:
-    """Run build(tmp) into a fresh folder and move it to `folder` unless `folder/marker` exists; True if built.
-
-    The rename is atomic, so a process starting meanwhile sees a complete cache entry or none.
-    """
-    if (folder / marker).exists():
-        return False
+def _build_once(folder: Path, build: Callable[[Path], None]) -> bool:
+    """Reuse `folder` if its files match the SHA256SUMS sealed when it was built; else (none yet, or stale: a file
+    changed, missing or added, or no sums) run build(tmp) into a fresh folder, seal it and move it to `folder`. True
+    if built. The rename is atomic, so a process starting meanwhile sees a complete cache entry or none."""
+    if folder.exists():
+        if _stale(folder) is None:
+            return False
+        shutil.rmtree(folder, ignore_errors=True)
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     build(tmp)
+    seal(tmp)
     try:
         tmp.rename(folder)
     except OSError:  # another process finished first: its entry is as good as ours
         shutil.rmtree(tmp, ignore_errors=True)
     return True
+
+
+def _stale(folder: Path) -> str | None:
+    """Why the cache entry `folder` must not be used (logged, one line), or None when its files match their sums."""
+    why = mismatch(folder)
+    if why is not None:
+        log.warning("cache entry %s is stale (%s): rebuilding it, never using it", folder, why)
+    return why
+
+
+def _clear_if_stale(folder: Path) -> None:
+    """A cache a library writes itself (TensorRT's engines, inductor's kernels): removed unless its files match the
+    sums sealed after it last wrote them, so the library rebuilds instead of loading a damaged or foreign file."""
+    if folder.exists() and _stale(folder) is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Eager:
@@ -185,8 +205,15 @@ class TorchCompiled:
     precision = "fp32"
 
     def __init__(self, module: torch.nn.Module, device: torch.device, cache_dir: Path | None) -> None:
-        if cache_dir is not None:  # inductor's FX graph and kernel caches: a restart compiles from them
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir / "inductor"))
+        # inductor's FX graph and kernel caches: a restart compiles from them. Checked against the sums sealed after
+        # each new bucket compiled (compilation is lazy), unless the environment points inductor elsewhere.
+        self.cache: Path | None = None
+        if cache_dir is not None:
+            wanted = cache_dir / "inductor"
+            if os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(wanted)) == str(wanted):
+                self.cache = wanted
+                _clear_if_stale(wanted)
+        self.buckets: set[int] = set()
         # reduce-overhead = CUDA graphs: one captured graph per bucket replays with no launch overhead.
         mode = "reduce-overhead" if device.type == "cuda" else "default"
         self.cuda_graphs = device.type == "cuda"
@@ -198,6 +225,10 @@ class TorchCompiled:
         if padded != n:
             x = torch.cat([x, x.new_zeros((padded - n, *x.shape[1:]))])
         out = self.fn(x)
+        if padded not in self.buckets:  # compiled (or loaded from the cache) just now
+            self.buckets.add(padded)
+            if self.cache is not None and self.cache.exists():
+                seal(self.cache)
         # A CUDA graph's outputs are overwritten by its next replay: the caller gets copies.
         return [t[:n].clone() if self.cuda_graphs else t[:n] for t in out]
 
@@ -249,21 +280,21 @@ class OpenVino:
                 warnings.filterwarnings("ignore", r"`torch\.jit\.trace", FutureWarning, r"torch\.jit\._trace")
                 return ov.convert_model(module.cpu().eval(), example_input=example, input=[shape])
 
-        config: dict[str, object] = {}
         if cache is None:
             model = convert()
         else:
             # The default compress_to_fp16 would halve the weights' precision on disk.
-            built = _build_once(cache, "model.xml",
+            built = _build_once(cache,
                                 lambda folder: ov.save_model(convert(), folder / "model.xml", compress_to_fp16=False))
             log.info("openvino: %s model %s", "converted" if built else "cached", cache)
             model = core.read_model(cache / "model.xml")
-            config["CACHE_DIR"] = str(cache / "compiled")  # the compiled blob too: a restart skips compiling
-        config.update({
+        # No OpenVINO CACHE_DIR: its compiled blobs would be files it loads unchecked, and compiling from the checked
+        # IR takes ~0.06 s (PatchCore's whole graph, 2-core CPU).
+        config = {
             "INFERENCE_NUM_THREADS": torch.get_num_threads(),  # what runtime.threads / the infer stage set
             "INFERENCE_PRECISION_HINT": "f32",  # CPUs with bf16 units would otherwise run bf16 silently
             "PERFORMANCE_HINT": "LATENCY",
-        })
+        }
         self.compiled = core.compile_model(model, "CPU", config)
         self.compilations = 1
         self.request = self.compiled.create_infer_request()
@@ -297,9 +328,13 @@ class TensorRt:
         cache_args = {} if cache is None else {
             "cache_built_engines": True, "reuse_cached_engines": True, "engine_cache_dir": str(cache)
         }
+        if cache is not None:
+            _clear_if_stale(cache)
         dtypes = {"fp16": {torch.float16, torch.float32}, "int8": {torch.int8, torch.float16, torch.float32}}
         self.module = torch_tensorrt.compile(module, ir="dynamo", inputs=inputs,
                                              enabled_precisions=dtypes[precision], **cache_args)
+        if cache is not None and cache.exists():
+            seal(cache)  # the engines just built or reused: checked at the next start
 
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         chunks = [self.module(part.contiguous()) for part in x.split(self.max_batch)]

@@ -85,6 +85,8 @@ class NotFittedError(RuntimeError):
 class Scorer(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[ScorerParams]]
+    # Whether every score is >= 0 (distances, errors): a negative threshold then alarms on every frame.
+    nonnegative_scores: ClassVar[bool] = False
 
     def __init__(self, params: ScorerParams, context: ScorerContext) -> None:
         self.params = params

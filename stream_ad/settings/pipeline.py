@@ -115,8 +115,8 @@ class InferStageSettings(StageSettings):
 class DecideStageSettings(StageSettings):
     queue_size: int = Field(64, ge=1, le=100_000)
     max_batch: int = Field(16, ge=1, le=1024)
-    # Used when the model artefact carries no threshold; a score above it is an anomaly.
-    threshold: float | None = None
+    # Used when the model artefact carries no threshold; a score above it is an anomaly. Finite (NaN decides nothing).
+    threshold: float | None = Field(None, allow_inf_nan=False)
 
 
 class _SinkBase(Strict):

@@ -139,11 +139,12 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
 @pytest.fixture(scope="session")
 def model_without_threshold(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo's model with its threshold taken out (as `stream-ad fit` writes it before calibration)."""
+    import dataclasses
     import shutil
+
+    from stream_ad.artefact import read_manifest, write_manifest
 
     target = tmp_path_factory.mktemp("uncalibrated") / "model"
     shutil.copytree(demo_run.model, target)
-    manifest = json.loads((target / "manifest.json").read_text())
-    manifest["threshold"] = None
-    (target / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(target, dataclasses.replace(read_manifest(target), threshold=None))  # re-summed
     return target

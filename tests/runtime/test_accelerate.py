@@ -116,6 +116,45 @@ def test_openvino_patchcore_scores_match_eager(tmp_path: Path, caplog: pytest.Lo
     assert caplog.text.count("openvino: cached model") == 2  # the backbone (used to fit) and the scoring graph
 
 
+def test_a_tampered_openvino_graph_is_rebuilt_not_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The probe's attack: PatchCore's memory bank halved inside the cached OpenVINO graph's model.bin. The next load
+    finds the entry stale by its sums, says so in one line, rebuilds it and scores as the eager path does."""
+    cat = MVTecCategory(CATEGORY)
+    eager = AnomalyModel(settings(accelerate="eager"))
+    eager.fit([s.path for s in cat.train()])
+    save_model(eager, tmp_path / "model")
+    openvino = settings(accelerate="openvino", cache_dir=str(tmp_path / "cache"))
+    load_model(tmp_path / "model", openvino)
+    (entry,) = (tmp_path / "cache").glob("*-graph-*")
+    weights = entry / "model.bin"
+    data = bytearray(weights.read_bytes())
+    bank = eager.scorer.state_tensors()["memory_bank"].numpy()
+    start = bytes(data).find(bank.tobytes())
+    assert start >= 0, "the memory bank is not stored as is in the graph's weights"
+    data[start:start + bank.nbytes] = (bank / 2).tobytes()
+    weights.write_bytes(bytes(data))
+    frames = [read_image(s.path) for s in cat.test()[::6]]
+    want = eager.predict(frames).scores
+    x = eager.preprocessor(frames).inputs.numpy()
+    import openvino as ov  # the tampered graph, compiled unchecked, scores otherwise: the sums are what catch it
+
+    tampered = ov.Core().compile_model(ov.Core().read_model(entry / "model.xml"), "CPU")
+    assert not np.allclose(tampered(x)[0], want, rtol=1e-3)
+    with caplog.at_level(logging.INFO, logger="stream_ad.runtime.accelerate"):
+        reloaded = load_model(tmp_path / "model", openvino)
+    stale = [r.getMessage() for r in caplog.records if "is stale" in r.getMessage()]
+    assert len(stale) == 1 and f"cache entry {entry} is stale (model.bin has sha256" in stale[0], stale
+    assert "rebuilding it, never using it" in stale[0]
+    np.testing.assert_allclose(reloaded.predict(frames).scores, want, rtol=1e-3)
+    # Missing sums (an entry of an older stream_ad, or cut short) are stale too.
+    (entry / "SHA256SUMS").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="stream_ad.runtime.accelerate"):
+        load_model(tmp_path / "model", openvino)
+    assert f"cache entry {entry} is stale (it has no SHA256SUMS)" in caplog.text
+    assert (entry / "SHA256SUMS").is_file()
+
+
 def efficientad_settings(**runtime: object) -> Settings:
     return load_settings(data={"root": str(CATEGORY)}, preprocess={"image_size": 64}, runtime=runtime,
                          scorer={"method": "efficientad", "params": {"teacher_steps": 4, "steps": 4}})

@@ -8,12 +8,21 @@ from dataclasses import dataclass
 
 from stream_ad.frames import Frame
 from stream_ad.pipeline.metrics import StageMetrics
+from stream_ad.pipeline.notices import DropReason
 from stream_ad.pipeline.plan import RunPlan, StageSpec
 from stream_ad.settings import Settings
 
 
 class BadFrame(ValueError):
     """Raised by a stage for a frame it cannot process (wrong shape, missing field): counted, skipped."""
+
+    reason = DropReason.BAD_FRAME
+
+
+class BadScore(BadFrame):
+    """The model scored a frame NaN or infinite: counted as bad_score, never judged."""
+
+    reason = DropReason.BAD_SCORE
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from stream_ad.frames import Frame
 from stream_ad.pipeline.stages.base import BadFrame, Stage, StageContext
 
@@ -9,6 +11,8 @@ from stream_ad.pipeline.stages.base import BadFrame, Stage, StageContext
 class Decide(Stage):
     def open(self, ctx: StageContext) -> None:
         self.threshold = ctx.plan.threshold
+        if not math.isfinite(self.threshold):  # `stream-ad run` refuses it earlier (checked_threshold)
+            raise ValueError(f"decision threshold {self.threshold} is not a finite number: no score can be judged")
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         for frame in frames:

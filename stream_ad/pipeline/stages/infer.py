@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from stream_ad.frames import Frame
-from stream_ad.pipeline.stages.base import BadFrame, Stage, StageContext
+from stream_ad.pipeline.stages.base import BadFrame, BadScore, Stage, StageContext
 
 log = logging.getLogger("stream_ad.pipeline.stages")
 
@@ -48,19 +49,27 @@ class Infer(Stage):
             self.model.predict([frame] * n)
 
     def process(self, frames: list[Frame]) -> list[Frame]:
-        if self.model.preprocessor.on_device is not None:
-            return self._finish(frames, self._prepare_frames(frames))
-        return self._finish(frames, self._gather_inputs(frames))
+        on_device = self.model.preprocessor.on_device is not None
+        pred = self.model.score_prepared(self._prepare_frames(frames) if on_device else self._gather_inputs(frames))
+        bad = [frame.key for frame, score in zip(frames, pred.scores) if not math.isfinite(score)]
+        if bad:
+            # Raised before any frame is changed: the shell retries the batch frame by frame, so only these drop.
+            raise BadScore(f"the model scored {', '.join(map(str, bad))} NaN or infinite")
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        for frame, score, amap in zip(frames, pred.scores, pred.maps):
+            frame.inputs = None
+            if on_device and not self.send_maps:  # the images sink overlays maps on the frame (preprocess keep_image)
+                frame.image = None
+            frame.score = float(score)
+            frame.anomaly_map = amap.astype(np.float16) if self.send_maps else None
+        return frames
 
     def _prepare_frames(self, frames: list[Frame]) -> Any:
         """CUDA: the preprocess stage forwarded validated uint8 frames; they go to the GPU here, once."""
         if any(frame.image is None for frame in frames):
             raise BadFrame("no image in the message: on CUDA the infer stage preprocesses frames itself")
-        prepared = self.model.preprocessor([frame.image for frame in frames])
-        if not self.send_maps:  # the images sink overlays maps on the frame (preprocess keep_image, same flag)
-            for frame in frames:
-                frame.image = None
-        return prepared
+        return self.model.preprocessor([frame.image for frame in frames])
 
     def _gather_inputs(self, frames: list[Frame]) -> Any:
         """CPU: the preprocess stage sent normalised inputs and placements; stack them into one batch."""
@@ -84,13 +93,3 @@ class Infer(Stage):
             inputs.append(frame.inputs)
         tensor = self.torch.from_numpy(np.concatenate(inputs) if len(inputs) > 1 else np.array(inputs[0]))
         return Prepared(tensor.to(self.model.device), placements, shapes)
-
-    def _finish(self, frames: list[Frame], prepared: Any) -> list[Frame]:
-        pred = self.model.score_prepared(prepared)
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        for frame, score, amap in zip(frames, pred.scores, pred.maps):
-            frame.inputs = None
-            frame.score = float(score)
-            frame.anomaly_map = amap.astype(np.float16) if self.send_maps else None
-        return frames

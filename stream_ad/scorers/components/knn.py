@@ -17,6 +17,7 @@ import logging
 from typing import Literal, Protocol
 
 import faiss
+import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,10 @@ class FaissKnn:
 
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         dist, idx = self.index.search(queries.detach().float().cpu().contiguous().numpy(), k)
+        # faiss answers -1 where no distance is finite (features or bank overflowing float32): a NaN distance to
+        # item 0 instead, so the score comes out NaN (counted as bad_score) rather than an index error.
+        missing = idx < 0
+        dist[missing], idx[missing] = np.nan, 0
         return torch.from_numpy(dist).to(self.device), torch.from_numpy(idx).to(self.device)
 
 

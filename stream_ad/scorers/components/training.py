@@ -4,7 +4,8 @@ A method trains in named phases (e.g. "teacher", then "students"). Each phase is
 the method supplies (one epoch in, mean losses out; it calls `step()` after each optimiser step); this module owns
 what is the same for all of them: seeding, a tqdm progress bar over the phase's steps (count, rate, ETA, the last
 epoch's losses), a debug log line per epoch, and a checkpoint after every epoch (modules, optimisers, RNG state,
-losses and steps so far) so an interrupted fit resumes at the next epoch and ends bit-identical on the CPU.
+losses and steps so far: tensors and plain containers, read back with torch.load(weights_only=True), which runs no
+pickled code) so an interrupted fit resumes at the next epoch and ends bit-identical on the CPU.
 
 A checkpoint carries a fingerprint of what the phase trains on (method code, params, training data digest): one
 left by other code, settings or images is never resumed, it is replaced (and the log says so).
@@ -18,6 +19,7 @@ import json
 import logging
 import math
 import os
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,8 +74,14 @@ class PhaseCheckpoint:
     def load(self) -> dict[str, Any] | None:
         if self.path is None or not self.path.is_file():
             return None
-        state = torch.load(self.path, map_location="cpu", weights_only=False)
-        if state.get("fingerprint") != self.key:
+        # weights_only: tensors and plain containers only, never arbitrary pickled objects (a checkpoint folder is
+        # writable by the fit's user; what it holds must not run code when a fit resumes from it).
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+            log.warning("checkpoint %s cannot be read (%s); training this phase afresh", self.path, exc)
+            return None
+        if not isinstance(state, dict) or state.get("fingerprint") != self.key:
             log.info("checkpoint %s was written for other settings or images; training this phase afresh", self.path)
             return None
         return state

@@ -59,6 +59,7 @@ class PatchCoreParams(ScorerParams):
 class PatchCore(Scorer):
     Params = PatchCoreParams
     params: PatchCoreParams
+    nonnegative_scores = True  # distances
 
     def __init__(self, params: PatchCoreParams, context: ScorerContext) -> None:
         super().__init__(params, context)

@@ -70,6 +70,8 @@ def build_seeded(seed: int, build: Callable[[], M]) -> M:
 class TrainedScorer(Scorer):
     """Base of scorers whose whole fitted state is networks trained from scratch on the good images."""
 
+    nonnegative_scores = True  # reconstruction and alignment errors
+
     # Params that change what training produces: with the seed and the images, the key of resumable checkpoints.
     # Test-time settings stay out of it, so changing only them reuses a finished training run.
     TRAINING_FIELDS: ClassVar[frozenset[str]]

@@ -83,3 +83,14 @@ def test_torch_on_cuda_matches_cpu_faiss(features: tuple[torch.Tensor, torch.Ten
     d, i = index.search(queries.cuda(), K)
     assert i.device.type == "cuda"
     check_same_neighbours(memory, queries, i.cpu(), FaissKnn(memory).search(queries, K)[1])
+
+
+def test_faiss_without_a_finite_distance_answers_nan_not_an_index_error(
+        features: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """A bank overflowing float32 (finite, so the artefact's NaN check passes it): faiss finds no neighbour (-1);
+    the search answers a NaN distance to item 0, which PatchCore scores as NaN (a counted bad_score)."""
+    memory, queries = features
+    dist, idx = FaissKnn(memory * 1e20).search(queries[:4], 1)
+    assert torch.isnan(dist).all() and (idx == 0).all()
+    dist, idx = FaissKnn(memory).search(queries[:4], 1)
+    assert torch.isfinite(dist).all() and (idx >= 0).all()

@@ -95,3 +95,24 @@ def test_fingerprint_changes_with_the_methods_code(tmp_path: Path, monkeypatch: 
     assert fingerprint(Method, {"a": 1}, t) == before
     (package / "networks.py").write_text("WIDTH = 32\n")
     assert fingerprint(Method, {"a": 1}, t) != before
+
+
+class _Payload:
+    """A pickled object that would create `marker` when unpickled: what weights_only=True must refuse to run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_with_pickled_code_is_not_run_and_the_phase_trains_afresh(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    marker = tmp_path / "code-ran"
+    torch.save({"fingerprint": "k", "history": [], "steps": 0, "payload": _Payload(marker)}, tmp_path / "t-fit.pt")
+    with caplog.at_level("WARNING", logger="stream_ad.scorers.components.training"):
+        _, hist = _train(tmp_path)
+    assert not marker.exists()
+    assert "checkpoint " + str(tmp_path / "t-fit.pt") + " cannot be read" in caplog.text
+    assert hist == _train(None)[1]
