@@ -40,7 +40,9 @@ def decode_image(data: bytes, name: str, max_pixels: int, grey: bool = False) ->
     try:
         width, height = image_size(data)
     except Exception as exc:  # noqa: BLE001 - any header the reader rejects is a damaged or foreign file
-        raise ImageFileError(f"cannot decode image {name}: unreadable header ({exc.__class__.__name__}: {exc})") from None
+        raise ImageFileError(
+            f"cannot decode image {name}: unreadable header ({exc.__class__.__name__}: {exc})"
+        ) from None
     if width * height > max_pixels:
         raise ImageFileError(f"image {name} refused: its header says {width} x {height} = {width * height} pixels, "
                              f"over the limit of {max_pixels} (setting pipeline.source.max_image_pixels)")

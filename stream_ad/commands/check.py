@@ -29,7 +29,8 @@ def check_model(settings: Settings) -> Finding:
         threshold, origin = resolve_threshold(settings, model_dir)
     except (ArtefactError, CalibrationError, ConfigError, PipelineError) as exc:
         return Finding("model", False, str(exc))
-    return Finding("model", True, f"{model_dir} is intact and agrees with these settings; threshold {threshold:.4g} from {origin}")
+    return Finding("model", True,
+                   f"{model_dir} is intact and agrees with these settings; threshold {threshold:.4g} from {origin}")
 
 
 def pipeline_findings(pipeline_file: Path) -> list[Finding]:

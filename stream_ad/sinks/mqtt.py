@@ -79,7 +79,8 @@ class MqttSink(OutboxSink):
         if not answered.wait(self.cfg.timeout_s):
             raise TimeoutError(f"the broker did not answer CONNECT within {self.cfg.timeout_s} s")
         if not reason:  # TLS 1.3 checks the client certificate after the handshake: a refusal closes the socket
-            hint = "; over TLS: a refused client certificate (settings tls.cert_file, tls.key_file)" if self.url.tls else ""
+            hint = ("; over TLS: a refused client certificate (settings tls.cert_file, tls.key_file)"
+                    if self.url.tls else "")
             raise ConnectionError(f"the broker closed the connection before accepting it ({closed[0]}){hint}")
         if reason[0].is_failure:
             if reason[0].value in REFUSED_CREDENTIALS:  # retried: the broker's user list may be fixed while we wait
