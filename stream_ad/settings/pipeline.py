@@ -191,7 +191,8 @@ class ModbusSinkSettings(_PlcSinkBase):
     host: str = Field(min_length=1)
     port: int = Field(502, ge=1, le=65535)
     unit_id: int = Field(1, ge=0, le=255)
-    base_address: int = Field(0, ge=0)  # holding register of offset 0 (0-based protocol address)
+    # Holding register of offset 0, as a 0-based protocol address (holding register 40001 is address 0).
+    base_address: int = Field(0, ge=0)
     # Wait for the PLC to acknowledge each result (echo its sequence's low word) before the next one.
     handshake: bool = True
     heartbeat_s: float = Field(1.0, gt=0.0)
