@@ -249,6 +249,10 @@ class SinkStageSettings(StageSettings):
     queue_size: int = Field(256, ge=1, le=100_000)
     max_batch: int = Field(32, ge=1, le=1024)
     outputs: list[SinkSettings] = Field(default_factory=lambda: [JsonlSinkSettings()])
+    # A verdict some sink did not durably take (a full disk, a failed outbox) is always dropped as sink_error, never
+    # counted as scored. Then: count (only that), safe_state (also tell the PLC sinks "inspection not available",
+    # verdict "unavailable", until verdicts flow again) or stop (the run exits non-zero; systemd restarts it).
+    on_error: Literal["count", "safe_state", "stop"] = "safe_state"
 
     @field_validator("outputs")
     @classmethod
