@@ -265,7 +265,12 @@ class StageShell:
                 break
             batch = self.queue.get_batch(self.spec.max_batch, max_wait, timeout=POLL_MS / 1000.0)
             if batch:
-                self._process(stage, batch)
+                try:
+                    self._process(stage, batch)
+                except StageFailed:
+                    self.stopping.set()  # the receiver closes its socket before the process ends ZeroMQ
+                    receiver.join(timeout=2.0)
+                    raise
         # Draining: what is queued still gets processed, for at most drain_s.
         receiver.join(timeout=2.0)
         self.queue.close()
