@@ -1,7 +1,7 @@
 """verdicts -> every configured sink (JSON lines, stdout, images, PLCs through their outbox).
 
 A frame's verdict is delivered (FrameDone) only once every sink has durably taken it. Where a sink's write fails
-(a full disk, a failed outbox insert) the frames of that batch are dropped as sink_error, the others sinks still get
+(a full disk, a failed outbox insert) the frames of that batch are dropped as sink_error, the other sinks still get
 them, and pipeline.sink.on_error says what else happens: count (nothing more), safe_state (every PLC sink tells the
 PLC "inspection not available", once per outage) or stop (the run stops, exit non-zero). One log line when a sink
 starts failing, with the real error, and one when it takes verdicts again; the drops are counted meanwhile.
