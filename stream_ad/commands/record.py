@@ -64,7 +64,8 @@ def record_frames(settings: Settings, frames: int, out: Path, timeout_s: float) 
     entries: list[dict[str, Any]] = []
     unreadable = 0
     ended = False
-    camera = open_source(source, source_folder(settings.pipeline, settings.data.root), stop=stop)
+    folder, setting = source_folder(settings.pipeline, settings.data.root)
+    camera = open_source(source, folder, stop=stop, default_setting=setting)
     timer.start()
     try:
         for item in camera:

@@ -91,4 +91,7 @@ def run(
         return 2
     print(summary.table())
     write_summary(summary, summary_json)
+    if summary.failure is not None:  # non-zero: systemd's Restart=on-failure starts it again
+        print(f"stream-ad: {summary.failure}", file=sys.stderr)
+        return 2
     return 0 if summary.unaccounted == 0 else 1

@@ -3,3 +3,7 @@
 
 class PipelineError(RuntimeError):
     """The pipeline cannot run (a stage failed to start, a port is taken): the message says which and why."""
+
+
+# A stage process exits with this after it sent a StageFatal notice: the supervisor stops the run, never restarts it.
+FATAL_EXIT = 2

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import logging
 import time
-from array import array
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from stream_ad.pipeline.latency_sketch import LatencySketch
 from stream_ad.pipeline.notices import DropReason
 
 log = logging.getLogger("stream_ad.pipeline.ledger")
@@ -56,7 +56,7 @@ class Ledger:
         self.alarms = 0
         self.dropped: Counter[tuple[str, str]] = Counter()  # (stage, reason) -> frames
         self.unknown_drops: Counter[tuple[str, str]] = Counter()  # drops of messages without a readable frame id
-        self.latencies = array("d")
+        self.latency = LatencySketch()  # every verdict's, in fixed memory (the summary's percentiles)
         self.recent: deque[tuple[float, float]] = deque()  # (monotonic, latency) of the last verdicts
         self._pending_verdicts: deque[tuple[float, str, int]] = deque()  # (monotonic, camera, id) settling
         self._safe_below: dict[str, int] = {}
@@ -115,7 +115,7 @@ class Ledger:
         latency = max(0.0, t_verdict - t_capture)
         now = time.monotonic()
         self.scored += 1
-        self.latencies.append(latency)
+        self.latency.add(latency)
         self.recent.append((now, latency))
         while now - self.recent[0][0] > RECENT_S:
             self.recent.popleft()

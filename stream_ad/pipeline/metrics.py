@@ -60,8 +60,8 @@ class StageMetrics:
         ).labels(stage)
         self._sink_errors = Counter(f"{PREFIX}_sink_errors_total", "Verdicts a sink failed to write", ["sink"])
 
-    def sink_error(self, sink: str) -> None:
-        self._sink_errors.labels(sink).inc()
+    def sink_error(self, sink: str, verdicts: int) -> None:
+        self._sink_errors.labels(sink).inc(verdicts)
 
 
 class SupervisorMetrics:

@@ -4,7 +4,7 @@
     FrameDone     the last stage emitted the frame's verdict
     FrameDropped  a stage dropped a frame (or a message that was no frame), with the reason
     StageReady    a stage process is up and waits for frames
-    StageFatal    a stage process cannot start (the run stops with its error)
+    StageFatal    a stage process cannot start or go on (the run stops with its error)
     CameraStatus  the source's camera is up / stale (or came up / went down)
     SourceDone    a file source reached its end
 
@@ -48,6 +48,7 @@ class DropReason(enum.StrEnum):
     SHUTDOWN = "shutdown"
     STAGE_RESTART = "stage_restart"
     LOST = "lost"
+    SINK_ERROR = "sink_error"  # a configured sink did not durably take the verdict (a full disk, a failed outbox)
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,9 @@ def check_source(settings: Settings) -> Finding:
     """The folder holds images, the video file exists, the RTSP URL parses (a GigE camera is found only at start)."""
     src = settings.pipeline.source
     if src.kind == "folder":
-        folder = source_folder(settings.pipeline, settings.data.root)
+        folder, setting = source_folder(settings.pipeline, settings.data.root)
         try:
-            return Finding("source", True, f"folder {folder}: {len(list_images(folder))} images")
+            return Finding("source", True, f"folder {folder}: {len(list_images(folder, setting))} images")
         except FileNotFoundError as exc:
             return Finding("source", False, str(exc))
     if src.kind == "video":

@@ -65,6 +65,7 @@ class PipelineRun:
         self.metrics_server: MetricsServer | None = None
         self.stop_requested = False
         self.hurry = False  # a second stop request: skip the drain
+        self.failure: str | None = None  # why a stage stopped the run (StageFatal after the start)
         self._old_handlers: dict[int, Any] = {}
         self._t_start = time.monotonic()
         self._t_end = self._t_start
@@ -156,14 +157,21 @@ class PipelineRun:
                                   f"{lg.in_flight} in flight")
 
     def run(self) -> RunSummary:
-        """Start, supervise until the source ends, duration_s passes or a stop is requested; stop; summarise."""
+        """Start, supervise until the source ends, duration_s passes, a stop is requested or a stage stops the run
+        (the summary's `failure` says why); stop; summarise. PipelineError when it cannot start."""
         started = False
         try:
             self._start()
             started = True
             self._supervise_while(self._going)
+        except PipelineError as exc:
+            if not started:
+                raise
+            self.failure = str(exc)
+            log.error("the run stops: %s", exc)
         finally:
-            self._shutdown(drain=started and not self.hurry)
+            # After a failure nothing reaches a verdict any more: no drain.
+            self._shutdown(drain=started and not self.hurry and self.failure is None)
         return self._summary()
 
     def _going(self) -> bool:
@@ -206,7 +214,7 @@ class PipelineRun:
         return summarise(
             self.ledger, camera=self.cfg.source.camera, wall_s=self._t_end - self._t_start,
             restarts=self.supervisor.restarts(), threshold=self.threshold, batch_size_mean=self._batch_mean,
-            metrics_url=self.metrics_server.url if self.metrics_server else None,
+            metrics_url=self.metrics_server.url if self.metrics_server else None, failure=self.failure,
         )
 
 

@@ -41,7 +41,7 @@ from stream_ad.pipeline.notices import (
     StageReady,
 )
 from stream_ad.pipeline.plan import StageSpec
-from stream_ad.pipeline.stages.base import BadFrame, Stage
+from stream_ad.pipeline.stages.base import BadFrame, Stage, StageFailed
 from stream_ad.pipeline.wire import BadMessage, decode, encode
 from stream_ad.settings import SourceSettings
 from stream_ad.sources import Camera
@@ -119,6 +119,7 @@ class StageShell:
         self.drain_deadline = float("inf")  # set when SIGTERM starts the drain
         self.drain_s = 2.5
         self.bad_log = _LogLimiter()
+        self._rejected: set[int] = set()  # ids of the frames of the batch in hand that were dropped with a reason
         metrics.queue_capacity.set(spec.queue_size)
         self.queue: BoundedQueue[Frame] = BoundedQueue(spec.queue_size, spec.policy, metrics.queue_depth.set)
         self.out: zmq.Socket | None = None
@@ -202,7 +203,7 @@ class StageShell:
         sock.close(linger=0)
 
     def _process(self, stage: Stage, items: list[Queued[Frame]]) -> None:
-        self._rejected: set[int] = set()
+        self._rejected.clear()
         now = time.time()
         frames = [q.item for q in items]
         for f in frames:
@@ -211,6 +212,8 @@ class StageShell:
         start = time.perf_counter()
         try:
             out = list(stage.process(frames))
+        except StageFailed:
+            raise
         except Exception as exc:  # noqa: BLE001 - a bad frame must not take the stage down: isolate it
             if len(frames) == 1:
                 self._reject(frames[0], exc)
@@ -229,6 +232,11 @@ class StageShell:
                 self.notifier.drop(f, DropReason.FILTERED, f"{self.spec.label} returned no result for it")
         for f in out:
             self.emit(f)
+
+    def drop(self, frame: Frame, reason: str, detail: str) -> None:
+        """A stage drops a frame with a reason of its own (StageContext.drop); the stage logs why."""
+        self._rejected.add(id(frame))
+        self.notifier.drop(frame, reason, detail)
 
     def _reject(self, frame: Frame, exc: Exception) -> None:
         if isinstance(exc, BadFrame):
@@ -260,7 +268,12 @@ class StageShell:
                 break
             batch = self.queue.get_batch(self.spec.max_batch, max_wait, timeout=POLL_MS / 1000.0)
             if batch:
-                self._process(stage, batch)
+                try:
+                    self._process(stage, batch)
+                except StageFailed:
+                    self.stopping.set()  # the receiver closes its socket before the process ends ZeroMQ
+                    receiver.join(timeout=2.0)
+                    raise
         # Draining: what is queued still gets processed, for at most drain_s.
         receiver.join(timeout=2.0)
         self.queue.close()

@@ -30,6 +30,7 @@ class RunSummary:
     batch_size_mean: float | None
     threshold: float
     metrics_url: str | None
+    failure: str | None = None  # why the run stopped on its own (a stage's fatal error); None: it ended normally
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -58,6 +59,8 @@ class RunSummary:
             ("decision threshold", f"{self.threshold:.4f}"),
             ("wall time", f"{self.wall_s:.1f} s"),
         ]
+        if self.failure is not None:
+            rows.append(("stopped by", self.failure))
         width = max(len(k) for k, _ in rows)
         lines = [f"pipeline summary (camera {self.camera})", "-" * (width + 30)]
         lines += [f"{k:<{width}}  {v}" for k, v in rows]
@@ -101,7 +104,7 @@ def infer_batch_mean(metrics_dir: Path) -> float | None:
 
 
 def summarise(ledger: Ledger, *, camera: str, wall_s: float, restarts: dict[str, int], threshold: float,
-              batch_size_mean: float | None, metrics_url: str | None) -> RunSummary:
+              batch_size_mean: float | None, metrics_url: str | None, failure: str | None = None) -> RunSummary:
     read_span = (ledger.t_last_in or 0) - (ledger.t_first_in or 0)
     return RunSummary(
         camera=camera,
@@ -116,8 +119,9 @@ def summarise(ledger: Ledger, *, camera: str, wall_s: float, restarts: dict[str,
         restarts=restarts,
         source_fps=(ledger.frames_in - 1) / read_span if read_span > 0 else 0.0,
         verdict_fps=ledger.scored / wall_s if wall_s > 0 else 0.0,
-        latency_ms=percentiles(np.frombuffer(ledger.latencies, dtype=np.float64)),
+        latency_ms=ledger.latency.summary_ms(),
         batch_size_mean=batch_size_mean,
         threshold=threshold,
         metrics_url=metrics_url,
+        failure=failure,
     )

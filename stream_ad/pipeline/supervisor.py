@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream_ad.pipeline.errors import PipelineError
+from stream_ad.pipeline.errors import FATAL_EXIT, PipelineError
 from stream_ad.pipeline.metrics import MULTIPROC_ENV, SupervisorMetrics, mark_stage_dead
 from stream_ad.pipeline.plan import RunPlan, StageSpec
 from stream_ad.pipeline.sdnotify import child_environment
@@ -166,8 +166,8 @@ class Supervisor:
                 continue
             if p.stopping or p.finished:
                 continue
-            if p.spec.name == self.source and rc == 0:
-                self.pump(0.2)  # its SourceDone notice may still be in flight
+            if (p.spec.name == self.source and rc == 0) or rc == FATAL_EXIT:
+                self.pump(0.2)  # its SourceDone or StageFatal notice may still be in flight
                 if p.finished:
                     continue
             if p.fatal:

@@ -2,8 +2,8 @@
 
 The supervisor writes the run plan (stream_ad.pipeline.plan) and starts one worker per stage. The worker opens its
 stage (the source: its camera), runs it in the shell and closes it. A worker that fails to open (a missing model, a
-camera URL that does not parse) sends a StageFatal notice with the reason and exits 2; the supervisor stops the run
-with that message instead of restarting it.
+camera URL that does not parse), or whose stage raises StageFailed later, sends a StageFatal notice with the reason
+and exits FATAL_EXIT (2); the supervisor stops the run with that message instead of restarting it.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import signal
 import sys
 from pathlib import Path
 
+from stream_ad.pipeline.errors import FATAL_EXIT
 from stream_ad.pipeline.metrics import StageMetrics
 from stream_ad.pipeline.notices import StageFatal
 from stream_ad.pipeline.plan import RunPlan
 from stream_ad.pipeline.shell import StageShell
-from stream_ad.pipeline.stages.base import Stage, StageContext
+from stream_ad.pipeline.stages.base import Stage, StageContext, StageFailed
 from stream_ad.pipeline.stages.registry import stage_class
 from stream_ad.pipeline.stages.source import open_camera
 from stream_ad.runtime.logs import configure_logging
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = StageMetrics(spec.label)
     shell = StageShell(spec, plan.notices, metrics)
     shell.install_signals()
-    ctx = StageContext(plan, spec, metrics, shell.stopping, args.first_id)
+    ctx = StageContext(plan, spec, metrics, shell.stopping, shell.drop, args.first_id)
     pipeline = plan.settings.pipeline
     try:
         # The source is no Stage: it has no input, the shell reads its camera.
@@ -67,13 +68,17 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s failed to start: %s", spec.label, exc, exc_info=args.verbose)
         shell.notifier.send(StageFatal(f"{exc.__class__.__name__}: {exc}"))
         shell.close()
-        return 2
+        return FATAL_EXIT
     try:
         if isinstance(opened, Camera):
             code = shell.run_source(opened, pipeline.source, args.first_id)
         else:
             # The supervisor drained the pipeline before this SIGTERM; what is left gets half the stop time.
             code = shell.run(opened, drain_s=pipeline.supervisor.stop_timeout_s / 2)
+    except StageFailed as exc:  # the frames still queued here are counted as shutdown by the supervisor
+        log.error("%s stops the run: %s", spec.label, exc)
+        shell.notifier.send(StageFatal(str(exc)))
+        code = FATAL_EXIT
     finally:
         opened.close()
         shell.close()

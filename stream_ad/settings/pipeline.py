@@ -201,7 +201,8 @@ class ModbusSinkSettings(_PlcSinkBase):
     host: str = Field(min_length=1)
     port: int = Field(502, ge=1, le=65535)
     unit_id: int = Field(1, ge=0, le=255)
-    base_address: int = Field(0, ge=0)  # holding register of offset 0 (0-based protocol address)
+    # Holding register of offset 0, as a 0-based protocol address (holding register 40001 is address 0).
+    base_address: int = Field(0, ge=0)
     # Wait for the PLC to acknowledge each result (echo its sequence's low word) before the next one.
     handshake: bool = True
     heartbeat_s: float = Field(1.0, gt=0.0)
@@ -278,6 +279,10 @@ class SinkStageSettings(StageSettings):
     queue_size: int = Field(256, ge=1, le=100_000)
     max_batch: int = Field(32, ge=1, le=1024)
     outputs: list[SinkSettings] = Field(default_factory=lambda: [JsonlSinkSettings()])
+    # A verdict some sink did not durably take (a full disk, a failed outbox) is always dropped as sink_error, never
+    # counted as scored. Then: count (only that), safe_state (also tell the PLC sinks "inspection not available",
+    # verdict "unavailable", until verdicts flow again) or stop (the run exits non-zero; systemd restarts it).
+    on_error: Literal["count", "safe_state", "stop"] = "safe_state"
 
     @field_validator("outputs")
     @classmethod

@@ -1,5 +1,6 @@
-"""The sink interface: open once, write batches of verdicts, close. A failing write is counted by the sink stage
-and never stops the pipeline; a sink that must not lose verdicts (a PLC) keeps an outbox (sinks/plc.py)."""
+"""The sink interface: open once, write batches of verdicts, close. write() returns once the sink has taken the
+verdicts durably (on disk, in the outbox) and raises otherwise: the sink stage then drops them as sink_error. A sink
+that must not lose verdicts to a peer's outage (a PLC) keeps an outbox (sinks/plc.py)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ class Sink(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release."""
+
+    def unavailable(self, camera: str, frame_id: int, reason: str) -> None:  # noqa: B027 - optional hook
+        """Tell the peer that inspection is not available from frame `frame_id` of `camera` on (safe state); sinks
+        without a peer that acts on it (files, stdout) do nothing."""
 
     def wanted(self, verdicts: list[Verdict]) -> list[Verdict]:
         return [v for v in verdicts if v.alarm] if self.cfg.only_alarms else verdicts

@@ -6,6 +6,7 @@ first), NUL-padded. The sink writes offsets 1..18 in one request (FC16), so resu
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pymodbus.client import ModbusTcpClient
@@ -15,7 +16,7 @@ from stream_ad.settings import MODBUS_BLOCK_SIZE
 HEARTBEAT = 0  # u16, +1 every heartbeat_s (wraps): the PLC watches it change
 SEQUENCE = 1  # u32: the outbox sequence number, never reused
 FRAME_ID = 3  # u32: the camera frame id (the JSON lines sink's frame_id)
-VERDICT = 5  # u16: 0 ok, 1 anomaly
+VERDICT = 5  # u16: VERDICT_CODES
 SCORE = 6  # f32
 THRESHOLD = 8  # f32
 CAMERA = 10  # 8 registers: 16 ASCII characters
@@ -26,6 +27,13 @@ BLOCK_SIZE = MODBUS_BLOCK_SIZE  # the settings check base_address + BLOCK_SIZE a
 assert ACK < BLOCK_SIZE
 
 _T = ModbusTcpClient.DATATYPE
+# "unavailable": inspection not available (the pipeline's safe state); score and threshold are NaN then.
+VERDICT_CODES = {"ok": 0, "anomaly": 1, "unavailable": 2}
+VERDICT_NAMES = {code: name for name, code in VERDICT_CODES.items()}
+
+
+def _f32(value: float | None) -> list[int]:
+    return ModbusTcpClient.convert_to_registers(math.nan if value is None else float(value), _T.FLOAT32)
 
 
 def result_registers(record: dict[str, Any]) -> list[int]:
@@ -37,9 +45,9 @@ def result_registers(record: dict[str, Any]) -> list[int]:
     regs = (
         ModbusTcpClient.convert_to_registers(record["seq"] & 0xFFFFFFFF, _T.UINT32)
         + ModbusTcpClient.convert_to_registers(int(record["frame_id"]) & 0xFFFFFFFF, _T.UINT32)
-        + [1 if record["verdict"] == "anomaly" else 0]
-        + ModbusTcpClient.convert_to_registers(float(record["score"]), _T.FLOAT32)
-        + ModbusTcpClient.convert_to_registers(float(record["threshold"]), _T.FLOAT32)
+        + [VERDICT_CODES[record["verdict"]]]
+        + _f32(record["score"])
+        + _f32(record["threshold"])
         + [int.from_bytes(camera[i:i + 2], "big") for i in range(0, CAMERA_CHARS, 2)]
         + [1]
     )
@@ -58,5 +66,5 @@ def decode_result(block: list[int]) -> dict[str, Any]:
 
     camera = b"".join(r.to_bytes(2, "big") for r in block[CAMERA:CAMERA + CAMERA_CHARS // 2]).rstrip(b"\0")
     return {"heartbeat": block[HEARTBEAT], "seq": u32(SEQUENCE), "frame_id": u32(FRAME_ID),
-            "verdict": "anomaly" if block[VERDICT] else "ok", "score": f32(SCORE), "threshold": f32(THRESHOLD),
+            "verdict": VERDICT_NAMES.get(block[VERDICT], str(block[VERDICT])), "score": f32(SCORE), "threshold": f32(THRESHOLD),
             "camera": camera.decode("ascii"), "result_valid": block[RESULT_VALID], "ack": block[ACK]}

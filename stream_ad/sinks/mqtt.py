@@ -2,7 +2,7 @@
 retained online/offline status and a last will that marks the node offline when it dies.
 
     {prefix}/{node}/status            retained {"state": "online"|"offline", "t": ...}; the will says "offline"
-    {prefix}/{node}/{camera}/alarm    anomaly verdicts
+    {prefix}/{node}/{camera}/alarm    anomaly verdicts, and "unavailable" (inspection not available: the safe state)
     {prefix}/{node}/{camera}/verdict  ok verdicts (only_alarms: false)
 """
 
@@ -47,7 +47,7 @@ class MqttSink(OutboxSink):
         return f"broker {self.url} (setting url)"
 
     def topic(self, record: dict[str, Any]) -> str:
-        return f"{self.base}/{record['camera']}/{'alarm' if record['verdict'] == 'anomaly' else 'verdict'}"
+        return f"{self.base}/{record['camera']}/{'verdict' if record['verdict'] == 'ok' else 'alarm'}"
 
     def connect(self) -> None:
         # A fresh client per connection (clean session): paho's own resend queue would duplicate the outbox's.

@@ -5,10 +5,10 @@ object there, in one Write request (the PLC sees all fields of a result together
         {ns}:Sequence   UInt64     the outbox sequence number; a new value means a new result
         {ns}:FrameId    UInt64
         {ns}:Camera     String
-        {ns}:Verdict    String     "ok" | "anomaly"
-        {ns}:Alarm      Boolean
-        {ns}:Score      Double
-        {ns}:Threshold  Double
+        {ns}:Verdict    String     "ok" | "anomaly" | "unavailable" (inspection not available: the safe state)
+        {ns}:Alarm      Boolean    true unless "ok"
+        {ns}:Score      Double     NaN when unavailable
+        {ns}:Threshold  Double     NaN when unavailable
         {ns}:Timestamp  DateTime   the verdict time (UTC)
         {ns}:Heartbeat  UInt32     +1 every heartbeat_s
 
@@ -20,6 +20,7 @@ user token; without it, anonymous and unencrypted (a closed cell network only).
 from __future__ import annotations
 
 import logging
+import math
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,11 +54,15 @@ _DEFAULTS = {ua.VariantType.String: "", ua.VariantType.Boolean: False, ua.Varian
              ua.VariantType.DateTime: datetime(1970, 1, 1, tzinfo=timezone.utc)}
 
 
+def _double(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
 def field_values(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "FrameId": int(record["frame_id"]), "Camera": str(record["camera"]), "Verdict": record["verdict"],
-        "Alarm": record["verdict"] == "anomaly", "Score": float(record["score"]),
-        "Threshold": float(record["threshold"]),
+        "Alarm": record["verdict"] != "ok", "Score": _double(record["score"]),
+        "Threshold": _double(record["threshold"]),
         "Timestamp": datetime.fromtimestamp(record["t_verdict"], tz=timezone.utc), "Sequence": int(record["seq"]),
     }
 

@@ -4,7 +4,11 @@ retried with exponential backoff, and the queue resumes in order when the peer i
 
 Semantics (docs/pipeline.md, "The outbox"): at-least-once (a verdict delivered just before a failure or a crash may
 come again, with the same sequence number), strictly in order, bounded by max_pending. When full, the oldest ok
-verdict goes first, then the oldest alarm: always counted (stream_ad_outbox_overflow_total) and logged.
+verdict goes first, then the oldest alarm: always counted (stream_ad_outbox_overflow_total) and logged. A put()
+that cannot store its verdicts (a full disk) raises OutboxError with SQLite's own error.
+
+A status record (inspection not available: announce()) is kept in memory, not stored (it must go out when the disk
+takes nothing), and delivered ahead of the queue with sequence number 0, which no stored verdict has.
 """
 
 from __future__ import annotations
@@ -22,11 +26,17 @@ from stream_ad.sinks.outbox_metrics import OutboxMetrics
 
 log = logging.getLogger("stream_ad.sinks.outbox")
 
+STATUS_SEQ = 0  # the sequence number of an announced status record (AUTOINCREMENT starts stored ones at 1)
+
 _SCHEMA = """CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a sequence number is never reused, across restarts
     alarm INTEGER NOT NULL,
     record TEXT NOT NULL
 )"""
+
+
+class OutboxError(OSError):
+    """Verdicts could not be stored in the outbox (a full disk, an I/O error): they are not taken."""
 
 
 class Target(Protocol):
@@ -64,6 +74,7 @@ class Outbox:
         if self._pending:
             log.info("sink %s: %d verdicts left in the outbox %s from before; delivering them first", sink,
                      self._pending, self.path)
+        self._status: dict[str, Any] | None = None  # announced, not yet delivered
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"outbox-{sink}", daemon=True)
@@ -74,18 +85,22 @@ class Outbox:
         return self._pending
 
     def put(self, items: list[tuple[bool, dict[str, Any]]]) -> None:
-        """Store (alarm, record) pairs durably; returns without waiting for delivery."""
+        """Store (alarm, record) pairs durably; returns without waiting for delivery. OutboxError when they could
+        not be stored (none of them is)."""
         if not items:
             return
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany("INSERT INTO outbox (alarm, record) VALUES (?, ?)",
                                      [(int(alarm), json.dumps(rec, separators=(",", ":"))) for alarm, rec in items])
                 dropped = self._enforce_bound()
                 self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise OutboxError(f"outbox {self.path}: cannot store {len(items)} verdicts: {exc}") from exc
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._pending = self._pending + len(items) - sum(dropped.values())
             self.metrics.pending.set(self._pending)
@@ -93,6 +108,18 @@ class Outbox:
             self.metrics.overflow.inc(dropped["ok"] + dropped["alarm"])
             log.error("sink %s: outbox full (max_pending %d): dropped the oldest %d ok verdicts and %d alarms",
                       self.sink, self.cfg.max_pending, dropped["ok"], dropped["alarm"])
+        self._wake.set()
+
+    def _rollback(self) -> None:
+        # SQLite has rolled back by itself after some errors (SQLITE_FULL): a second ROLLBACK would raise "no
+        # transaction is active" and hide the real error.
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def announce(self, record: dict[str, Any]) -> None:
+        """Deliver this status record next, ahead of the queue, from memory (it replaces one not yet delivered)."""
+        with self._lock:
+            self._status = {**record, "seq": STATUS_SEQ}
         self._wake.set()
 
     def _enforce_bound(self) -> dict[str, int]:
@@ -118,14 +145,16 @@ class Outbox:
         try:
             while not self._stop.is_set():
                 self._tick()
-                row = db.execute("SELECT seq, record FROM outbox ORDER BY seq LIMIT 1").fetchone()
-                if row is None:
+                status = self._status
+                row = None if status else db.execute("SELECT seq, record FROM outbox ORDER BY seq LIMIT 1").fetchone()
+                if status is None and row is None:
                     self._wake.wait(self.TICK_S)
                     self._wake.clear()
                     continue
-                seq, text = row
+                record = status or {**json.loads(row[1]), "seq": row[0]}
+                seq = record["seq"]
                 try:
-                    self.target.deliver({**json.loads(text), "seq": seq})
+                    self.target.deliver(record)
                 except Exception as exc:  # noqa: BLE001 - any failure is retried; the record stays stored
                     self.metrics.retries.inc()
                     if not failing:  # one line per outage, not one per retry
@@ -138,10 +167,21 @@ class Outbox:
                 if failing:
                     log.warning("sink %s: delivering again (seq %d); %d pending", self.sink, seq, self._pending)
                 failing, backoff = False, self.cfg.retry_initial_s
-                with self._lock:
-                    removed = db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
-                    self._pending -= removed  # 0 when an overflow took it meanwhile (it was delivered anyway)
-                    self.metrics.pending.set(self._pending)
+                if status is not None:
+                    with self._lock:
+                        if self._status is status:  # not replaced meanwhile
+                            self._status = None
+                    continue
+                try:
+                    with self._lock:
+                        removed = db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount
+                        self._pending -= removed  # 0 when an overflow took it meanwhile (it was delivered anyway)
+                        self.metrics.pending.set(self._pending)
+                except sqlite3.Error as exc:  # a full disk: it stays stored and goes again (at-least-once)
+                    log.error("sink %s: cannot remove delivered seq %d from the outbox %s (%s); it will be sent "
+                              "again", self.sink, seq, self.path, exc)
+                    self._stop.wait(backoff)
+                    continue
                 self.metrics.delivered.inc()
         finally:
             db.close()

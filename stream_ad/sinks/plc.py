@@ -1,6 +1,10 @@
 """What the PLC sinks (Modbus TCP, OPC UA, MQTT) share: write() only stores verdicts in the durable outbox, so the
 pipeline keeps flowing while the PLC is down; the outbox thread connects, delivers and reconnects through the
-sink's protocol methods (connect, send, disconnect, heartbeat)."""
+sink's protocol methods (connect, send, disconnect, heartbeat).
+
+Safe state (pipeline.sink.on_error: safe_state): unavailable() sends, ahead of the queue and without the disk, a
+record with verdict "unavailable" (no score, no threshold) and the id of the first frame that got no verdict: the
+PLC treats the part as not inspected until a verdict of a later frame arrives."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from stream_ad.sinks.base import Sink, Verdict
 from stream_ad.sinks.outbox import Outbox
 
 log = logging.getLogger("stream_ad.sinks.plc")
+
+UNAVAILABLE = "unavailable"  # the verdict of a safe-state record: inspection not available
 
 
 class SinkConfigError(ValueError):
@@ -69,6 +75,11 @@ class OutboxSink(Sink):
     def write(self, verdicts: list[Verdict]) -> None:
         assert self.outbox is not None, f"{type(self).__name__}.open() was not called"
         self.outbox.put([(v.alarm, v.record()) for v in self.wanted(verdicts)])
+
+    def unavailable(self, camera: str, frame_id: int, reason: str) -> None:
+        assert self.outbox is not None, f"{type(self).__name__}.open() was not called"
+        self.outbox.announce({"frame_id": frame_id, "camera": camera, "t_verdict": round(time.time(), 6),
+                              "score": None, "threshold": None, "verdict": UNAVAILABLE, "reason": reason})
 
     def close(self) -> None:
         if self.outbox is not None:

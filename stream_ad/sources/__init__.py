@@ -20,11 +20,16 @@ from stream_ad.sources.video import VideoSource
 
 
 def open_source(
-    cfg: SourceSettings, default_folder: Path, skip: int = 0, stop: threading.Event | None = None
+    cfg: SourceSettings, default_folder: Path, skip: int = 0, stop: threading.Event | None = None,
+    default_setting: str = "data.root",
 ) -> Camera:
-    """The configured source; `skip` frames are passed over (a restarted file source resumes where it stopped)."""
+    """The configured source; `skip` frames are passed over (a restarted file source resumes where it stopped).
+    A folder source without cfg.path streams `default_folder`, which comes from the setting `default_setting`."""
     if cfg.kind == "folder":
-        return FolderSource(cfg.path or default_folder, cfg.fps, cfg.loop, cfg.preload, skip, cfg.max_image_pixels)
+        if cfg.path is not None:
+            return FolderSource(cfg.path, cfg.fps, cfg.loop, cfg.preload, skip, cfg.max_image_pixels)
+        return FolderSource(default_folder, cfg.fps, cfg.loop, cfg.preload, skip, cfg.max_image_pixels,
+                            setting=default_setting)
     if cfg.kind == "video":
         assert cfg.path is not None
         return VideoSource(cfg.path, cfg.fps, cfg.loop, skip, cfg.max_image_pixels)

@@ -19,12 +19,13 @@ from stream_ad.sources.base import Camera, Pacer
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
-def list_images(folder: Path) -> list[Path]:
+def list_images(folder: Path, setting: str = "pipeline.source.path") -> list[Path]:
+    """The images under `folder`; FileNotFoundError naming `setting`, the setting the folder came from."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder} (setting pipeline.source.path)")
+        raise FileNotFoundError(f"image folder not found: {folder} (setting {setting})")
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not paths:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder} (setting {setting})")
     return paths
 
 
@@ -37,9 +38,9 @@ def _read(path: Path, max_pixels: int) -> tuple[np.ndarray | None, str | None]:
 
 class FolderSource(Camera):
     def __init__(self, folder: Path, fps: float | None, loop: bool, preload: bool = False, skip: int = 0,
-                 max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+                 max_pixels: int = MAX_IMAGE_PIXELS, setting: str = "pipeline.source.path") -> None:
         self.folder = Path(folder)
-        self.paths = list_images(self.folder)
+        self.paths = list_images(self.folder, setting)
         self.fps = fps
         self.loop = loop
         self.skip = skip

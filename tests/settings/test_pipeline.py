@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from stream_ad.settings import ConfigError, PipelineSettings, load_settings
 from tests.conftest import REPO
+
+EXAMPLES = sorted((REPO / "pipelines").glob("*.yaml"))
+# A host or endpoint that listens on every interface (the plant and camera networks too).
+ALL_INTERFACES = re.compile(r"^(tcp://)?(0\.0\.0\.0|\*|::|\[::\])(:\d+)?$")
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -26,6 +34,27 @@ def test_rtsp_line_example_is_valid() -> None:
     s = load_settings(REPO / "pipelines" / "rtsp_line.yaml")
     assert s.pipeline.source.kind == "rtsp" and s.pipeline.source.url.startswith("rtsp://")
     assert [o.kind for o in s.pipeline.sink.outputs] == ["jsonl", "images"]
+
+
+def _strings(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _strings(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _strings(v, f"{key}.{i}")
+    elif isinstance(node, str):
+        yield key, node
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_pipelines_listen_on_no_wildcard_address(example: Path) -> None:
+    """/metrics and the stage endpoints have no authentication: a shipped file binds them to this host only."""
+    wildcards = [f"{key}: {value}" for key, value in _strings(yaml.safe_load(example.read_text()))
+                 if ALL_INTERFACES.match(value)]
+    assert not wildcards, f"{example.name} listens on every interface: {wildcards}"
+    assert not ALL_INTERFACES.match(load_settings(example).pipeline.metrics.host)
+    assert ALL_INTERFACES.match("0.0.0.0") and ALL_INTERFACES.match("tcp://*:5560")  # the pattern itself
 
 
 def test_unknown_pipeline_key_is_named(tmp_path: Path) -> None:

@@ -66,3 +66,9 @@ def test_every_example_pipeline_writes_only_where_the_unit_allows(example: Path)
         assert any(where.is_relative_to(root) for root in roots), (
             f"{example.name}: {key} {path} is outside the unit's writable paths {[str(r) for r in roots]}"
         )
+
+
+def test_the_unit_lets_aravis_find_gige_cameras() -> None:
+    """aravis enumerates the network interfaces over netlink: without AF_NETLINK it finds no GigE camera."""
+    families = set(unit_service_settings()["RestrictAddressFamilies"])
+    assert {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"} <= families

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from stream_ad.frames import Capture
-from stream_ad.sources import FolderSource, Pacer, VideoSource
+from stream_ad.settings import SourceSettings
+from stream_ad.sources import FolderSource, Pacer, VideoSource, open_source
 from tests.conftest import PIPED
 
 CATEGORY = PIPED / "PA_BDP01_TL"
@@ -77,8 +78,11 @@ def test_folder_source_once_looped_and_resumed(tmp_path: Path) -> None:
 
 
 def test_folder_source_names_a_missing_folder(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no_such"):
+    with pytest.raises(FileNotFoundError, match=r"no_such \(setting pipeline\.source\.path\)"):
         FolderSource(tmp_path / "no_such", 10.0, False)
+    # The pipeline's default folder (data.root/test) is named by the setting it came from.
+    with pytest.raises(FileNotFoundError, match=r"no_such \(setting data\.root\)"):
+        open_source(SourceSettings(kind="folder"), tmp_path / "no_such", default_setting="data.root")
 
 
 def test_video_source_at_a_fixed_fps_once_and_looped(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from stream_ad.frames import Frame
@@ -25,14 +26,25 @@ class BadScore(BadFrame):
     reason = DropReason.BAD_SCORE
 
 
+class StageFailed(RuntimeError):
+    """Raised by a stage that must not go on (pipeline.sink.on_error: stop): the run stops with this message and a
+    non-zero exit status, so that systemd restarts it."""
+
+
+# drop(frame, reason, detail): the frame ends here, dropped with this reason (told to the supervisor).
+DropFrame = Callable[[Frame, str, str], None]
+
+
 @dataclass(frozen=True)
 class StageContext:
-    """What a stage opens with: the run plan (settings, threshold, model), its own spec, its metrics, the stop flag."""
+    """What a stage opens with: the run plan (settings, threshold, model), its own spec, its metrics, the stop flag,
+    and how to drop a frame with a reason of its own."""
 
     plan: RunPlan
     spec: StageSpec
     metrics: StageMetrics
     stop: threading.Event  # set on SIGTERM
+    drop: DropFrame
     first_id: int = 0  # the source: the id of the first frame it reads (a restarted source resumes)
 
     @property
@@ -43,7 +55,8 @@ class StageContext:
 class Stage(ABC):
     """open() once in the stage's process before the first frame (load a model, open sinks), process() per batch,
     close() once on the way out (not after a failed open: the process reports it and exits). A frame the stage
-    cannot process raises BadFrame; a stage that returns fewer frames than it got has filtered the others (counted)."""
+    cannot process raises BadFrame; one it drops for a reason of its own goes to ctx.drop; a stage that returns fewer
+    frames than it got has filtered the others (counted). StageFailed stops the run."""
 
     def open(self, ctx: StageContext) -> None:  # a stage that needs nothing opened keeps this one
         """Acquire what process() needs."""

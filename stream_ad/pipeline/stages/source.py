@@ -10,12 +10,15 @@ from stream_ad.settings import PipelineSettings
 from stream_ad.sources import Camera, open_source
 
 
-def source_folder(pipeline: PipelineSettings, data_root: Path) -> Path:
-    """What a folder source streams when source.path is unset: the test images of data.root."""
-    return pipeline.source.path or data_root / "test"
+def source_folder(pipeline: PipelineSettings, data_root: Path) -> tuple[Path, str]:
+    """What a folder source streams, and the setting that says so: source.path, else the test images of
+    data.root."""
+    if pipeline.source.path is not None:
+        return pipeline.source.path, "pipeline.source.path"
+    return data_root / "test", "data.root"
 
 
 def open_camera(ctx: StageContext) -> Camera:
     settings = ctx.settings
-    return open_source(settings.pipeline.source, source_folder(settings.pipeline, settings.data.root),
-                       skip=ctx.first_id, stop=ctx.stop)
+    folder, setting = source_folder(settings.pipeline, settings.data.root)
+    return open_source(settings.pipeline.source, folder, skip=ctx.first_id, stop=ctx.stop, default_setting=setting)

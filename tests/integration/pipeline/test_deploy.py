@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import yaml
@@ -73,6 +74,34 @@ def test_promtool_accepts_config_and_rules() -> None:
     for args in (["check", "config", str(PROMETHEUS_YML)], ["check", "rules", str(ALERTS_YML)]):
         out = subprocess.run([tool, *args], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
+
+
+def test_sink_error_drops_fire_the_sink_errors_alert(tmp_path: Path) -> None:
+    """promtool's rule unit test: a verdict dropped as sink_error fires StreamAdSinkErrors; other drops do not."""
+    tool = shutil.which("promtool")
+    if tool is None:
+        pytest.skip("promtool is not installed (Debian package prometheus; scripts/setup.sh installs it as root)")
+    shutil.copy(ALERTS_YML, tmp_path / "alerts.yml")
+    rule = next(r for r in yaml.safe_load(ALERTS_YML.read_text())["groups"][0]["rules"]
+                if r.get("alert") == "StreamAdSinkErrors")
+    series = 'stream_ad_frames_dropped_total{camera="line1",stage="sink",reason="%s"}'
+    case = {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": series % "sink_error", "values": "0 0 0 4 9 9"},
+                         {"series": series.replace("line1", "line2") % "queue_full", "values": "0 5 10 15 20 25"}],
+        "alert_rule_test": [
+            {"eval_time": "2m", "alertname": "StreamAdSinkErrors", "exp_alerts": []},
+            {"eval_time": "4m", "alertname": "StreamAdSinkErrors", "exp_alerts": [{
+                "exp_labels": {"severity": "critical", "camera": "line1"},
+                "exp_annotations": {"summary": "camera line1: 9 verdicts not delivered (sink_error)",
+                                    "description": rule["annotations"]["description"]},
+            }]},
+        ],
+    }]}
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(case))
+    out = subprocess.run([tool, "test", "rules", "test.yml"], capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path, check=False)
+    assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
 
 
 def test_grafana_provisioning_points_at_the_dashboard_and_datasource() -> None:

@@ -187,7 +187,10 @@ def run_fuzz(demo_run: DemoRun, tmp_path: Path, total: int) -> dict[str, Any]:
     assert summary["unaccounted"] == 0 and summary["in_flight_at_end"] == 0
     assert summary["dropped"]["decode_error"] >= (total - n_messages) * 3 // 5  # truncated, header, huge, bomb
     assert set(summary["dropped"]) <= {"decode_error", "queue_full"}, summary["dropped"]
-    assert summary["rejected_messages"] == {"bad_frame": n_messages}
+    # Every message counted: most rejected as bad frames, a few that parsed may meet a full queue first.
+    rejected = summary["rejected_messages"]
+    assert sum(rejected.values()) == n_messages and set(rejected) <= {"bad_frame", "queue_full"}, rejected
+    assert rejected["bad_frame"] >= n_messages * 9 // 10, rejected
     # Memory bounded: no bomb was decoded anywhere.
     assert set(memory.peak_mb) == set(RSS_BOUND_MB)
     for stage, bound in RSS_BOUND_MB.items():
