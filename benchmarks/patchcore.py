@@ -111,7 +111,7 @@ def describe(settings: Settings) -> dict[str, Any]:
 
 
 def measure_in_child(job: Job) -> tuple[dict[str, Any], np.ndarray, list[np.ndarray]]:
-    # spawn, not fork: the child starts with a fresh heap, so its ru_maxrss is its own system's peak.
+    # spawn, not fork: the child starts with a fresh heap, so its peak RSS (VmHWM, harness.peak_rss_mb) is its own.
     process = multiprocessing.get_context("spawn").Process(target=run_job, args=(job,), name=f"bench-{job.system}")
     process.start()
     process.join()

@@ -79,12 +79,15 @@ def test_a_bomb_is_refused_without_allocating_its_pixels(tmp_path: Path) -> None
     """In a fresh process (a clean peak RSS): reading the 20000 x 20000 bomb (1.2 GB decoded) stays far below it;
     with the limit raised above it, the same read does decode it, so the bound measures the refusal."""
     (tmp_path / "bomb.png").write_bytes(bomb())
+    # VmHWM, not ru_maxrss: Linux carries the parent's peak RSS into ru_maxrss across fork and exec, so a child of a
+    # large pytest process would show no growth at all.
     script = (
-        "import resource, sys; from stream_ad.imagefile import ImageFileError, read_image_file\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "import re, sys; from pathlib import Path; from stream_ad.imagefile import ImageFileError, read_image_file\n"
+        "def hwm(): return int(re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text()).group(1))\n"
+        "base = hwm()\n"
         "try: read_image_file(sys.argv[1], int(sys.argv[2])); print('decoded', end=' ')\n"
         "except ImageFileError as exc: print('refused', end=' ')\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)\n"
+        "print((hwm() - base) // 1024)\n"
     )
 
     def peak_mb(limit: int) -> tuple[str, int]:
