@@ -17,6 +17,7 @@ inbox.py       the supervisor's end of the notice socket
 accounting.py  notices about frames and the camera -> the ledger, the pipeline-wide metrics, the calibration check
 calibration_check.py  at start-up: the first frames' scores against those the threshold was calibrated on
 ledger.py      frame accounting: every frame ends scored or dropped with a reason
+latency_sketch.py  the verdict latencies in fixed memory (log buckets: 0.5 % relative, max exact)
 summary.py     the run's summary (table and JSON)
 progress.py    the live progress line
 metrics.py     Prometheus metrics (multiprocess) and the /metrics endpoint
