@@ -15,6 +15,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+# The files read as images wherever a folder of them is given (a camera folder, --good, a data set).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+
 # Pillow only reads headers here (OpenCV decodes): its own bomb guard (a warning past 89 MP, an error past 179 MP)
 # would override the setting, which decode_image checks itself before any pixel is decoded.
 Image.MAX_IMAGE_PIXELS = None
@@ -53,6 +56,11 @@ def decode_image(data: bytes, name: str, max_pixels: int, grey: bool = False) ->
     if img is None:
         raise ImageFileError(f"cannot decode image {name} (truncated, damaged or not an image)")
     return img if grey else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def images_under(folder: Path) -> list[Path]:
+    """The image files under `folder`, recursively, sorted; none when there are none."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def read_image_file(path: Path, max_pixels: int, grey: bool = False) -> np.ndarray:

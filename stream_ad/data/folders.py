@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_ad.imagefile import ImageFileError, read_image_file
+from stream_ad.imagefile import IMAGE_SUFFIXES, ImageFileError, images_under, read_image_file
 from stream_ad.settings import MAX_IMAGE_PIXELS
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 GOOD = "good"
 LOOSE_DEFECT = "defect"  # the type of defective images lying directly in the defects folder
 MASK_NAMES = ("{stem}_mask.png", "{stem}.png")  # MVTec AD's name first
@@ -93,11 +92,6 @@ def read_mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray:
     return mask > 0
 
 
-def list_images(folder: Path) -> list[Path]:
-    """The image files under `folder`, recursively, sorted; none when there are none."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
 def image_files(folder: Path, source: str) -> list[Path]:
     """The image files under `folder`; a missing folder, a file, an empty folder or one without images is an error
     naming `source` (the flag or setting that named it) and the path."""
@@ -105,7 +99,7 @@ def image_files(folder: Path, source: str) -> list[Path]:
         raise DatasetError(f"{source}: no such folder {folder}")
     if not folder.is_dir():
         raise DatasetError(f"{source}: {folder} is a file; give a folder of images")
-    paths = list_images(folder)
+    paths = images_under(folder)
     if not paths:
         what = "is empty" if not any(folder.iterdir()) else f"holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
         raise DatasetError(f"{source}: folder {folder} {what}")

@@ -19,8 +19,8 @@ from stream_ad.data.folders import (
     Sample,
     image_files,
     labelled_images,
-    list_images,
 )
+from stream_ad.imagefile import images_under
 
 
 class MVTecCategory:
@@ -63,7 +63,7 @@ class MVTecCategory:
     def defective(self) -> list[Sample]:
         """The labelled defective test images; none where there is no test/ folder (a line's own data)."""
         test = self.root / "test"
-        has_test = test.is_dir() and list_images(test)
+        has_test = test.is_dir() and images_under(test)
         return [s for s in self._test_samples(test) if s.label] if has_test else []
 
     def _test_samples(self, test: Path) -> list[Sample]:

@@ -11,19 +11,21 @@ from pathlib import Path
 import numpy as np
 
 from stream_ad.frames import Capture
-from stream_ad.imagefile import ImageFileError, read_image_file
+from stream_ad.imagefile import (
+    IMAGE_SUFFIXES,
+    ImageFileError,
+    images_under,
+    read_image_file,
+)
 from stream_ad.settings import MAX_IMAGE_PIXELS
 from stream_ad.sources.base import Camera, Pacer
-
-# As stream_ad.data.folders reads them (not imported: that package loads torch, which a source does not need).
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
 def list_images(folder: Path, setting: str = "pipeline.source.path") -> list[Path]:
     """The images under `folder`; FileNotFoundError naming `setting`, the setting the folder came from."""
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder} (setting {setting})")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = images_under(folder)
     if not paths:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder} (setting {setting})")
     return paths
