@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pydantic import ByteSize
 
-from stream_ad.sinks.alarm_store_metrics import AlarmStoreMetrics
+from stream_ad.sinks.sink_metrics import AlarmStoreMetrics
 
 log = logging.getLogger(__name__)
 

@@ -66,5 +66,6 @@ def decode_result(block: list[int]) -> dict[str, Any]:
 
     camera = b"".join(r.to_bytes(2, "big") for r in block[CAMERA:CAMERA + CAMERA_CHARS // 2]).rstrip(b"\0")
     return {"heartbeat": block[HEARTBEAT], "seq": u32(SEQUENCE), "frame_id": u32(FRAME_ID),
-            "verdict": VERDICT_NAMES.get(block[VERDICT], str(block[VERDICT])), "score": f32(SCORE), "threshold": f32(THRESHOLD),
+            "verdict": VERDICT_NAMES.get(block[VERDICT], str(block[VERDICT])), "score": f32(SCORE),
+            "threshold": f32(THRESHOLD),
             "camera": camera.decode("ascii"), "result_valid": block[RESULT_VALID], "ack": block[ACK]}

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from stream_ad.settings import OutboxSettings
-from stream_ad.sinks.outbox_metrics import OutboxMetrics
+from stream_ad.sinks.sink_metrics import OutboxMetrics
 
 log = logging.getLogger("stream_ad.sinks.outbox")
 
