@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from stream_ad.pipeline.plan import plan_wiring
 from stream_ad.pipeline.stages.source import source_folder
 from stream_ad.settings import Settings
+from stream_ad.settings.redact import hide_passwords
 from stream_ad.sources.folder import list_images
 
 # Linux's sockaddr_un.sun_path holds 108 bytes with the terminating NUL: a longer ipc:// path cannot be bound.
@@ -51,13 +52,14 @@ def check_source(settings: Settings) -> Finding:
 
 
 def _check_rtsp_url(url: str) -> Finding:
+    shown = hide_passwords(url)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
     except ValueError as exc:
-        return Finding("source", False, f"pipeline.source.url {url!r} does not parse: {exc}")
+        return Finding("source", False, f"pipeline.source.url {shown!r} does not parse: {exc}")
     if parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
-        return Finding("source", False, f"pipeline.source.url {url!r} is not rtsp://HOST[:PORT]/PATH")
+        return Finding("source", False, f"pipeline.source.url {shown!r} is not rtsp://HOST[:PORT]/PATH")
     return Finding("source", True, f"RTSP camera at {parts.hostname}:{parts.port or 554}")
 
 

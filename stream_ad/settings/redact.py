@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# scheme://user:password@ -> scheme://user:***@ (the user stays: it helps find the entry)
-_URL_PASSWORD = re.compile(r"(\w[\w+.-]*://[^/@\s:]*):[^@\s]*@")
+# scheme://user:password@ -> scheme://user:***@ (the user stays: it helps find the entry). The password runs to the
+# authority's last @, so one written with an unescaped @ is masked whole.
+_URL_PASSWORD = re.compile(r"(\w[\w+.-]*://[^/@\s:]*):[^/\s]*@")
 
 
 def hide_passwords(value: Any) -> Any:

@@ -16,20 +16,11 @@ import av
 
 from stream_ad.frames import CameraEvent, CameraState, Capture
 from stream_ad.settings import SourceSettings
+from stream_ad.settings.redact import hide_passwords
 from stream_ad.sources.av_frames import pictures
 from stream_ad.sources.base import Camera
 
 log = logging.getLogger("stream_ad.sources.rtsp")
-
-
-def _redact(url: str) -> str:
-    """rtsp://user:secret@host/... -> rtsp://user:***@host/... for logs."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
 
 
 class RtspSource(Camera):
@@ -53,7 +44,7 @@ class RtspSource(Camera):
 
     def __iter__(self) -> Iterator[Capture | CameraEvent]:
         backoff = self.cfg.reconnect_initial_s
-        shown = _redact(self.url)
+        shown = hide_passwords(self.url)  # logs and verdicts name the camera, never its password
         while not self.stop.is_set():
             got_frames = False
             try:

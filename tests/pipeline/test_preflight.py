@@ -25,3 +25,10 @@ def test_an_empty_folder_names_its_setting(tmp_path: Path) -> None:
     (tmp_path / "test").mkdir()
     finding = check_source(load_settings(data={"root": str(tmp_path)}))
     assert not finding.ok and "no images" in finding.detail and "(setting data.root)" in finding.detail
+
+
+def test_a_bad_rtsp_url_is_named_without_its_password() -> None:
+    url = "rtsp://viewer:s3cret@camera:99999/stream"
+    finding = check_source(load_settings(pipeline={"source": {"kind": "rtsp", "url": url}}))
+    assert not finding.ok and "rtsp://viewer:***@camera:99999/stream" in finding.detail
+    assert "s3cret" not in finding.detail

@@ -68,3 +68,8 @@ def test_hide_passwords_masks_every_url_password_in_nested_values() -> None:
     value = {"a": [f"rtsp://u:{SECRET}@cam/1", ("x", f"mqtt://:{SECRET}@b")], "b": "http://host:80/path", "c": 3}
     assert hide_passwords(value) == {"a": ["rtsp://u:***@cam/1", ("x", "mqtt://:***@b")],
                                      "b": "http://host:80/path", "c": 3}
+
+
+def test_a_password_holding_an_at_sign_is_masked_whole() -> None:
+    assert hide_passwords(f"rtsp://u:{SECRET}@x@cam:554/s") == "rtsp://u:***@cam:554/s"
+    assert hide_passwords("rtsp://cam/clip@2x") == "rtsp://cam/clip@2x"  # an @ in the path is no password
