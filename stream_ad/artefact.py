@@ -315,7 +315,8 @@ def load_model(directory: Path, settings: Settings | None = None, *, max_batch: 
     largest batch it will score (AnomalyModel)."""
     manifest = read_manifest(directory)
     run = _serving(manifest, directory, settings)
-    model = AnomalyModel(run, max_batch=max_batch, calibration_images=fitted_images(manifest, run.data.root))
+    model = AnomalyModel(run, max_batch=max_batch, calibration_images=fitted_images(manifest, run.data.root),
+                         max_image_pixels=run.pipeline.source.max_image_pixels)
     now_id = model.scorer.backbone_identity()
     if manifest.backbone != now_id:
         raise ArtefactError(

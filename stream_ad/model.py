@@ -19,7 +19,7 @@ from stream_ad.data import ImageBatches, Prepared, Preprocessor
 from stream_ad.runtime.accelerate import AccelerateSpec
 from stream_ad.runtime.device import resolve_device
 from stream_ad.scorers import Scorer, ScorerContext, build_scorer
-from stream_ad.settings import Settings
+from stream_ad.settings import MAX_IMAGE_PIXELS, Settings
 
 CALIBRATION_IMAGES = 64  # good images an INT8 engine calibrates its ranges on
 
@@ -32,11 +32,14 @@ class FramePrediction:
 
 class AnomalyModel:
     def __init__(
-        self, settings: Settings, *, max_batch: int | None = None, calibration_images: Sequence[Path] = ()
+        self, settings: Settings, *, max_batch: int | None = None, calibration_images: Sequence[Path] = (),
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
     ) -> None:
         """`max_batch`: the largest batch it will be asked to score (default runtime.batch_size); `calibration_images`:
-        good images for an INT8 engine's ranges (only read if one is built)."""
+        good images for an INT8 engine's ranges (only read if one is built); `max_image_pixels`: the largest image
+        file it reads (fit, calibration, predict; the callers give the camera's limit, pipeline.source's)."""
         self.settings = settings
+        self.max_image_pixels = max_image_pixels
         self.device = resolve_device(settings.runtime.device)
         if settings.runtime.threads:
             torch.set_num_threads(settings.runtime.threads)
@@ -61,11 +64,6 @@ class AnomalyModel:
         # The largest batch served whole: the caller's (the infer stage's dynamic batches) and fitting's batches.
         return AccelerateSpec(runtime.accelerate, runtime.precision, self.settings.cache_folder,
                               max(max_batch, runtime.batch_size), calibration if images else None)
-
-    @property
-    def max_image_pixels(self) -> int:
-        """The largest image file read (fit, calibration, predict): the same limit as the pipeline's camera."""
-        return self.settings.pipeline.source.max_image_pixels
 
     def image_batches(self, paths: Sequence[Path]) -> ImageBatches:
         """Image files -> batches of decoded frames, at runtime.batch_size, under the pixel limit."""

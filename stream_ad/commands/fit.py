@@ -25,7 +25,8 @@ def fit_and_save(settings: Settings, out: Path, good: Path | None = None) -> Ano
     """Fit on the training side of the hold-out split, record the split in the artefact, save it to `out`."""
     images = good_folder_of(settings, good)
     split = split_good(images.paths, settings.calibration)
-    model = AnomalyModel(settings, calibration_images=split.fit)
+    model = AnomalyModel(settings, calibration_images=split.fit,
+                         max_image_pixels=settings.pipeline.source.max_image_pixels)
     log.info("fitting %s on %d good images of %s (%d held out for calibration)", settings.scorer.method,
              len(split.fit), images.root, len(split.held_out))
     start = time.perf_counter()
