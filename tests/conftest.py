@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,26 @@ SHARED = Path(os.environ.get("STREAM_AD_SHARED_DIR", REPO.parent / "shared")).re
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet_tflite.pth"
 PIPED = SHARED / "datasets" / "piped"
 MAGNETIC_TILE = SHARED / "datasets" / "magnetic_tile"
+
+
+@dataclass(frozen=True)
+class FaultFigures:
+    """What a fault test did to a running pipeline and what the pipeline made of it: one row of the fault table that
+    `scripts/fault_table.py` prints from a `pytest --junitxml` report."""
+
+    fault: str
+    sent: str  # what the test did or injected
+    counted: str  # how the pipeline accounted for it (drop reasons, counters)
+    lost: int  # frames gone without a reason (the ledger's unaccounted): the goal is 0
+    recover_s: float | None = None  # from the end of the fault to the first verdict after it; None: not applicable
+
+
+@pytest.fixture
+def fault_figures(record_property: Callable[[str, object], None]) -> Callable[[FaultFigures], None]:
+    def record(figures: FaultFigures) -> None:
+        record_property("fault_figures", json.dumps(asdict(figures)))
+
+    return record
 
 
 @pytest.fixture(scope="session")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -32,7 +32,7 @@ from stream_ad.data import MVTecCategory
 from stream_ad.model import AnomalyModel
 from stream_ad.runtime.checksums import sha256_bytes, sha256_file, write_sums
 from stream_ad.settings import Settings, load_settings
-from tests.conftest import PIPED, WEIGHTS
+from tests.conftest import PIPED, WEIGHTS, FaultFigures
 
 CATEGORY = PIPED / "PA_BDP01_TL"
 # A model fitted with other preprocessing, taps and scoring params than the defaults: a pipeline file leaving them
@@ -234,7 +234,9 @@ def copy_of(piped_patchcore: tuple[AnomalyModel, Path], tmp_path: Path) -> Path:
     return tmp_path / "model"
 
 
-def test_a_flipped_bit_in_the_state_is_refused_naming_the_file_and_both_sums(copy_of: Path) -> None:
+def test_a_flipped_bit_in_the_state_is_refused_naming_the_file_and_both_sums(
+    copy_of: Path, fault_figures: Callable[[FaultFigures], None]
+) -> None:
     state = copy_of / "state.safetensors"
     want = sha256_file(state)
     data = bytearray(state.read_bytes())
@@ -244,6 +246,8 @@ def test_a_flipped_bit_in_the_state_is_refused_naming_the_file_and_both_sums(cop
         with pytest.raises(ArtefactError) as refused:
             load(copy_of)
         assert f"{state} has sha256 {sha256_bytes(bytes(data))} but manifest.json records {want}" in str(refused.value)
+    fault_figures(FaultFigures("model tampering: a flipped bit in state.safetensors", "one bit of the memory bank",
+                               "refused at load, naming the file and both sums (the run never starts)", 0))
 
 
 def test_an_edited_manifest_is_refused_naming_both_sums(copy_of: Path) -> None:

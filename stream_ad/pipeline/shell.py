@@ -349,6 +349,11 @@ class StageShell:
         finally:
             stop_watch.set()
         if ended:
+            # The last frames may still sit in the socket while the next stage is busy (policy block): closing
+            # waits up to the drain time for it to take them, as the frames in the stages get (the supervisor lets
+            # a finished source exit by itself for as long).
+            if self.out is not None:
+                self.out.setsockopt(zmq.LINGER, int(self.drain_s * 1000))
             self.notifier.send(SourceDone(name, last_id=frame_id - 1))
         return 0
 

@@ -215,6 +215,12 @@ class Supervisor:
             self.metrics.stage_up.labels(p.spec.label).set(0)
 
     def stop_source(self) -> None:
+        """A source that reached the end of its file(s) exits by itself once its last frames left its socket (at
+        most drain_timeout_s): it is stopped only after that."""
+        p = self.stages[self.source]
+        deadline = time.monotonic() + self.cfg.drain_timeout_s
+        while p.finished and p.proc is not None and p.proc.poll() is None and time.monotonic() < deadline:
+            self.pump(0.05)
         self.stop([self.source])
 
     def stop_stages(self) -> None:

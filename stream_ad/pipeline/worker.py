@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return FATAL_EXIT
     try:
         if isinstance(opened, Camera):
+            shell.drain_s = pipeline.supervisor.drain_timeout_s
             code = shell.run_source(opened, pipeline.source, args.first_id)
         else:
             # The supervisor drained the pipeline before this SIGTERM; what is left gets half the stop time.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from stream_ad.runtime.accelerate import (
     decline_openvino_telemetry,
 )
 from stream_ad.settings import Settings, load_settings
-from tests.conftest import PIPED
+from tests.conftest import PIPED, FaultFigures
 
 CATEGORY = PIPED / "PA_BDP01_TL"
 MAX_BATCH = 4
@@ -116,7 +117,8 @@ def test_openvino_patchcore_scores_match_eager(tmp_path: Path, caplog: pytest.Lo
     assert caplog.text.count("openvino: cached model") == 2  # the backbone (used to fit) and the scoring graph
 
 
-def test_a_tampered_openvino_graph_is_rebuilt_not_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_tampered_openvino_graph_is_rebuilt_not_used(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                       fault_figures: Callable[[FaultFigures], None]) -> None:
     """The probe's attack: PatchCore's memory bank halved inside the cached OpenVINO graph's model.bin. The next load
     finds the entry stale by its sums, says so in one line, rebuilds it and scores as the eager path does."""
     cat = MVTecCategory(CATEGORY)
@@ -146,6 +148,8 @@ def test_a_tampered_openvino_graph_is_rebuilt_not_used(tmp_path: Path, caplog: p
     assert len(stale) == 1 and f"cache entry {entry} is stale (model.bin has sha256" in stale[0], stale
     assert "rebuilding it, never using it" in stale[0]
     np.testing.assert_allclose(reloaded.predict(frames).scores, want, rtol=1e-3)
+    fault_figures(FaultFigures("model tampering: the cached OpenVINO graph's bank halved", "model.bin edited",
+                               "found stale by its sums at load, rebuilt, scores as the eager path", 0))
     # Missing sums (an entry of an older stream_ad, or cut short) are stale too.
     (entry / "SHA256SUMS").unlink()
     caplog.clear()

@@ -16,7 +16,13 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import free_port, read_jsonl, start_cli, wait_for, write_pipeline
+from tests.integration.conftest import (
+    free_port,
+    read_jsonl,
+    start_cli,
+    wait_for,
+    write_pipeline,
+)
 
 CAMERA_FPS = 40.0
 DURATION_S = 10.0

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from stream_ad.cli import main
-from tests.integration.conftest import CATEGORY, DEMO_TARGET_FPR, DemoRun, cli, write_pipeline
+from tests.integration.conftest import (
+    CATEGORY,
+    DEMO_TARGET_FPR,
+    DemoRun,
+    cli,
+    write_pipeline,
+)
 
 TEST_IMAGES = sum(1 for p in (CATEGORY / "test").rglob("*.png"))
 

@@ -19,7 +19,14 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.integration.conftest import CATEGORY, DemoRun, free_port, start_cli, wait_for, write_pipeline
+from tests.integration.conftest import (
+    CATEGORY,
+    DemoRun,
+    free_port,
+    start_cli,
+    wait_for,
+    write_pipeline,
+)
 from tests.integration.pipeline.test_backpressure import Prometheus
 
 DEPLOY = REPO / "deploy"

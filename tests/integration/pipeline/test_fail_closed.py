@@ -9,15 +9,24 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.conftest import FaultFigures
 from tests.full_disk import fill, small_tmpfs
-from tests.integration.conftest import DemoRun, free_port, read_jsonl, start_cli, wait_for, write_pipeline
+from tests.integration.conftest import (
+    DemoRun,
+    free_port,
+    read_jsonl,
+    start_cli,
+    wait_for,
+    write_pipeline,
+)
 from tests.integration.plc.conftest import HERE, ServerProcess
 
 
@@ -59,8 +68,9 @@ def _first_verdicts(proc: subprocess.Popen[bytes], log: Path, verdicts: Path) ->
     wait_for(ready, 240, "the first verdicts")
 
 
-def test_safe_state_tells_the_plc_and_the_ledger_counts_sink_errors(demo_run: DemoRun, plc: ServerProcess,
-                                                                    tmp_path: Path, disk: Path) -> None:
+def test_safe_state_tells_the_plc_and_the_ledger_counts_sink_errors(
+    demo_run: DemoRun, plc: ServerProcess, tmp_path: Path, disk: Path, fault_figures: Callable[[FaultFigures], None]
+) -> None:
     verdicts = disk / "verdicts.jsonl"
     proc, log = _start(demo_run, tmp_path, disk, "safe_state", [
         {"kind": "jsonl"},
@@ -68,10 +78,14 @@ def test_safe_state_tells_the_plc_and_the_ledger_counts_sink_errors(demo_run: De
     try:
         _first_verdicts(proc, log, verdicts)
         filler = fill(disk)
+        full_at = time.monotonic()
         unavailable = wait_for(lambda: [r for r in plc.received() if r["verdict"] == "unavailable"], 60,
                                "the PLC to hear that inspection is not available")[0]
         filler.unlink()
+        room_at = time.monotonic()
         lines = len(read_jsonl(verdicts))
+        wait_for(lambda: len(read_jsonl(verdicts)) > lines, 60, "verdicts after the disk had room again")
+        recover_s = time.monotonic() - room_at
         wait_for(lambda: len(read_jsonl(verdicts)) >= lines + 5, 60, "verdicts after the disk had room again")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
@@ -81,6 +95,10 @@ def test_safe_state_tells_the_plc_and_the_ledger_counts_sink_errors(demo_run: De
     text = log.read_text()
     summary = json.loads((tmp_path / "summary.json").read_text())
     written = [v["frame_id"] for v in read_jsonl(verdicts)]
+    fault_figures(FaultFigures(
+        "disk full (safe_state)", f"output disk (4 MiB tmpfs) full for {room_at - full_at:.0f} s, 20 fps camera",
+        f"{summary['frames_in']} in: {summary['scored']} scored, dropped {summary['dropped']}; PLC told "
+        "'unavailable'", summary["unaccounted"], recover_s))
     assert summary["dropped"].get("sink_error", 0) > 0, summary
     assert summary["unaccounted"] == 0 and summary["in_flight_at_end"] == 0
     assert summary["frames_in"] == summary["scored"] + summary["dropped_total"]
@@ -97,8 +115,9 @@ def test_safe_state_tells_the_plc_and_the_ledger_counts_sink_errors(demo_run: De
     assert any(r["verdict"] != "unavailable" and r["frame_id"] > unavailable["frame_id"] for r in after)
 
 
-def test_stop_ends_the_run_with_exit_2_and_the_summary_says_why(demo_run: DemoRun, tmp_path: Path,
-                                                                disk: Path) -> None:
+def test_stop_ends_the_run_with_exit_2_and_the_summary_says_why(
+    demo_run: DemoRun, tmp_path: Path, disk: Path, fault_figures: Callable[[FaultFigures], None]
+) -> None:
     proc, log = _start(demo_run, tmp_path, disk, "stop", [{"kind": "jsonl"}])
     try:
         _first_verdicts(proc, log, disk / "verdicts.jsonl")
@@ -112,6 +131,10 @@ def test_stop_ends_the_run_with_exit_2_and_the_summary_says_why(demo_run: DemoRu
         if proc.poll() is None:
             proc.kill()
     summary = json.loads((tmp_path / "summary.json").read_text())
+    fault_figures(FaultFigures(
+        "disk full (stop)", "output disk (4 MiB tmpfs) full, 20 fps camera",
+        f"{summary['frames_in']} in: {summary['scored']} scored, dropped {summary['dropped']}; exit 2 for systemd",
+        summary["unaccounted"]))
     assert "pipeline.sink.on_error: stop" in summary["failure"] and "No space left on device" in summary["failure"]
     assert summary["dropped"].get("sink_error", 0) >= 1 and summary["unaccounted"] == 0
     assert summary["scored"] <= len(read_jsonl(disk / "verdicts.jsonl"))

@@ -13,6 +13,7 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import cv2
 import numpy as np
 import zmq
 
+from tests.conftest import FaultFigures
 from tests.integration.conftest import (
     CATEGORY,
     DemoRun,
@@ -198,5 +200,11 @@ def run_fuzz(demo_run: DemoRun, tmp_path: Path, total: int) -> dict[str, Any]:
     return summary
 
 
-def test_fuzz_10000_inputs_through_a_running_pipeline(demo_run: DemoRun, tmp_path: Path) -> None:
-    run_fuzz(demo_run, tmp_path, TOTAL)
+def test_fuzz_10000_inputs_through_a_running_pipeline(demo_run: DemoRun, tmp_path: Path,
+                                                    fault_figures: Callable[[FaultFigures], None]) -> None:
+    summary = run_fuzz(demo_run, tmp_path, TOTAL)
+    n_messages = int(TOTAL * MESSAGE_SHARE)
+    fault_figures(FaultFigures(
+        "poison input (fuzz)", f"{TOTAL - n_messages} malformed image files, {n_messages} malformed messages",
+        f"files: {summary['scored']} scored, dropped {summary['dropped']}; messages rejected "
+        f"{summary['rejected_messages']}; no stage restarted", summary["unaccounted"]))

@@ -4,6 +4,7 @@ verdict; and a threshold that cannot decide stops `stream-ad run` before anythin
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from stream_ad.artefact import load_model, save_model
 from stream_ad.data import MVTecCategory
 from stream_ad.model import AnomalyModel
 from stream_ad.settings import load_settings
+from tests.conftest import FaultFigures
 from tests.integration.conftest import CATEGORY, cli, read_jsonl, write_pipeline
 
 FRAMES = 6
@@ -31,13 +33,16 @@ def overflowing_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_nan_or_infinite_scores_are_counted_as_bad_score(overflowing_model: Path, tmp_path: Path) -> None:
+def test_nan_or_infinite_scores_are_counted_as_bad_score(overflowing_model: Path, tmp_path: Path,
+                                                        fault_figures: Callable[[FaultFigures], None]) -> None:
     cfg = write_pipeline(tmp_path / "line.yaml", overflowing_model, tmp_path, metrics={"enabled": False},
                          source={"fps": 20, "max_frames": FRAMES}, decide={"threshold": 1.0})
     out = cli("run", str(cfg), "--summary", str(tmp_path / "summary.json"), timeout=300,
               env={"STREAM_AD_RUNTIME__ACCELERATE": "eager"})
     assert out.returncode == 0, out.stderr[-4000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
+    fault_figures(FaultFigures("model scores -inf (broken memory bank)", f"{FRAMES} frames",
+                               f"dropped {summary['dropped']}, {summary['scored']} verdicts", summary["unaccounted"]))
     assert summary["frames_in"] == FRAMES and summary["scored"] == 0
     assert summary["dropped"] == {"bad_score": FRAMES} and summary["unaccounted"] == 0
     assert "NaN or infinite" in out.stderr

@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 
 from stream_ad.artefact import read_manifest
-from tests.integration.conftest import DemoRun, cli, free_port, read_jsonl, start_cli, wait_for, write_pipeline
+from tests.integration.conftest import (
+    DemoRun,
+    cli,
+    free_port,
+    read_jsonl,
+    start_cli,
+    wait_for,
+    write_pipeline,
+)
 from tests.integration.plc.conftest import HERE, ServerProcess
 from tests.integration.plc.helpers import dedup_consecutive
 

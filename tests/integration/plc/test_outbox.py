@@ -10,12 +10,13 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from stream_ad.settings import ModbusSinkSettings
-from tests.conftest import REPO
+from tests.conftest import REPO, FaultFigures
 from tests.integration.plc.conftest import ServerProcess
 from tests.integration.plc.helpers import (
     dedup_consecutive,
@@ -36,20 +37,23 @@ def modbus(port: int, name: str, tmp_path: Path, **kw: object) -> ModbusSinkSett
                                  "timeout_s": 0.5, "outbox": outbox, **kw})
 
 
-def test_outage_loses_nothing_keeps_order_and_never_blocks(modbus_plc: ServerProcess, tmp_path: Path) -> None:
+def test_outage_loses_nothing_keeps_order_and_never_blocks(modbus_plc: ServerProcess, tmp_path: Path,
+                                                           fault_figures: Callable[[FaultFigures], None]) -> None:
     s = sink(modbus(modbus_plc.port, "outage", tmp_path), tmp_path)
     s.open()
     written, write_s, pending = [], [], []
     down_s = 0.0
+    back_at = 0.0
 
     def outage() -> None:
-        nonlocal down_s
+        nonlocal down_s, back_at
         time.sleep(0.8)
         t0 = time.monotonic()
         modbus_plc.stop()
         time.sleep(1.5)
         modbus_plc.start()
-        down_s = time.monotonic() - t0
+        back_at = time.monotonic()
+        down_s = back_at - t0
 
     plc_outage = threading.Thread(target=outage)
     plc_outage.start()
@@ -63,6 +67,7 @@ def test_outage_loses_nothing_keeps_order_and_never_blocks(modbus_plc: ServerPro
         time.sleep(PERIOD_S)
     plc_outage.join()
     wait_until(lambda: s.outbox.pending == 0, 60, "the outbox to drain after the PLC came back")
+    drained_s = time.monotonic() - back_at
     s.close()
 
     got = modbus_plc.received()
@@ -70,6 +75,10 @@ def test_outage_loses_nothing_keeps_order_and_never_blocks(modbus_plc: ServerPro
     print(f"outbox figures: sent {N} ({N // 3 + 1} alarms), PLC down {down_s:.1f} s, received {len(got)}, "
           f"duplicates {duplicates}, max pending {max(pending)}, retries {metric('stream_ad_outbox_retries_total', 'outage'):.0f}, "
           f"slowest write {max(write_s) * 1000:.1f} ms")
+    fault_figures(FaultFigures(
+        "Modbus PLC outage", f"{N} verdicts at 100/s, the PLC server stopped for {down_s:.1f} s",
+        f"{max(pending)} pending at most in the durable outbox, {duplicates} resent twice, delivered in order",
+        N - len(set(seqs)), drained_s))
     assert seqs == list(range(1, N + 1)), "lost, reordered or out-of-place verdicts"
     assert duplicates <= 1, "at-least-once allows only the result in flight at the failure to come twice"
     by_seq = {r["seq"]: r for r in got}
