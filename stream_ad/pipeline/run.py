@@ -20,11 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+import zmq
+
 from stream_ad.artefact import ArtefactError, model_info
 from stream_ad.calibration.shift import GoodScores
 from stream_ad.frames import ModelInfo
 from stream_ad.pipeline.accounting import Accounting
 from stream_ad.pipeline.calibration_check import CalibrationCheck
+from stream_ad.pipeline.curve import CurveGuard, pipeline_keys
 from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.inbox import NoticeInbox
 from stream_ad.pipeline.ledger import Ledger
@@ -102,13 +105,19 @@ class PipelineRun:
                     self.supervisor.on_ready(envelope.stage, envelope.pid)
                 case StageFatal(error=error):
                     self.supervisor.on_fatal(envelope.stage, error)
-                case SourceDone():
-                    self.supervisor.on_source_done()
+                case SourceDone(camera=camera):
+                    if camera != self.cfg.source.camera or not self.supervisor.on_source_done(envelope.stage,
+                                                                                              envelope.pid):
+                        self.ledger.refuse("source_done", "refused a source_done notice (camera %s) from %s pid %d: "
+                                           "not the source stage's process", camera, envelope.stage, envelope.pid)
                 case frame_or_camera:
                     self.accounting.record(frame_or_camera, envelope.stage)
 
     # ---- the run ----
     def _start(self) -> None:
+        keys = pipeline_keys(self.cfg)  # PipelineError naming a missing or exposed key file, before anything starts
+        if keys is None and self.cfg.uses_tcp():
+            log.warning("pipeline.insecure_tcp: the tcp sockets of this run accept any peer, forged messages too")
         self.run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX))
         metrics_dir = self.run_dir / "metrics"
         metrics_dir.mkdir()
@@ -116,7 +125,7 @@ class PipelineRun:
                         model=self._model_info(), run_dir=self.run_dir)
         plan_path = self.run_dir / "plan.json"
         plan_path.write_text(plan.to_json())
-        self.inbox = NoticeInbox(plan.notices)
+        self.inbox = NoticeInbox(plan.notices, CurveGuard(keys, zmq.Context.instance(), self.metrics.rejected_peer))
         m = self.cfg.metrics
         if m.enabled:
             try:
