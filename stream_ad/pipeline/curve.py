@@ -6,7 +6,8 @@ the supervisor's notices) and `client` (every socket that connects), each file r
 tcp socket is a CURVE server whose ZAP handler (zmq.auth's ThreadAuthenticator) admits the client public key alone;
 a connecting one is a CURVE client that knows the server's public key. A peer without CURVE, with other keys or the
 wrong server key fails the handshake before any message of it is read: each refused handshake is counted
-(stream_ad_rejected_peers_total{stage, reason}) and logged, one line per LOG_EVERY_S at most. ipc sockets stay as
+(stream_ad_rejected_peers_total{stage, reason}: no_curve, unknown_key, wrong_server_key, or handshake_error for a peer
+that hung up during it) and logged, one line per LOG_EVERY_S at most. ipc sockets stay as
 they are: their run folder is the supervisor's own (0700).
 """
 
@@ -118,7 +119,7 @@ def _refusal(event: dict) -> str:
         return "no_curve"
     if event["value"] == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
         return "wrong_server_key"
-    return "handshake_error"
+    return "handshake_error"  # the peer hung up mid-handshake (a refused one may do so as well: counted again)
 
 
 class CurveGuard:

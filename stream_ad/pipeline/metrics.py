@@ -31,7 +31,7 @@ SCORE_BUCKET_FACTORS = (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0,
 
 # Counted by the stages (their inputs) and the supervisor (its notice socket); /metrics shows one family.
 REJECTED_PEERS = (f"{PREFIX}_rejected_peers_total",
-                  "Handshakes refused on a tcp socket: the peer lacks the pipeline's CURVE keys", ["stage", "reason"])
+                  "Handshakes refused or failed on a tcp socket (CURVE)", ["stage", "reason"])
 
 
 class StageMetrics:

@@ -24,5 +24,5 @@ class ThrottledLog:
                 return
             skipped, self._skipped, self._next = self._skipped, 0, now + self.every_s
         if skipped:
-            msg += f" (and {skipped} more in the last {self.every_s:.0f} s)"
+            msg += f" (and {skipped} more in the last {self.every_s:g} s)"
         self.logger.warning(msg, *args)

@@ -111,11 +111,12 @@ def test_only_a_peer_with_the_pipelines_client_key_gets_through(ctx: zmq.Context
         _send(ctx, server.endpoint, CurveGuard(_other_keys(keys, server=True), ctx, nobody), b"forged: guessed server")
         _send(ctx, server.endpoint, CurveGuard(keys, ctx, nobody), b"the pipeline")
         assert server.received(1.0) == [b"the pipeline"]
+        expected = {"decide:no_curve", "decide:unknown_key", "decide:wrong_server_key"}
         deadline = time.monotonic() + 5
-        while len(server.refused) < 3 and time.monotonic() < deadline:
+        while not expected <= set(server.refused) and time.monotonic() < deadline:
             time.sleep(0.05)
-        # A refused peer retries its handshake: each attempt is counted.
-        assert set(server.refused) == {"decide:no_curve", "decide:unknown_key", "decide:wrong_server_key"}
+        # A peer that hangs up while it is refused may add a handshake_error.
+        assert expected <= set(server.refused) <= expected | {"decide:handshake_error"}, server.refused
     finally:
         server.close()
 
