@@ -13,12 +13,13 @@ they are: their run folder is the supervisor's own (0700).
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
 import zmq.auth
@@ -29,6 +30,9 @@ from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.throttled_log import ThrottledLog
 from stream_ad.settings import PipelineSettings
 
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+
 log = logging.getLogger("stream_ad.pipeline.curve")
 
 PAIRS = ("server", "client")
@@ -36,6 +40,15 @@ Z85_KEY_LEN = 40  # a 32-byte CURVE key, Z85-encoded as zmq.auth writes it
 LOG_EVERY_S = 10.0
 POLL_MS = 200
 REFUSALS = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+
+
+class Refusal(enum.StrEnum):
+    """Why a handshake was refused: the label `reason` of stream_ad_rejected_peers_total."""
+
+    NO_CURVE = "no_curve"
+    UNKNOWN_KEY = "unknown_key"  # the right server key, a client key the pipeline did not make
+    WRONG_SERVER_KEY = "wrong_server_key"
+    HANDSHAKE_ERROR = "handshake_error"  # the peer hung up mid-handshake (a refused one may do so as well)
 
 
 @dataclass(frozen=True)
@@ -111,22 +124,30 @@ class _OnlyTheClientKey:
         return key == self.client_public
 
 
-def _refusal(event: dict) -> str:
-    """A refused handshake's reason, as the counter's label."""
+def _refusal(event: dict) -> Refusal:
     if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-        return "unknown_key"  # right server key, a client key the pipeline did not make
+        return Refusal.UNKNOWN_KEY
     if event["value"] == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
-        return "no_curve"
+        return Refusal.NO_CURVE
     if event["value"] == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
-        return "wrong_server_key"
-    return "handshake_error"  # the peer hung up mid-handshake (a refused one may do so as well: counted again)
+        return Refusal.WRONG_SERVER_KEY
+    return Refusal.HANDSHAKE_ERROR
+
+
+def secure_client(sock: zmq.Socket, endpoint: str, keys: CurveKeys | None) -> None:
+    """Before connect: a CURVE client of the pipeline's server key, when `endpoint` is tcp and there are keys."""
+    if keys is None or not endpoint.startswith("tcp://"):
+        return
+    sock.curve_secretkey = keys.client_secret
+    sock.curve_publickey = keys.client_public
+    sock.curve_serverkey = keys.server_public
 
 
 class CurveGuard:
     """One process's CURVE side. Without keys (ipc only, or pipeline.insecure_tcp) every socket stays as it is.
-    `rejected(stage, reason)` counts a refused peer."""
+    `rejected`: stream_ad_rejected_peers_total, labels stage and reason."""
 
-    def __init__(self, keys: CurveKeys | None, ctx: zmq.Context, rejected: Callable[[str, str], None]) -> None:
+    def __init__(self, keys: CurveKeys | None, ctx: zmq.Context, rejected: Counter) -> None:
         self.keys = keys
         self.ctx = ctx
         self.rejected = rejected
@@ -135,16 +156,13 @@ class CurveGuard:
         self._stop = threading.Event()
 
     def client(self, sock: zmq.Socket, endpoint: str) -> None:
-        """Before connect: a CURVE client of the pipeline's server key, when `endpoint` is tcp."""
-        if self.keys is None or not endpoint.startswith("tcp://"):
-            return
-        sock.curve_secretkey = self.keys.client_secret
-        sock.curve_publickey = self.keys.client_public
-        sock.curve_serverkey = self.keys.server_public
+        secure_client(sock, endpoint, self.keys)
 
     def server(self, sock: zmq.Socket, endpoint: str, stage: str) -> None:
         """Before bind: a CURVE server admitting the pipeline's client key only, its refusals counted for `stage`,
         when `endpoint` is tcp."""
+        for reason in Refusal:  # every series from the start, at 0: an alert on increase() sees the first one
+            self.rejected.labels(stage, reason)
         if self.keys is None or not endpoint.startswith("tcp://"):
             return
         if self._auth is None:  # one ZAP handler per context
@@ -170,9 +188,9 @@ class CurveGuard:
                 if event["event"] == zmq.EVENT_MONITOR_STOPPED:  # the socket was closed
                     return
                 reason = _refusal(event)
-                self.rejected(stage, reason)
+                self.rejected.labels(stage, reason).inc()
                 lines.warning("%s: refused a peer on %s (%s): it does not hold the pipeline's CURVE keys",
-                              stage, endpoint, reason)
+                              stage, endpoint, reason.value)
         finally:
             monitor.close(linger=0)
 

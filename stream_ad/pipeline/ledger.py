@@ -20,6 +20,7 @@ overtake others: a forged id must not turn real frames into "lost".
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections import Counter, OrderedDict, deque
@@ -42,6 +43,13 @@ ID_WINDOW = 10_000
 REFUSAL_LOG_EVERY_S = 10.0
 
 
+class Refused(enum.StrEnum):
+    """Notices refused as impossible: the label `reason` of stream_ad_rejected_notices_total."""
+
+    FRAME_ID = "frame_id"  # a fate for a frame id outside the run's window
+    SOURCE_DONE = "source_done"  # not from the source stage's current process
+
+
 @dataclass
 class _Open:
     t_capture: float
@@ -62,8 +70,11 @@ class Ledger:
         self.closed: OrderedDict[tuple[str, int], float] = OrderedDict()
         self.max_id: dict[str, int] = {}
         self.first_id: dict[str, int] = {}
-        self.refused: Counter[str] = Counter()  # notices refused as impossible, by reason
+        self.refused: Counter[Refused] = Counter()  # notices refused as impossible, by reason
         self._refusals = ThrottledLog(log, REFUSAL_LOG_EVERY_S)
+        if metrics is not None:
+            for refused in Refused:  # every series from the start, at 0: an alert on increase() sees the first one
+                metrics.rejected_notices.labels(refused)
         self.frames_in = 0
         self.scored = 0
         self.alarms = 0
@@ -113,7 +124,7 @@ class Ledger:
         if self.metrics is not None:
             self.metrics.in_flight.set(self.in_flight)
 
-    def refuse(self, reason: str, msg: str, *args: object) -> None:
+    def refuse(self, reason: Refused, msg: str, *args: object) -> None:
         """Count a notice refused as impossible (by reason) and log it, rate-limited."""
         self.refused[reason] += 1
         if self.metrics is not None:
@@ -125,7 +136,7 @@ class Ledger:
             return True  # nothing announced yet: held as early, a foreign message unless its "in" comes
         if self.first_id[cam] <= fid <= self.max_id[cam] + self.id_window:
             return True
-        self.refuse("frame_id", "refused %s for frame %s/%d: the run's ids are %d..%d so far", what, cam, fid,
+        self.refuse(Refused.FRAME_ID, "refused %s for frame %s/%d: the run's ids are %d..%d so far", what, cam, fid,
                     self.first_id[cam], self.max_id[cam])
         return False
 

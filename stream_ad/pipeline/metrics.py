@@ -64,10 +64,7 @@ class StageMetrics:
             f"{PREFIX}_queue_capacity", "Bound of a stage's input queue", ["stage"], multiprocess_mode="livemax"
         ).labels(stage)
         self._sink_errors = Counter(f"{PREFIX}_sink_errors_total", "Verdicts a sink failed to write", ["sink"])
-        self._rejected_peers = Counter(*REJECTED_PEERS)
-
-    def rejected_peer(self, stage: str, reason: str) -> None:
-        self._rejected_peers.labels(stage, reason).inc()
+        self.rejected_peers = Counter(*REJECTED_PEERS)
 
     def sink_error(self, sink: str, verdicts: int) -> None:
         self._sink_errors.labels(sink).inc(verdicts)
@@ -122,15 +119,13 @@ class SupervisorMetrics:
             "(pipeline.calibration_check)", ["camera"], registry=r,
         )
         self.stage_up = Gauge(f"{PREFIX}_stage_up", "1 while a stage process runs and is ready", ["stage"], registry=r)
-        self._rejected_peers = Counter(*REJECTED_PEERS, registry=r)
+        self.rejected_peers = Counter(*REJECTED_PEERS, registry=r)
         self.rejected_notices = Counter(
             f"{PREFIX}_rejected_notices_total", "Notices refused as impossible: a frame id outside the run's window, "
             "a source_done not from the source's process", ["reason"], registry=r,
         )
 
 
-    def rejected_peer(self, stage: str, reason: str) -> None:
-        self._rejected_peers.labels(stage, reason).inc()
 
 
 class _MergedRegistry:

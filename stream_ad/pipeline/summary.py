@@ -127,5 +127,5 @@ def summarise(ledger: Ledger, *, camera: str, wall_s: float, restarts: dict[str,
         threshold=threshold,
         metrics_url=metrics_url,
         failure=failure,
-        refused_notices=dict(ledger.refused),
+        refused_notices={reason.value: n for reason, n in ledger.refused.items()},
     )

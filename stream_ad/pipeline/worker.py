@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.verbose, f"%(asctime)s %(levelname)s [{spec.label} %(process)d] %(name)s: %(message)s")
     metrics = StageMetrics(spec.label)
     # The supervisor checked the keys before it started any stage.
-    curve = CurveGuard(pipeline_keys(plan.settings.pipeline), zmq.Context.instance(), metrics.rejected_peer)
+    curve = CurveGuard(pipeline_keys(plan.settings.pipeline), zmq.Context.instance(), metrics.rejected_peers)
     shell = StageShell(spec, plan.notices, metrics, curve)
     shell.install_signals()
     ctx = StageContext(plan, spec, metrics, shell.stopping, shell.drop, args.first_id)

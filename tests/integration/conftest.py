@@ -101,11 +101,11 @@ def pipeline_push(keys_dir: Path, endpoint: str) -> Any:
     stage does): what it sends passes the handshake and meets the stage's own checks."""
     import zmq
 
-    from stream_ad.pipeline.curve import CurveGuard, load_keys
+    from stream_ad.pipeline.curve import load_keys, secure_client
 
     sock = zmq.Context.instance().socket(zmq.PUSH)
     sock.setsockopt(zmq.LINGER, 5000)
-    CurveGuard(load_keys(keys_dir), zmq.Context.instance(), lambda *_: None).client(sock, endpoint)
+    secure_client(sock, endpoint, load_keys(keys_dir))
     sock.connect(endpoint)
     return sock
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import stat
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import zmq
+from prometheus_client import CollectorRegistry, Counter
 
-from stream_ad.pipeline.curve import CurveGuard, CurveKeys, load_keys, make_keys
+from stream_ad.pipeline.curve import CurveGuard, CurveKeys, Refusal, load_keys, make_keys, secure_client
 from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.preflight import check_keys
 from stream_ad.settings import load_settings
@@ -59,12 +59,16 @@ def ctx() -> Iterator[zmq.Context]:
     context.term()
 
 
+def _counter(registry: CollectorRegistry | None = None) -> Counter:
+    return Counter("stream_ad_rejected_peers", "refused", ["stage", "reason"], registry=registry or CollectorRegistry())
+
+
 class _Server:
     """A PULL socket bound on 127.0.0.1 behind a CurveGuard, counting refusals by reason."""
 
     def __init__(self, ctx: zmq.Context, keys: CurveKeys | None) -> None:
-        self.refused: Counter[str] = Counter()
-        self.guard = CurveGuard(keys, ctx, lambda stage, reason: self.refused.update([f"{stage}:{reason}"]))
+        self.registry = CollectorRegistry()
+        self.guard = CurveGuard(keys, ctx, _counter(self.registry))
         self.sock = ctx.socket(zmq.PULL)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.guard.server(self.sock, "tcp://127.0.0.1:0", "decide")
@@ -79,15 +83,20 @@ class _Server:
                 out.append(self.sock.recv())
         return out
 
+    def refused(self) -> dict[str, float]:
+        """Refusals by reason; every reason's series exists from the start."""
+        return {r.value: self.registry.get_sample_value("stream_ad_rejected_peers_total",
+                                                        {"stage": "decide", "reason": r.value}) for r in Refusal}
+
     def close(self) -> None:
         self.sock.close()
         self.guard.close()
 
 
-def _send(ctx: zmq.Context, endpoint: str, guard: CurveGuard, message: bytes) -> None:
+def _send(ctx: zmq.Context, endpoint: str, keys: CurveKeys | None, message: bytes) -> None:
     sock = ctx.socket(zmq.PUSH)
     sock.setsockopt(zmq.LINGER, 0)
-    guard.client(sock, endpoint)
+    secure_client(sock, endpoint, keys)
     sock.connect(endpoint)
     sock.send(message)  # queued: delivered only once the handshake succeeds
     time.sleep(0.3)
@@ -105,29 +114,29 @@ def test_only_a_peer_with_the_pipelines_client_key_gets_through(ctx: zmq.Context
     keys = load_keys(tmp_path / "keys")
     server = _Server(ctx, keys)
     try:
-        nobody = lambda *_: None  # noqa: E731 - a client's guard never counts
-        _send(ctx, server.endpoint, CurveGuard(None, ctx, nobody), b"forged: no CURVE")
-        _send(ctx, server.endpoint, CurveGuard(_other_keys(keys, server=False), ctx, nobody), b"forged: other key")
-        _send(ctx, server.endpoint, CurveGuard(_other_keys(keys, server=True), ctx, nobody), b"forged: guessed server")
-        _send(ctx, server.endpoint, CurveGuard(keys, ctx, nobody), b"the pipeline")
+        assert server.refused() == dict.fromkeys(Refusal, 0.0)
+        _send(ctx, server.endpoint, None, b"forged: no CURVE")
+        _send(ctx, server.endpoint, _other_keys(keys, server=False), b"forged: other key")
+        _send(ctx, server.endpoint, _other_keys(keys, server=True), b"forged: guessed server")
+        _send(ctx, server.endpoint, keys, b"the pipeline")
         assert server.received(1.0) == [b"the pipeline"]
-        expected = {"decide:no_curve", "decide:unknown_key", "decide:wrong_server_key"}
+        expected = ("no_curve", "unknown_key", "wrong_server_key")
         deadline = time.monotonic() + 5
-        while not expected <= set(server.refused) and time.monotonic() < deadline:
+        while not all(server.refused()[r] for r in expected) and time.monotonic() < deadline:
             time.sleep(0.05)
         # A peer that hangs up while it is refused may add a handshake_error.
-        assert expected <= set(server.refused) <= expected | {"decide:handshake_error"}, server.refused
+        assert all(server.refused()[r] >= 1 for r in expected), server.refused()
     finally:
         server.close()
 
 
 def test_ipc_sockets_and_a_run_without_keys_stay_as_they_are(ctx: zmq.Context, tmp_path: Path) -> None:
     make_keys(tmp_path / "keys")
-    guard = CurveGuard(load_keys(tmp_path / "keys"), ctx, lambda *_: None)
+    guard = CurveGuard(load_keys(tmp_path / "keys"), ctx, _counter())
     sock = ctx.socket(zmq.PULL)
     guard.server(sock, f"ipc://{tmp_path}/decide.sock", "decide")
     assert sock.getsockopt(zmq.MECHANISM) == zmq.NULL
-    unkeyed = CurveGuard(None, ctx, lambda *_: None)
+    unkeyed = CurveGuard(None, ctx, _counter())
     unkeyed.server(sock, "tcp://127.0.0.1:0", "decide")  # pipeline.insecure_tcp
     assert sock.getsockopt(zmq.MECHANISM) == zmq.NULL
     sock.close()

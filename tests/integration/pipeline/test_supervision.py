@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from stream_ad.pipeline.curve import make_keys
 from tests.integration.conftest import (
     CATEGORY,
