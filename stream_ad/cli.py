@@ -92,6 +92,12 @@ def _record(args: argparse.Namespace, _: Settings) -> int:
     return record(_pipeline_file(args), frames=args.frames, out=args.out, timeout_s=args.timeout)
 
 
+def _keys(args: argparse.Namespace, _: Settings) -> int:
+    from stream_ad.commands.keys import keys
+
+    return keys(args.folder)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _global_options(argparse.ArgumentParser(
         prog="stream-ad", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter), None, False)
@@ -173,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="a new (or empty) folder for the frames")
     p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)")
     p.set_defaults(func=_record)
+
+    p = sub.add_parser("keys", help="make the CURVE key pairs a tcp pipeline needs (pipeline.keys_dir), readable by "
+                       "this user only")
+    p.add_argument("folder", type=Path, metavar="DIR", help="where to write them (made 0700 if missing)")
+    p.set_defaults(func=_keys)
 
     # -c and -v after any subcommand too; SUPPRESS there keeps a subparser from overwriting a value given before it.
     for action in (sub, config):

@@ -27,7 +27,7 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> su
 def test_help_lists_the_subcommands() -> None:
     out = run("--help")
     assert out.returncode == 0
-    for sub in ("fit", "eval", "demo", "bench"):
+    for sub in ("fit", "eval", "demo", "bench", "keys"):
         assert sub in out.stdout
 
 

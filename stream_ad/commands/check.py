@@ -1,7 +1,7 @@
 """`stream-ad check PIPELINE.yaml`: validate a pipeline without starting it. One line per finding: the settings
 (the method's params included), the model artefact (present, intact by its sha256 sums, fitted with settings these
 agree with, a threshold within its calibration's range),
-the source, the endpoints the stages bind, the paths the run writes."""
+the source, the endpoints the stages bind, their CURVE keys, the paths the run writes."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.preflight import (
     Finding,
     check_endpoints,
+    check_keys,
     check_paths,
     check_source,
 )
@@ -39,7 +40,8 @@ def pipeline_findings(pipeline_file: Path) -> list[Finding]:
     except ConfigError as exc:  # nothing else can be checked without settings
         return [Finding("settings", False, " ".join(line.strip() for line in str(exc).splitlines()))]
     return [Finding("settings", True, f"{pipeline_file} is valid (method {settings.scorer.method})"),
-            check_model(settings), check_source(settings), *check_endpoints(settings), *check_paths(settings)]
+            check_model(settings), check_source(settings), *check_endpoints(settings), *check_keys(settings),
+            *check_paths(settings)]
 
 
 def check(pipeline_file: Path) -> int:

@@ -4,6 +4,7 @@ In the stage processes:
 wire.py        a frame on the wire (JSON header + raw buffers, no pickle)
 notices.py     what stages tell the supervisor: typed notices, encoded and decoded in one place
 plan.py        settings -> the stages and their endpoints (a pure function), written to the run folder as JSON
+curve.py       CURVE keys and sockets on tcp: only the pipeline's processes get through, refusals counted
 shell.py       the shell around every stage (sockets, queue, batching, drop policy, metrics, signals), written once
 batching.py    the bounded queue in front of each stage, its drop policy, dynamic batching
 stages/        the stages (open / process / close) and the registry of their names
@@ -22,6 +23,7 @@ summary.py     the run's summary (table and JSON)
 progress.py    the live progress line
 metrics.py     Prometheus metrics (multiprocess) and the /metrics endpoint
 sdnotify.py    systemd's notify protocol (ready, watchdog, stopping)
+throttled_log.py  a log line for an event that can repeat without bound, at most one per interval
 errors.py      PipelineError
 
 `stream-ad run` and `stream-ad demo` (stream_ad.commands) call run_pipeline(); the pipeline benchmark lives in

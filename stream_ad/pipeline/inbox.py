@@ -1,5 +1,6 @@
-"""The supervisor's end of the notice socket: bind it, and read what the stages sent, decoded. A malformed notice is
-logged and skipped, never raised: one broken sender must not stop the accounting of the others."""
+"""The supervisor's end of the notice socket: bind it (on tcp a CURVE server: stream_ad.pipeline.curve), and read what
+the stages sent, decoded. A malformed notice is logged and skipped, never raised: one broken sender must not stop the
+accounting of the others."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 
 import zmq
 
+from stream_ad.pipeline.curve import CurveGuard
 from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.notices import BadNotice, Envelope, decode
 
@@ -15,14 +17,16 @@ log = logging.getLogger("stream_ad.pipeline.supervisor")
 
 
 class NoticeInbox:
-    def __init__(self, endpoint: str) -> None:
-        self._sock = zmq.Context.instance().socket(zmq.PULL)
+    def __init__(self, endpoint: str, curve: CurveGuard) -> None:
+        self._curve = curve
+        self._sock = curve.ctx.socket(zmq.PULL)
         self._sock.setsockopt(zmq.RCVHWM, 0)  # never drop a notice: each one is a frame's fate
         self._sock.setsockopt(zmq.LINGER, 0)
+        curve.server(self._sock, endpoint, "supervisor")
         try:
             self._sock.bind(endpoint)
         except zmq.ZMQError as exc:
-            self._sock.close()
+            self.close()
             raise PipelineError(f"cannot listen for stage notices on {endpoint}: {exc}") from None
 
     def receive(self, timeout_s: float) -> Iterator[Envelope]:
@@ -41,3 +45,4 @@ class NoticeInbox:
 
     def close(self) -> None:
         self._sock.close()
+        self._curve.close()

@@ -12,11 +12,15 @@ that was killed, or in a socket buffer at shutdown. Those are found without gues
 - At shutdown, what is still open after the drain is dropped as "shutdown".
 - Safety net: a frame open for lost_after_s without any of the above is dropped as "lost".
 
-A late notice for a frame already closed is ignored (logged), so no frame is counted twice.
+A late notice for a frame already closed is ignored (logged), so no frame is counted twice. A verdict or drop for a
+frame id the source cannot have given (below the run's first id, or more than id_window above the highest it
+announced) is refused and counted (`refused`, stream_ad_rejected_notices_total), and only verdicts of announced frames
+overtake others: a forged id must not turn real frames into "lost".
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections import Counter, OrderedDict, deque
@@ -27,11 +31,23 @@ import numpy as np
 
 from stream_ad.pipeline.latency_sketch import LatencySketch
 from stream_ad.pipeline.notices import DropReason
+from stream_ad.pipeline.throttled_log import ThrottledLog
 
 log = logging.getLogger("stream_ad.pipeline.ledger")
 
 CLOSED_MEMORY_S = 300.0
 RECENT_S = 60.0  # verdict latencies kept for the live figures
+# How far a fate may run ahead of the highest id the source announced: its "in" notice travels on another connection
+# and may come a little later, never thousands of frames later.
+ID_WINDOW = 10_000
+REFUSAL_LOG_EVERY_S = 10.0
+
+
+class Refused(enum.StrEnum):
+    """Notices refused as impossible: the label `reason` of stream_ad_rejected_notices_total."""
+
+    FRAME_ID = "frame_id"  # a fate for a frame id outside the run's window
+    SOURCE_DONE = "source_done"  # not from the source stage's current process
 
 
 @dataclass
@@ -41,16 +57,24 @@ class _Open:
 
 
 class Ledger:
-    def __init__(self, metrics: Any | None = None, settle_s: float = 1.0, lost_after_s: float = 30.0) -> None:
+    def __init__(self, metrics: Any | None = None, settle_s: float = 1.0, lost_after_s: float = 30.0,
+                 id_window: int = ID_WINDOW) -> None:
         self.metrics = metrics
         self.settle_s = settle_s
         self.lost_after_s = lost_after_s
+        self.id_window = id_window
         self.open: dict[str, OrderedDict[int, _Open]] = {}
         # Fates seen before their "in" notice: key -> (monotonic time, (stage, reason) of a drop or None for a
         # verdict). Matched when "in" arrives; what never matches came from outside the camera (an injected message).
         self.early: dict[tuple[str, int], tuple[float, tuple[str, str] | None]] = {}
         self.closed: OrderedDict[tuple[str, int], float] = OrderedDict()
         self.max_id: dict[str, int] = {}
+        self.first_id: dict[str, int] = {}
+        self.refused: Counter[Refused] = Counter()  # notices refused as impossible, by reason
+        self._refusals = ThrottledLog(log, REFUSAL_LOG_EVERY_S)
+        if metrics is not None:
+            for refused in Refused:  # every series from the start, at 0: an alert on increase() sees the first one
+                metrics.rejected_notices.labels(refused)
         self.frames_in = 0
         self.scored = 0
         self.alarms = 0
@@ -86,6 +110,7 @@ class Ledger:
         now = time.monotonic()
         self.frames_in += 1
         self.max_id[cam] = max(self.max_id.get(cam, -1), fid)
+        self.first_id[cam] = min(self.first_id.get(cam, fid), fid)
         self.t_first_in = self.t_first_in or now
         self.t_last_in = now
         self.t_first_capture = self.t_first_capture or t_capture
@@ -99,6 +124,22 @@ class Ledger:
         if self.metrics is not None:
             self.metrics.in_flight.set(self.in_flight)
 
+    def refuse(self, reason: Refused, msg: str, *args: object) -> None:
+        """Count a notice refused as impossible (by reason) and log it, rate-limited."""
+        self.refused[reason] += 1
+        if self.metrics is not None:
+            self.metrics.rejected_notices.labels(reason).inc()
+        self._refusals.warning(msg, *args)
+
+    def _possible(self, cam: str, fid: int, what: str) -> bool:
+        if cam not in self.max_id:
+            return True  # nothing announced yet: held as early, a foreign message unless its "in" comes
+        if self.first_id[cam] <= fid <= self.max_id[cam] + self.id_window:
+            return True
+        self.refuse(Refused.FRAME_ID, "refused %s for frame %s/%d: the run's ids are %d..%d so far", what, cam, fid,
+                    self.first_id[cam], self.max_id[cam])
+        return False
+
     def _fate_is_new(self, cam: str, fid: int, what: str, drop: tuple[str, str] | None = None) -> bool:
         if (cam, fid) in self.closed or (cam, fid) in self.early:
             log.debug("ignoring %s for frame %s/%d: already accounted for", what, cam, fid)
@@ -109,7 +150,7 @@ class Ledger:
 
     def on_done(self, cam: str, fid: int, t_capture: float, t_verdict: float, score: float | None,
                 verdict: str | None) -> None:
-        if not self._fate_is_new(cam, fid, "a verdict"):
+        if not (self._possible(cam, fid, "a verdict") and self._fate_is_new(cam, fid, "a verdict")):
             return
         self._close(cam, fid)
         latency = max(0.0, t_verdict - t_capture)
@@ -135,7 +176,8 @@ class Ledger:
             self.unknown_drops[(stage, reason)] += 1
             self._count_drop(cam or "unknown", stage, reason)
             return
-        if not self._fate_is_new(cam, fid, f"a drop ({reason})", (stage, reason)):
+        what = f"a drop ({reason})"
+        if not (self._possible(cam, fid, what) and self._fate_is_new(cam, fid, what, (stage, reason))):
             return
         self._close(cam, fid)
         self._count_drop(cam, stage, reason)
@@ -159,7 +201,8 @@ class Ledger:
         now = time.monotonic()
         while self._pending_verdicts and now - self._pending_verdicts[0][0] >= self.settle_s:
             _, cam, fid = self._pending_verdicts.popleft()
-            self._safe_below[cam] = max(self._safe_below.get(cam, -1), fid)
+            if (cam, fid) not in self.early:  # a frame the source announced: no id made up elsewhere
+                self._safe_below[cam] = max(self._safe_below.get(cam, -1), fid)
         last_restart = self._restarts[-1][0] if self._restarts else 0.0
         for cam, frames in self.open.items():
             below = self._safe_below.get(cam, -1)

@@ -29,6 +29,11 @@ BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128)
 SCORE_BUCKET_FACTORS = (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0)
 
 
+# Counted by the stages (their inputs) and the supervisor (its notice socket); /metrics shows one family.
+REJECTED_PEERS = (f"{PREFIX}_rejected_peers_total",
+                  "Handshakes refused or failed on a tcp socket (CURVE)", ["stage", "reason"])
+
+
 class StageMetrics:
     """One stage process's metrics (multiprocess mode). Import only in a process whose environment names the
     multiprocess folder: prometheus_client picks its storage when first imported."""
@@ -59,6 +64,7 @@ class StageMetrics:
             f"{PREFIX}_queue_capacity", "Bound of a stage's input queue", ["stage"], multiprocess_mode="livemax"
         ).labels(stage)
         self._sink_errors = Counter(f"{PREFIX}_sink_errors_total", "Verdicts a sink failed to write", ["sink"])
+        self.rejected_peers = Counter(*REJECTED_PEERS)
 
     def sink_error(self, sink: str, verdicts: int) -> None:
         self._sink_errors.labels(sink).inc(verdicts)
@@ -113,6 +119,13 @@ class SupervisorMetrics:
             "(pipeline.calibration_check)", ["camera"], registry=r,
         )
         self.stage_up = Gauge(f"{PREFIX}_stage_up", "1 while a stage process runs and is ready", ["stage"], registry=r)
+        self.rejected_peers = Counter(*REJECTED_PEERS, registry=r)
+        self.rejected_notices = Counter(
+            f"{PREFIX}_rejected_notices_total", "Notices refused as impossible: a frame id outside the run's window, "
+            "a source_done not from the source's process", ["reason"], registry=r,
+        )
+
+
 
 
 class _MergedRegistry:
@@ -127,8 +140,14 @@ class _MergedRegistry:
         MultiProcessCollector(self.stages, path=str(multiproc_dir))
 
     def collect(self):  # noqa: ANN201 - prometheus_client's collector protocol
-        yield from self.own.collect()
-        yield from self.stages.collect()
+        # A family both sides count (refused peers) is shown once: the text format allows one per name.
+        families: dict[str, Any] = {}
+        for family in (*self.own.collect(), *self.stages.collect()):
+            if family.name in families:
+                families[family.name].samples.extend(family.samples)
+            else:
+                families[family.name] = family
+        yield from families.values()
 
 
 class MetricsServer:

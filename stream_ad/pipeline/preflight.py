@@ -1,6 +1,6 @@
-"""What can be checked of a pipeline before any process starts: its source, the endpoints its stages bind and the
-paths it writes. Each check gives findings, good or bad, one line each (`stream-ad check`); a run stops on a bad
-source before it loads any model."""
+"""What can be checked of a pipeline before any process starts: its source, the endpoints its stages bind, their
+CURVE keys and the paths it writes. Each check gives findings, good or bad, one line each (`stream-ad check`); a run
+stops on a bad source before it loads any model."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from stream_ad.pipeline.curve import load_keys
+from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.plan import plan_wiring
 from stream_ad.pipeline.stages.source import source_folder
 from stream_ad.settings import Settings
@@ -104,6 +106,19 @@ def _check_tcp(label: str, host: str, port: int) -> Finding:
             reason = "not an address of this host" if exc.errno == errno.EADDRNOTAVAIL else "in use"
             return Finding("endpoint", False, f"{what}: {reason} ({exc.strerror})")
     return Finding("endpoint", True, f"{what} is free")
+
+
+def check_keys(settings: Settings) -> list[Finding]:
+    """The CURVE keys of a tcp pipeline can be read, and by this user only (none without keys_dir)."""
+    cfg = settings.pipeline
+    if cfg.keys_dir is None:
+        insecure = "none: pipeline.insecure_tcp is set, any local user can reach the tcp sockets"
+        return [Finding("keys", True, insecure)] if cfg.uses_tcp() else []
+    try:
+        load_keys(cfg.keys_dir)
+    except PipelineError as exc:
+        return [Finding("keys", False, str(exc))]
+    return [Finding("keys", True, f"CURVE keys in {cfg.keys_dir}, readable by their owner only")]
 
 
 def check_paths(settings: Settings) -> list[Finding]:

@@ -20,14 +20,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+import zmq
+
 from stream_ad.artefact import ArtefactError, model_info
 from stream_ad.calibration.shift import GoodScores
 from stream_ad.frames import ModelInfo
 from stream_ad.pipeline.accounting import Accounting
 from stream_ad.pipeline.calibration_check import CalibrationCheck
+from stream_ad.pipeline.curve import CurveGuard, pipeline_keys
 from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.inbox import NoticeInbox
-from stream_ad.pipeline.ledger import Ledger
+from stream_ad.pipeline.ledger import Ledger, Refused
 from stream_ad.pipeline.metrics import MetricsServer, SupervisorMetrics
 from stream_ad.pipeline.notices import DropReason, SourceDone, StageFatal, StageReady
 from stream_ad.pipeline.plan import plan_run
@@ -102,13 +105,24 @@ class PipelineRun:
                     self.supervisor.on_ready(envelope.stage, envelope.pid)
                 case StageFatal(error=error):
                     self.supervisor.on_fatal(envelope.stage, error)
-                case SourceDone():
-                    self.supervisor.on_source_done()
+                case SourceDone(camera=camera):
+                    self._source_done(envelope.stage, envelope.pid, camera)
                 case frame_or_camera:
                     self.accounting.record(frame_or_camera, envelope.stage)
 
+    def _source_done(self, stage: str, pid: int, camera: str) -> None:
+        """The end of the run, if the source's own process says so; a forged one is refused (it would stop the run
+        with success, so systemd would not restart it)."""
+        assert self.supervisor is not None
+        if camera != self.cfg.source.camera or not self.supervisor.on_source_done(stage, pid):
+            self.ledger.refuse(Refused.SOURCE_DONE, "refused a source_done notice (camera %s) from %s pid %d: not "
+                               "the source stage's process", camera, stage, pid)
+
     # ---- the run ----
     def _start(self) -> None:
+        keys = pipeline_keys(self.cfg)  # PipelineError naming a missing or exposed key file, before anything starts
+        if keys is None and self.cfg.uses_tcp():
+            log.warning("pipeline.insecure_tcp: the tcp sockets of this run accept any peer, forged messages too")
         self.run_dir = Path(tempfile.mkdtemp(prefix=RUN_DIR_PREFIX))
         metrics_dir = self.run_dir / "metrics"
         metrics_dir.mkdir()
@@ -116,7 +130,7 @@ class PipelineRun:
                         model=self._model_info(), run_dir=self.run_dir)
         plan_path = self.run_dir / "plan.json"
         plan_path.write_text(plan.to_json())
-        self.inbox = NoticeInbox(plan.notices)
+        self.inbox = NoticeInbox(plan.notices, CurveGuard(keys, zmq.Context.instance(), self.metrics.rejected_peers))
         m = self.cfg.metrics
         if m.enabled:
             try:

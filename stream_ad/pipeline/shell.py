@@ -29,6 +29,7 @@ import zmq
 from stream_ad.frames import CameraEvent, CameraState, Frame
 from stream_ad.pipeline import notices
 from stream_ad.pipeline.batching import BoundedQueue, Queued
+from stream_ad.pipeline.curve import CurveGuard
 from stream_ad.pipeline.metrics import StageMetrics
 from stream_ad.pipeline.notices import (
     CameraStatus,
@@ -58,11 +59,12 @@ POLL_MS = 100
 class Notifier:
     """Tiny JSON notices to the supervisor; thread-safe, never blocks the stage."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, stage: str) -> None:
+    def __init__(self, curve: CurveGuard, endpoint: str, stage: str) -> None:
         self.stage = stage
-        self._sock = ctx.socket(zmq.PUSH)
+        self._sock = curve.ctx.socket(zmq.PUSH)
         self._sock.setsockopt(zmq.SNDHWM, NOTICE_HWM)
         self._sock.setsockopt(zmq.LINGER, 3000)
+        curve.client(self._sock, endpoint)
         self._sock.connect(endpoint)
         self._lock = threading.Lock()
         self._lost = 0
@@ -108,11 +110,12 @@ class _LogLimiter:
 
 
 class StageShell:
-    def __init__(self, spec: StageSpec, notice_endpoint: str, metrics: StageMetrics) -> None:
+    def __init__(self, spec: StageSpec, notice_endpoint: str, metrics: StageMetrics, curve: CurveGuard) -> None:
         self.spec = spec
         self.metrics = metrics
-        self.ctx = zmq.Context.instance()
-        self.notifier = Notifier(self.ctx, notice_endpoint, spec.label)
+        self.curve = curve  # tcp sockets: CURVE (stream_ad.pipeline.curve)
+        self.ctx = curve.ctx
+        self.notifier = Notifier(curve, notice_endpoint, spec.label)
         self.stopping = threading.Event()  # SIGTERM: finish what is queued, then leave
         self.hard_stop = threading.Event()  # drain time is over
         self.parent = os.getppid()
@@ -128,6 +131,7 @@ class StageShell:
             self.out.setsockopt(zmq.SNDHWM, SOCKET_HWM)
             self.out.setsockopt(zmq.LINGER, 2000)
             self.out.setsockopt(zmq.SNDTIMEO, 250)
+            curve.client(self.out, spec.connect)
             self.out.connect(spec.connect)
 
     # ---- signals and lifetime ----
@@ -256,6 +260,7 @@ class StageShell:
         sock = self.ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.RCVHWM, SOCKET_HWM)
         sock.setsockopt(zmq.LINGER, 0)
+        self.curve.server(sock, self.spec.bind, self.spec.label)
         sock.bind(self.spec.bind)
         receiver = threading.Thread(target=self._receive, args=(sock,), name="receiver", daemon=True)
         receiver.start()
@@ -361,3 +366,4 @@ class StageShell:
         if self.out is not None:
             self.out.close()
         self.notifier.close()
+        self.curve.close()

@@ -31,6 +31,7 @@ class RunSummary:
     threshold: float
     metrics_url: str | None
     failure: str | None = None  # why the run stopped on its own (a stage's fatal error); None: it ended normally
+    refused_notices: dict[str, int] = field(default_factory=dict)  # impossible notices (forged ids, source_done)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -59,6 +60,8 @@ class RunSummary:
             ("decision threshold", f"{self.threshold:.4f}"),
             ("wall time", f"{self.wall_s:.1f} s"),
         ]
+        if self.refused_notices:
+            rows.append(("refused notices", ", ".join(f"{k} {v}" for k, v in sorted(self.refused_notices.items()))))
         if self.failure is not None:
             rows.append(("stopped by", self.failure))
         width = max(len(k) for k, _ in rows)
@@ -124,4 +127,5 @@ def summarise(ledger: Ledger, *, camera: str, wall_s: float, restarts: dict[str,
         threshold=threshold,
         metrics_url=metrics_url,
         failure=failure,
+        refused_notices={reason.value: n for reason, n in ledger.refused.items()},
     )

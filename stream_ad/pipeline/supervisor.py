@@ -141,8 +141,14 @@ class Supervisor:
         if p is not None:
             p.fatal = error
 
-    def on_source_done(self) -> None:
-        self.stages[self.source].finished = True
+    def on_source_done(self, label: str, pid: int) -> bool:
+        """The source reached the end of its file(s). False (ignored) unless the source stage's current process sent
+        it: a forged or stale one would stop the run as if it had ended well."""
+        p = self.stages[self.source]
+        if label != p.spec.label or p.proc is None or pid != p.proc.pid:
+            return False
+        p.finished = True
+        return True
 
     @property
     def source_finished(self) -> bool:

@@ -16,6 +16,9 @@ import signal
 import sys
 from pathlib import Path
 
+import zmq
+
+from stream_ad.pipeline.curve import CurveGuard, pipeline_keys
 from stream_ad.pipeline.errors import FATAL_EXIT
 from stream_ad.pipeline.metrics import StageMetrics
 from stream_ad.pipeline.notices import StageFatal
@@ -57,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     spec = plan.stage(args.stage)
     configure_logging(args.verbose, f"%(asctime)s %(levelname)s [{spec.label} %(process)d] %(name)s: %(message)s")
     metrics = StageMetrics(spec.label)
-    shell = StageShell(spec, plan.notices, metrics)
+    # The supervisor checked the keys before it started any stage.
+    curve = CurveGuard(pipeline_keys(plan.settings.pipeline), zmq.Context.instance(), metrics.rejected_peers)
+    shell = StageShell(spec, plan.notices, metrics, curve)
     shell.install_signals()
     ctx = StageContext(plan, spec, metrics, shell.stopping, shell.drop, args.first_id)
     pipeline = plan.settings.pipeline
@@ -90,8 +95,6 @@ def main(argv: list[str] | None = None) -> int:
 def _exit_now(code: int) -> None:
     """Leave without the interpreter's teardown (seconds with torch and faiss loaded): the sockets have delivered
     (context terminated after their linger), files are closed, logs and stdout flushed."""
-    import zmq
-
     zmq.Context.instance().term()
     logging.shutdown()
     sys.stdout.flush()

@@ -332,6 +332,10 @@ class PipelineSettings(Strict):
     stages: list[str] = Field(default_factory=lambda: ["source", "preprocess", "infer", "decide", "sink"])
     transport: Literal["ipc", "tcp"] = "ipc"
     tcp_base_port: int = Field(5560, ge=1024, le=65000)  # transport tcp: stage i listens on base + i
+    # The ZeroMQ CURVE keys of every tcp socket (a folder made by `stream-ad keys DIR`); needed by any tcp endpoint.
+    keys_dir: Path | None = None
+    # tcp without keys: any local user can then forge verdicts and stop the run. A closed test bench only.
+    insecure_tcp: bool = False
     # What a full queue does: drop its oldest frame, drop the arriving one, or block (file sources only).
     policy: DropPolicy = "drop_oldest"
     duration_s: float | None = Field(None, gt=0.0)  # stop after this long (None: until the source ends / SIGTERM)
@@ -361,8 +365,16 @@ class PipelineSettings(Strict):
             raise ValueError("source.kind is 'rtsp' but source.url is not set")
         if self.source.kind == "video" and self.source.path is None:
             raise ValueError("source.kind is 'video' but source.path (the video file) is not set")
+        if self.keys_dir is None and not self.insecure_tcp and self.uses_tcp():
+            raise ValueError("a tcp transport needs CURVE keys: make them with `stream-ad keys DIR` and set "
+                             "pipeline.keys_dir: DIR (or pipeline.insecure_tcp: true, on a closed test bench only)")
         if len(self.source.camera) > 16 and any(o.kind == "modbus" for o in self.sink.outputs):
             raise ValueError(f"source.camera {self.source.camera!r} is longer than the 16 characters that the "
                              f"Modbus result block holds (sink kind modbus)")
         return self
 
+    def uses_tcp(self) -> bool:
+        """Whether any stage or the supervisor talks over tcp (the transport, or an endpoint set to tcp://)."""
+        stages = (self.preprocess, self.infer, self.decide, self.sink)
+        named = [self.source.connect, self.supervisor.endpoint, *(a for s in stages for a in (s.endpoint, s.connect))]
+        return self.transport == "tcp" or any(a is not None and a.startswith("tcp://") for a in named)

@@ -53,6 +53,7 @@ def test_each_problem_is_one_failing_line(piped_patchcore: tuple[Any, Path], tmp
     pipe = settings["pipeline"]
     pipe["source"] = {"kind": "rtsp", "url": "rtsp://camera:99999/stream"}
     pipe["transport"], pipe["tcp_base_port"] = "tcp", taken.getsockname()[1] - 3  # the decide stage's port is taken
+    pipe["keys_dir"] = str(tmp_path / "no_keys")  # never made
     with taken:
         assert check(write(tmp_path, settings)) == 2
     failed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
@@ -60,6 +61,8 @@ def test_each_problem_is_one_failing_line(piped_patchcore: tuple[Any, Path], tmp
                for f in failed), failed
     assert any("source:" in f and "pipeline.source.url" in f for f in failed), failed
     assert any("endpoint: decide tcp 127.0.0.1" in f and "in use" in f for f in failed), failed
+    assert any("keys: cannot read the CURVE key" in f and "no_keys/server.key_secret" in f and "stream-ad keys" in f
+               for f in failed), failed
     assert any("path: output_dir" in f and "is a file, not a folder" in f for f in failed), failed
 
 

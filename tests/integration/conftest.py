@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,36 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A run's /metrics endpoint, parsed into {'name{labels}': value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def metric_sum(metrics: dict[str, float], name: str, *labels: str) -> float:
+    return sum(v for k, v in metrics.items() if k.split("{")[0] == name and all(lab in k for lab in labels))
+
+
+def pipeline_push(keys_dir: Path, endpoint: str) -> Any:
+    """A PUSH socket connected to a stage or the supervisor of a tcp pipeline, holding its CURVE client keys (as a
+    stage does): what it sends passes the handshake and meets the stage's own checks."""
+    import zmq
+
+    from stream_ad.pipeline.curve import load_keys, secure_client
+
+    sock = zmq.Context.instance().socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 5000)
+    secure_client(sock, endpoint, load_keys(keys_dir))
+    sock.connect(endpoint)
+    return sock
 
 
 def stage_pids(parent: int) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from stream_ad.pipeline.ledger import Ledger
+from stream_ad.pipeline.metrics import SupervisorMetrics
 
 
 def test_every_frame_scored_or_dropped_once() -> None:
@@ -65,3 +66,33 @@ def test_drops_of_unreadable_messages_do_not_break_the_balance() -> None:
     assert lg.dropped_total == 0 and lg.unaccounted == 0 and lg.in_flight == 1
     assert lg.foreign_by_reason() == {"bad_frame": 2}
     assert sum(lg.dropped.values()) == 2  # still counted (metrics), just not as camera frames
+
+
+def test_a_forged_frame_id_outside_the_run_is_refused_and_counted_not_turning_real_frames_into_lost() -> None:
+    metrics = SupervisorMetrics(threshold=1.0)
+    lg = Ledger(metrics, settle_s=0.0, id_window=100)
+    for i in range(100, 110):
+        lg.on_in("cam0", i, float(i))
+    lg.on_done("cam0", 1_000_000, 0.0, 0.1, 9.9, "anomaly")  # far above what the source announced
+    lg.on_drop("cam0", 99, "decide", "queue_full")  # below the run's first id
+    lg.sweep()
+    assert lg.refused == {"frame_id": 2}
+    assert metrics.registry.get_sample_value("stream_ad_rejected_notices_total", {"reason": "frame_id"}) == 2
+    assert (lg.scored, lg.alarms, lg.dropped_total, lg.in_flight) == (0, 0, 0, 10)  # nothing reached the accounting
+    for i in range(100, 110):
+        lg.on_done("cam0", i, float(i), i + 0.1, 0.5, "ok")
+    lg.sweep()
+    assert (lg.scored, lg.dropped_total, lg.unaccounted) == (10, 0, 0)
+    assert lg.foreign_by_reason() == {}
+
+
+def test_a_forged_id_inside_the_window_overtakes_no_real_frame() -> None:
+    lg = Ledger(settle_s=0.0, id_window=100)
+    for i in range(3):
+        lg.on_in("c", i, float(i))
+    lg.on_done("c", 50, 0.0, 0.1, 0.5, "ok")  # possible, but never announced by the source
+    lg.sweep()
+    assert lg.in_flight == 3 and lg.dropped_total == 0  # frames 0..2 are still on their way, not lost
+    for i in range(3):
+        lg.on_done("c", i, float(i), i + 0.1, 0.5, "ok")
+    assert lg.scored_from_camera == 3 and lg.unaccounted == 0 and lg.foreign_by_reason() == {"verdict": 1}

@@ -10,6 +10,7 @@ from stream_ad.pipeline.plan import RunPlan, StageSpec, plan_run
 from stream_ad.settings import Settings, load_settings
 
 RUN_DIR = Path("/run/stream-ad-test")
+KEYS = "/etc/stream-ad/keys"  # tcp needs keys; planning only names them
 MODEL = Path("/models/tile-patchcore")
 MODEL_INFO = ModelInfo("tile-patchcore patchcore state sha256:0123456789abcdef", pixel_threshold=1.75)
 
@@ -40,7 +41,7 @@ def test_ipc_plan_chains_the_stages_through_sockets_in_the_run_folder() -> None:
 
 
 def test_tcp_plan_numbers_the_ports_from_the_base() -> None:
-    plan = _plan(_settings(transport="tcp", tcp_base_port=7000))
+    plan = _plan(_settings(transport="tcp", tcp_base_port=7000, keys_dir=KEYS))
     assert plan.notices == "tcp://127.0.0.1:7000"
     assert [s.bind for s in plan.stages] == [None] + [f"tcp://127.0.0.1:{7000 + i}" for i in range(1, 5)]
     assert [s.connect for s in plan.stages] == [f"tcp://127.0.0.1:{7000 + i}" for i in range(1, 5)] + [None]
@@ -48,6 +49,7 @@ def test_tcp_plan_numbers_the_ports_from_the_base() -> None:
 
 def test_explicit_endpoints_and_connects_win() -> None:
     plan = _plan(_settings(
+        keys_dir=KEYS,
         supervisor={"endpoint": "tcp://0.0.0.0:6000"},
         source={"connect": "tcp://edge-box:6001"},
         infer={"endpoint": "tcp://0.0.0.0:6002", "connect": "tcp://gpu-box:6002"},

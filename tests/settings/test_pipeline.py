@@ -90,6 +90,16 @@ def test_invalid_pipelines_name_the_problem(tmp_path: Path, text: str, message: 
         load_settings(_write(tmp_path, text))
 
 
+@pytest.mark.parametrize("pipeline", [{"transport": "tcp"}, {"decide": {"endpoint": "tcp://127.0.0.1:7004"}},
+                                      {"supervisor": {"endpoint": "tcp://127.0.0.1:7000"}}])
+def test_tcp_without_keys_is_refused_naming_the_setting_and_the_command(pipeline: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match=r"`stream-ad keys DIR`.*pipeline\.keys_dir.*pipeline\.insecure_tcp"):
+        load_settings(pipeline=pipeline)
+    assert load_settings(pipeline={**pipeline, "keys_dir": "/etc/stream-ad/keys"}).pipeline.uses_tcp()
+    assert load_settings(pipeline={**pipeline, "insecure_tcp": True}).pipeline.keys_dir is None
+    assert not load_settings().pipeline.uses_tcp()  # ipc needs no keys
+
+
 def test_environment_overrides_pipeline_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAM_AD_PIPELINE__INFER__MAX_BATCH", "3")
     monkeypatch.setenv("STREAM_AD_PIPELINE__SOURCE__FPS", "12.5")

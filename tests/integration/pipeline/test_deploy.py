@@ -83,25 +83,22 @@ def test_promtool_accepts_config_and_rules() -> None:
         assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
 
 
-def test_sink_error_drops_fire_the_sink_errors_alert(tmp_path: Path) -> None:
-    """promtool's rule unit test: a verdict dropped as sink_error fires StreamAdSinkErrors; other drops do not."""
+def _rule_fires(tmp_path: Path, alert: str, input_series: list[dict[str, str]], labels: dict[str, str],
+                summary: str) -> None:
+    """promtool's rule unit test: `alert` is quiet at 2 minutes and fires at 4 with `labels` and `summary`."""
     tool = shutil.which("promtool")
     if tool is None:
         pytest.skip("promtool is not installed (Debian package prometheus; scripts/setup.sh installs it as root)")
     shutil.copy(ALERTS_YML, tmp_path / "alerts.yml")
-    rule = next(r for r in yaml.safe_load(ALERTS_YML.read_text())["groups"][0]["rules"]
-                if r.get("alert") == "StreamAdSinkErrors")
-    series = 'stream_ad_frames_dropped_total{camera="line1",stage="sink",reason="%s"}'
+    rule = next(r for r in yaml.safe_load(ALERTS_YML.read_text())["groups"][0]["rules"] if r.get("alert") == alert)
     case = {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": [{
         "interval": "1m",
-        "input_series": [{"series": series % "sink_error", "values": "0 0 0 4 9 9"},
-                         {"series": series.replace("line1", "line2") % "queue_full", "values": "0 5 10 15 20 25"}],
+        "input_series": input_series,
         "alert_rule_test": [
-            {"eval_time": "2m", "alertname": "StreamAdSinkErrors", "exp_alerts": []},
-            {"eval_time": "4m", "alertname": "StreamAdSinkErrors", "exp_alerts": [{
-                "exp_labels": {"severity": "critical", "camera": "line1"},
-                "exp_annotations": {"summary": "camera line1: 9 verdicts not delivered (sink_error)",
-                                    "description": rule["annotations"]["description"]},
+            {"eval_time": "2m", "alertname": alert, "exp_alerts": []},
+            {"eval_time": "4m", "alertname": alert, "exp_alerts": [{
+                "exp_labels": {"severity": "critical", **labels},
+                "exp_annotations": {"summary": summary, "description": rule["annotations"]["description"]},
             }]},
         ],
     }]}
@@ -109,6 +106,24 @@ def test_sink_error_drops_fire_the_sink_errors_alert(tmp_path: Path) -> None:
     out = subprocess.run([tool, "test", "rules", "test.yml"], capture_output=True, text=True, timeout=60,
                          cwd=tmp_path, check=False)
     assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
+
+
+def test_sink_error_drops_fire_the_sink_errors_alert(tmp_path: Path) -> None:
+    """A verdict dropped as sink_error fires StreamAdSinkErrors; other drops do not."""
+    series = 'stream_ad_frames_dropped_total{camera="line1",stage="sink",reason="%s"}'
+    _rule_fires(tmp_path, "StreamAdSinkErrors",
+                [{"series": series % "sink_error", "values": "0 0 0 4 9 9"},
+                 {"series": series.replace("line1", "line2") % "queue_full", "values": "0 5 10 15 20 25"}],
+                {"camera": "line1"}, "camera line1: 9 verdicts not delivered (sink_error)")
+
+
+def test_refused_peers_fire_the_refused_peers_alert(tmp_path: Path) -> None:
+    """A refused handshake on a stage's tcp socket fires StreamAdRefusedPeers; a stage without any does not."""
+    series = 'stream_ad_rejected_peers_total{stage="%s",reason="no_curve"}'
+    _rule_fires(tmp_path, "StreamAdRefusedPeers",
+                [{"series": series % "decide", "values": "0 0 0 3 3"},
+                 {"series": series % "infer", "values": "0 0 0 0 0"}],
+                {"stage": "decide", "reason": "no_curve"}, "decide: 3 connection(s) refused (no_curve)")
 
 
 def test_grafana_provisioning_points_at_the_dashboard_and_datasource() -> None:

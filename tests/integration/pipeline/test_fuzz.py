@@ -149,6 +149,7 @@ def run_fuzz(demo_run: DemoRun, tmp_path: Path, total: int) -> dict[str, Any]:
     base = free_port_range(6)
     cfg = write_pipeline(
         tmp_path / "fuzz.yaml", demo_run.model, tmp_path, transport="tcp", tcp_base_port=base,
+        insecure_tcp=True,  # the fuzzing peer reaches the stage without keys: what a stage itself checks is tested
         metrics={"enabled": False},
         source={"path": str(folder), "fps": None, "loop": False, "preload": False},
         calibration_check={"enabled": False},

@@ -7,20 +7,22 @@ import json
 import os
 import signal
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-import zmq
 
+from stream_ad.pipeline.curve import make_keys
 from tests.integration.conftest import (
     CATEGORY,
     DemoRun,
     cli,
     free_port,
     free_port_range,
+    metric_sum,
+    pipeline_push,
     read_jsonl,
+    scrape,
     stage_pids,
     start_cli,
     wait_for,
@@ -28,22 +30,6 @@ from tests.integration.conftest import (
 )
 
 STOP_BOUND_S = 30.0  # drain_timeout_s 10 + stop_timeout_s 5, with room for a loaded 2-core machine
-
-
-def _scrape(port: int) -> dict[str, float]:
-    """Our own /metrics endpoint, parsed into {'name{labels}': value}."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
-    return out
-
-
-def _sum(metrics: dict[str, float], name: str, *labels: str) -> float:
-    return sum(v for k, v in metrics.items() if k.split("{")[0] == name and all(lab in k for lab in labels))
 
 
 def _bad_messages() -> list[tuple[str, list[bytes]]]:
@@ -72,9 +58,11 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
         (folder / p.parent.name).mkdir(parents=True, exist_ok=True)
         (folder / p.parent.name / p.name).symlink_to(p)
     (folder / "000_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00 cut off")
+    keys = tmp_path / "keys"
+    make_keys(keys)
     cfg = write_pipeline(
         tmp_path / "line.yaml", demo_run.model, tmp_path,
-        transport="tcp", tcp_base_port=base,
+        transport="tcp", tcp_base_port=base, keys_dir=str(keys),
         metrics={"port": metrics_port},
         source={"path": str(folder), "fps": 8, "loop": True, "preload": True},
         supervisor={"restart_backoff_s": 0.2},
@@ -86,15 +74,13 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
         pids = stage_pids(proc.pid)
         assert set(pids) == {"source", "preprocess", "infer", "decide", "sink"}
 
-        # 1. Bad messages straight into the preprocess stage's input (tcp://127.0.0.1:base+1).
-        ctx = zmq.Context.instance()
-        push = ctx.socket(zmq.PUSH)
-        push.setsockopt(zmq.LINGER, 2000)
-        push.connect(f"tcp://127.0.0.1:{base + 1}")
+        # 1. Bad messages straight into the preprocess stage's input (tcp://127.0.0.1:base+1), from a peer with the
+        # pipeline's keys (a broken stage): past the handshake, the stage's own checks count and skip them.
+        push = pipeline_push(keys, f"tcp://127.0.0.1:{base + 1}")
         for _, parts in _bad_messages():
             push.send_multipart(parts)
         push.close()
-        wait_for(lambda: _sum(_scrape(metrics_port), "stream_ad_frames_dropped_total", 'reason="bad_frame"') >= 5,
+        wait_for(lambda: metric_sum(scrape(metrics_port), "stream_ad_frames_dropped_total", 'reason="bad_frame"') >= 5,
                  60, "the bad frames to be counted")
         assert stage_pids(proc.pid)["preprocess"] == pids["preprocess"]  # the stage did not crash
 
@@ -106,9 +92,9 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
         assert new_pid != pids["infer"]
         wait_for(lambda: max(v["frame_id"] for v in read_jsonl(verdict_log)) > killed_at + 5, 240,
                  "verdicts after the restart")
-        metrics = _scrape(metrics_port)
-        assert _sum(metrics, "stream_ad_stage_restarts_total", 'stage="infer"') == 1
-        assert _sum(metrics, "stream_ad_stage_up", 'stage="infer"') == 1
+        metrics = scrape(metrics_port)
+        assert metric_sum(metrics, "stream_ad_stage_restarts_total", 'stage="infer"') == 1
+        assert metric_sum(metrics, "stream_ad_stage_up", 'stage="infer"') == 1
 
         # 3. SIGTERM: in-flight frames drain, every stage exits, within the bound.
         os.kill(proc.pid, signal.SIGTERM)
