@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from stream_ad.data import LabelledImages, Sample
@@ -22,6 +23,9 @@ from stream_ad.model import AnomalyModel, FramePrediction
 
 __all__ = ["OVERALL", "Report", "TestPredictions", "evaluate", "metrics_for", "predict_test"]
 
+# Scoring holds about 15 bytes per frame pixel of a batch (the frames, the map's sums and counts, the map): a test
+# batch is cut at this many pixels, so 12 MP frames go two at a time whatever runtime.batch_size says.
+BATCH_PIXELS = 24_000_000
 NO_MASKS = "no defect masks (eval --masks DIR, or ground_truth/ in the MVTec layout): image AUROC only"
 
 
@@ -51,10 +55,34 @@ class Report:
         return "\n".join(lines + ([self.note] if self.note else []))
 
 
+def _pixels(path: Path) -> int:
+    """The image's pixel count from its header; 0 for a file the header reader rejects (scoring names it)."""
+    try:
+        with Image.open(path) as img:
+            return img.size[0] * img.size[1]
+    except Exception:  # noqa: BLE001 - whatever the reader raises, the decoder's error is the one to show
+        return 0
+
+
+def _batches(samples: Sequence[Sample], batch_size: int) -> list[list[Path]]:
+    """The samples' paths in batches of at most `batch_size` images and BATCH_PIXELS pixels (one image at least)."""
+    batches: list[list[Path]] = [[]]
+    pixels = 0
+    for sample in samples:
+        n = _pixels(sample.path)
+        if batches[-1] and (len(batches[-1]) == batch_size or pixels + n > BATCH_PIXELS):
+            batches.append([])
+            pixels = 0
+        batches[-1].append(sample.path)
+        pixels += n
+    return [b for b in batches if b]
+
+
 def _predictions(model: AnomalyModel, samples: Sequence[Sample]) -> Iterator[FramePrediction]:
     """The samples' predictions, a batch at a time, with a progress bar."""
-    batches = (len(samples) + model.settings.runtime.batch_size - 1) // model.settings.runtime.batch_size
-    return tqdm(model.predict_files([s.path for s in samples]), total=batches, desc="test", unit="batch")
+    batches = _batches(samples, model.settings.runtime.batch_size)
+    for paths in tqdm(batches, desc="test", unit="batch"):
+        yield from model.predict_files(paths)
 
 
 def predict_test(model: AnomalyModel, samples: Sequence[Sample]) -> TestPredictions:

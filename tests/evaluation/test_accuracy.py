@@ -12,8 +12,10 @@ import pytest
 from stream_ad.data import MVTecCategory, read_mask
 from stream_ad.evaluation import image_auroc, pixel_auroc, predict_test, pro_auc, pro_curve
 from stream_ad.evaluation.accuracy import PixelTally, recall_at_fpr
+from tests.conftest import PIPED
 from tests.evaluation.exact import exact_pixel_auroc, exact_pro_auc, exact_pro_curve
 
+PIPED_CATEGORY = PIPED / "PA_BDP01_TL"
 BOUND = 1e-3  # the error bound the binning must keep on test-sized data (the report states the actual one)
 
 
@@ -113,3 +115,13 @@ def test_recall_at_fpr_allows_floor_of_the_rate_times_good_images() -> None:
     assert recall_at_fpr(good, defective, 0.01) == 0.5  # one false alarm allowed: alarm above 98
     assert recall_at_fpr(good, defective, 0.0) == 0.25  # none: alarm above 99
     assert recall_at_fpr(good, defective, 0.05) == 0.75  # five: alarm above 94
+
+
+def test_test_batches_are_cut_by_pixels_as_well_as_by_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_ad.evaluation import report
+
+    test = MVTecCategory(PIPED_CATEGORY).test()[:10]  # 128 x 128 images
+    monkeypatch.setattr(report, "BATCH_PIXELS", 3 * 128 * 128)
+    assert [len(b) for b in report._batches(test, 16)] == [3, 3, 3, 1]
+    assert [len(b) for b in report._batches(test, 2)] == [2, 2, 2, 2, 2]
+    assert [p for b in report._batches(test, 2) for p in b] == [s.path for s in test]
