@@ -1,11 +1,11 @@
 """`stream-ad eval`: image AUROC, pixel AUROC and PRO on labelled test images: plain folders (--good, --defects,
---masks) or data.root/test (fits first without a model)."""
+--masks) or data.root/test (fits first without a model); the JSON report and, beside it, the HTML one with pictures."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from stream_ad.artefact import default_model_dir, load_model, serving_settings
+from stream_ad.artefact import default_model_dir, load_model, read_manifest, serving_settings
 from stream_ad.commands.errors import CommandError
 from stream_ad.commands.fit import fit_and_save
 from stream_ad.data import LabelledImages, MVTecCategory, folder_test_set
@@ -47,8 +47,12 @@ def evaluate(
         model_dir = default_model_dir(settings)
         fitted = fit_and_save(settings, model_dir)
     out_json = json_out or model_dir / "evaluation.json"
-    report = evaluate_model(fitted, images, out_json)
+    out_html = out_json.with_suffix(".html")
+    manifest = read_manifest(model_dir)
+    report = evaluate_model(fitted, images, out_json, html_out=out_html, threshold=manifest.threshold_value,
+                            pixel_threshold=manifest.pixel_threshold_value)
     print(f"\n{images.name} ({settings.scorer.method}, {report.extra['test_images']} test images)")
     print(report.table())
     print(f"report: {out_json}")
+    print(f"pictures: {out_html}")
     return 0

@@ -2,7 +2,7 @@
 
 jsonl    one JSON line per verdict (frame id, camera, timestamps, score, threshold, verdict, latency)
 stdout   one text line per verdict
-images   the alarm store: per alarm the frame, a readable overlay (overlay.py) and a JSON sidecar, bounded
+images   the alarm store: per alarm the frame, a readable overlay (stream_ad/overlay.py) and a JSON sidecar, bounded
          (alarm_store.py)
 
 PLC sinks (Modbus TCP, OPC UA, MQTT) plug in behind the same interface: subclass Sink, register its kind; they share

@@ -2,7 +2,7 @@
 JSON sidecar, named by capture time (UTC), camera and frame id:
 
     20240501T101530.123Z_line3_00000021.frame.png     the frame, lossless
-    20240501T101530.123Z_line3_00000021.overlay.png   sinks/overlay.py
+    20240501T101530.123Z_line3_00000021.overlay.png   stream_ad/overlay.py
     20240501T101530.123Z_line3_00000021.json          scores, threshold, pixel threshold, model, times, source
 
 Never overwritten, bounded by count, bytes and age (sinks/alarm_store.py).
@@ -21,7 +21,7 @@ import numpy as np
 from stream_ad.settings import ImagesSinkSettings
 from stream_ad.sinks.alarm_store import AlarmStore, StoreBounds
 from stream_ad.sinks.base import Sink, Verdict, register_sink
-from stream_ad.sinks.overlay import FALLBACK_QUANTILE, draw_overlay
+from stream_ad.overlay import FALLBACK_QUANTILE, draw_overlay
 
 FRAME, OVERLAY, SIDECAR = ".frame.png", ".overlay.png", ".json"  # the sidecar last: its presence means all are there
 

@@ -7,8 +7,11 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
+from stream_ad.evaluation.tally import WORST
 from tests.commands.conftest import CATEGORY, FolderFit, cli, copy_images
 
 DEFECTS = 8
@@ -64,3 +67,58 @@ def test_flags_that_do_not_go_together_or_a_wrong_folder(folder_fit: FolderFit, 
     }[case]
     run = cli("-c", folder_fit.config, "eval", *args)
     assert expected in run.error
+
+
+def test_eval_writes_a_self_contained_html_report_that_chromium_shows(
+    folder_fit: FolderFit, calibrated_fit: Path, tmp_path: Path
+) -> None:
+    good, defects, masks = make_folders(tmp_path)
+    folders = ("--good", good, "--defects", defects, "--masks", masks)
+    calibrated = cli("-c", folder_fit.config, "eval", "--model", calibrated_fit, *folders, "--json", tmp_path / "c.json")
+    assert calibrated.code == 0, calibrated.stderr
+    assert f"pictures: {tmp_path / 'c.html'}" in calibrated.stdout
+    report = json.loads((tmp_path / "c.json").read_text())
+    threshold = report["threshold"]
+    assert threshold is not None and set(report["recall"]["overall"]) == {
+        "defective_images", "at_threshold", "at_fpr_0.01", "at_fpr_0.05"}
+    assert report["pixel_metrics"]["max_error"]["pixel_auroc"] < 1e-3
+    html = (tmp_path / "c.html").read_text()
+    assert f"threshold {threshold:.4g}" in html  # stated, and marked on the histograms
+    # This model separates the test images: no miss, no false alarm at its threshold, and the page says so.
+    assert report["recall"]["overall"]["at_threshold"] == 1.0 and "none: every defective image" in html
+
+    # Uncalibrated, the lowest-scored defective and highest-scored good images stand in: WORST of each.
+    plain = cli("-c", folder_fit.config, "eval", "--model", folder_fit.model, *folders, "--json", tmp_path / "p.json")
+    assert plain.code == 0, plain.stderr
+    page = tmp_path / "p.html"
+    html = page.read_text()
+    assert "<script" not in html and "<link" not in html and 'src="http' not in html  # nothing fetched
+    images = html.count("<img ")
+    assert images == 2 + 2 * WORST  # the curves, the histograms, the misses and false alarms
+
+    loaded, text, screenshot = show_in_chromium(page)
+    assert len(loaded) == images and all(complete and width > 0 for complete, width in loaded), loaded
+    assert "Worst misses" in text and "no calibrated threshold" in text
+    shot = cv2.imdecode(np.frombuffer(screenshot, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert shot.std() > 10  # not a blank page
+
+
+def show_in_chromium(page: Path) -> tuple[list[tuple[bool, int]], str, bytes]:
+    """(per image: loaded, natural width), the page's text and a screenshot, from headless Debian chromium."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        driver.set_page_load_timeout(60)
+        driver.get(page.as_uri())
+        loaded = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth]);")
+        return [(bool(c), int(w)) for c, w in loaded], driver.find_element("tag name", "body").text, \
+            driver.get_screenshot_as_png()
+    finally:
+        driver.quit()

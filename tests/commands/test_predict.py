@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream_ad.sinks.overlay import MIN_SIDE
+from stream_ad.overlay import MIN_SIDE
 from tests.commands.conftest import CATEGORY, FolderFit, cli, copy_images
 
 LINE = re.compile(r"^(?P<path>.+)  score (?P<score>\S+)  normalised (?P<normalised>\S+)  (?P<verdict>\S+)$")

@@ -1,6 +1,7 @@
 """A picture of one scored frame that a person can read at a glance: the frame as the camera gave it, colour only
 where the anomaly map is high, those regions outlined, a colour bar with its scale, and the score against the
-threshold with the verdict written above.
+threshold with the verdict written above. The alarm store (sinks), `stream-ad predict` and the evaluation report
+draw with it: it imports nothing of stream_ad.
 
     draw_overlay(frame, amap, score, threshold, pixel_threshold=None) -> BGR uint8 (for cv2.imwrite)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stream_ad.data import read_image
-from stream_ad.sinks.overlay import (
+from stream_ad.overlay import (
     ALARM_TEXT,
     BACKGROUND,
     COLOUR_WEIGHT,
