@@ -10,6 +10,7 @@ import json
 import os
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import zmq
@@ -18,6 +19,7 @@ from stream_ad.frames import Frame
 from stream_ad.pipeline import notices, wire
 from stream_ad.pipeline.curve import load_keys
 from stream_ad.pipeline.notices import FrameDone, FrameDropped, FrameIn, SourceDone
+from tests.conftest import FaultFigures
 from tests.integration import conftest as harness
 
 FRAMES = 150  # 15 s at 10 fps: the forgers act while the camera still delivers
@@ -50,7 +52,9 @@ def _forge(ctx: zmq.Context, endpoint: str, messages: list[list[bytes]], keys: t
     return sock
 
 
-def test_a_keyed_tcp_pipeline_refuses_forgers_and_accounts_exactly(demo_run: harness.DemoRun, tmp_path: Path) -> None:
+def test_a_keyed_tcp_pipeline_refuses_forgers_and_accounts_exactly(
+    demo_run: harness.DemoRun, tmp_path: Path, fault_figures: Callable[[FaultFigures], None]
+) -> None:
     keys_dir = tmp_path / "keys"
     made = harness.cli("keys", str(keys_dir), timeout=60)
     assert made.returncode == 0, made.stderr
@@ -111,6 +115,13 @@ def test_a_keyed_tcp_pipeline_refuses_forgers_and_accounts_exactly(demo_run: har
     out = log.read_text()
     assert rc == 0, out[-4000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
+    fault_figures(FaultFigures(
+        "forged messages (tcp with keys)",
+        f"{len(frames)} frames and {len(told)} notices from each of 2 clients (no CURVE; other keys), then 2 "
+        "source_done and 1 verdict of a far-off frame id with the pipeline's own keys",
+        f"handshakes refused {({k: v for k, v in counted.items() if ':' in k})}, notices refused "
+        f"{summary['refused_notices']}; {summary['scored']} of {FRAMES} real frames scored, run not stopped",
+        summary["unaccounted"]))
     # The camera ran to its end; every frame got its verdict, no more and no other.
     assert summary["frames_in"] == summary["scored"] == FRAMES, summary
     assert summary["dropped_total"] == 0 and summary["unaccounted"] == 0 and summary["in_flight_at_end"] == 0
