@@ -3,8 +3,8 @@
 Stage processes write their metrics through prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by
 the supervisor for each child): per-stage processing time, queue wait, batch size, queue depth, sink errors. The
 supervisor keeps the pipeline-wide accounting itself (it is the one place that sees every frame's fate): frames in,
-scored, dropped by reason, end-to-end latency, score distribution, alarms, camera up/stale, stage restarts. Its
-/metrics handler merges its own registry with the children's files, so a restarted stage's counts are kept.
+scored, dropped by reason, end-to-end latency, score distribution, alarms, camera up/stale, stage restarts and
+hangs. Its /metrics handler merges its own registry with the children's files, so a restarted stage's counts are kept.
 
 All histograms are in seconds (batch size and score excepted).
 """
@@ -113,6 +113,10 @@ class SupervisorMetrics:
             "(pipeline.calibration_check)", ["camera"], registry=r,
         )
         self.stage_up = Gauge(f"{PREFIX}_stage_up", "1 while a stage process runs and is ready", ["stage"], registry=r)
+        self.hangs = Counter(
+            f"{PREFIX}_stage_hangs_total", "Stage processes killed as hung: no heartbeat for "
+            "pipeline.supervisor.hung_after_s", ["stage"], registry=r
+        )
 
 
 class _MergedRegistry:

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stream_ad.pipeline.worker")
     parser.add_argument("plan", type=Path)
     parser.add_argument("stage")
-    parser.add_argument("--first-id", type=int, default=0)
+    parser.add_argument("--first-id", type=int, default=None)  # default: the plan's first_frame_id
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     _die_with_parent()
@@ -57,9 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     spec = plan.stage(args.stage)
     configure_logging(args.verbose, f"%(asctime)s %(levelname)s [{spec.label} %(process)d] %(name)s: %(message)s")
     metrics = StageMetrics(spec.label)
-    shell = StageShell(spec, plan.notices, metrics)
+    shell = StageShell(spec, plan.notices, metrics, run_id=plan.run_id,
+                       hung_after_s=plan.settings.pipeline.supervisor.hung_after_s)
     shell.install_signals()
-    ctx = StageContext(plan, spec, metrics, shell.stopping, shell.drop, args.first_id)
+    first_id = plan.first_frame_id if args.first_id is None else args.first_id
+    ctx = StageContext(plan, spec, metrics, shell.stopping, shell.drop, first_id)
     pipeline = plan.settings.pipeline
     try:
         # The source is no Stage: it has no input, the shell reads its camera.
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return FATAL_EXIT
     try:
         if isinstance(opened, Camera):
-            code = shell.run_source(opened, pipeline.source, args.first_id)
+            code = shell.run_source(opened, pipeline.source, first_id)
         else:
             # The supervisor drained the pipeline before this SIGTERM; what is left gets half the stop time.
             code = shell.run(opened, drain_s=pipeline.supervisor.stop_timeout_s / 2)

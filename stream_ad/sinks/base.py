@@ -34,9 +34,9 @@ class Sink(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release."""
 
-    def unavailable(self, camera: str, frame_id: int, reason: str) -> None:  # noqa: B027 - optional hook
-        """Tell the peer that inspection is not available from frame `frame_id` of `camera` on (safe state); sinks
-        without a peer that acts on it (files, stdout) do nothing."""
+    def unavailable(self, first: Verdict, reason: str) -> None:  # noqa: B027 - optional hook
+        """Tell the peer that inspection is not available from frame `first` on (the first verdict not delivered:
+        safe state); sinks without a peer that acts on it (files, stdout) do nothing."""
 
     def wanted(self, verdicts: list[Verdict]) -> list[Verdict]:
         return [v for v in verdicts if v.alarm] if self.cfg.only_alarms else verdicts

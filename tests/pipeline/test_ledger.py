@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from stream_ad.pipeline.ledger import Ledger
+from stream_ad.pipeline.notices import DropReason
 
 
 def test_every_frame_scored_or_dropped_once() -> None:
@@ -65,3 +66,15 @@ def test_drops_of_unreadable_messages_do_not_break_the_balance() -> None:
     assert lg.dropped_total == 0 and lg.unaccounted == 0 and lg.in_flight == 1
     assert lg.foreign_by_reason() == {"bad_frame": 2}
     assert sum(lg.dropped.values()) == 2  # still counted (metrics), just not as camera frames
+
+
+def test_frames_lost_in_a_stage_killed_as_hung_count_as_stage_hung() -> None:
+    lg = Ledger(settle_s=0.0)
+    first = 1_750_000_000_000_000  # ids start at the run's wall clock in microseconds
+    for i in range(first, first + 4):
+        lg.on_in("c", i, 0.0)
+    lg.on_restart("infer", DropReason.STAGE_HUNG)  # frames first..first+2 were held by the hung stage
+    lg.on_done("c", first + 3, 0.0, 0.1, 0.1, "ok")
+    lg.sweep()
+    assert lg.dropped == {("infer", "stage_hung"): 3} and lg.drops_by_reason() == {"stage_hung": 3}
+    assert lg.scored == 1 and lg.in_flight == 0 and lg.unaccounted == 0

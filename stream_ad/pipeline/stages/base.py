@@ -45,7 +45,7 @@ class StageContext:
     metrics: StageMetrics
     stop: threading.Event  # set on SIGTERM
     drop: DropFrame
-    first_id: int = 0  # the source: the id of the first frame it reads (a restarted source resumes)
+    first_id: int = 0  # the source: the id of the first frame it reads (plan.first_frame_id, or on after a restart)
 
     @property
     def settings(self) -> Settings:
