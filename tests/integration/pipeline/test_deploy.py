@@ -76,32 +76,54 @@ def test_promtool_accepts_config_and_rules() -> None:
         assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
 
 
-def test_sink_error_drops_fire_the_sink_errors_alert(tmp_path: Path) -> None:
-    """promtool's rule unit test: a verdict dropped as sink_error fires StreamAdSinkErrors; other drops do not."""
+def _rule(name: str) -> dict:
+    return next(r for r in yaml.safe_load(ALERTS_YML.read_text())["groups"][0]["rules"] if r.get("alert") == name)
+
+
+def _promtool_test(tmp_path: Path, input_series: list[dict], alert_rule_test: list[dict]) -> None:
+    """promtool's rule unit test of deploy/'s alert rules on these series, one sample a minute."""
     tool = shutil.which("promtool")
     if tool is None:
         pytest.skip("promtool is not installed (Debian package prometheus; scripts/setup.sh installs it as root)")
     shutil.copy(ALERTS_YML, tmp_path / "alerts.yml")
-    rule = next(r for r in yaml.safe_load(ALERTS_YML.read_text())["groups"][0]["rules"]
-                if r.get("alert") == "StreamAdSinkErrors")
-    series = 'stream_ad_frames_dropped_total{camera="line1",stage="sink",reason="%s"}'
     case = {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m",
-        "input_series": [{"series": series % "sink_error", "values": "0 0 0 4 9 9"},
-                         {"series": series.replace("line1", "line2") % "queue_full", "values": "0 5 10 15 20 25"}],
-        "alert_rule_test": [
-            {"eval_time": "2m", "alertname": "StreamAdSinkErrors", "exp_alerts": []},
-            {"eval_time": "4m", "alertname": "StreamAdSinkErrors", "exp_alerts": [{
-                "exp_labels": {"severity": "critical", "camera": "line1"},
-                "exp_annotations": {"summary": "camera line1: 9 verdicts not delivered (sink_error)",
-                                    "description": rule["annotations"]["description"]},
-            }]},
-        ],
-    }]}
+        "interval": "1m", "input_series": input_series, "alert_rule_test": alert_rule_test}]}
     (tmp_path / "test.yml").write_text(yaml.safe_dump(case))
     out = subprocess.run([tool, "test", "rules", "test.yml"], capture_output=True, text=True, timeout=60,
                          cwd=tmp_path, check=False)
     assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
+
+
+def test_sink_error_drops_fire_the_sink_errors_alert(tmp_path: Path) -> None:
+    """A verdict dropped as sink_error fires StreamAdSinkErrors; other drops do not."""
+    series = 'stream_ad_frames_dropped_total{camera="line1",stage="sink",reason="%s"}'
+    _promtool_test(tmp_path, [
+        {"series": series % "sink_error", "values": "0 0 0 4 9 9"},
+        {"series": series.replace("line1", "line2") % "queue_full", "values": "0 5 10 15 20 25"},
+    ], [
+        {"eval_time": "2m", "alertname": "StreamAdSinkErrors", "exp_alerts": []},
+        {"eval_time": "4m", "alertname": "StreamAdSinkErrors", "exp_alerts": [{
+            "exp_labels": {"severity": "critical", "camera": "line1"},
+            "exp_annotations": {"summary": "camera line1: 9 verdicts not delivered (sink_error)",
+                                "description": _rule("StreamAdSinkErrors")["annotations"]["description"]},
+        }]},
+    ])
+
+
+def test_a_hung_stage_fires_the_stage_hung_alert(tmp_path: Path) -> None:
+    """A stage killed as hung fires StreamAdStageHung for its stage; stages that never hung do not."""
+    series = 'stream_ad_stage_hangs_total{stage="%s"}'
+    _promtool_test(tmp_path, [
+        {"series": series % "infer", "values": "0 0 0 1 1 1"},
+        {"series": series % "decide", "values": "0 0 0 0 0 0"},
+    ], [
+        {"eval_time": "2m", "alertname": "StreamAdStageHung", "exp_alerts": []},
+        {"eval_time": "4m", "alertname": "StreamAdStageHung", "exp_alerts": [{
+            "exp_labels": {"severity": "critical", "stage": "infer"},
+            "exp_annotations": {"summary": "stage infer hung 1 time(s) in 15 minutes",
+                                "description": _rule("StreamAdStageHung")["annotations"]["description"]},
+        }]},
+    ])
 
 
 def test_grafana_provisioning_points_at_the_dashboard_and_datasource() -> None:
