@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                        hung_after_s=plan.settings.pipeline.supervisor.hung_after_s)
     shell.install_signals()
     first_id = plan.first_frame_id if args.first_id is None else args.first_id
-    ctx = StageContext(plan, spec, metrics, shell.stopping, shell.drop, first_id)
+    ctx = StageContext(plan, spec, metrics, shell.stopping, shell.drop, first_id, shell.liveness.tick)
     pipeline = plan.settings.pipeline
     try:
         # The source is no Stage: it has no input, the shell reads its camera.

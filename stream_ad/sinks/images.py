@@ -60,6 +60,7 @@ class ImageSink(Sink):
                     self._store(v)
                 except (OSError, ValueError) as exc:  # the batch's other alarms are still stored
                     failed.append(f"{v.camera}/{v.frame_id}: {exc}")
+                self.progress()
         self.store.prune()  # the age bound, also while no alarm comes
         if failed:
             raise OSError(f"{len(failed)} alarm(s) not stored in {self.folder}: " + "; ".join(failed))

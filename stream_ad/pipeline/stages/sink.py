@@ -31,6 +31,7 @@ class SinkStage(Stage):
                                   for i, cfg in enumerate(ctx.settings.pipeline.sink.outputs)]
         self.failing: dict[str, int] = {}  # sink -> verdicts dropped since it began to fail
         for sink in self.sinks:
+            sink.progress = ctx.alive
             sink.open()
 
     def process(self, frames: list[Frame]) -> list[Frame]:
