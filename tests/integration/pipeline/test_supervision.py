@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +52,18 @@ def _sum(metrics: dict[str, float], name: str, *labels: str) -> float:
     return sum(v for k, v in metrics.items() if k.split("{")[0] == name and all(lab in k for lab in labels))
 
 
+@contextmanager
+def _running(cfg: Path, summary: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`stream-ad run` in the background, killed on the way out should the test fail before it stopped."""
+    proc = start_cli("run", str(cfg), "--summary", str(summary), log=log)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def _bad_messages() -> list[tuple[str, list[bytes]]]:
     """(frame, parts) of messages a broken or hostile sender could put on the wire."""
     def header(fid: int, shape: list[int], dtype: str = "uint8") -> bytes:
@@ -83,8 +98,7 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
         supervisor={"restart_backoff_s": 0.2},
     )
     log = tmp_path / "run.log"
-    proc = start_cli("run", str(cfg), "--summary", str(tmp_path / "summary.json"), log=log)
-    try:
+    with _running(cfg, tmp_path / "summary.json", log) as proc:
         wait_for(lambda: len(read_jsonl(verdict_log)) >= 5, 240, "the first verdicts")
         pids = stage_pids(proc.pid)
         assert set(pids) == {"source", "preprocess", "infer", "decide", "sink"}
@@ -118,10 +132,6 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
         start = time.monotonic()
         rc = proc.wait(timeout=STOP_BOUND_S + 30)
         took = time.monotonic() - start
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = log.read_text()
     assert rc == 0, text[-4000:]
     assert took < STOP_BOUND_S, f"stopping took {took:.1f} s"
@@ -164,8 +174,7 @@ def test_a_stopped_stage_is_caught_by_its_heartbeats_killed_and_restarted(demo_r
         supervisor={"restart_backoff_s": 0.2, "hung_after_s": HUNG_AFTER_S},
     )
     log = tmp_path / "run.log"
-    proc = start_cli("run", str(cfg), "--summary", str(tmp_path / "summary.json"), log=log)
-    try:
+    with _running(cfg, tmp_path / "summary.json", log) as proc:
         wait_for(lambda: len(read_jsonl(verdict_log)) >= 5, 240, "the first verdicts")
         pids = stage_pids(proc.pid)
         os.kill(pids["infer"], signal.SIGSTOP)
@@ -191,10 +200,6 @@ def test_a_stopped_stage_is_caught_by_its_heartbeats_killed_and_restarted(demo_r
                  "the run to go on")
         os.kill(proc.pid, signal.SIGTERM)
         rc = proc.wait(timeout=STOP_BOUND_S + 30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = log.read_text()
     assert rc == 0, text[-4000:]
     hung = [line for line in text.splitlines() if "hung:" in line]
