@@ -79,6 +79,7 @@ class Verdict:
     meta: dict[str, Any]
     anomaly_map: np.ndarray | None = None
     image: np.ndarray | None = None
+    run_id: str = ""  # the `stream-ad run` that judged it (its frame ids are that run's)
 
     @property
     def latency_s(self) -> float:
@@ -95,11 +96,11 @@ class Verdict:
         return self.score / self.threshold if self.threshold > 0 else None
 
     @classmethod
-    def from_frame(cls, frame: Frame, t_verdict: float) -> Verdict:
+    def from_frame(cls, frame: Frame, t_verdict: float, run_id: str) -> Verdict:
         if frame.score is None or frame.verdict is None or frame.threshold is None:
             raise ValueError(f"frame {frame.key} reached the sinks without a score, threshold and verdict")
         return cls(frame.frame_id, frame.camera, frame.t_capture, t_verdict, frame.score, frame.threshold,
-                   frame.verdict, frame.meta, frame.anomaly_map, frame.image)
+                   frame.verdict, frame.meta, frame.anomaly_map, frame.image, run_id)
 
     def record(self) -> dict[str, Any]:
         rec = {
@@ -112,6 +113,7 @@ class Verdict:
             "threshold": round(self.threshold, 6),
             "score_normalised": None if self.score_normalised is None else round(self.score_normalised, 4),
             "verdict": self.verdict,
+            "run_id": self.run_id,
         }
         for key in ("path", "label", "url", "pts"):
             if key in self.meta:

@@ -18,8 +18,8 @@ from stream_ad.artefact import load_model, read_manifest, serving_model_dir
 from stream_ad.commands.errors import CommandError
 from stream_ad.data import image_paths
 from stream_ad.model import AnomalyModel
-from stream_ad.settings import Settings
 from stream_ad.overlay import draw_overlay
+from stream_ad.settings import Settings
 
 CSV_NAME = "predictions.csv"
 CSV_COLUMNS = ("path", "score", "score_normalised", "verdict", "overlay")

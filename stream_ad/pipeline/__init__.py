@@ -3,9 +3,11 @@
 In the stage processes:
 wire.py        a frame on the wire (JSON header + raw buffers, no pickle)
 notices.py     what stages tell the supervisor: typed notices, encoded and decoded in one place
-plan.py        settings -> the stages and their endpoints (a pure function), written to the run folder as JSON
+plan.py        settings -> the stages and their endpoints (a pure function), written to the run folder as JSON; the
+               run's identity (run id, first frame id)
 curve.py       CURVE keys and sockets on tcp: only the pipeline's processes get through, refusals counted
 shell.py       the shell around every stage (sockets, queue, batching, drop policy, metrics, signals), written once
+liveness.py    a stage's heartbeats: proof that its worker loop moves
 batching.py    the bounded queue in front of each stage, its drop policy, dynamic batching
 stages/        the stages (open / process / close) and the registry of their names
 worker.py      the entry point of one stage process
@@ -13,7 +15,7 @@ worker.py      the entry point of one stage process
 In the supervising process:
 run.py         one run, start to summary: run_pipeline() composes what follows
 preflight.py   checks before any process starts: the source, the endpoints to bind, the paths to write
-supervisor.py  the stage processes' lifecycle: spawn, readiness, restart with backoff, ordered stop
+supervisor.py  the stage processes' lifecycle: spawn, readiness, hung stages, restart with backoff, ordered stop
 inbox.py       the supervisor's end of the notice socket
 accounting.py  notices about frames and the camera -> the ledger, the pipeline-wide metrics, the calibration check
 calibration_check.py  at start-up: the first frames' scores against those the threshold was calibrated on

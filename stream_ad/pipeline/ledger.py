@@ -6,9 +6,9 @@ that was killed, or in a socket buffer at shutdown. Those are found without gues
 
 - Frames of one camera travel one chain of single processes, first in, first out (a bounded queue drops but never
   reorders). So once a later frame of the same camera has its verdict, an earlier frame still open can no longer
-  arrive: it is dropped as "stage_restart" when a stage died while it was in flight, else as "lost" (which would be
-  a bug, and is counted as such rather than hidden). A short settling time lets drop notices, which travel on
-  another socket, arrive first.
+  arrive: it is dropped as "stage_restart" ("stage_hung" for a stage killed as hung) when a stage died while it was
+  in flight, else as "lost" (which would be a bug, and is counted as such rather than hidden). A short settling time
+  lets drop notices, which travel on another socket, arrive first.
 - At shutdown, what is still open after the drain is dropped as "shutdown".
 - Safety net: a frame open for lost_after_s without any of the above is dropped as "lost".
 
@@ -84,7 +84,7 @@ class Ledger:
         self.recent: deque[tuple[float, float]] = deque()  # (monotonic, latency) of the last verdicts
         self._pending_verdicts: deque[tuple[float, str, int]] = deque()  # (monotonic, camera, id) settling
         self._safe_below: dict[str, int] = {}
-        self._restarts: list[tuple[float, str]] = []  # (monotonic, stage)
+        self._restarts: list[tuple[float, str, str]] = []  # (monotonic, stage, reason of the frames it held)
         self._expired_foreign: Counter[tuple[str, str] | None] = Counter()
         self.t_first_in: float | None = None
         self.t_last_in: float | None = None
@@ -187,14 +187,14 @@ class Ledger:
         if self.metrics is not None:
             self.metrics.frames_dropped.labels(cam, stage, reason).inc()
 
-    def on_restart(self, stage: str) -> None:
-        self._restarts.append((time.monotonic(), stage))
+    def on_restart(self, stage: str, reason: str = DropReason.STAGE_RESTART) -> None:
+        self._restarts.append((time.monotonic(), stage, reason))
 
     # ---- finding frames that vanished ----
     def _reason_for(self, entry: _Open) -> tuple[str, str]:
-        for t, stage in reversed(self._restarts):
+        for t, stage, reason in reversed(self._restarts):
             if t >= entry.t_in:
-                return stage, DropReason.STAGE_RESTART
+                return stage, reason
         return "pipeline", DropReason.LOST
 
     def sweep(self) -> None:

@@ -3,8 +3,8 @@
 Stage processes write their metrics through prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by
 the supervisor for each child): per-stage processing time, queue wait, batch size, queue depth, sink errors. The
 supervisor keeps the pipeline-wide accounting itself (it is the one place that sees every frame's fate): frames in,
-scored, dropped by reason, end-to-end latency, score distribution, alarms, camera up/stale, stage restarts. Its
-/metrics handler merges its own registry with the children's files, so a restarted stage's counts are kept.
+scored, dropped by reason, end-to-end latency, score distribution, alarms, camera up/stale, stage restarts and
+hangs. Its /metrics handler merges its own registry with the children's files, so a restarted stage's counts are kept.
 
 All histograms are in seconds (batch size and score excepted).
 """
@@ -124,8 +124,10 @@ class SupervisorMetrics:
             f"{PREFIX}_rejected_notices_total", "Notices refused as impossible: a frame id outside the run's window, "
             "a source_done not from the source's process", ["reason"], registry=r,
         )
-
-
+        self.hangs = Counter(
+            f"{PREFIX}_stage_hangs_total", "Stage processes killed as hung: no heartbeat for "
+            "pipeline.supervisor.hung_after_s", ["stage"], registry=r
+        )
 
 
 class _MergedRegistry:

@@ -7,6 +7,7 @@
     StageFatal    a stage process cannot start or go on (the run stops with its error)
     CameraStatus  the source's camera is up / stale (or came up / went down)
     SourceDone    a file source reached its end
+    Heartbeat     the stage's worker loop made progress since the last one (or waits for input): it is not hung
 
 On the wire a notice is one small JSON object: {"t": kind, "stage": label, "pid": pid, ...its fields}. The sender's
 stage label and pid travel in an Envelope around the notice. decode() checks every field against its dataclass and
@@ -34,6 +35,7 @@ class NoticeKind(enum.StrEnum):
     STAGE_FATAL = "fatal"
     CAMERA_STATUS = "camera"
     SOURCE_DONE = "source_done"
+    HEARTBEAT = "beat"
 
 
 class DropReason(enum.StrEnum):
@@ -49,6 +51,8 @@ class DropReason(enum.StrEnum):
     STAGE_RESTART = "stage_restart"
     LOST = "lost"
     SINK_ERROR = "sink_error"  # a configured sink did not durably take the verdict (a full disk, a failed outbox)
+    STAGE_HUNG = "stage_hung"  # lost inside a stage killed for sending no heartbeat (pipeline.supervisor.hung_after_s)
+    STALE = "stale"  # older than pipeline.max_frame_age_ms at the decide stage: a verdict now would come too late
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class FrameDone:
     t_verdict: float
     score: float | None
     verdict: str | None
+    run_id: str = ""  # the run that judged it (RunPlan.run_id), as in the sinks' records
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,12 @@ class SourceDone:
     last_id: int
 
 
-Notice = FrameIn | FrameDone | FrameDropped | StageReady | StageFatal | CameraStatus | SourceDone
+@dataclass(frozen=True)
+class Heartbeat:
+    pass
+
+
+Notice = FrameIn | FrameDone | FrameDropped | StageReady | StageFatal | CameraStatus | SourceDone | Heartbeat
 
 KINDS: dict[NoticeKind, type[Notice]] = {
     NoticeKind.FRAME_IN: FrameIn,
@@ -111,6 +121,7 @@ KINDS: dict[NoticeKind, type[Notice]] = {
     NoticeKind.STAGE_FATAL: StageFatal,
     NoticeKind.CAMERA_STATUS: CameraStatus,
     NoticeKind.SOURCE_DONE: SourceDone,
+    NoticeKind.HEARTBEAT: Heartbeat,
 }
 KIND_OF: dict[type[Notice], NoticeKind] = {cls: kind for kind, cls in KINDS.items()}
 

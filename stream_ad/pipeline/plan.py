@@ -5,11 +5,16 @@ nothing binds); the supervisor writes the plan to the run folder as JSON and eve
                                 tcp, else ipc://RUN_DIR/<label>.sock
     stage i-1 connects to       pipeline.<stage>.connect (another host), else what stage i binds
     every stage reports to      pipeline.supervisor.endpoint, else index 0 of the same scheme ("supervisor")
+
+Each run has an identity of its own (RunIdentity.new(), the one impure part, made by the caller): a run id that every
+verdict carries, and the id of its first frame.
 """
 
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,22 @@ class StageSpec:
 
 
 @dataclass(frozen=True)
+class RunIdentity:
+    """What tells one `stream-ad run` from every other: its id (in every verdict record) and its first frame id."""
+
+    run_id: str
+    first_frame_id: int
+
+    @classmethod
+    def new(cls) -> RunIdentity:
+        # Frame ids start at the wall clock in microseconds and count up by one per frame, so a later run (a restart,
+        # a reboot) starts above every id of an earlier one: a camera would need more than a million frames a second
+        # to overtake the clock. Derived, not persisted: nothing to lose with the disk, nothing to write before the
+        # first frame. They stay below 2**53 (exact in JSON) for centuries; a clock set back repeats ids.
+        return cls(str(uuid.uuid4()), time.time_ns() // 1000)
+
+
+@dataclass(frozen=True)
 class RunPlan:
     settings: Settings
     stages: tuple[StageSpec, ...]  # in pipeline order, the source first
@@ -46,6 +67,8 @@ class RunPlan:
     threshold: float  # the decide stage's
     model: ModelInfo  # the sinks': which model judged, its pixel threshold (the alarm store records and draws them)
     send_maps: bool  # a sink draws anomaly maps: preprocess keeps the image and infer sends the maps
+    run_id: str  # RunIdentity.run_id: every verdict of the run carries it
+    first_frame_id: int  # the id of the run's first frame; its frames are numbered on from it without gaps
 
     def stage(self, name: str) -> StageSpec:
         for spec in self.stages:
@@ -62,6 +85,8 @@ class RunPlan:
             "threshold": self.threshold,
             "model": asdict(self.model),
             "send_maps": self.send_maps,
+            "run_id": self.run_id,
+            "first_frame_id": self.first_frame_id,
         }, indent=1)
 
     @classmethod
@@ -75,6 +100,8 @@ class RunPlan:
             threshold=raw["threshold"],
             model=ModelInfo(**raw["model"]),
             send_maps=raw["send_maps"],
+            run_id=raw["run_id"],
+            first_frame_id=raw["first_frame_id"],
         )
 
 
@@ -113,7 +140,8 @@ def plan_wiring(settings: Settings, run_dir: Path) -> Wiring:
     return Wiring(tuple(specs), endpoint(0, "supervisor", cfg.supervisor.endpoint))
 
 
-def plan_run(settings: Settings, *, model_dir: Path, threshold: float, model: ModelInfo, run_dir: Path) -> RunPlan:
+def plan_run(settings: Settings, *, model_dir: Path, threshold: float, model: ModelInfo, run_dir: Path,
+             run: RunIdentity) -> RunPlan:
     wiring = plan_wiring(settings, run_dir)
     return RunPlan(
         settings=settings,
@@ -123,4 +151,6 @@ def plan_run(settings: Settings, *, model_dir: Path, threshold: float, model: Mo
         threshold=threshold,
         model=model,
         send_maps=any(SINKS[out.kind].needs_maps for out in settings.pipeline.sink.outputs),
+        run_id=run.run_id,
+        first_frame_id=run.first_frame_id,
     )

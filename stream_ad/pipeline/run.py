@@ -32,8 +32,8 @@ from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.inbox import NoticeInbox
 from stream_ad.pipeline.ledger import Ledger, Refused
 from stream_ad.pipeline.metrics import MetricsServer, SupervisorMetrics
-from stream_ad.pipeline.notices import DropReason, SourceDone, StageFatal, StageReady
-from stream_ad.pipeline.plan import plan_run
+from stream_ad.pipeline.notices import DropReason, Heartbeat, SourceDone, StageFatal, StageReady
+from stream_ad.pipeline.plan import RunIdentity, plan_run
 from stream_ad.pipeline.preflight import check_source
 from stream_ad.pipeline.progress import ProgressLine
 from stream_ad.pipeline.sdnotify import SystemdNotifier
@@ -56,6 +56,7 @@ class PipelineRun:
         self.verbose = verbose
         self.out = out or sys.stderr
         self.metrics = SupervisorMetrics(threshold)
+        self.identity = RunIdentity.new()
         self.ledger = Ledger(self.metrics, lost_after_s=self.cfg.supervisor.lost_after_s)
         self.calibration_check = CalibrationCheck(good_scores, self.cfg.calibration_check, self.cfg.source.camera,
                                                   self.metrics)
@@ -103,6 +104,8 @@ class PipelineRun:
             match envelope.notice:
                 case StageReady():
                     self.supervisor.on_ready(envelope.stage, envelope.pid)
+                case Heartbeat():
+                    self.supervisor.on_heartbeat(envelope.stage, envelope.pid)
                 case StageFatal(error=error):
                     self.supervisor.on_fatal(envelope.stage, error)
                 case SourceDone(camera=camera):
@@ -127,7 +130,7 @@ class PipelineRun:
         metrics_dir = self.run_dir / "metrics"
         metrics_dir.mkdir()
         plan = plan_run(self.settings, model_dir=self.model_dir, threshold=self.threshold,
-                        model=self._model_info(), run_dir=self.run_dir)
+                        model=self._model_info(), run_dir=self.run_dir, run=self.identity)
         plan_path = self.run_dir / "plan.json"
         plan_path.write_text(plan.to_json())
         self.inbox = NoticeInbox(plan.notices, CurveGuard(keys, zmq.Context.instance(), self.metrics.rejected_peers))
@@ -141,6 +144,7 @@ class PipelineRun:
                     "port, or pipeline.metrics.enabled: false)"
                 ) from None
             print(f"metrics: {self.metrics_server.url}", file=self.out, flush=True)
+        log.info("run %s: frame ids from %d", self.identity.run_id, self.identity.first_frame_id)
         self.supervisor = Supervisor(plan, plan_path, metrics_dir, self.metrics, pump=self._pump,
                                      first_id=self._next_frame_id, verbose=self.verbose)
         self.supervisor.start(cancelled=lambda: self.stop_requested)
@@ -154,15 +158,15 @@ class PipelineRun:
             raise PipelineError(f"cannot read the model artefact {self.model_dir}: {exc}") from None
 
     def _next_frame_id(self) -> int:
-        return self.ledger.max_id.get(self.cfg.source.camera, -1) + 1
+        return self.ledger.max_id.get(self.cfg.source.camera, self.identity.first_frame_id - 1) + 1
 
     def _supervise_while(self, going: Callable[[], bool]) -> None:
         """The main loop: notices, dead stages, vanished frames, progress, the systemd watchdog."""
         assert self.supervisor is not None
         while going():
             self._pump(0.05)
-            for label in self.supervisor.check(restart=not self.stop_requested):
-                self.ledger.on_restart(label)
+            for death in self.supervisor.check(restart=not self.stop_requested):
+                self.ledger.on_restart(death.label, death.reason)
             self.ledger.sweep()
             self.progress.show(self.ledger, time.monotonic() - self._t_start)
             # From the main loop only: if this loop hangs, the pings stop and systemd restarts the unit.
@@ -226,7 +230,7 @@ class PipelineRun:
     def _summary(self) -> RunSummary:
         assert self.supervisor is not None
         return summarise(
-            self.ledger, camera=self.cfg.source.camera, wall_s=self._t_end - self._t_start,
+            self.ledger, camera=self.cfg.source.camera, run=self.identity, wall_s=self._t_end - self._t_start,
             restarts=self.supervisor.restarts(), threshold=self.threshold, batch_size_mean=self._batch_mean,
             metrics_url=self.metrics_server.url if self.metrics_server else None, failure=self.failure,
         )

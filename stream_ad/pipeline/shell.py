@@ -12,7 +12,7 @@ frames it returns have reached their verdict.
 Every frame's fate is told to the supervisor on a separate notice socket (stream_ad.pipeline.notices): FrameIn when
 the source reads it, FrameDropped with a reason wherever it is dropped, FrameDone when the last stage has emitted its
 verdict. A frame that cannot be decoded, has the wrong shape or makes the stage raise is counted, logged by name and
-skipped; it never stops the stage.
+skipped; it never stops the stage. Heartbeats (stream_ad.pipeline.liveness) prove the worker loop moves.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from stream_ad.frames import CameraEvent, CameraState, Frame
 from stream_ad.pipeline import notices
 from stream_ad.pipeline.batching import BoundedQueue, Queued
 from stream_ad.pipeline.curve import CurveGuard
+from stream_ad.pipeline.liveness import Liveness
 from stream_ad.pipeline.metrics import StageMetrics
 from stream_ad.pipeline.notices import (
     CameraStatus,
@@ -37,6 +38,7 @@ from stream_ad.pipeline.notices import (
     FrameDone,
     FrameDropped,
     FrameIn,
+    Heartbeat,
     Notice,
     SourceDone,
     StageReady,
@@ -72,6 +74,8 @@ class Notifier:
     def send(self, notice: Notice) -> None:
         data = notices.encode(notice, self.stage, os.getpid())
         with self._lock:
+            if self._sock.closed:  # the stage is closing; a heartbeat may still come
+                return
             try:
                 self._sock.send(data, zmq.NOBLOCK)
             except zmq.Again:
@@ -110,12 +114,15 @@ class _LogLimiter:
 
 
 class StageShell:
-    def __init__(self, spec: StageSpec, notice_endpoint: str, metrics: StageMetrics, curve: CurveGuard) -> None:
+    def __init__(self, spec: StageSpec, notice_endpoint: str, metrics: StageMetrics, curve: CurveGuard, *,
+                 run_id: str, hung_after_s: float) -> None:
         self.spec = spec
         self.metrics = metrics
+        self.run_id = run_id
         self.curve = curve  # tcp sockets: CURVE (stream_ad.pipeline.curve)
         self.ctx = curve.ctx
         self.notifier = Notifier(curve, notice_endpoint, spec.label)
+        self.liveness = Liveness(lambda: self.notifier.send(Heartbeat()), hung_after_s)
         self.stopping = threading.Event()  # SIGTERM: finish what is queued, then leave
         self.hard_stop = threading.Event()  # drain time is over
         self.parent = os.getppid()
@@ -149,7 +156,7 @@ class StageShell:
         """Send a frame downstream (or report it done when this is the last stage). False: it was dropped."""
         if self.out is None:
             self.notifier.send(FrameDone(frame.camera, frame.frame_id, frame.t_capture, time.time(), frame.score,
-                                         frame.verdict))
+                                         frame.verdict, self.run_id))
             return True
         frame.t_sent = time.time()
         parts = encode(frame)
@@ -165,6 +172,7 @@ class StageShell:
                 self.out.send_multipart(parts, copy=False)
                 return True
             except zmq.Again:
+                self.liveness.tick()  # waiting on a slow or restarting peer is no hang of this stage
                 # A blocked source (policy block) stops at once; other stages once their drain time is over.
                 source_stopping = self.spec.bind is None and self.stopping.is_set()
                 if self.stopping.is_set() and self.drain_deadline == float("inf"):
@@ -265,8 +273,10 @@ class StageShell:
         receiver = threading.Thread(target=self._receive, args=(sock,), name="receiver", daemon=True)
         receiver.start()
         self.notifier.send(StageReady())
+        self.liveness.start()
         max_wait = self.spec.max_wait_ms / 1000.0
         while not self.stopping.is_set():
+            self.liveness.tick()
             if self.parent_gone():
                 log.error("%s: the supervisor is gone; stopping", self.spec.label)
                 self.stopping.set()
@@ -284,6 +294,7 @@ class StageShell:
         self.queue.close()
         self.drain_deadline = deadline = min(self.drain_deadline, time.monotonic() + drain_s)
         while time.monotonic() < deadline:
+            self.liveness.tick()
             batch = self.queue.get_batch(self.spec.max_batch, 0.0, timeout=0)
             if not batch:
                 break
@@ -313,6 +324,7 @@ class StageShell:
 
         threading.Thread(target=watchdog, name="stale-watchdog", daemon=True).start()
         self.notifier.send(StageReady())
+        self.liveness.start()
         # A file is up once open; a network camera reports its own state (CameraEvent) as it connects.
         self.notifier.send(CameraStatus(name, up=not camera.reports_camera_state, stale=False))
         produced = 0
@@ -320,11 +332,13 @@ class StageShell:
         iterator = iter(camera)
         try:
             while not self.stopping.is_set():
+                self.liveness.tick()
                 if self.parent_gone():
                     log.error("source: the supervisor is gone; stopping")
                     break
                 try:
-                    item = next(iterator)
+                    with self.liveness.waiting():
+                        item = next(iterator)
                 except StopIteration:
                     ended = True
                     break
@@ -363,6 +377,7 @@ class StageShell:
         return 0
 
     def close(self) -> None:
+        self.liveness.stop()
         if self.out is not None:
             self.out.close()
         self.notifier.close()

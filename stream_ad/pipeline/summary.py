@@ -10,11 +10,14 @@ from typing import Any
 import numpy as np
 
 from stream_ad.pipeline.ledger import Ledger
+from stream_ad.pipeline.plan import RunIdentity
 
 
 @dataclass
 class RunSummary:
     camera: str
+    run_id: str
+    first_frame_id: int  # the run's frames have ids from here on, without gaps
     wall_s: float
     frames_in: int
     scored: int
@@ -65,7 +68,7 @@ class RunSummary:
         if self.failure is not None:
             rows.append(("stopped by", self.failure))
         width = max(len(k) for k, _ in rows)
-        lines = [f"pipeline summary (camera {self.camera})", "-" * (width + 30)]
+        lines = [f"pipeline summary (camera {self.camera}, run {self.run_id})", "-" * (width + 30)]
         lines += [f"{k:<{width}}  {v}" for k, v in rows]
         return "\n".join(lines)
 
@@ -106,11 +109,14 @@ def infer_batch_mean(metrics_dir: Path) -> float | None:
         return None
 
 
-def summarise(ledger: Ledger, *, camera: str, wall_s: float, restarts: dict[str, int], threshold: float,
-              batch_size_mean: float | None, metrics_url: str | None, failure: str | None = None) -> RunSummary:
+def summarise(ledger: Ledger, *, camera: str, run: RunIdentity, wall_s: float, restarts: dict[str, int],
+              threshold: float, batch_size_mean: float | None, metrics_url: str | None,
+              failure: str | None = None) -> RunSummary:
     read_span = (ledger.t_last_in or 0) - (ledger.t_first_in or 0)
     return RunSummary(
         camera=camera,
+        run_id=run.run_id,
+        first_frame_id=run.first_frame_id,
         wall_s=wall_s,
         frames_in=ledger.frames_in,
         scored=ledger.scored_from_camera,

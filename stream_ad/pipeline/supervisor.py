@@ -7,6 +7,9 @@ before it is ready stops the run with its error (a missing model is not fixed by
 Running: a stage that dies (kill -9, a crash) is counted in stream_ad_stage_restarts_total and started again after
 a backoff that doubles while it keeps dying (restart_backoff_s .. restart_backoff_max_s); its peers keep running and
 reconnect by themselves (ZeroMQ). The caller hears which stages died, so frames lost inside them are counted.
+A ready stage that sends no heartbeat for hung_after_s (its worker stuck, its process stopped or frozen: see
+liveness.py), or a restarted one not ready within startup_timeout_s, is hung: logged, counted in
+stream_ad_stage_hangs_total, killed (SIGKILL) and restarted the same way; its frames count as stage_hung.
 
 Stop: SIGTERM to each stage given (a stage still starting holds no frames: SIGKILL), stop_timeout_s to exit, then
 SIGKILL. The supervisor reads no notices itself: `pump` (the run's) handles them while it waits, and hands it the
@@ -28,6 +31,7 @@ from pathlib import Path
 
 from stream_ad.pipeline.errors import FATAL_EXIT, PipelineError
 from stream_ad.pipeline.metrics import MULTIPROC_ENV, SupervisorMetrics, mark_stage_dead
+from stream_ad.pipeline.notices import DropReason
 from stream_ad.pipeline.plan import RunPlan, StageSpec
 from stream_ad.pipeline.sdnotify import child_environment
 from stream_ad.settings import SupervisorSettings
@@ -48,7 +52,16 @@ class StageProcess:
     restart_at: float | None = None
     failures: int = 0  # consecutive quick deaths (for the backoff)
     started_at: float = 0.0
+    last_beat: float = 0.0  # monotonic time of its last heartbeat (or of its readiness)
     fatal: str | None = None
+
+
+@dataclass(frozen=True)
+class Death:
+    """A stage found dead (or killed as hung): the frames it held are dropped with `reason`."""
+
+    label: str
+    reason: DropReason
 
 
 class Supervisor:
@@ -76,6 +89,7 @@ class Supervisor:
         self.source = plan.stages[0].name
         for spec in plan.stages:  # every series exists from the start, at 0
             metrics.restarts.labels(spec.label)
+            metrics.hangs.labels(spec.label)
             metrics.stage_up.labels(spec.label).set(0)
 
     # ---- start ----
@@ -132,9 +146,15 @@ class Supervisor:
         if p is None or p.proc is None or pid != p.proc.pid:  # a late notice of a process already replaced
             return
         p.ready = True
+        p.last_beat = time.monotonic()
         self.metrics.stage_up.labels(label).set(1)
         if p.starts > 1:
             log.info("stage %s is back (pid %d)", label, pid)
+
+    def on_heartbeat(self, label: str, pid: int) -> None:
+        p = self._by_label(label)
+        if p is not None and p.proc is not None and pid == p.proc.pid:
+            p.last_beat = time.monotonic()
 
     def on_fatal(self, label: str, error: str) -> None:
         p = self._by_label(label)
@@ -155,9 +175,10 @@ class Supervisor:
         return self.stages[self.source].finished
 
     # ---- running ----
-    def check(self, *, restart: bool) -> list[str]:
-        """Restart the stages whose backoff is over (when `restart`), schedule a restart for those that died; returns
-        the labels of the stages found dead now. PipelineError for a stage that reported a fatal error."""
+    def check(self, *, restart: bool) -> list[Death]:
+        """Restart the stages whose backoff is over (when `restart`), kill the hung ones, schedule a restart for those
+        that died; returns the stages found dead or hung now. PipelineError for a stage that reported a fatal
+        error."""
         now = time.monotonic()
         died = []
         for p in self.stages.values():
@@ -165,6 +186,13 @@ class Supervisor:
                 continue
             rc = p.proc.poll()
             if rc is None:
+                hung = self._hung(p, now)
+                if hung is not None:
+                    p.proc.kill()  # SIGKILL ends a stopped process too
+                    self.metrics.hangs.labels(p.spec.label).inc()
+                    p.proc.wait()
+                    self._died(p, now, f"hung: {hung}; killed")
+                    died.append(Death(p.spec.label, DropReason.STAGE_HUNG))
                 continue
             if p.restart_at is not None:
                 if now >= p.restart_at and restart:
@@ -178,11 +206,24 @@ class Supervisor:
                     continue
             if p.fatal:
                 raise PipelineError(f"stage {p.spec.label} failed: {p.fatal}")
-            self._died(p, rc, now)
-            died.append(p.spec.label)
+            how = f"signal {-rc}" if rc < 0 else f"status {rc}"
+            self._died(p, now, f"died ({how})")
+            died.append(Death(p.spec.label, DropReason.STAGE_RESTART))
         return died
 
-    def _died(self, p: StageProcess, rc: int, now: float) -> None:
+    def _hung(self, p: StageProcess, now: float) -> str | None:
+        """Why a running stage counts as hung now, or None."""
+        if p.stopping or p.finished:
+            return None
+        if p.ready:
+            silent = now - p.last_beat
+            if silent > self.cfg.hung_after_s:
+                return f"no heartbeat for {silent:.1f} s (pipeline.supervisor.hung_after_s {self.cfg.hung_after_s:g})"
+        elif now - p.started_at > self.cfg.startup_timeout_s:  # a restart; the first start is _await_ready's
+            return f"not ready {now - p.started_at:.0f} s after its start (pipeline.supervisor.startup_timeout_s)"
+        return None
+
+    def _died(self, p: StageProcess, now: float, what: str) -> None:
         assert p.proc is not None
         self.metrics.stage_up.labels(p.spec.label).set(0)
         self.metrics.restarts.labels(p.spec.label).inc()
@@ -190,8 +231,7 @@ class Supervisor:
             mark_stage_dead(self.metrics_dir, p.proc.pid)
         p.failures = p.failures + 1 if now - p.started_at < QUICK_DEATH_S else 1
         delay = min(self.cfg.restart_backoff_s * 2 ** (p.failures - 1), self.cfg.restart_backoff_max_s)
-        how = f"signal {-rc}" if rc < 0 else f"status {rc}"
-        log.error("stage %s (pid %d) died (%s); restarting in %.1f s", p.spec.label, p.proc.pid, how, delay)
+        log.error("stage %s (pid %d) %s; restarting in %.1f s", p.spec.label, p.proc.pid, what, delay)
         p.ready = False
         p.restart_at = now + delay
 

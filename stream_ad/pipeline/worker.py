@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stream_ad.pipeline.worker")
     parser.add_argument("plan", type=Path)
     parser.add_argument("stage")
-    parser.add_argument("--first-id", type=int, default=0)
+    parser.add_argument("--first-id", type=int, default=None)  # default: the plan's first_frame_id
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     _die_with_parent()
@@ -62,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     metrics = StageMetrics(spec.label)
     # The supervisor checked the keys before it started any stage.
     curve = CurveGuard(pipeline_keys(plan.settings.pipeline), zmq.Context.instance(), metrics.rejected_peers)
-    shell = StageShell(spec, plan.notices, metrics, curve)
+    shell = StageShell(spec, plan.notices, metrics, curve, run_id=plan.run_id,
+                       hung_after_s=plan.settings.pipeline.supervisor.hung_after_s)
     shell.install_signals()
-    ctx = StageContext(plan, spec, metrics, shell.stopping, shell.drop, args.first_id)
+    first_id = plan.first_frame_id if args.first_id is None else args.first_id
+    ctx = StageContext(plan, spec, metrics, shell.stopping, shell.drop, first_id, shell.liveness.tick)
     pipeline = plan.settings.pipeline
     try:
         # The source is no Stage: it has no input, the shell reads its camera.
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if isinstance(opened, Camera):
             shell.drain_s = pipeline.supervisor.drain_timeout_s
-            code = shell.run_source(opened, pipeline.source, args.first_id)
+            code = shell.run_source(opened, pipeline.source, first_id)
         else:
             # The supervisor drained the pipeline before this SIGTERM; what is left gets half the stop time.
             code = shell.run(opened, drain_s=pipeline.supervisor.stop_timeout_s / 2)

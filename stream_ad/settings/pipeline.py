@@ -18,7 +18,7 @@ from stream_ad.settings.plc_security import (
 # The stages of the built-in chain, in order; a custom middle stage is named by its Stage class, "package.module:Class".
 BUILTIN_STAGES = ("source", "preprocess", "infer", "decide", "sink")
 # Holding registers of the Modbus result block (its layout: stream_ad.sinks.modbus_map).
-MODBUS_BLOCK_SIZE = 20
+MODBUS_BLOCK_SIZE = 28
 # Pixels an image file may have, checked from its header before decoding (a decompression bomb is refused unread).
 MAX_IMAGE_PIXELS = 64_000_000
 
@@ -310,6 +310,10 @@ class SupervisorSettings(Strict):
     stop_timeout_s: float = Field(5.0, gt=0.0)
     # A frame still in flight this long after the last sign of progress past it counts as lost (safety net).
     lost_after_s: float = Field(30.0, gt=0.0)
+    # A ready stage whose worker sent no heartbeat for this long (stuck in its stage code, stopped, frozen) is killed
+    # and restarted; its frames count as stage_hung. Keep it above the slowest batch the infer stage takes. A stage
+    # still starting (loading, warming up its model) has startup_timeout_s instead.
+    hung_after_s: float = Field(5.0, ge=0.5)
 
 
 class CalibrationCheckSettings(Strict):
@@ -339,6 +343,9 @@ class PipelineSettings(Strict):
     # What a full queue does: drop its oldest frame, drop the arriving one, or block (file sources only).
     policy: DropPolicy = "drop_oldest"
     duration_s: float | None = Field(None, gt=0.0)  # stop after this long (None: until the source ends / SIGTERM)
+    # A frame older than this (capture to the decide stage) is dropped as stale, never judged: a verdict that late
+    # is of no use to the line. None: no limit.
+    max_frame_age_ms: float | None = Field(None, gt=0.0)
     progress: bool = True  # a live progress line on stderr
     progress_interval_s: float = Field(1.0, gt=0.0)
     source: SourceSettings = Field(default_factory=SourceSettings)

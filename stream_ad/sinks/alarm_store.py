@@ -2,7 +2,7 @@
 count, bytes and age (past a bound the oldest alarms go, all their files together).
 
 Each file is written under a temporary name and then linked to its own: a reader sees the whole file or none, and a
-link never replaces a file, so a name already taken (a re-run restarts frame ids) moves the alarm to "STEM-1",
+link never replaces a file, so a name already taken (a clock set back repeats frame ids) moves the alarm to "STEM-1",
 "STEM-2", ... An alarm's last file appears last and is removed first: a reader that finds it finds the others.
 The index (stem, bytes, time) lives in memory, rebuilt from the folder at open(): adding or pruning never rescans
 the folder.

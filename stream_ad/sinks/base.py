@@ -14,6 +14,10 @@ from stream_ad.frames import ModelInfo, Verdict
 from stream_ad.settings import SinkSettings
 
 
+def _nothing() -> None:
+    pass
+
+
 class Sink(ABC):
     kind: ClassVar[str]
     needs_maps: ClassVar[bool] = False  # ask the infer stage to send anomaly maps (and keep the image)
@@ -24,6 +28,9 @@ class Sink(ABC):
         self.output_dir = output_dir
         self.where = where  # the settings key of this sink, for error messages
         self.model = model  # the model that judges the verdicts (the run plan's); None outside a pipeline
+        # A sink whose write() of one batch may take long (pictures to encode) calls it between verdicts; the sink
+        # stage sets it to its heartbeat's tick, or the stage would count as hung meanwhile.
+        self.progress: Callable[[], None] = _nothing
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Acquire files, connections; called once in the sink stage's process."""
@@ -34,9 +41,9 @@ class Sink(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release."""
 
-    def unavailable(self, camera: str, frame_id: int, reason: str) -> None:  # noqa: B027 - optional hook
-        """Tell the peer that inspection is not available from frame `frame_id` of `camera` on (safe state); sinks
-        without a peer that acts on it (files, stdout) do nothing."""
+    def unavailable(self, first: Verdict, reason: str) -> None:  # noqa: B027 - optional hook
+        """Tell the peer that inspection is not available from frame `first` on (the first verdict not delivered:
+        safe state); sinks without a peer that acts on it (files, stdout) do nothing."""
 
     def wanted(self, verdicts: list[Verdict]) -> list[Verdict]:
         return [v for v in verdicts if v.alarm] if self.cfg.only_alarms else verdicts

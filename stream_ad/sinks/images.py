@@ -18,10 +18,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from stream_ad.overlay import FALLBACK_QUANTILE, draw_overlay
 from stream_ad.settings import ImagesSinkSettings
 from stream_ad.sinks.alarm_store import AlarmStore, StoreBounds
 from stream_ad.sinks.base import Sink, Verdict, register_sink
-from stream_ad.overlay import FALLBACK_QUANTILE, draw_overlay
 
 FRAME, OVERLAY, SIDECAR = ".frame.png", ".overlay.png", ".json"  # the sidecar last: its presence means all are there
 
@@ -60,6 +60,7 @@ class ImageSink(Sink):
                     self._store(v)
                 except (OSError, ValueError) as exc:  # the batch's other alarms are still stored
                     failed.append(f"{v.camera}/{v.frame_id}: {exc}")
+                self.progress()
         self.store.prune()  # the age bound, also while no alarm comes
         if failed:
             raise OSError(f"{len(failed)} alarm(s) not stored in {self.folder}: " + "; ".join(failed))

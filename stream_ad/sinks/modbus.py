@@ -55,11 +55,14 @@ class ModbusSink(OutboxSink):
     def send(self, record: dict[str, Any]) -> None:
         assert self._client is not None
         client, base, unit = self._client, self.cfg.base_address, self.cfg.unit_id
-        regs = rmap.result_registers(record)
-        self._check(client.write_registers(base + rmap.SEQUENCE, regs, device_id=unit), "writing",
-                    base + rmap.SEQUENCE, len(regs))
-        if not self.cfg.handshake:
+        regs, stamp = rmap.result_registers(record), rmap.stamp_registers(record)
+        if not self.cfg.handshake:  # the PLC does not use ACK then: the whole result in one request
+            self._write(rmap.SEQUENCE, [*regs, 0, *stamp])
             return
+        # result_valid is 0 now (the PLC acknowledged the last result): the stamp first, then the request that
+        # raises result_valid, so a PLC that reads on its rise finds all of the result.
+        self._write(rmap.CAPTURE_MS, stamp)
+        self._write(rmap.SEQUENCE, regs)
         # The PLC acknowledges by writing the sequence's low word to ACK; then result_valid falls for the next one.
         want = record["seq"] & 0xFFFF
         deadline = time.monotonic() + self.cfg.timeout_s
@@ -72,12 +75,15 @@ class ModbusSink(OutboxSink):
                 raise TimeoutError(f"the PLC did not acknowledge seq {record['seq']} within {self.cfg.timeout_s} s "
                                    f"(register {base + rmap.ACK} holds {ack}, expected {want})")
             time.sleep(ACK_POLL_S)
-        self._check(client.write_registers(base + rmap.RESULT_VALID, [0], device_id=unit), "writing",
-                    base + rmap.RESULT_VALID, 1)
+        self._write(rmap.RESULT_VALID, [0])
+
+    def _write(self, offset: int, registers: list[int]) -> None:
+        assert self._client is not None
+        address = self.cfg.base_address + offset
+        self._check(self._client.write_registers(address, registers, device_id=self.cfg.unit_id), "writing",
+                    address, len(registers))
 
     def heartbeat(self) -> None:
         assert self._client is not None
         self._beats = (self._beats + 1) & 0xFFFF
-        address = self.cfg.base_address + rmap.HEARTBEAT
-        self._check(self._client.write_registers(address, [self._beats], device_id=self.cfg.unit_id), "writing",
-                    address, 1)
+        self._write(rmap.HEARTBEAT, [self._beats])

@@ -10,6 +10,8 @@ object there, in one Write request (the PLC sees all fields of a result together
         {ns}:Score      Double     NaN when unavailable
         {ns}:Threshold  Double     NaN when unavailable
         {ns}:Timestamp  DateTime   the verdict time (UTC)
+        {ns}:CaptureTime DateTime  the frame's capture time (UTC): a PLC rejects a result too late to act on
+        {ns}:RunId      String     the `stream-ad run` that judged it
         {ns}:Heartbeat  UInt32     +1 every heartbeat_s
 
 `add_result_object` builds that layout on an asyncua server (a soft PLC, a gateway, the tests). With setting
@@ -46,6 +48,8 @@ FIELDS: dict[str, ua.VariantType] = {
     "Score": ua.VariantType.Double,
     "Threshold": ua.VariantType.Double,
     "Timestamp": ua.VariantType.DateTime,
+    "CaptureTime": ua.VariantType.DateTime,
+    "RunId": ua.VariantType.String,
     "Sequence": ua.VariantType.UInt64,
 }
 HEARTBEAT = ("Heartbeat", ua.VariantType.UInt32)
@@ -63,7 +67,10 @@ def field_values(record: dict[str, Any]) -> dict[str, Any]:
         "FrameId": int(record["frame_id"]), "Camera": str(record["camera"]), "Verdict": record["verdict"],
         "Alarm": record["verdict"] != "ok", "Score": _double(record["score"]),
         "Threshold": _double(record["threshold"]),
-        "Timestamp": datetime.fromtimestamp(record["t_verdict"], tz=timezone.utc), "Sequence": int(record["seq"]),
+        "Timestamp": datetime.fromtimestamp(record["t_verdict"], tz=timezone.utc),
+        "CaptureTime": datetime.fromtimestamp(record["t_capture"], tz=timezone.utc),
+        "RunId": record.get("run_id", ""),  # "": a record queued in the outbox before run ids were recorded
+        "Sequence": int(record["seq"]),
     }
 
 

@@ -4,7 +4,8 @@ sink's protocol methods (connect, send, disconnect, heartbeat).
 
 Safe state (pipeline.sink.on_error: safe_state): unavailable() sends, ahead of the queue and without the disk, a
 record with verdict "unavailable" (no score, no threshold) and the id of the first frame that got no verdict: the
-PLC treats the part as not inspected until a verdict of a later frame arrives."""
+PLC treats the part as not inspected until a verdict of a later frame arrives. It carries that frame's capture time
+and the run id, as every record does."""
 
 from __future__ import annotations
 
@@ -76,10 +77,12 @@ class OutboxSink(Sink):
         assert self.outbox is not None, f"{type(self).__name__}.open() was not called"
         self.outbox.put([(v.alarm, v.record()) for v in self.wanted(verdicts)])
 
-    def unavailable(self, camera: str, frame_id: int, reason: str) -> None:
+    def unavailable(self, first: Verdict, reason: str) -> None:
         assert self.outbox is not None, f"{type(self).__name__}.open() was not called"
-        self.outbox.announce({"frame_id": frame_id, "camera": camera, "t_verdict": round(time.time(), 6),
-                              "score": None, "threshold": None, "verdict": UNAVAILABLE, "reason": reason})
+        self.outbox.announce({"frame_id": first.frame_id, "camera": first.camera,
+                              "t_capture": round(first.t_capture, 6), "t_verdict": round(time.time(), 6),
+                              "score": None, "threshold": None, "verdict": UNAVAILABLE, "reason": reason,
+                              "run_id": first.run_id})
 
     def close(self) -> None:
         if self.outbox is not None:

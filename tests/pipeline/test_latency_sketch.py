@@ -10,6 +10,7 @@ import pytest
 
 from stream_ad.pipeline.latency_sketch import LOWEST_S, RELATIVE_ACCURACY, LatencySketch
 from stream_ad.pipeline.ledger import Ledger
+from stream_ad.pipeline.plan import RunIdentity
 from stream_ad.pipeline.summary import summarise
 
 
@@ -51,7 +52,7 @@ def test_ledger_latency_memory_stays_flat_over_ten_million_verdicts() -> None:
     assert ledger.latency.count == 10_000_003
     # A list of every sample would grow by 72 MB over the last nine million; the sketch grows by nothing.
     assert rss[-1] - rss[0] < 8 * 2**20, [r // 2**20 for r in rss]
-    lat = summarise(ledger, camera="cam0", wall_s=1.0, restarts={}, threshold=1.0, batch_size_mean=None,
+    lat = summarise(ledger, camera="cam0", run=RunIdentity("r", 0), wall_s=1.0, restarts={}, threshold=1.0, batch_size_mean=None,
                     metrics_url=None).latency_ms
     assert _within(lat["p50"] / 1000, float(np.percentile(samples, 50, method="lower")))
     assert _within(lat["p99"] / 1000, float(np.percentile(samples, 99, method="lower")))

@@ -6,6 +6,7 @@ import time
 
 from stream_ad.pipeline.ledger import Ledger
 from stream_ad.pipeline.metrics import SupervisorMetrics
+from stream_ad.pipeline.notices import DropReason
 
 
 def test_every_frame_scored_or_dropped_once() -> None:
@@ -96,3 +97,15 @@ def test_a_forged_id_inside_the_window_overtakes_no_real_frame() -> None:
     for i in range(3):
         lg.on_done("c", i, float(i), i + 0.1, 0.5, "ok")
     assert lg.scored_from_camera == 3 and lg.unaccounted == 0 and lg.foreign_by_reason() == {"verdict": 1}
+
+
+def test_frames_lost_in_a_stage_killed_as_hung_count_as_stage_hung() -> None:
+    lg = Ledger(settle_s=0.0)
+    first = 1_750_000_000_000_000  # ids start at the run's wall clock in microseconds
+    for i in range(first, first + 4):
+        lg.on_in("c", i, 0.0)
+    lg.on_restart("infer", DropReason.STAGE_HUNG)  # frames first..first+2 were held by the hung stage
+    lg.on_done("c", first + 3, 0.0, 0.1, 0.1, "ok")
+    lg.sweep()
+    assert lg.dropped == {("infer", "stage_hung"): 3} and lg.drops_by_reason() == {"stage_hung": 3}
+    assert lg.scored == 1 and lg.in_flight == 0 and lg.unaccounted == 0

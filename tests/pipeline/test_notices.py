@@ -16,6 +16,7 @@ from stream_ad.pipeline.notices import (
     FrameDone,
     FrameDropped,
     FrameIn,
+    Heartbeat,
     SourceDone,
     StageFatal,
     StageReady,
@@ -27,6 +28,8 @@ EVERY_KIND = [
     FrameIn("cam0", 17, 1718000000.25),
     FrameDone("cam0", 17, 1718000000.25, 1718000000.5, 3.75, "anomaly"),
     FrameDone("cam0", 18, 1718000000.25, 1718000000.5, None, None),
+    FrameDone("cam0", 1_750_000_000_000_017, 1750000000.25, 1750000000.5, 0.5, "ok",
+              "0b5c2a9e-3f1d-4c55-9a51-6a8f1e2d7c44"),
     FrameDropped("cam0", 17, DropReason.QUEUE_FULL, "infer queue full (drop_oldest)"),
     FrameDropped(None, None, DropReason.BAD_FRAME, "header is not UTF-8 JSON"),
     FrameDropped("cam0", 3, "decode_error", "cannot decode image"),  # a source's own reason
@@ -35,6 +38,7 @@ EVERY_KIND = [
     CameraStatus("cam0", up=True, stale=False, event=CameraState.UP, detail="connected"),
     CameraStatus("cam0", up=False, stale=True, detail="no frame for 2.1 s"),
     SourceDone("cam0", last_id=82),
+    Heartbeat(),
 ]
 
 

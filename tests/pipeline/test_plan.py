@@ -3,16 +3,18 @@ images sink, threshold and model carried, and the JSON the stage processes read 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from stream_ad.frames import ModelInfo
-from stream_ad.pipeline.plan import RunPlan, StageSpec, plan_run
+from stream_ad.pipeline.plan import RunIdentity, RunPlan, StageSpec, plan_run
 from stream_ad.settings import Settings, load_settings
 
 RUN_DIR = Path("/run/stream-ad-test")
 KEYS = "/etc/stream-ad/keys"  # tcp needs keys; planning only names them
 MODEL = Path("/models/tile-patchcore")
 MODEL_INFO = ModelInfo("tile-patchcore patchcore state sha256:0123456789abcdef", pixel_threshold=1.75)
+RUN = RunIdentity("0b5c2a9e-3f1d-4c55-9a51-6a8f1e2d7c44", 1_750_000_000_000_000)
 
 
 def _settings(**pipeline: object) -> Settings:
@@ -20,7 +22,7 @@ def _settings(**pipeline: object) -> Settings:
 
 
 def _plan(settings: Settings, threshold: float = 2.5, model: ModelInfo = MODEL_INFO) -> RunPlan:
-    return plan_run(settings, model_dir=MODEL, threshold=threshold, model=model, run_dir=RUN_DIR)
+    return plan_run(settings, model_dir=MODEL, threshold=threshold, model=model, run_dir=RUN_DIR, run=RUN)
 
 
 def test_ipc_plan_chains_the_stages_through_sockets_in_the_run_folder() -> None:
@@ -83,7 +85,19 @@ def test_threshold_model_and_settings_travel_through_the_plan_file() -> None:
     assert plan.stage("decide").policy == "drop_newest"
     again = RunPlan.from_json(plan.to_json())
     assert again == plan
+    assert (again.run_id, again.first_frame_id) == (RUN.run_id, RUN.first_frame_id)
     # A model without a pixel threshold travels as one (the alarm store then colours a quantile of the map).
     bare = _plan(settings, model=ModelInfo("m patchcore state sha256:0"))
     assert RunPlan.from_json(bare.to_json()).model.pixel_threshold is None
     assert again.settings.pipeline.infer.max_batch == 3
+
+
+def test_each_run_gets_its_own_id_and_starts_its_frame_ids_above_every_earlier_run() -> None:
+    first = RunIdentity.new()
+    time.sleep(0.01)
+    second = RunIdentity.new()
+    assert second.run_id != first.run_id and len(first.run_id) == 36
+    # 10 ms later the next run starts 10,000 ids above: the first run's camera would need a million frames a second
+    # to reach them.
+    assert second.first_frame_id - first.first_frame_id >= 10_000
+    assert second.first_frame_id < 2**53  # exact as a JSON number

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from stream_ad.pipeline.ledger import Ledger
+from stream_ad.pipeline.plan import RunIdentity
 from stream_ad.pipeline.summary import percentiles, summarise
 
 
@@ -27,13 +28,14 @@ def test_percentiles_are_in_milliseconds() -> None:
 
 
 def test_summary_figures_table_and_json() -> None:
-    s = summarise(_ledger(), camera="cam0", wall_s=2.0, restarts={"source": 0, "infer": 1}, threshold=2.5,
+    run = RunIdentity("0b5c2a9e-3f1d-4c55-9a51-6a8f1e2d7c44", 0)
+    s = summarise(_ledger(), camera="cam0", run=run, wall_s=2.0, restarts={"source": 0, "infer": 1}, threshold=2.5,
                   batch_size_mean=1.5, metrics_url=None)
     assert (s.frames_in, s.scored, s.alarms, s.in_flight_at_end, s.unaccounted) == (4, 2, 1, 1, 0)
     assert s.dropped == {"queue_full": 1} and s.rejected_messages == {"bad_frame": 1}
     assert s.verdict_fps == 1.0 and abs(s.latency_ms["max"] - 30.0) < 1e-6
     table = s.table()
-    assert table.splitlines()[0] == "pipeline summary (camera cam0)"
+    assert table.splitlines()[0] == f"pipeline summary (camera cam0, run {run.run_id})"
     for row in ("dropped                                1  (queue_full 1)",
                 "rejected messages (not camera frames)  bad_frame 1",
                 "infer batch size (mean)                1.50",
@@ -41,4 +43,5 @@ def test_summary_figures_table_and_json() -> None:
                 "decision threshold                     2.5000"):
         assert row in table, row
     js = s.to_json()
+    assert (js["run_id"], js["first_frame_id"]) == (run.run_id, 0)
     assert js["dropped_total"] == 1 and js["restarts"] == {"source": 0, "infer": 1} and js["extra"] == {}

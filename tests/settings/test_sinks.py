@@ -45,7 +45,7 @@ def test_plc_line_example_is_valid() -> None:
         ("      - {kind: modbus, host: plc, base_adress: 10}\n", r"pipeline\.sink\.outputs\.0\.base_adress: unknown key"),
         ("      - {kind: modbus}\n", r"pipeline\.sink\.outputs\.0\.host: Field required"),
         (f"      - {{kind: modbus, host: plc, base_address: {65536 - modbus_map.BLOCK_SIZE + 1}}}\n",
-         r"pipeline\.sink\.outputs\.0\.base_address: .*highest base_address is 65516"),
+         r"pipeline\.sink\.outputs\.0\.base_address: .*highest base_address is 65508"),
         ("      - {kind: modbus, host: plc, port: 70000}\n", r"pipeline\.sink\.outputs\.0\.port"),
         ("      - {kind: jsonl, host: plc}\n", r"pipeline\.sink\.outputs\.0\.host: unknown key"),
         ("      - {kind: opcua, endpoint: 'http://plc:4840'}\n", r"pipeline\.sink\.outputs\.0\.endpoint"),

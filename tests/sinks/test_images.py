@@ -21,6 +21,7 @@ MODEL = ModelInfo("tile-v2 patchcore state sha256:0123456789abcdef", pixel_thres
 # 2024-05-01 10:15:30.123456 UTC
 T0 = datetime(2024, 5, 1, 10, 15, 30, 123456, tzinfo=UTC).timestamp()
 STEM = "20240501T101530.123Z_line3_00000021"
+RUN_ID = "0b5c2a9e-3f1d-4c55-9a51-6a8f1e2d7c44"
 
 
 def _verdict(frame_id: int, *, t: float = T0, score: float = 3.0, with_map: bool = True) -> Verdict:
@@ -30,7 +31,7 @@ def _verdict(frame_id: int, *, t: float = T0, score: float = 3.0, with_map: bool
     amap[10:20, 30:40] = 1.0
     return Verdict(frame_id, "line3", t, t + 0.042, score, 2.0, "anomaly" if score > 2.0 else "ok",
                    {"url": "rtsp://cam/line3", "pts": 9000, "shape": [48, 64]},
-                   amap if with_map else None, image)
+                   amap if with_map else None, image, RUN_ID)
 
 
 def _sink(folder: Path, **bounds: object) -> ImageSink:
@@ -57,7 +58,7 @@ def test_each_alarm_is_a_raw_frame_an_overlay_and_a_sidecar_named_by_time_camera
     assert side["t_capture"] == pytest.approx(T0) and side["latency_ms"] == pytest.approx(42.0)
     assert side["score"] == 3.0 and side["threshold"] == 2.0 and side["score_normalised"] == 1.5
     assert side["pixel_threshold"] == 0.5 and side["coloured"] == "map > pixel_threshold"
-    assert side["model"] == MODEL.version
+    assert side["model"] == MODEL.version and side["run_id"] == RUN_ID
     assert side["url"] == "rtsp://cam/line3" and side["pts"] == 9000 and side["frame_shape"] == [48, 64, 3]
 
 
@@ -88,3 +89,12 @@ def test_the_settings_bound_the_store(tmp_path: Path) -> None:
     stems = sorted(p.name[:-5] for p in folder.glob("*.json"))
     assert len(stems) == 18 and stems[0].endswith("_00000003")  # the 3 oldest went, down to 90 % of 20
     assert len(list(folder.iterdir())) == 18 * 3
+
+
+def test_storing_a_batch_of_alarms_shows_progress_after_each(tmp_path: Path) -> None:
+    """Pictures take time: the sink stage's heartbeat must not think it stuck while a burst of alarms is stored."""
+    sink = _sink(tmp_path / "alarms")
+    ticks: list[int] = []
+    sink.progress = lambda: ticks.append(len(list((tmp_path / "alarms").glob("*.json"))))
+    sink.write([_verdict(i, t=T0 + i) for i in range(4)] + [_verdict(9, score=1.0)])
+    assert ticks == [1, 2, 3, 4]  # once per alarm stored, as it is stored; none for the ok verdict

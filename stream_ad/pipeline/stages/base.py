@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stream_ad.frames import Frame
 from stream_ad.pipeline.metrics import StageMetrics
@@ -38,14 +38,17 @@ DropFrame = Callable[[Frame, str, str], None]
 @dataclass(frozen=True)
 class StageContext:
     """What a stage opens with: the run plan (settings, threshold, model), its own spec, its metrics, the stop flag,
-    and how to drop a frame with a reason of its own."""
+    how to drop a frame with a reason of its own, and how to show it is not stuck."""
 
     plan: RunPlan
     spec: StageSpec
     metrics: StageMetrics
     stop: threading.Event  # set on SIGTERM
     drop: DropFrame
-    first_id: int = 0  # the source: the id of the first frame it reads (a restarted source resumes)
+    first_id: int = 0  # the source: the id of the first frame it reads (plan.first_frame_id, or on after a restart)
+    # A stage whose work on one batch may outlast pipeline.supervisor.hung_after_s by right (many alarm pictures to
+    # store) calls it between the batch's items: proof that it is not stuck (stream_ad.pipeline.liveness).
+    alive: Callable[[], None] = field(default=lambda: None)
 
     @property
     def settings(self) -> Settings:

@@ -42,10 +42,12 @@ class Infer(Stage):
                  cfg.max_batch)
 
     def _warm_up(self, max_batch: int) -> None:
-        """First calls allocate and pick kernels; do it before the first real frame so its latency is honest."""
+        """First calls allocate and pick kernels (torch.compile: one graph per power-of-two batch bucket); do it for
+        every bucket before the first real frame, so its latency is honest and no first batch of a new size outlasts
+        pipeline.supervisor.hung_after_s (the stage would be killed as hung, and compile again after its restart)."""
         side = self.model.preprocessor.input_size
         frame = np.full((side, side, 3), 127, dtype=np.uint8)
-        for n in sorted({1, max_batch}):
+        for n in sorted({min(2**k, max_batch) for k in range(max_batch.bit_length())} | {max_batch}):
             self.model.predict([frame] * n)
 
     def process(self, frames: list[Frame]) -> list[Frame]:

@@ -26,15 +26,17 @@ class SinkStage(Stage):
         self.metrics: StageMetrics = ctx.metrics
         self.drop: DropFrame = ctx.drop
         self.on_error = ctx.settings.pipeline.sink.on_error
+        self.run_id = ctx.plan.run_id
         self.sinks: list[Sink] = [make_sink(cfg, ctx.settings.output_dir, f"pipeline.sink.outputs.{i}", ctx.plan.model)
                                   for i, cfg in enumerate(ctx.settings.pipeline.sink.outputs)]
         self.failing: dict[str, int] = {}  # sink -> verdicts dropped since it began to fail
         for sink in self.sinks:
+            sink.progress = ctx.alive
             sink.open()
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         now = time.time()
-        verdicts = [Verdict.from_frame(f, now) for f in frames]
+        verdicts = [Verdict.from_frame(f, now, self.run_id) for f in frames]
         errors = [(sink, exc) for sink in self.sinks if (exc := self._write(sink, verdicts)) is not None]
         if not errors:
             return frames
@@ -68,7 +70,7 @@ class SinkStage(Stage):
     def _safe_state(self, first: Verdict, reason: str) -> None:
         for sink in self.sinks:
             try:
-                sink.unavailable(first.camera, first.frame_id, reason)
+                sink.unavailable(first, reason)
             except Exception as exc:  # noqa: BLE001 - the other PLCs must still hear it
                 log.error("sink %s (%s) cannot be told that inspection is not available: %s", sink.where, sink.kind,
                           exc)

@@ -21,4 +21,6 @@ def source_folder(pipeline: PipelineSettings, data_root: Path) -> tuple[Path, st
 def open_camera(ctx: StageContext) -> Camera:
     settings = ctx.settings
     folder, setting = source_folder(settings.pipeline, settings.data.root)
-    return open_source(settings.pipeline.source, folder, skip=ctx.first_id, stop=ctx.stop, default_setting=setting)
+    # The run numbers its frames on from its first id: a restarted source skips what it read before.
+    skip = ctx.first_id - ctx.plan.first_frame_id
+    return open_source(settings.pipeline.source, folder, skip=skip, stop=ctx.stop, default_setting=setting)

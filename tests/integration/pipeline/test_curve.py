@@ -128,7 +128,8 @@ def test_a_keyed_tcp_pipeline_refuses_forgers_and_accounts_exactly(
     assert summary["rejected_messages"] == {}  # nothing forged reached the ledger
     assert summary["refused_notices"] == {"source_done": 2, "frame_id": 1}
     verdicts = harness.read_jsonl(verdict_log)
-    assert sorted(v["frame_id"] for v in verdicts) == list(range(FRAMES))
+    first = summary["first_frame_id"]
+    assert sorted(v["frame_id"] for v in verdicts) == list(range(first, first + FRAMES))
     assert sum(v["verdict"] == "anomaly" for v in verdicts) == summary["alarms"]
     assert f"decide: refused a peer on {decide}" in out and f"supervisor: refused a peer on {supervisor}" in out
     assert "refused a source_done notice (camera cam0) from decide" not in out  # the second one: rate-limited

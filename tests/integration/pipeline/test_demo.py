@@ -44,9 +44,10 @@ def test_demo_verdict_log_and_sinks(demo_run: DemoRun) -> None:
     assert len(verdicts) == demo_run.summary["scored"]
     ids = [v["frame_id"] for v in verdicts]
     assert len(set(ids)) == len(ids) and ids == sorted(ids)  # once each, in camera order
+    assert {v["run_id"] for v in verdicts} == {demo_run.summary["run_id"]}  # the run that judged them
     for v in verdicts:
         assert set(v) >= {"frame_id", "camera", "t_capture", "t_verdict", "latency_ms", "score", "threshold",
-                          "score_normalised", "verdict", "path", "label"}
+                          "score_normalised", "verdict", "path", "label", "run_id"}
         assert v["camera"] == "cam0" and v["verdict"] in ("ok", "anomaly")
         assert v["t_verdict"] > v["t_capture"] and v["latency_ms"] > 0
         assert (v["verdict"] == "anomaly") == (v["score"] > v["threshold"])
@@ -69,8 +70,8 @@ def test_demo_verdict_log_and_sinks(demo_run: DemoRun) -> None:
     assert sorted(sidecars) == [v["frame_id"] for v in alarms]
     for v in alarms:
         side = sidecars[v["frame_id"]]
-        assert {k: side[k] for k in ("score", "threshold", "path", "label", "t_capture")} == {
-            k: v[k] for k in ("score", "threshold", "path", "label", "t_capture")}
+        assert {k: side[k] for k in ("score", "threshold", "path", "label", "t_capture", "run_id")} == {
+            k: v[k] for k in ("score", "threshold", "path", "label", "t_capture", "run_id")}
         assert side["model"].startswith("PA_BDP01_TL-patchcore patchcore state sha256:")
         assert side["pixel_threshold"] is None and "99th percentile" in side["coloured"]  # the demo has none
         [raw] = store.glob(f"*_cam0_{v['frame_id']:08d}.frame.png")
@@ -135,7 +136,8 @@ def test_offline_video_with_block_policy_and_a_custom_stage(demo_run: DemoRun, t
     assert summary["frames_in"] == 40 and summary["scored"] == 20
     assert summary["dropped"] == {"filtered": 20} and summary["unaccounted"] == 0
     verdicts = [json.loads(line) for line in (tmp_path / "verdicts.jsonl").read_text().splitlines()]
-    assert [v["frame_id"] for v in verdicts] == list(range(0, 40, 2))
+    first = summary["first_frame_id"]  # the Sampler passes the even ids on
+    assert [v["frame_id"] for v in verdicts] == [i for i in range(first, first + 40) if i % 2 == 0]
     assert all(v["path"] == str(video) for v in verdicts)
 
 

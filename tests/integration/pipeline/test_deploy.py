@@ -126,6 +126,15 @@ def test_refused_peers_fire_the_refused_peers_alert(tmp_path: Path) -> None:
                 {"stage": "decide", "reason": "no_curve"}, "decide: 3 connection(s) refused (no_curve)")
 
 
+def test_a_hung_stage_fires_the_stage_hung_alert(tmp_path: Path) -> None:
+    """A stage killed as hung fires StreamAdStageHung for its stage; stages that never hung do not."""
+    series = 'stream_ad_stage_hangs_total{stage="%s"}'
+    _rule_fires(tmp_path, "StreamAdStageHung",
+                [{"series": series % "infer", "values": "0 0 0 1 1 1"},
+                 {"series": series % "decide", "values": "0 0 0 0 0 0"}],
+                {"stage": "infer"}, "stage infer hung 1 time(s) in 15 minutes")
+
+
 def test_grafana_provisioning_points_at_the_dashboard_and_datasource() -> None:
     source = yaml.safe_load(DATASOURCE.read_text())["datasources"][0]
     provider = yaml.safe_load(DASHBOARD_PROVIDER.read_text())["providers"][0]

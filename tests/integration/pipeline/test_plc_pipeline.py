@@ -1,9 +1,11 @@
 """End to end: `stream-ad run` on a folder camera with the demo's small model delivers every alarm, in order, to a
-real Modbus TCP PLC on 127.0.0.1 (result block + handshake), next to the JSON lines log of the same run; and the
+real Modbus TCP PLC on 127.0.0.1 (result block + handshake, with each result's capture time), next to the JSON lines
+log of the same run (each verdict with the run's id and its capture time); and the
 README's model upgrade (fit otherwise into a new folder, switch the symlink, restart) loses none of them."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -51,15 +53,21 @@ def test_pipeline_delivers_every_alarm_to_a_modbus_plc(demo_run: DemoRun, modbus
         sink={"outputs": [{"kind": "jsonl"},
                           {"kind": "modbus", "host": "127.0.0.1", "port": modbus_plc.port, "base_address": BASE}]},
     )
-    proc = cli("run", str(cfg), timeout=300)
+    proc = cli("run", str(cfg), "--summary", str(tmp_path / "summary.json"), timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    alarms = [v for v in read_jsonl(tmp_path / "verdicts.jsonl") if v["verdict"] == "anomaly"]
+    run_id = json.loads((tmp_path / "summary.json").read_text())["run_id"]
+    verdicts = read_jsonl(tmp_path / "verdicts.jsonl")
+    assert verdicts and all(v["run_id"] == run_id and v["t_capture"] < v["t_verdict"] for v in verdicts)
+    alarms = [v for v in verdicts if v["verdict"] == "anomaly"]
     got = modbus_plc.received()
     assert alarms, "the demo category's test images hold defects: some must alarm"
     assert [r["seq"] for r in got] == list(range(1, len(alarms) + 1))
     assert [(r["frame_id"], r["camera"], r["verdict"]) for r in got] == [
         (a["frame_id"], "line1", "anomaly") for a in alarms]
     assert [r["score"] for r in got] == pytest.approx([a["score"] for a in alarms], rel=1e-5)
+    # The PLC reads each result's capture time (Unix ms) and can reject one too late to act on.
+    assert [r["t_capture_ms"] for r in got] == [round(a["t_capture"] * 1000) for a in alarms]
+    assert [r["frame_id_u32"] for r in got] == [a["frame_id"] & 0xFFFFFFFF for a in alarms]
     outbox = tmp_path / "outbox" / "modbus.sqlite"
     assert outbox.is_file()
 

@@ -1,12 +1,16 @@
 """Supervision with real processes: bad messages injected into a stage are counted and skipped, a stage killed with
-SIGKILL is restarted and the pipeline resumes, SIGTERM drains in-flight frames and exits cleanly within a bound."""
+SIGKILL is restarted and the pipeline resumes, a stage stopped with SIGSTOP is caught by its missing heartbeats,
+killed and restarted, SIGTERM drains in-flight frames and exits cleanly within a bound."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +34,20 @@ from tests.integration.conftest import (
 )
 
 STOP_BOUND_S = 30.0  # drain_timeout_s 10 + stop_timeout_s 5, with room for a loaded 2-core machine
+HUNG_AFTER_S = 3.0
+CATCH_MARGIN_S = 3.0  # the supervisor's loop, a loaded 2-core machine
+
+
+@contextmanager
+def _running(cfg: Path, summary: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`stream-ad run` in the background, killed on the way out should the test fail before it stopped."""
+    proc = start_cli("run", str(cfg), "--summary", str(summary), log=log)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _bad_messages() -> list[tuple[str, list[bytes]]]:
@@ -68,8 +86,7 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
         supervisor={"restart_backoff_s": 0.2},
     )
     log = tmp_path / "run.log"
-    proc = start_cli("run", str(cfg), "--summary", str(tmp_path / "summary.json"), log=log)
-    try:
+    with _running(cfg, tmp_path / "summary.json", log) as proc:
         wait_for(lambda: len(read_jsonl(verdict_log)) >= 5, 240, "the first verdicts")
         pids = stage_pids(proc.pid)
         assert set(pids) == {"source", "preprocess", "infer", "decide", "sink"}
@@ -101,10 +118,6 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
         start = time.monotonic()
         rc = proc.wait(timeout=STOP_BOUND_S + 30)
         took = time.monotonic() - start
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = log.read_text()
     assert rc == 0, text[-4000:]
     assert took < STOP_BOUND_S, f"stopping took {took:.1f} s"
@@ -114,9 +127,10 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
     for frame, _ in _bad_messages():
         assert f"skipped bad frame {frame}" in text or f"skipped frame {frame}" in text, frame
     assert "died (signal 9)" in text
-    assert "source: frame cam0/0 dropped (decode_error): cannot decode image" in text and "000_corrupt.png" in text
-
     summary = json.loads((tmp_path / "summary.json").read_text())
+    first = summary["first_frame_id"]
+    assert f"source: frame cam0/{first} dropped (decode_error): cannot decode image" in text
+    assert "000_corrupt.png" in text
     assert summary["restarts"]["infer"] == 1
     assert summary["rejected_messages"] == {"bad_frame": 5}
     # Every camera frame is accounted for, across the restart and the shutdown.
@@ -127,10 +141,64 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
     ids = [v["frame_id"] for v in verdicts]
     assert len(ids) == len(set(ids)) == summary["scored"]
     # Frames lost inside the killed stage are counted as stage_restart, never silently gone.
-    lost = set(range(summary["frames_in"])) - set(ids)
+    lost = set(range(first, first + summary["frames_in"])) - set(ids)
     assert len(lost) == summary["dropped_total"]
     assert summary["dropped"]["decode_error"] >= 1
     assert set(summary["dropped"]) <= {"decode_error", "stage_restart", "queue_full"}
+
+
+def test_a_stopped_stage_is_caught_by_its_heartbeats_killed_and_restarted(demo_run: DemoRun, tmp_path: Path) -> None:
+    """SIGSTOP of the infer stage: its process lives, but no heartbeat comes. Within hung_after_s (and a margin) the
+    supervisor logs it once, marks it down, kills and restarts it; the frames it held count as stage_hung, the run
+    goes on, and every frame is accounted for."""
+    metrics_port = free_port()
+    verdict_log = tmp_path / "verdicts.jsonl"
+    cfg = write_pipeline(
+        tmp_path / "line.yaml", demo_run.model, tmp_path,
+        metrics={"port": metrics_port},
+        source={"path": str(CATEGORY / "test"), "fps": 8, "loop": True, "preload": True},
+        supervisor={"restart_backoff_s": 0.2, "hung_after_s": HUNG_AFTER_S},
+    )
+    log = tmp_path / "run.log"
+    with _running(cfg, tmp_path / "summary.json", log) as proc:
+        wait_for(lambda: len(read_jsonl(verdict_log)) >= 5, 240, "the first verdicts")
+        pids = stage_pids(proc.pid)
+        os.kill(pids["infer"], signal.SIGSTOP)
+        stopped_at = time.time()
+        wait_for(lambda: "hung: no heartbeat" in log.read_text(), HUNG_AFTER_S + 60, "the hang to be caught",
+                 interval=0.05)
+        caught_at = time.time()
+        assert metric_sum(scrape(metrics_port), "stream_ad_stage_up", 'stage="infer"') == 0  # the new one still loads
+        wait_for(lambda: "stage infer is back" in log.read_text(), 120, "the infer stage to be back", interval=0.05)
+        back_at = time.time()
+        assert stage_pids(proc.pid)["infer"] != pids["infer"]
+        after = wait_for(lambda: [v["t_verdict"] for v in read_jsonl(verdict_log) if v["t_verdict"] > caught_at],
+                         120, "verdicts after the restart", interval=0.05)
+        print(f"\nSIGSTOP of infer (hung_after_s {HUNG_AFTER_S:g}): hang logged after {caught_at - stopped_at:.2f} s, "
+              f"stage back after {back_at - stopped_at:.2f} s, first verdict after {min(after) - stopped_at:.2f} s")
+        assert caught_at - stopped_at < HUNG_AFTER_S + CATCH_MARGIN_S
+        metrics = scrape(metrics_port)
+        assert metric_sum(metrics, "stream_ad_stage_hangs_total", 'stage="infer"') == 1
+        assert metric_sum(metrics, "stream_ad_stage_restarts_total", 'stage="infer"') == 1
+        assert metric_sum(metrics, "stream_ad_stage_up", 'stage="infer"') == 1
+        assert metric_sum(metrics, "stream_ad_stage_hangs_total") == 1  # no other stage counted as hung
+        wait_for(lambda: len([v for v in read_jsonl(verdict_log) if v["t_verdict"] > caught_at]) >= 10, 120,
+                 "the run to go on")
+        os.kill(proc.pid, signal.SIGTERM)
+        rc = proc.wait(timeout=STOP_BOUND_S + 30)
+    text = log.read_text()
+    assert rc == 0, text[-4000:]
+    hung = [line for line in text.splitlines() if "hung:" in line]
+    assert len(hung) == 1 and f"stage infer (pid {pids['infer']}) hung: no heartbeat for" in hung[0], hung
+    assert "killed; restarting in" in hung[0]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["restarts"]["infer"] == 1 and summary["unaccounted"] == 0 and summary["in_flight_at_end"] == 0
+    assert summary["frames_in"] == summary["scored"] + summary["dropped_total"]
+    # What the stopped stage held is stage_hung; what could not wait meanwhile was dropped with its own reason.
+    assert summary["dropped"].get("stage_hung", 0) >= 1, summary["dropped"]
+    assert set(summary["dropped"]) <= {"stage_hung", "queue_full"}, summary["dropped"]
+    ids = [v["frame_id"] for v in read_jsonl(verdict_log)]
+    assert len(ids) == len(set(ids)) == summary["scored"]
 
 
 def test_a_stage_that_cannot_start_stops_the_run_with_its_reason(demo_run: DemoRun, tmp_path: Path) -> None:

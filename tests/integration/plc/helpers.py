@@ -47,10 +47,13 @@ class Subscriber:
         self.client.disconnect()
 
 
+RUN_ID = "5f0c7d1e-2b8a-4e8e-9d57-1c0b7a3e6f21"  # the run the test verdicts come from
+
+
 def verdict(frame_id: int, alarm: bool, camera: str = "line1") -> Verdict:
     now = time.time()
     return Verdict(frame_id, camera, now - 0.05, now, 2.0 + frame_id / 1000 if alarm else 0.5, 1.0,
-                   "anomaly" if alarm else "ok", {})
+                   "anomaly" if alarm else "ok", {}, run_id=RUN_ID)
 
 
 def sink(settings: Any, tmp_path: Path) -> Sink:
@@ -78,4 +81,4 @@ def dedup_consecutive(seqs: list[int]) -> tuple[list[int], int]:
     return out, len(seqs) - len(out)
 
 
-__all__ = ["JsonlSinkSettings", "Subscriber", "dedup_consecutive", "metric", "sink", "verdict", "wait_until"]
+__all__ = ["RUN_ID", "JsonlSinkSettings", "Subscriber", "dedup_consecutive", "metric", "sink", "verdict", "wait_until"]

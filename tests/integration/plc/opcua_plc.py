@@ -79,7 +79,8 @@ async def main() -> None:
     async def post_write(event: Any, _dispatcher: Any) -> None:
         written = {names.get(w.NodeId): w.Value.Value.Value for w in event.request_params.NodesToWrite}
         if "Sequence" in written and all(s.is_good() for s in event.response_params):
-            written["Timestamp"] = written["Timestamp"].timestamp()
+            for moment in ("Timestamp", "CaptureTime"):
+                written[moment] = written[moment].timestamp()
             out.write(json.dumps(written) + "\n")
             out.flush()
 

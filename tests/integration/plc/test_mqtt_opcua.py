@@ -23,6 +23,7 @@ from stream_ad.sinks.plc import SinkConfigError
 from tests.conftest import REPO
 from tests.integration.plc.conftest import ServerProcess
 from tests.integration.plc.helpers import (
+    RUN_ID,
     Subscriber,
     dedup_consecutive,
     metric,
@@ -64,6 +65,7 @@ def test_mqtt_alarms_survive_a_broker_outage_in_order(mosquitto: ServerProcess, 
     seqs, dups = dedup_consecutive([m["seq"] for _, m, _ in first + second])
     assert seqs == list(range(1, 11)) and dups == 0
     assert [m["frame_id"] for _, m, _ in first + second] == [0, 2, 4, 6, 8, 10, 11, 12, 13, 14]
+    assert all(m["run_id"] == RUN_ID and m["t_capture"] < m["t_verdict"] for _, m, _ in first + second)
     assert metric("stream_ad_outbox_retries_total", "mqtt") >= 1
     assert metric("stream_ad_outbox_delivered_total", "mqtt") == 10
 
@@ -126,6 +128,8 @@ def test_opcua_writes_each_result_object_in_order(opcua_plc: ServerProcess, tmp_
     for r, v in zip(got, written, strict=True):
         assert (r["FrameId"], r["Camera"], r["Verdict"], r["Alarm"]) == (v.frame_id, v.camera, v.verdict, v.alarm)
         assert r["Score"] == pytest.approx(v.score) and r["Timestamp"] == pytest.approx(v.t_verdict, abs=1e-3)
+        # The PLC can tell a late result (capture time) and which run judged it.
+        assert r["CaptureTime"] == pytest.approx(v.t_capture, abs=1e-3) and r["RunId"] == RUN_ID
 
 
 def test_opcua_wrong_namespace_or_object_names_the_setting(opcua_plc: ServerProcess, tmp_path: Path) -> None:
