@@ -37,9 +37,12 @@ from safetensors.torch import save as save_safetensors
 
 import stream_ad
 from stream_ad.data import Layout
+from stream_ad.errors import ArtefactError
 from stream_ad.frames import ModelInfo
+from stream_ad.line.artefact import KIND as RUNTIME_KIND
+from stream_ad.line.artefact import pixel_threshold_value, threshold_value
 from stream_ad.model import AnomalyModel
-from stream_ad.runtime.checksums import SUMS, read_sums, sha256_bytes, write_sums
+from stream_ad.runtime.checksums import SUMS, checked_read, mismatch_error, sha256_bytes, summed_manifest, write_sums
 from stream_ad.scorers import scorer_class, scorer_params
 from stream_ad.settings import ScorerSettings, Settings, format_errors, settings_from_record
 
@@ -52,10 +55,6 @@ STATE = "state.safetensors"
 RUNNING = ("shared_dir", "output_dir", "runtime", "pipeline")
 # Where this machine finds the backbone's weights: the loading settings' where they name it (checked by sha256).
 WEIGHTS = frozenset({"weights", "weights_path"})
-
-
-class ArtefactError(RuntimeError):
-    pass
 
 
 def model_dir_name(settings: Settings, category: str | None = None) -> str:
@@ -93,13 +92,12 @@ class Manifest:
     @property
     def threshold_value(self) -> float | None:
         """The decision threshold: a number, or a record's "value"; None when not calibrated."""
-        return _number(self.threshold.get("value") if isinstance(self.threshold, dict) else self.threshold)
+        return threshold_value(self.threshold)
 
     @property
     def pixel_threshold_value(self) -> float | None:
         """The map's pixel threshold (`calibrate --pixel-target-fpr`): the record's pixel "value"; None without."""
-        pixel = self.threshold.get("pixel") if isinstance(self.threshold, dict) else None
-        return _number(pixel.get("value")) if isinstance(pixel, dict) else None
+        return pixel_threshold_value(self.threshold)
 
     @classmethod
     def of(cls, model: AnomalyModel, files: dict[str, str]) -> Manifest:
@@ -120,10 +118,6 @@ class Manifest:
         )
 
 
-def _number(raw: object) -> float | None:
-    return None if isinstance(raw, bool) or not isinstance(raw, (int, float)) else float(raw)
-
-
 def model_info(directory: Path) -> ModelInfo:
     """Which model judges the frames, for the sinks to record with each alarm: the folder it resolves to (a symlink
     switched for an upgrade names the new one), its method and the sha256 of its fitted state; its pixel threshold."""
@@ -135,11 +129,6 @@ def model_info(directory: Path) -> ModelInfo:
 def has_artefact(directory: Path) -> bool:
     """Whether an artefact was written there (complete, damaged or of an older format: loading tells which)."""
     return (directory / MANIFEST).is_file()
-
-
-def _mismatch(path: Path, got: str, want: str, where: str) -> ArtefactError:
-    return ArtefactError(f"{path} has sha256 {got} but {where} records {want}: the file was damaged or changed after "
-                         "it was written; copy the artefact again or refit")
 
 
 def _format_version(data: bytes) -> object:
@@ -159,13 +148,7 @@ def _format_error(path: Path, version: object) -> ArtefactError:
 def _checked_manifest_bytes(directory: Path) -> bytes:
     """manifest.json's bytes, once they match the sum SHA256SUMS records."""
     path = directory / MANIFEST
-    if not path.is_file():
-        raise ArtefactError(f"not a stream_ad model artefact: {path} is missing")
-    data = path.read_bytes()
-    try:
-        want = (read_sums(directory) or {}).get(MANIFEST)
-    except ValueError as exc:
-        raise ArtefactError(f"model artefact {directory}: {exc}") from None
+    data, want = summed_manifest(directory, MANIFEST)
     if want is None:
         version = _format_version(data)
         if version != FORMAT_VERSION:  # written before artefacts carried sums
@@ -174,7 +157,7 @@ def _checked_manifest_bytes(directory: Path) -> bytes:
                             "(a copy cut short?) or was edited; copy it again or refit")
     got = sha256_bytes(data)
     if got != want:
-        raise _mismatch(path, got, want, SUMS)
+        raise mismatch_error(path, got, want, SUMS)
     return data
 
 
@@ -188,6 +171,11 @@ def read_manifest(directory: Path) -> Manifest:
         raise ArtefactError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ArtefactError(f"{path} must hold a JSON object")
+    if raw.get("kind") == RUNTIME_KIND:
+        raise ArtefactError(
+            f"{directory} is a runtime artefact (kind {RUNTIME_KIND!r}, exported from "
+            f"{raw.get('exported_from', {}).get('folder')}), not a model artefact: `stream-ad run` serves it; fit, "
+            "calibrate, eval, predict and export need the model artefact it was exported from")
     if raw.get("format_version") != FORMAT_VERSION:
         raise _format_error(path, raw.get("format_version"))
     fields = {f.name for f in dataclasses.fields(Manifest)}
@@ -206,11 +194,7 @@ def _checked_file(directory: Path, manifest: Manifest, name: str) -> bytes:
     want = manifest.files.get(name)
     if want is None:
         raise ArtefactError(f"{directory / MANIFEST} records no sha256 of {name}: not a complete stream_ad manifest")
-    data = path.read_bytes()
-    got = sha256_bytes(data)
-    if got != want:
-        raise _mismatch(path, got, want, MANIFEST)
-    return data
+    return checked_read(path, want, MANIFEST)
 
 
 def _state_tensors(directory: Path, manifest: Manifest) -> dict[str, torch.Tensor]:
@@ -345,13 +329,13 @@ def split_root(split: dict[str, Any], data_root: Path) -> Path:
     return data_root if split_layout(split) is Layout.MVTEC else Path(split["root"])
 
 
-def fitted_images(manifest: Manifest, data_root: Path) -> list[Path]:
-    """The good images the artefact was fitted on that exist on this machine."""
+def fitted_images(manifest: Manifest, data_root: Path, part: str = "fitted") -> list[Path]:
+    """The good images the artefact was fitted on (`part` "held_out": held out of fitting) that exist here."""
     split = manifest.data_split
     if not split:
         return []
     root = split_root(split, data_root)
-    return [p for p in (root / entry["path"] for entry in split["fitted"]) if p.is_file()]
+    return [p for p in (root / entry["path"] for entry in split.get(part, [])) if p.is_file()]
 
 
 def describe(manifest: Manifest) -> str:

@@ -54,6 +54,12 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
                 summary_json=args.json, verbose=args.verbose)
 
 
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_ad.commands.export import export
+
+    return export(settings, args.model, args.out)
+
+
 def _pipeline_file(args: argparse.Namespace) -> Path:
     if args.config is not None and Path(args.config).resolve() != Path(args.pipeline).resolve():
         raise ConfigError(f"`stream-ad {args.command}` takes its settings from PIPELINE.yaml; leave out -c/--config")
@@ -136,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="a new folder for the overlays and predictions.csv "
                    "(default: OUTPUT_DIR/predict/TIMESTAMP)")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser(
+        "export", help="write a runtime artefact: the model's whole scoring path as one OpenVINO graph, served by "
+        "`stream-ad run` without torch (the `line` install)")
+    p.add_argument("model", type=Path, help="the model artefact to export")
+    p.add_argument("--out", type=Path, required=True, help="a new (or empty) folder for the runtime artefact")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser(
         "demo", help="the embedded default job: the test images as a camera through the pipeline (no camera, no GPU)"

@@ -49,6 +49,6 @@ def test_settings_importing_torch_breaks_the_leaf_contract(tmp_path: Path) -> No
 
 
 def test_a_cycle_inside_a_package_is_found(tmp_path: Path) -> None:
-    out = lint(copy_with_import(tmp_path, "data/geometry.py", "import stream_ad.data.preprocess  # noqa"))
+    out = lint(copy_with_import(tmp_path, "data/device_preprocess.py", "import stream_ad.data.preprocess  # noqa"))
     assert out.returncode == 1
     assert "No import cycles" in out.stdout and "BROKEN" in out.stdout
