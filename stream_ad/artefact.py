@@ -45,31 +45,21 @@ from stream_ad.model import AnomalyModel
 from stream_ad.runtime.checksums import SUMS, checked_read, mismatch_error, sha256_bytes, summed_manifest, write_sums
 from stream_ad.scorers import scorer_class, scorer_params
 from stream_ad.settings import ScorerSettings, Settings, format_errors, settings_from_record
+from stream_ad.settings.serving import (  # noqa: F401 - the folder naming, re-exported for the commands
+    conflicts,
+    default_model_dir,
+    difference,
+    model_dir_name,
+    model_values,
+    served,
+    serving_model_dir,
+)
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # 2: sha256 sums (manifest "files", SHA256SUMS)
 MANIFEST = "manifest.json"
 STATE = "state.safetensors"
-# How a machine runs a model, never what it computes: taken whole from the settings an artefact is loaded with.
-RUNNING = ("shared_dir", "output_dir", "runtime", "pipeline")
-# Where this machine finds the backbone's weights: the loading settings' where they name it (checked by sha256).
-WEIGHTS = frozenset({"weights", "weights_path"})
-
-
-def model_dir_name(settings: Settings, category: str | None = None) -> str:
-    """An artefact folder's name: CATEGORY-METHOD (the category: data.root's name unless given)."""
-    return f"{category or settings.data.root.name}-{settings.scorer.method}"
-
-
-def default_model_dir(settings: Settings, category: str | None = None) -> Path:
-    """Where `stream-ad fit` puts the artefact for these settings: OUTPUT_DIR/CATEGORY-METHOD."""
-    return settings.output_dir / model_dir_name(settings, category)
-
-
-def serving_model_dir(settings: Settings) -> Path:
-    """The artefact a pipeline serves: pipeline.model, else what `stream-ad fit` wrote for these settings."""
-    return settings.pipeline.model or default_model_dir(settings)
 
 
 @dataclass(frozen=True)
@@ -271,16 +261,14 @@ def _serving(manifest: Manifest, directory: Path, given: Settings | None) -> Set
     fitted = _fitted(manifest, directory)
     if given is None:
         return fitted
-    conflicts = _conflicts(fitted, given)
-    if conflicts:
+    method = fitted.scorer.method
+    # The weights' location is never compared: the weights are checked by sha256 once loaded.
+    found = conflicts(fitted, given, _params(fitted, method), _params(given, method),
+                      scorer_class(method).Params.not_scoring)
+    if found:
         raise ArtefactError(f"model artefact {directory} computes otherwise than these settings say: "
-                            + "; ".join(conflicts) + " (leave them out: the artefact carries its own)")
-    return fitted.model_copy(update={
-        **{name: getattr(given, name) for name in RUNNING},
-        "backbone": fitted.backbone.model_copy(update=_named(given.backbone, WEIGHTS)),
-        "data": fitted.data.model_copy(update=_named(given.data)),
-        "calibration": fitted.calibration.model_copy(update=_named(given.calibration)),
-    })
+                            + "; ".join(found) + " (leave them out: the artefact carries its own)")
+    return served(fitted, given)
 
 
 def fit_differences(directory: Path, settings: Settings) -> list[str]:
@@ -289,9 +277,9 @@ def fit_differences(directory: Path, settings: Settings) -> list[str]:
     fitted = _fitted(read_manifest(directory), directory)
     method = fitted.scorer.method
     if settings.scorer.method != method:
-        return [_difference("scorer.method", method, settings.scorer.method)]
-    have, want = (_model_values(s, method, explicit_only=False) for s in (fitted, settings))
-    return [_difference(key, have[key], value) for key, value in want.items() if value != have[key]]
+        return [difference("scorer.method", method, settings.scorer.method)]
+    have, want = (model_values(s, _params(s, method), explicit_only=False) for s in (fitted, settings))
+    return [difference(key, have[key], value) for key, value in want.items() if value != have[key]]
 
 
 def load_model(directory: Path, settings: Settings | None = None, *, max_batch: int | None = None) -> AnomalyModel:
@@ -347,40 +335,6 @@ def describe(manifest: Manifest) -> str:
     return f"{manifest.method} ({params}); backbone {backbone}; preprocess {pre['mode']} {size} px"
 
 
-def _named(section: Any, keys: frozenset[str] | None = None) -> dict[str, Any]:
-    """The keys of a settings section given explicitly (YAML or environment), with their values."""
-    return {k: getattr(section, k) for k in section.model_fields_set if keys is None or k in keys}
-
-
-def _difference(key: str, artefact: Any, given: Any) -> str:
-    return f"{key}: the artefact's {artefact!r}, given {given!r}"
-
-
-def _conflicts(fitted: Settings, given: Settings) -> list[str]:
-    """The model settings `given` names explicitly with other values than the artefact's: its not_scoring params
-    (training only) and the weights' location (checked by sha256 once loaded) aside."""
-    method = fitted.scorer.method
-    if "method" in given.scorer.model_fields_set and given.scorer.method != method:
-        return [_difference("scorer.method", method, given.scorer.method)]
-    have = _model_values(fitted, method, explicit_only=False)
-    want = _model_values(given, method, explicit_only=True)
-    free = {f"scorer.params.{name}" for name in scorer_class(method).Params.not_scoring}
-    return [_difference(key, have[key], value) for key, value in want.items() if key not in free and value != have[key]]
-
-
-def _model_values(settings: Settings, method: str, *, explicit_only: bool) -> dict[str, Any]:
-    """What a model computes from, by dotted key as JSON values: backbone name, taps and normalisation,
-    preprocessing, method and params (read as `method` reads them, defaults filled in). explicit_only: only the
-    keys the settings name (defaults never count)."""
-    out: dict[str, Any] = {}
-    for name in ("backbone", "preprocess"):
-        section = getattr(settings, name)
-        values = section.model_dump(mode="json", exclude=WEIGHTS)
-        keys = section.model_fields_set if explicit_only else values
-        out.update({f"{name}.{key}": values[key] for key in keys if key in values})
-    if not explicit_only or "method" in settings.scorer.model_fields_set:
-        out["scorer.method"] = settings.scorer.method
-    params = scorer_params(ScorerSettings(method=method, params=settings.scorer.params)).model_dump(mode="json")
-    keys = settings.scorer.params if explicit_only else params
-    out.update({f"scorer.params.{key}": params[key] for key in keys})
-    return out
+def _params(settings: Settings, method: str) -> dict[str, Any]:
+    """The params of `settings`, read as `method` reads them (defaults filled in), as JSON values."""
+    return scorer_params(ScorerSettings(method=method, params=settings.scorer.params)).model_dump(mode="json")

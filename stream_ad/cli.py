@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stream_ad.runtime.logs import configure_logging
-from stream_ad.settings import ConfigError, Settings
+from stream_ad.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("stream_ad")
 
@@ -168,11 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, help="camera rate of a folder/video source (pipeline.source.fps)")
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
     p.add_argument("--summary", type=Path, help="write the run summary as JSON here")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, own_settings=True)
 
     p = sub.add_parser("check", help="validate a pipeline file without starting it: settings, model, endpoints, paths")
     p.add_argument("pipeline", type=Path, help="pipeline YAML")
-    p.set_defaults(func=_check)
+    p.set_defaults(func=_check, own_settings=True)
 
     config = sub.add_parser("config", help="inspect the settings").add_subparsers(dest="action", required=True)
     p = config.add_parser("show", help="the effective settings as YAML, each key with where its value came from")
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, required=True, help="how many frames to record")
     p.add_argument("--out", type=Path, required=True, help="a new (or empty) folder for the frames")
     p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)")
-    p.set_defaults(func=_record)
+    p.set_defaults(func=_record, own_settings=True)
 
     # -c and -v after any subcommand too; SUPPRESS there keeps a subparser from overwriting a value given before it.
     for action in (sub, config):
@@ -200,8 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     from stream_ad.commands.checked_settings import load_checked_settings
     from stream_ad.commands.errors import USER_ERRORS
 
+    # A command on PIPELINE.yaml reads and checks its settings itself (`run` of a runtime artefact without the scorer
+    # registry, so without torch); the others get them checked here.
+    load = load_settings if getattr(args, "own_settings", False) else load_checked_settings
     try:
-        return args.func(args, load_checked_settings(args.config))
+        return args.func(args, load(args.config))
     except (ConfigError, *USER_ERRORS) as exc:  # known failure kinds print one line, not a traceback
         print(f"stream-ad: {exc}", file=sys.stderr)
         return 2

@@ -27,11 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 import stream_ad
 from stream_ad.errors import ArtefactError
+from stream_ad.frames import ModelInfo
 from stream_ad.geometry import Geometry
 from stream_ad.runtime.checksums import SUMS, checked_read, mismatch_error, sha256_bytes, summed_manifest, write_sums
+from stream_ad.settings import Settings, format_errors, settings_from_record
+from stream_ad.settings.serving import conflicts, served
 
 KIND = "runtime"
 FORMAT_VERSION = 1
@@ -200,10 +204,29 @@ def write_runtime_artefact(directory: Path, manifest: RuntimeManifest, write_gra
     return directory
 
 
-def model_version(directory: Path, manifest: RuntimeManifest) -> str:
-    """Which model judges the frames, for the sinks' records: the folder it resolves to, the method, the graph's sum
-    (the model artefact's records the state's: both name the fitted model they hold)."""
-    return f"{directory.resolve().name} {manifest.method} runtime graph sha256:{manifest.files[GRAPH_BIN][:16]}"
+def runtime_serving_settings(directory: Path, manifest: RuntimeManifest, given: Settings) -> Settings:
+    """The settings a runtime artefact runs with, as for a model artefact (stream_ad.settings.serving): what it
+    computes from its record, how it runs from `given`; a scoring setting `given` names otherwise is an
+    ArtefactError naming each (its params are compared with the manifest's record: no scorer registry here)."""
+    try:
+        fitted = settings_from_record(manifest.settings)
+    except ValidationError as exc:
+        raise ArtefactError(format_errors(exc, f"{directory / MANIFEST}, settings")) from None
+    found = conflicts(fitted, given, manifest.scorer_params, {**manifest.scorer_params, **given.scorer.params},
+                      frozenset(manifest.not_scoring))
+    if found:
+        raise ArtefactError(f"runtime artefact {directory} computes otherwise than these settings say: "
+                            + "; ".join(found) + " (leave them out: the artefact carries its own)")
+    return served(fitted, given)
+
+
+def runtime_model_info(directory: Path) -> ModelInfo:
+    """Which model judges the frames, for the sinks' records (as stream_ad.artefact.model_info): the folder it
+    resolves to, the method, the sha256 of the model artefact's state it was exported from; its pixel threshold."""
+    manifest = read_runtime_manifest(directory)
+    state = manifest.exported_from.get("state_sha256", "")[:16]
+    return ModelInfo(version=f"{directory.resolve().name} {manifest.method} runtime, state sha256:{state}",
+                     pixel_threshold=manifest.pixel_threshold_value)
 
 
 def describe_runtime(manifest: RuntimeManifest) -> str:
