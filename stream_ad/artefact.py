@@ -40,7 +40,7 @@ from stream_ad.data import Layout
 from stream_ad.errors import ArtefactError
 from stream_ad.frames import ModelInfo
 from stream_ad.line.artefact import KIND as RUNTIME_KIND
-from stream_ad.line.artefact import pixel_threshold_value, threshold_value
+from stream_ad.line.artefact import Thresholded, json_object
 from stream_ad.model import AnomalyModel
 from stream_ad.runtime.checksums import SUMS, checked_read, mismatch_error, sha256_bytes, summed_manifest, write_sums
 from stream_ad.scorers import scorer_class, scorer_params
@@ -63,7 +63,7 @@ STATE = "state.safetensors"
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(Thresholded):
     """manifest.json, field for field."""
 
     format_version: int
@@ -78,16 +78,6 @@ class Manifest:
     data_split: dict[str, Any] | None  # HoldoutSplit.manifest(); None in artefacts written before calibration existed
     settings: dict[str, Any]
     files: dict[str, str]  # sha256 of every other file of the artefact, by name
-
-    @property
-    def threshold_value(self) -> float | None:
-        """The decision threshold: a number, or a record's "value"; None when not calibrated."""
-        return threshold_value(self.threshold)
-
-    @property
-    def pixel_threshold_value(self) -> float | None:
-        """The map's pixel threshold (`calibrate --pixel-target-fpr`): the record's pixel "value"; None without."""
-        return pixel_threshold_value(self.threshold)
 
     @classmethod
     def of(cls, model: AnomalyModel, files: dict[str, str]) -> Manifest:
@@ -154,13 +144,7 @@ def _checked_manifest_bytes(directory: Path) -> bytes:
 def read_manifest(directory: Path) -> Manifest:
     """The manifest, checked against SHA256SUMS (the other files are checked as they are read: verify_artefact)."""
     path = directory / MANIFEST
-    data = _checked_manifest_bytes(directory)
-    try:
-        raw = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtefactError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ArtefactError(f"{path} must hold a JSON object")
+    raw = json_object(path, _checked_manifest_bytes(directory))
     if raw.get("kind") == RUNTIME_KIND:
         raise ArtefactError(
             f"{directory} is a runtime artefact (kind {RUNTIME_KIND!r}, exported from "

@@ -19,6 +19,8 @@ from stream_ad.settings import ConfigError, Settings, load_settings
 log = logging.getLogger("stream_ad")
 
 Command = Callable[[argparse.Namespace, Settings], int]
+# What the `fit` extra installs and the torch-free `line` install lacks.
+FIT_ONLY = frozenset({"torch", "torchvision", "faiss", "sklearn", "safetensors", "tqdm"})
 
 
 def _fit(args: argparse.Namespace, settings: Settings) -> int:
@@ -207,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, load(args.config))
     except (ConfigError, *USER_ERRORS) as exc:  # known failure kinds print one line, not a traceback
         print(f"stream-ad: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] not in FIT_ONLY:
+            raise
+        print(f"stream-ad: `stream-ad {args.command}` needs the fit install ({exc.name} is not installed): pip install "
+              "'stream-ad[fit]'; the line install serves runtime artefacts (`stream-ad export`) with `stream-ad run`",
+              file=sys.stderr)
         return 2
 
 

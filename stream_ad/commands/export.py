@@ -111,8 +111,8 @@ def runtime_manifest(model: AnomalyModel, model_dir: Path) -> RuntimeManifest:
         not_scoring=sorted(method.Params.not_scoring),
         backbone=source.backbone,
         preprocessing=preprocessing,
-        graph={"input": INPUT, "outputs": list(OUTPUTS), "precision": "fp32", "images_per_call": model.scorer.images_per_call(),
-               "constants": model.scorer.graph_constants()},
+        graph={"input": INPUT, "outputs": list(OUTPUTS), "precision": "fp32",
+               "images_per_call": model.scorer.images_per_call(), "constants": model.scorer.graph_constants()},
         threshold=source.threshold,
         settings=source.settings,
     )

@@ -67,8 +67,48 @@ class Preprocessing:
         return np.asarray(self.mean255, dtype=np.float32), np.asarray(self.std255, dtype=np.float32)
 
 
+def _number(raw: object) -> float | None:
+    return None if isinstance(raw, bool) or not isinstance(raw, (int, float)) else float(raw)
+
+
+def threshold_value(record: dict[str, Any] | float | None) -> float | None:
+    """The decision threshold of a calibration record (its "value"), or a bare number; None when not calibrated."""
+    return _number(record.get("value") if isinstance(record, dict) else record)
+
+
+def pixel_threshold_value(record: dict[str, Any] | float | None) -> float | None:
+    """The map's pixel threshold of a calibration record (`calibrate --pixel-target-fpr`); None without."""
+    pixel = record.get("pixel") if isinstance(record, dict) else None
+    return _number(pixel.get("value")) if isinstance(pixel, dict) else None
+
+
+class Thresholded:
+    """The threshold values of a manifest's calibration record (`threshold`): both kinds of artefact carry one."""
+
+    threshold: dict[str, Any] | float | None
+
+    @property
+    def threshold_value(self) -> float | None:
+        return threshold_value(self.threshold)
+
+    @property
+    def pixel_threshold_value(self) -> float | None:
+        return pixel_threshold_value(self.threshold)
+
+
+def json_object(path: Path, data: bytes) -> dict[str, Any]:
+    """A manifest's bytes as the JSON object they must hold; an ArtefactError naming `path` otherwise."""
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtefactError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ArtefactError(f"{path} must hold a JSON object")
+    return raw
+
+
 @dataclass(frozen=True)
-class RuntimeManifest:
+class RuntimeManifest(Thresholded):
     """manifest.json of a runtime artefact, field for field."""
 
     kind: str
@@ -88,33 +128,10 @@ class RuntimeManifest:
     files: dict[str, str]
 
     @property
-    def threshold_value(self) -> float | None:
-        return threshold_value(self.threshold)
-
-    @property
-    def pixel_threshold_value(self) -> float | None:
-        return pixel_threshold_value(self.threshold)
-
-    @property
     def pre(self) -> Preprocessing:
         raw = self.preprocessing
         return Preprocessing(raw["mode"], int(raw["image_size"]), int(raw["tile_size"]), float(raw["tile_overlap"]),
                              int(raw["pad_value"]), tuple(raw["mean255"]), tuple(raw["std255"]))  # type: ignore[arg-type]
-
-
-def _number(raw: object) -> float | None:
-    return None if isinstance(raw, bool) or not isinstance(raw, (int, float)) else float(raw)
-
-
-def threshold_value(record: dict[str, Any] | float | None) -> float | None:
-    """The decision threshold of a calibration record (its "value"), or a bare number; None when not calibrated."""
-    return _number(record.get("value") if isinstance(record, dict) else record)
-
-
-def pixel_threshold_value(record: dict[str, Any] | float | None) -> float | None:
-    """The map's pixel threshold of a calibration record (`calibrate --pixel-target-fpr`); None without."""
-    pixel = record.get("pixel") if isinstance(record, dict) else None
-    return _number(pixel.get("value")) if isinstance(pixel, dict) else None
 
 
 def artefact_kind(directory: Path) -> str | None:
@@ -143,12 +160,7 @@ def read_runtime_manifest(directory: Path) -> RuntimeManifest:
     """The manifest, checked against SHA256SUMS; an ArtefactError naming what is wrong (kind, format, sums)."""
     path = directory / MANIFEST
     data, want = summed_manifest(directory, MANIFEST)
-    try:
-        raw = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtefactError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ArtefactError(f"{path} must hold a JSON object")
+    raw = json_object(path, data)
     if raw.get("kind") != KIND:
         raise wrong_kind(directory, raw)
     if want is None:

@@ -84,3 +84,24 @@ def test_the_hook_does_block_torch(tmp_path: Path) -> None:
                           env={**os.environ, "PYTHONPATH": str(tmp_path), "NO_TORCH_LOG": str(log)})
     assert proc.returncode == 1 and "blocked: torch" in proc.stderr
     assert log.read_text().split()[1] == "torch"
+
+
+LINE_VENV = REPO / ".venv-line"
+
+
+@pytest.mark.skipif(not (LINE_VENV / "bin" / "stream-ad").exists(),
+                    reason="no .venv-line: scripts/setup.sh builds it (the torch-free `line` install)")
+def test_the_line_install_runs_the_pipeline(runtime_artefact: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    python = LINE_VENV / "bin" / "python"
+    probe = subprocess.run([str(python), "-c", "import torch"], capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 1 and "No module named 'torch'" in probe.stderr
+    cfg = write_pipeline(tmp_path / "line.yaml", runtime_artefact, tmp_path, metrics={"enabled": False},
+                         source={"fps": 20, "max_frames": FRAMES})
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # only what the line venv has installed
+    proc = subprocess.run([str(LINE_VENV / "bin" / "stream-ad"), "run", str(cfg), "--summary",
+                           str(tmp_path / "summary.json")], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["scored"] == FRAMES and summary["unaccounted"] == 0
