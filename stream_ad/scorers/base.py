@@ -93,7 +93,12 @@ class _ScoreModule(torch.nn.Module):
 
     def __init__(self, scorer: Scorer) -> None:
         super().__init__()
-        self.scorer = [scorer]  # in a list: not a submodule, its networks are traced as constants
+        # The scorer's networks, owned here too: the tracer takes the weights of the module it traces as weights
+        # (anything else must be a constant, and trainable tensors cannot be).
+        self.networks = torch.nn.ModuleList(
+            m for value in vars(scorer).values() for m in (value.values() if isinstance(value, dict) else [value])
+            if isinstance(m, torch.nn.Module))
+        self.scorer = [scorer]  # in a list: not a submodule of its own
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.scorer[0].score(x)

@@ -89,3 +89,37 @@ def test_a_method_optimising_at_test_time_cannot_export() -> None:
     vae = build_scorer(ScorerSettings(method="vae", params={"mode": "energy"}), context)
     with pytest.raises(NotExportable, match="gradient steps at test time"):
         vae.scoring_graph()
+
+
+# Each method trained for a token budget (the graph's faithfulness does not depend on training), at the smallest
+# input it takes.
+BRIEF_FITS = {
+    "vae": (64, {"mode": "reconstruction", "epochs": 1}),
+    "daad": (64, {"epochs": 1}),
+    "efficientad": (64, {"teacher_steps": 2, "steps": 2, "checkpoint_every": 1}),
+    "uninformed_students": (80, {"teacher_epochs": 1, "student_epochs": 1}),
+}
+
+
+@pytest.mark.parametrize("method", sorted(BRIEF_FITS))
+def test_every_one_pass_method_exports_and_scores_as_it_does(method: str, tmp_path: Path) -> None:
+    from stream_ad.artefact import save_model
+    from stream_ad.commands.export import export
+    from stream_ad.data import MVTecCategory
+    from stream_ad.model import AnomalyModel
+    from tests.commands.conftest import CATEGORY
+
+    size, params = BRIEF_FITS[method]
+    settings = load_settings(data={"root": str(CATEGORY)}, preprocess={"image_size": size},
+                             scorer={"method": method, "params": params},
+                             runtime={"accelerate": "eager", "threads": 2}, output_dir=str(tmp_path))
+    model = AnomalyModel(settings)
+    train = [s.path for s in MVTecCategory(CATEGORY).train()[:8]]
+    model.fit(train)
+    artefact = save_model(model, tmp_path / "model")
+    assert export(settings, artefact, tmp_path / "runtime") == 0
+    frames = [read_image(p) for p in train[:2]]
+    want, got = model.predict(frames), LineModel(tmp_path / "runtime", threads=2).predict(frames)
+    np.testing.assert_allclose(got.scores, want.scores, rtol=RTOL)
+    for g, w in zip(got.maps, want.maps, strict=True):
+        assert np.abs(g - w).max() <= RTOL * np.abs(w).max()
