@@ -1,4 +1,5 @@
-"""A dynamic batch -> backbone + scorer -> one score (and anomaly map) per frame, as AnomalyModel scores in-process."""
+"""A dynamic batch -> backbone + scorer -> one score (and anomaly map) per frame, as AnomalyModel scores in-process;
+for a runtime artefact (`stream-ad export`), as stream_ad.line.model.LineModel does, without torch."""
 
 from __future__ import annotations
 
