@@ -22,7 +22,7 @@ from anomalib.models import Patchcore
 from benchmarks.anomalib_peer import AnomalibPatchCore
 from benchmarks.timm_mobilenet import TIMM_NAME
 from stream_ad.data import Prepared
-from stream_ad.runtime.accelerate import decline_openvino_telemetry
+from stream_ad.runtime.openvino import decline_openvino_telemetry
 from stream_ad.scorers import scorer_params
 from stream_ad.settings import Settings
 

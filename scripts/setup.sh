@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Sets up .venv for stream_ad: Python 3.11, the pinned torch pair, stream_ad (editable) with its test extra.
+# Sets up .venv for stream_ad: Python 3.11, the pinned torch pair, stream_ad (editable) with its fit and test extras;
+# and .venv-line, the torch-free line install (`pip install -e .[line]`) that tests/integration/pipeline/test_line.py
+# runs a pipeline in (LINE_VENV=0 skips it).
 # Idempotent and quick on a second run: it reinstalls only when pyproject.toml or the asked extras change.
 # EXTRAS=bench adds the benchmark peer (anomalib), EXTRAS=openvino the OpenVINO backbone path for CPU-only line PCs
 # (EXTRAS=bench,openvino for both; the test extra already has openvino); nothing here downloads weights or data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="test${EXTRAS:+,$EXTRAS}"
+extras="fit,test${EXTRAS:+,$EXTRAS}"
 python=${PYTHON:-python3.11}
 if ! command -v "$python" >/dev/null; then
   echo "setup: $python not found; install Python 3.11 or set PYTHON=/path/to/python3.11" >&2
@@ -45,6 +47,15 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[$extras]"
   echo "$want" > "$stamp"
+fi
+if [ "${LINE_VENV:-1}" != 0 ]; then
+  [ -x .venv-line/bin/python ] || "$python" -m venv .venv-line
+  line_want="$(sha256sum pyproject.toml | cut -d' ' -f1) line"
+  if [ "$(cat .venv-line/.stream-ad-setup 2>/dev/null)" != "$line_want" ]; then
+    .venv-line/bin/python -m pip install -q --upgrade pip
+    .venv-line/bin/python -m pip install -q -e ".[line]"
+    echo "$line_want" > .venv-line/.stream-ad-setup
+  fi
 fi
 if [ ! -d ../shared ] && [ -z "${STREAM_AD_SHARED_DIR:-}" ]; then
   echo "setup: note: ../shared (data sets and backbone weights) is not beside this checkout;" \

@@ -37,44 +37,33 @@ from safetensors.torch import save as save_safetensors
 
 import stream_ad
 from stream_ad.data import Layout
+from stream_ad.errors import ArtefactError
 from stream_ad.frames import ModelInfo
+from stream_ad.line.artefact import KIND as RUNTIME_KIND
+from stream_ad.line.artefact import Thresholded, json_object
 from stream_ad.model import AnomalyModel
-from stream_ad.runtime.checksums import SUMS, read_sums, sha256_bytes, write_sums
+from stream_ad.runtime.checksums import SUMS, checked_read, mismatch_error, sha256_bytes, summed_manifest, write_sums
 from stream_ad.scorers import scorer_class, scorer_params
 from stream_ad.settings import ScorerSettings, Settings, format_errors, settings_from_record
+from stream_ad.settings.serving import (  # noqa: F401 - the folder naming, re-exported for the commands
+    conflicts,
+    default_model_dir,
+    difference,
+    model_dir_name,
+    model_values,
+    served,
+    serving_model_dir,
+)
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # 2: sha256 sums (manifest "files", SHA256SUMS)
 MANIFEST = "manifest.json"
 STATE = "state.safetensors"
-# How a machine runs a model, never what it computes: taken whole from the settings an artefact is loaded with.
-RUNNING = ("shared_dir", "output_dir", "runtime", "pipeline")
-# Where this machine finds the backbone's weights: the loading settings' where they name it (checked by sha256).
-WEIGHTS = frozenset({"weights", "weights_path"})
-
-
-class ArtefactError(RuntimeError):
-    pass
-
-
-def model_dir_name(settings: Settings, category: str | None = None) -> str:
-    """An artefact folder's name: CATEGORY-METHOD (the category: data.root's name unless given)."""
-    return f"{category or settings.data.root.name}-{settings.scorer.method}"
-
-
-def default_model_dir(settings: Settings, category: str | None = None) -> Path:
-    """Where `stream-ad fit` puts the artefact for these settings: OUTPUT_DIR/CATEGORY-METHOD."""
-    return settings.output_dir / model_dir_name(settings, category)
-
-
-def serving_model_dir(settings: Settings) -> Path:
-    """The artefact a pipeline serves: pipeline.model, else what `stream-ad fit` wrote for these settings."""
-    return settings.pipeline.model or default_model_dir(settings)
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(Thresholded):
     """manifest.json, field for field."""
 
     format_version: int
@@ -89,17 +78,6 @@ class Manifest:
     data_split: dict[str, Any] | None  # HoldoutSplit.manifest(); None in artefacts written before calibration existed
     settings: dict[str, Any]
     files: dict[str, str]  # sha256 of every other file of the artefact, by name
-
-    @property
-    def threshold_value(self) -> float | None:
-        """The decision threshold: a number, or a record's "value"; None when not calibrated."""
-        return _number(self.threshold.get("value") if isinstance(self.threshold, dict) else self.threshold)
-
-    @property
-    def pixel_threshold_value(self) -> float | None:
-        """The map's pixel threshold (`calibrate --pixel-target-fpr`): the record's pixel "value"; None without."""
-        pixel = self.threshold.get("pixel") if isinstance(self.threshold, dict) else None
-        return _number(pixel.get("value")) if isinstance(pixel, dict) else None
 
     @classmethod
     def of(cls, model: AnomalyModel, files: dict[str, str]) -> Manifest:
@@ -120,10 +98,6 @@ class Manifest:
         )
 
 
-def _number(raw: object) -> float | None:
-    return None if isinstance(raw, bool) or not isinstance(raw, (int, float)) else float(raw)
-
-
 def model_info(directory: Path) -> ModelInfo:
     """Which model judges the frames, for the sinks to record with each alarm: the folder it resolves to (a symlink
     switched for an upgrade names the new one), its method and the sha256 of its fitted state; its pixel threshold."""
@@ -135,11 +109,6 @@ def model_info(directory: Path) -> ModelInfo:
 def has_artefact(directory: Path) -> bool:
     """Whether an artefact was written there (complete, damaged or of an older format: loading tells which)."""
     return (directory / MANIFEST).is_file()
-
-
-def _mismatch(path: Path, got: str, want: str, where: str) -> ArtefactError:
-    return ArtefactError(f"{path} has sha256 {got} but {where} records {want}: the file was damaged or changed after "
-                         "it was written; copy the artefact again or refit")
 
 
 def _format_version(data: bytes) -> object:
@@ -159,13 +128,7 @@ def _format_error(path: Path, version: object) -> ArtefactError:
 def _checked_manifest_bytes(directory: Path) -> bytes:
     """manifest.json's bytes, once they match the sum SHA256SUMS records."""
     path = directory / MANIFEST
-    if not path.is_file():
-        raise ArtefactError(f"not a stream_ad model artefact: {path} is missing")
-    data = path.read_bytes()
-    try:
-        want = (read_sums(directory) or {}).get(MANIFEST)
-    except ValueError as exc:
-        raise ArtefactError(f"model artefact {directory}: {exc}") from None
+    data, want = summed_manifest(directory, MANIFEST)
     if want is None:
         version = _format_version(data)
         if version != FORMAT_VERSION:  # written before artefacts carried sums
@@ -174,20 +137,19 @@ def _checked_manifest_bytes(directory: Path) -> bytes:
                             "(a copy cut short?) or was edited; copy it again or refit")
     got = sha256_bytes(data)
     if got != want:
-        raise _mismatch(path, got, want, SUMS)
+        raise mismatch_error(path, got, want, SUMS)
     return data
 
 
 def read_manifest(directory: Path) -> Manifest:
     """The manifest, checked against SHA256SUMS (the other files are checked as they are read: verify_artefact)."""
     path = directory / MANIFEST
-    data = _checked_manifest_bytes(directory)
-    try:
-        raw = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtefactError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ArtefactError(f"{path} must hold a JSON object")
+    raw = json_object(path, _checked_manifest_bytes(directory))
+    if raw.get("kind") == RUNTIME_KIND:
+        raise ArtefactError(
+            f"{directory} is a runtime artefact (kind {RUNTIME_KIND!r}, exported from "
+            f"{raw.get('exported_from', {}).get('folder')}), not a model artefact: `stream-ad run` serves it; fit, "
+            "calibrate, eval, predict and export need the model artefact it was exported from")
     if raw.get("format_version") != FORMAT_VERSION:
         raise _format_error(path, raw.get("format_version"))
     fields = {f.name for f in dataclasses.fields(Manifest)}
@@ -206,11 +168,7 @@ def _checked_file(directory: Path, manifest: Manifest, name: str) -> bytes:
     want = manifest.files.get(name)
     if want is None:
         raise ArtefactError(f"{directory / MANIFEST} records no sha256 of {name}: not a complete stream_ad manifest")
-    data = path.read_bytes()
-    got = sha256_bytes(data)
-    if got != want:
-        raise _mismatch(path, got, want, MANIFEST)
-    return data
+    return checked_read(path, want, MANIFEST)
 
 
 def _state_tensors(directory: Path, manifest: Manifest) -> dict[str, torch.Tensor]:
@@ -287,16 +245,14 @@ def _serving(manifest: Manifest, directory: Path, given: Settings | None) -> Set
     fitted = _fitted(manifest, directory)
     if given is None:
         return fitted
-    conflicts = _conflicts(fitted, given)
-    if conflicts:
+    method = fitted.scorer.method
+    # The weights' location is never compared: the weights are checked by sha256 once loaded.
+    found = conflicts(fitted, given, _params(fitted, method), _params(given, method),
+                      scorer_class(method).Params.not_scoring)
+    if found:
         raise ArtefactError(f"model artefact {directory} computes otherwise than these settings say: "
-                            + "; ".join(conflicts) + " (leave them out: the artefact carries its own)")
-    return fitted.model_copy(update={
-        **{name: getattr(given, name) for name in RUNNING},
-        "backbone": fitted.backbone.model_copy(update=_named(given.backbone, WEIGHTS)),
-        "data": fitted.data.model_copy(update=_named(given.data)),
-        "calibration": fitted.calibration.model_copy(update=_named(given.calibration)),
-    })
+                            + "; ".join(found) + " (leave them out: the artefact carries its own)")
+    return served(fitted, given)
 
 
 def fit_differences(directory: Path, settings: Settings) -> list[str]:
@@ -305,9 +261,9 @@ def fit_differences(directory: Path, settings: Settings) -> list[str]:
     fitted = _fitted(read_manifest(directory), directory)
     method = fitted.scorer.method
     if settings.scorer.method != method:
-        return [_difference("scorer.method", method, settings.scorer.method)]
-    have, want = (_model_values(s, method, explicit_only=False) for s in (fitted, settings))
-    return [_difference(key, have[key], value) for key, value in want.items() if value != have[key]]
+        return [difference("scorer.method", method, settings.scorer.method)]
+    have, want = (model_values(s, _params(s, method), explicit_only=False) for s in (fitted, settings))
+    return [difference(key, have[key], value) for key, value in want.items() if value != have[key]]
 
 
 def load_model(directory: Path, settings: Settings | None = None, *, max_batch: int | None = None) -> AnomalyModel:
@@ -345,13 +301,13 @@ def split_root(split: dict[str, Any], data_root: Path) -> Path:
     return data_root if split_layout(split) is Layout.MVTEC else Path(split["root"])
 
 
-def fitted_images(manifest: Manifest, data_root: Path) -> list[Path]:
-    """The good images the artefact was fitted on that exist on this machine."""
+def fitted_images(manifest: Manifest, data_root: Path, part: str = "fitted") -> list[Path]:
+    """The good images the artefact was fitted on (`part` "held_out": held out of fitting) that exist here."""
     split = manifest.data_split
     if not split:
         return []
     root = split_root(split, data_root)
-    return [p for p in (root / entry["path"] for entry in split["fitted"]) if p.is_file()]
+    return [p for p in (root / entry["path"] for entry in split.get(part, [])) if p.is_file()]
 
 
 def describe(manifest: Manifest) -> str:
@@ -363,40 +319,6 @@ def describe(manifest: Manifest) -> str:
     return f"{manifest.method} ({params}); backbone {backbone}; preprocess {pre['mode']} {size} px"
 
 
-def _named(section: Any, keys: frozenset[str] | None = None) -> dict[str, Any]:
-    """The keys of a settings section given explicitly (YAML or environment), with their values."""
-    return {k: getattr(section, k) for k in section.model_fields_set if keys is None or k in keys}
-
-
-def _difference(key: str, artefact: Any, given: Any) -> str:
-    return f"{key}: the artefact's {artefact!r}, given {given!r}"
-
-
-def _conflicts(fitted: Settings, given: Settings) -> list[str]:
-    """The model settings `given` names explicitly with other values than the artefact's: its not_scoring params
-    (training only) and the weights' location (checked by sha256 once loaded) aside."""
-    method = fitted.scorer.method
-    if "method" in given.scorer.model_fields_set and given.scorer.method != method:
-        return [_difference("scorer.method", method, given.scorer.method)]
-    have = _model_values(fitted, method, explicit_only=False)
-    want = _model_values(given, method, explicit_only=True)
-    free = {f"scorer.params.{name}" for name in scorer_class(method).Params.not_scoring}
-    return [_difference(key, have[key], value) for key, value in want.items() if key not in free and value != have[key]]
-
-
-def _model_values(settings: Settings, method: str, *, explicit_only: bool) -> dict[str, Any]:
-    """What a model computes from, by dotted key as JSON values: backbone name, taps and normalisation,
-    preprocessing, method and params (read as `method` reads them, defaults filled in). explicit_only: only the
-    keys the settings name (defaults never count)."""
-    out: dict[str, Any] = {}
-    for name in ("backbone", "preprocess"):
-        section = getattr(settings, name)
-        values = section.model_dump(mode="json", exclude=WEIGHTS)
-        keys = section.model_fields_set if explicit_only else values
-        out.update({f"{name}.{key}": values[key] for key in keys if key in values})
-    if not explicit_only or "method" in settings.scorer.model_fields_set:
-        out["scorer.method"] = settings.scorer.method
-    params = scorer_params(ScorerSettings(method=method, params=settings.scorer.params)).model_dump(mode="json")
-    keys = settings.scorer.params if explicit_only else params
-    out.update({f"scorer.params.{key}": params[key] for key in keys})
-    return out
+def _params(settings: Settings, method: str) -> dict[str, Any]:
+    """The params of `settings`, read as `method` reads them (defaults filled in), as JSON values."""
+    return scorer_params(ScorerSettings(method=method, params=settings.scorer.params)).model_dump(mode="json")

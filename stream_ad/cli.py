@@ -14,11 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stream_ad.runtime.logs import configure_logging
-from stream_ad.settings import ConfigError, Settings
+from stream_ad.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("stream_ad")
 
 Command = Callable[[argparse.Namespace, Settings], int]
+# What the `fit` extra installs and the torch-free `line` install lacks.
+FIT_ONLY = frozenset({"torch", "torchvision", "faiss", "sklearn", "safetensors", "tqdm"})
 
 
 def _fit(args: argparse.Namespace, settings: Settings) -> int:
@@ -52,6 +54,12 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     return demo(settings, fps=args.fps, duration_s=args.duration, metrics_port=args.metrics_port,
                 summary_json=args.json, verbose=args.verbose)
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_ad.commands.export import export
+
+    return export(settings, args.model, args.out)
 
 
 def _pipeline_file(args: argparse.Namespace) -> Path:
@@ -144,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_predict)
 
     p = sub.add_parser(
+        "export", help="write a runtime artefact: the model's whole scoring path as one OpenVINO graph, served by "
+        "`stream-ad run` without torch (the `line` install)")
+    p.add_argument("model", type=Path, help="the model artefact to export")
+    p.add_argument("--out", type=Path, required=True, help="a new (or empty) folder for the runtime artefact")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser(
         "demo", help="the embedded default job: the test images as a camera through the pipeline (no camera, no GPU)"
     )
     p.add_argument("--json", type=Path, help="where to write the run summary as JSON")
@@ -161,11 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, help="camera rate of a folder/video source (pipeline.source.fps)")
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
     p.add_argument("--summary", type=Path, help="write the run summary as JSON here")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, own_settings=True)
 
     p = sub.add_parser("check", help="validate a pipeline file without starting it: settings, model, endpoints, paths")
     p.add_argument("pipeline", type=Path, help="pipeline YAML")
-    p.set_defaults(func=_check)
+    p.set_defaults(func=_check, own_settings=True)
 
     config = sub.add_parser("config", help="inspect the settings").add_subparsers(dest="action", required=True)
     p = config.add_parser("show", help="the effective settings as YAML, each key with where its value came from")
@@ -178,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, required=True, help="how many frames to record")
     p.add_argument("--out", type=Path, required=True, help="a new (or empty) folder for the frames")
     p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)")
-    p.set_defaults(func=_record)
+    p.set_defaults(func=_record, own_settings=True)
 
     p = sub.add_parser("keys", help="make the CURVE key pairs a tcp pipeline needs (pipeline.keys_dir), readable by "
                        "this user only")
@@ -198,10 +213,20 @@ def main(argv: list[str] | None = None) -> int:
     from stream_ad.commands.checked_settings import load_checked_settings
     from stream_ad.commands.errors import USER_ERRORS
 
+    # A command on PIPELINE.yaml reads and checks its settings itself (`run` of a runtime artefact without the scorer
+    # registry, so without torch); the others get them checked here.
+    load = load_settings if getattr(args, "own_settings", False) else load_checked_settings
     try:
-        return args.func(args, load_checked_settings(args.config))
+        return args.func(args, load(args.config))
     except (ConfigError, *USER_ERRORS) as exc:  # known failure kinds print one line, not a traceback
         print(f"stream-ad: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] not in FIT_ONLY:
+            raise
+        print(f"stream-ad: `stream-ad {args.command}` needs the fit install ({exc.name} is not installed): pip install "
+              "'stream-ad[fit]'; the line install serves runtime artefacts (`stream-ad export`) with `stream-ad run`",
+              file=sys.stderr)
         return 2
 
 

@@ -7,7 +7,6 @@ calibrates on are given to it; saving and loading it is the artefact module's (s
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,13 @@ import torch
 
 from stream_ad.backbones import resolve_normalisation
 from stream_ad.data import ImageBatches, Prepared, Preprocessor
+from stream_ad.geometry import FramePrediction
 from stream_ad.runtime.accelerate import AccelerateSpec
 from stream_ad.runtime.device import resolve_device
 from stream_ad.scorers import Scorer, ScorerContext, build_scorer
 from stream_ad.settings import MAX_IMAGE_PIXELS, Settings
 
 CALIBRATION_IMAGES = 64  # good images an INT8 engine calibrates its ranges on
-
-
-@dataclass(frozen=True)
-class FramePrediction:
-    scores: np.ndarray  # (N,) image scores
-    maps: list[np.ndarray]  # N maps, each at its frame's own (H, W)
 
 
 class AnomalyModel:

@@ -25,7 +25,7 @@ def lint(root: Path) -> subprocess.CompletedProcess[str]:
 def test_every_contract_holds() -> None:
     out = lint(REPO)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "4 kept, 0 broken" in out.stdout
+    assert "5 kept, 0 broken" in out.stdout
 
 
 def copy_with_import(tmp_path: Path, module: str, line: str) -> Path:
@@ -48,7 +48,13 @@ def test_settings_importing_torch_breaks_the_leaf_contract(tmp_path: Path) -> No
     assert "stream_ad.settings.sections -> torch" in out.stdout
 
 
+def test_the_line_runtime_importing_torch_breaks_its_contract(tmp_path: Path) -> None:
+    out = lint(copy_with_import(tmp_path, "line/model.py", "import stream_ad.model  # noqa"))
+    assert out.returncode == 1
+    assert "never imports torch" in out.stdout and "stream_ad.line.model -> stream_ad.model" in out.stdout
+
+
 def test_a_cycle_inside_a_package_is_found(tmp_path: Path) -> None:
-    out = lint(copy_with_import(tmp_path, "data/geometry.py", "import stream_ad.data.preprocess  # noqa"))
+    out = lint(copy_with_import(tmp_path, "data/device_preprocess.py", "import stream_ad.data.preprocess  # noqa"))
     assert out.returncode == 1
     assert "No import cycles" in out.stdout and "BROKEN" in out.stdout

@@ -17,16 +17,13 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
+from stream_ad.errors import BackboneError
 from stream_ad.settings import BackboneSettings
 
 log = logging.getLogger(__name__)
 
 RANDOM = "random"
 RANDOM_WEIGHTS_SEED = 0
-
-
-class BackboneError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,8 @@ from typing import Any
 import numpy as np
 
 from stream_ad.data import Layout
+from stream_ad.errors import CalibrationError
 from stream_ad.settings import CalibrationSettings
-
-
-class CalibrationError(ValueError):
-    """Calibration cannot give what was asked (too few images, images seen in fitting); the message says why."""
 
 
 def file_sha256(path: Path) -> str:

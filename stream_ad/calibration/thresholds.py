@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import f1_score, precision_recall_curve, recall_score
 
 from stream_ad.calibration.bounds import (
     allowed_false_alarms,
@@ -18,8 +17,8 @@ from stream_ad.calibration.bounds import (
     supported_confidence,
     supported_fpr,
 )
-from stream_ad.calibration.holdout import CalibrationError
 from stream_ad.calibration.shift import GoodScores
+from stream_ad.errors import CalibrationError
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,9 @@ def pixel_threshold(good_maps: list[np.ndarray], target_fpr: float) -> dict[str,
 def defect_report(good_scores: np.ndarray, defect_scores: np.ndarray, threshold: float) -> dict[str, Any]:
     """Recall at the chosen threshold, and the threshold at max F1 over these good + defective images (F1 depends
     on the share of defects in this set, so it is for comparison, not a production setting)."""
+    # Imported here: `stream-ad run` uses checked_threshold on line PCs, whose install has no scikit-learn.
+    from sklearn.metrics import f1_score, precision_recall_curve, recall_score
+
     y = np.r_[np.zeros(len(good_scores)), np.ones(len(defect_scores))].astype(int)
     s = np.r_[good_scores, defect_scores].astype(np.float64)
     precision, recall, cuts = precision_recall_curve(y, s)

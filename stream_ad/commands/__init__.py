@@ -7,6 +7,7 @@ fit.py               fit on a folder of good images (or train/good) minus the ca
 calibrate.py         set the artefact's threshold for a bounded false-alarm rate
 evaluate.py          image AUROC, pixel AUROC and PRO on labelled folders or data.root/test
 predict.py           score image files and folders with a saved model: a line each, overlays, a CSV
+export.py            a model artefact -> a runtime artefact served without torch (stream_ad.line)
 run.py               a pipeline file in the foreground
 check.py             a pipeline file validated without starting it
 config_show.py       the effective settings, each with its origin

@@ -6,11 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stream_ad.scorers import scorer_params
 from stream_ad.settings import Settings, load_settings
 
 
 def load_checked_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    # The registry imports every method, and with them torch: imported here, so that importing this module (the CLI
+    # does for every command) costs nothing for `stream-ad run` of a runtime artefact.
+    from stream_ad.scorers import scorer_params
+
     settings = load_settings(path, **overrides)
     scorer_params(settings.scorer)  # ConfigError naming scorer.method or scorer.params.KEY
     return settings

@@ -1,10 +1,8 @@
 """The failures a user can fix (a missing file, too few images, a model fitted otherwise, flags that do not go
-together): the CLI prints their message in one line and exits 2, instead of a traceback."""
+together): the CLI prints their message in one line and exits 2, instead of a traceback. Torch-free: `stream-ad run`
+of a runtime artefact catches them on a line PC without torch."""
 
-from stream_ad.artefact import ArtefactError
-from stream_ad.backbones import BackboneError
-from stream_ad.calibration import CalibrationError
-from stream_ad.data import DatasetError
+from stream_ad.errors import ArtefactError, BackboneError, CalibrationError, DatasetError
 
 
 class CommandError(ValueError):

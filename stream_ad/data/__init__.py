@@ -14,9 +14,9 @@ from stream_ad.data.folders import (
     read_image,
     read_mask,
 )
-from stream_ad.data.geometry import Placement, Prepared
 from stream_ad.data.mvtec import MVTecCategory
 from stream_ad.data.preprocess import Preprocessor
+from stream_ad.geometry import Placement, Prepared
 
 __all__ = [
     "DatasetError", "GoodFolder", "ImageBatches", "LabelledImages", "Layout", "MVTecCategory", "Placement", "Prepared",

@@ -2,7 +2,7 @@
 
 Frames of one shape are stacked and uploaded together through a reused pinned host buffer (non-blocking copy), then
 resized, letterboxed or cut into tiles and normalised there, in the batch. The geometry (placements, tile origins,
-letterbox sizes) is the CPU path's (stream_ad.data.geometry); the resampling is torch's bilinear, antialiased
+letterbox sizes) is the CPU path's (stream_ad.geometry); the resampling is torch's bilinear, antialiased
 when shrinking: on magnetic_tile frames about 0.3-1 grey level from OpenCV's INTER_AREA / INTER_LINEAR on average
 (torch's "area" mode was 1-3; tests/data/test_device_preprocess.py). The same code runs on CPU tensors, which is how
 the CPU tests check it.
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stream_ad.data.geometry import Placement, letterbox_size, tile_starts
+from stream_ad.geometry import Placement, letterbox_size, tile_starts
 from stream_ad.settings import PreprocessSettings
 
 

@@ -16,16 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from stream_ad.errors import DatasetError
 from stream_ad.imagefile import IMAGE_SUFFIXES, ImageFileError, images_under, read_image_file
 from stream_ad.settings import MAX_IMAGE_PIXELS
 
 GOOD = "good"
 LOOSE_DEFECT = "defect"  # the type of defective images lying directly in the defects folder
 MASK_NAMES = ("{stem}_mask.png", "{stem}.png")  # MVTec AD's name first
-
-
-class DatasetError(ValueError):
-    pass
 
 
 class Layout(StrEnum):

@@ -22,9 +22,10 @@ from typing import Any, TextIO
 
 import zmq
 
-from stream_ad.artefact import ArtefactError, model_info
 from stream_ad.calibration.shift import GoodScores
+from stream_ad.errors import ArtefactError
 from stream_ad.frames import ModelInfo
+from stream_ad.line.artefact import is_runtime_artefact, runtime_model_info
 from stream_ad.pipeline.accounting import Accounting
 from stream_ad.pipeline.calibration_check import CalibrationCheck
 from stream_ad.pipeline.curve import CurveGuard, pipeline_keys
@@ -153,6 +154,10 @@ class PipelineRun:
 
     def _model_info(self) -> ModelInfo:
         try:
+            if is_runtime_artefact(self.model_dir):
+                return runtime_model_info(self.model_dir)
+            from stream_ad.artefact import model_info  # imports torch: only for a model artefact
+
             return model_info(self.model_dir)
         except ArtefactError as exc:
             raise PipelineError(f"cannot read the model artefact {self.model_dir}: {exc}") from None

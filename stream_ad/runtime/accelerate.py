@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ import torch
 import stream_ad
 from stream_ad.backbones.loader import Backbone, BackboneError
 from stream_ad.runtime.checksums import mismatch, seal
+from stream_ad.runtime.openvino import compile_for_cpu, decline_openvino_telemetry, save_ir
 
 log = logging.getLogger(__name__)
 
@@ -233,27 +234,21 @@ class TorchCompiled:
         return [t[:n].clone() if self.cuda_graphs else t[:n] for t in out]
 
 
-def decline_openvino_telemetry() -> None:
-    """Opt out of OpenVINO's usage telemetry, through its own consent file (~/intel/openvino_telemetry, what its
-    `opt_in_out --opt_out` writes), before the converter first runs.
+def to_openvino(module: torch.nn.Module, input_size: int) -> Any:
+    """`module` ((B, 3, S, S) -> tensors) as an OpenVINO model with a dynamic batch dimension: one compilation
+    serves every batch size."""
+    decline_openvino_telemetry()
+    import openvino as ov
 
-    Without a consent file the converter sends an event per conversion to Google Analytics, each from a process forked
-    off the caller: a line PC must send nothing off the machine, and on one with no route out the forks wait out
-    their timeouts, copy-on-write faulting the parent's pages meanwhile (measured: OpenVINO calls 5-7x slower for
-    ~12 s after a conversion, 2-core CPU).
-    """
-    try:
-        from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
-    except ImportError:  # an OpenVINO without its telemetry package sends nothing
-        return
-    checker = OptInChecker()
-    if checker.check(enable_opt_in_dialog=False) == ConsentCheckResult.DECLINED:
-        return
-    if checker.update_result(ConsentCheckResult.DECLINED):
-        log.info("openvino: declined its usage telemetry in %s (nothing leaves this machine)", checker.consent_file())
-    else:
-        log.warning("openvino: could not write %s to decline its usage telemetry; run `opt_in_out --opt_out` as "
-                    "this service's user", checker.consent_file())
+    example = torch.zeros(1, 3, input_size, input_size)
+    shape = ov.PartialShape([-1, 3, input_size, input_size])
+    # The tracer warns of Python branches on shapes; every one depends on input_size alone, which is fixed.
+    # OpenVINO's converter traces with torch.jit.trace, which torch deprecates in favour of torch.export:
+    # the converter's concern, and not one a line operator can act on.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", r"`torch\.jit\.trace", FutureWarning, r"torch\.jit\._trace")
+        return ov.convert_model(module.cpu().eval(), example_input=example, input=[shape])
 
 
 class OpenVino:
@@ -264,38 +259,16 @@ class OpenVino:
     precision = "fp32"
 
     def __init__(self, module: torch.nn.Module, input_size: int, cache: Path | None) -> None:
-        decline_openvino_telemetry()
         import openvino as ov
 
-        core = ov.Core()
-        shape = ov.PartialShape([-1, 3, input_size, input_size])  # dynamic batch: one compile serves every size
-
-        def convert() -> ov.Model:
-            example = torch.zeros(1, 3, input_size, input_size)
-            # The tracer warns of Python branches on shapes; every one depends on input_size alone, which is fixed.
-            # OpenVINO's converter traces with torch.jit.trace, which torch deprecates in favour of torch.export:
-            # the converter's concern, and not one a line operator can act on.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                warnings.filterwarnings("ignore", r"`torch\.jit\.trace", FutureWarning, r"torch\.jit\._trace")
-                return ov.convert_model(module.cpu().eval(), example_input=example, input=[shape])
-
         if cache is None:
-            model = convert()
+            model = to_openvino(module, input_size)
         else:
-            # The default compress_to_fp16 would halve the weights' precision on disk.
-            built = _build_once(cache,
-                                lambda folder: ov.save_model(convert(), folder / "model.xml", compress_to_fp16=False))
+            built = _build_once(cache, lambda folder: save_ir(to_openvino(module, input_size), folder / "model.xml"))
             log.info("openvino: %s model %s", "converted" if built else "cached", cache)
-            model = core.read_model(cache / "model.xml")
-        # No OpenVINO CACHE_DIR: its compiled blobs would be files it loads unchecked, and compiling from the checked
-        # IR takes ~0.06 s (PatchCore's whole graph, 2-core CPU).
-        config = {
-            "INFERENCE_NUM_THREADS": torch.get_num_threads(),  # what runtime.threads / the infer stage set
-            "INFERENCE_PRECISION_HINT": "f32",  # CPUs with bf16 units would otherwise run bf16 silently
-            "PERFORMANCE_HINT": "LATENCY",
-        }
-        self.compiled = core.compile_model(model, "CPU", config)
+            model = ov.Core().read_model(cache / "model.xml")
+        # runtime.threads / the infer stage set torch's threads: OpenVINO's take the same number.
+        self.compiled = compile_for_cpu(model, torch.get_num_threads())
         self.compilations = 1
         self.request = self.compiled.create_infer_request()
         self.outputs = list(self.compiled.outputs)

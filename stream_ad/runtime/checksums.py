@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from stream_ad.errors import ArtefactError
+
 SUMS = "SHA256SUMS"
 
 
@@ -73,3 +75,32 @@ def mismatch(folder: Path) -> str | None:
             return f"{name} has sha256 {got}, {SUMS} records {want}"
     unlisted = sorted(files.keys() - sums.keys())
     return f"{unlisted[0]} is not in {SUMS}" if unlisted else None
+
+
+def mismatch_error(path: Path, got: str, want: str, where: str) -> ArtefactError:
+    return ArtefactError(f"{path} has sha256 {got} but {where} records {want}: the file was damaged or changed after "
+                         "it was written; copy the artefact again or refit")
+
+
+def checked_read(path: Path, want: str, where: str) -> bytes:
+    """An artefact file's bytes, once they match the sum `want` that `where` records: what is checked is what is
+    used (no second read to change in between)."""
+    if not path.is_file():
+        raise ArtefactError(f"{path} is missing: the artefact is incomplete; copy it again")
+    data = path.read_bytes()
+    got = sha256_bytes(data)
+    if got != want:
+        raise mismatch_error(path, got, want, where)
+    return data
+
+
+def summed_manifest(folder: Path, name: str) -> tuple[bytes, str | None]:
+    """An artefact's manifest bytes and the sum its SHA256SUMS records for them (None: no sum recorded)."""
+    path = folder / name
+    if not path.is_file():
+        raise ArtefactError(f"not a stream_ad model artefact (nor a runtime artefact): {path} is missing")
+    try:
+        want = (read_sums(folder) or {}).get(name)
+    except ValueError as exc:
+        raise ArtefactError(f"artefact {folder}: {exc}") from None
+    return path.read_bytes(), want

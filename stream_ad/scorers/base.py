@@ -82,6 +82,29 @@ class NotFittedError(RuntimeError):
     pass
 
 
+class NotExportable(RuntimeError):
+    """A scorer whose scoring cannot be one forward graph (it optimises each image at test time, say): the message
+    says why and what to do instead."""
+
+
+class _ScoreModule(torch.nn.Module):
+    """A scorer's score() as a module for a graph exporter: tensor operations only are traced, so it is exact for
+    methods whose score is nothing else (networks, maps, blur) and runs eagerly."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        super().__init__()
+        # The scorer's networks, owned here too: the tracer takes the weights of the module it traces as weights
+        # (anything else must be a constant, and trainable tensors cannot be).
+        self.networks = torch.nn.ModuleList(
+            m for value in vars(scorer).values() for m in (value.values() if isinstance(value, dict) else [value])
+            if isinstance(m, torch.nn.Module))
+        self.scorer = [scorer]  # in a list: not a submodule of its own
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.scorer[0].score(x)
+        return out.image, out.maps
+
+
 class Scorer(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[ScorerParams]]
@@ -106,6 +129,21 @@ class Scorer(ABC):
 
     @abstractmethod
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None: ...
+
+    def scoring_graph(self) -> torch.nn.Module:
+        """The whole scoring path as one module, normalised inputs (B, 3, S, S) -> (image scores (B,), maps (B, S, S)),
+        for `stream-ad export`: score() itself by default, right when it is tensor operations only on a scorer built
+        with runtime.accelerate eager. A method that needs more overrides it, or raises NotExportable saying why."""
+        return _ScoreModule(self)
+
+    def graph_constants(self) -> dict[str, str]:
+        """The scoring graph's fitted state a user may want to find in the exported IR: constant name -> what it
+        holds (none by default; networks' weights are not listed)."""
+        return {}
+
+    def images_per_call(self) -> int:
+        """Most images the scoring graph takes in one call (0: any number)."""
+        return 0
 
     def backbone_identity(self) -> dict[str, str] | None:
         """Name and weights sha256 of the pretrained network the scorer depends on, or None if it has none."""

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-from stream_ad.calibration import CalibrationError, split_good
 from stream_ad.calibration.bounds import allowed_false_alarms, fpr_upper_bound, images_needed
+from stream_ad.calibration.holdout import split_good
 from stream_ad.calibration.thresholds import defect_report, image_threshold
+from stream_ad.errors import CalibrationError
 from stream_ad.settings import CalibrationSettings, ConfigError, load_settings
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from stream_ad.data import Preprocessor
-from stream_ad.data.geometry import tile_starts
+from stream_ad.geometry import tile_starts
 from stream_ad.settings import PreprocessSettings
 
 

@@ -24,8 +24,8 @@ from stream_ad.runtime.accelerate import (
     accelerate_backbone,
     bucket,
     choose_path,
-    decline_openvino_telemetry,
 )
+from stream_ad.runtime.openvino import decline_openvino_telemetry
 from stream_ad.settings import Settings, load_settings
 from tests.conftest import PIPED, FaultFigures
 

@@ -1,4 +1,5 @@
-"""A dynamic batch -> backbone + scorer -> one score (and anomaly map) per frame, as AnomalyModel scores in-process."""
+"""A dynamic batch -> backbone + scorer -> one score (and anomaly map) per frame, as AnomalyModel scores in-process;
+for a runtime artefact (`stream-ad export`), as stream_ad.line.model.LineModel does, without torch."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from stream_ad.frames import Frame
+from stream_ad.geometry import Placement, Prepared
+from stream_ad.line.artefact import is_runtime_artefact
+from stream_ad.line.model import LineModel
 from stream_ad.pipeline.stages.base import BadFrame, BadScore, Stage, StageContext
 
 log = logging.getLogger("stream_ad.pipeline.stages")
@@ -24,21 +29,26 @@ def default_infer_threads() -> int:
 
 class Infer(Stage):
     def open(self, ctx: StageContext) -> None:
-        import torch
-
-        from stream_ad.artefact import load_model
-
         settings = ctx.settings
         cfg = settings.pipeline.infer
         threads = cfg.threads or settings.runtime.threads or default_infer_threads()
-        torch.set_num_threads(threads)
-        self.torch = torch
         model_dir = ctx.plan.model_dir
-        self.model = load_model(model_dir, settings, max_batch=cfg.max_batch)
+        self.model: Any
+        if is_runtime_artefact(model_dir):  # OpenVINO alone: this process never imports torch
+            self.model = LineModel(model_dir, threads)
+            self.as_inputs: Callable[[np.ndarray], Any] = np.asarray
+        else:
+            import torch
+
+            from stream_ad.artefact import load_model
+
+            torch.set_num_threads(threads)
+            self.model = load_model(model_dir, settings, max_batch=cfg.max_batch)
+            self.as_inputs = lambda inputs: torch.from_numpy(inputs).to(self.model.device)
         self.send_maps = ctx.plan.send_maps
         self.delay_s = cfg.delay_ms / 1000.0
         self._warm_up(cfg.max_batch)
-        log.info("infer: model %s on %s, %d torch threads, batches up to %d", model_dir, self.model.device, threads,
+        log.info("infer: model %s on %s, %d threads, batches up to %d", model_dir, self.model.device, threads,
                  cfg.max_batch)
 
     def _warm_up(self, max_batch: int) -> None:
@@ -75,8 +85,6 @@ class Infer(Stage):
 
     def _gather_inputs(self, frames: list[Frame]) -> Any:
         """CPU: the preprocess stage sent normalised inputs and placements; stack them into one batch."""
-        from stream_ad.data import Placement, Prepared
-
         placements: list[Placement] = []
         shapes: list[tuple[int, int]] = []
         inputs = []
@@ -93,5 +101,5 @@ class Infer(Stage):
             placements.extend(places)
             shapes.append(shape)
             inputs.append(frame.inputs)
-        tensor = self.torch.from_numpy(np.concatenate(inputs) if len(inputs) > 1 else np.array(inputs[0]))
-        return Prepared(tensor.to(self.model.device), placements, shapes)
+        return Prepared(self.as_inputs(np.concatenate(inputs) if len(inputs) > 1 else np.array(inputs[0])), placements,
+                        shapes)

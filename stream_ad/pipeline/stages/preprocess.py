@@ -3,31 +3,43 @@ it only validates and forwards the frame: the infer stage preprocesses on the GP
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from stream_ad.frames import Frame
+from stream_ad.line.artefact import is_runtime_artefact, read_runtime_manifest
+from stream_ad.line.model import LinePreprocessor
 from stream_ad.pipeline.stages.base import BadFrame, Stage, StageContext
+from stream_ad.settings import Settings
 
 MAX_SIDE = 16384
 
 
 class Preprocess(Stage):
     def open(self, ctx: StageContext) -> None:
+        self.keep_image = ctx.plan.send_maps  # the images sink overlays the maps on the frame
+        self.pre: Any
+        if is_runtime_artefact(ctx.plan.model_dir):  # OpenCV and numpy, as the artefact records them: no torch
+            self.pre = LinePreprocessor(read_runtime_manifest(ctx.plan.model_dir).pre)
+            self.forward_frames = False
+        else:
+            self._open_torch(ctx.settings)
+        self.pre([np.zeros((64, 64, 3), np.uint8)])  # first calls are slow: not on a real frame
+
+    def _open_torch(self, settings: Settings) -> None:
         import torch
 
         from stream_ad.backbones import resolve_normalisation
         from stream_ad.data import Preprocessor
         from stream_ad.runtime.device import resolve_device
 
-        settings = ctx.settings
         torch.set_num_threads(settings.pipeline.preprocess.threads)
         mean, std = resolve_normalisation(settings.backbone)
         self.pre = Preprocessor(settings.preprocess, mean, std, "cpu")
-        self.keep_image = ctx.plan.send_maps  # the images sink overlays the maps on the frame
         # On CUDA the frame goes on as uint8 and the infer stage preprocesses it on the GPU: one host-to-device copy
         # of the smallest form of the frame, and no float inputs (4x the bytes) through ZeroMQ.
         self.forward_frames = resolve_device(settings.runtime.device).type == "cuda"
-        self.pre([np.zeros((64, 64, 3), np.uint8)])  # first calls are slow: not on a real frame
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         for frame in frames:
@@ -46,7 +58,7 @@ class Preprocess(Stage):
                 frame.image = img
                 continue
             prepared = self.pre([img])
-            frame.inputs = prepared.inputs.cpu().numpy()
+            frame.inputs = np.asarray(prepared.inputs)  # a CPU tensor's buffer, or already an array
             frame.meta["shape"] = list(prepared.frame_shapes[0])
             frame.meta["placements"] = [[p.th, p.tw, p.y0, p.y1, p.x0, p.x1] for p in prepared.placements]
             if not self.keep_image:

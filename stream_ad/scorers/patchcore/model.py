@@ -100,21 +100,42 @@ class PatchCore(Scorer):
         if self.features.path == "openvino":
             self._graph = self._openvino_graph()
 
+    def scoring_graph(self) -> ScoringGraph:
+        """Backbone, kNN over the memory bank, reweighting and map as one module (graph.ScoringGraph): what
+        runtime.accelerate openvino compiles, and what `stream-ad export` writes."""
+        if self.memory is None or self._neighbours is None:
+            raise NotFittedError("PatchCore has no memory bank: fit() or load it first")
+        p = self.params
+        return ScoringGraph(self.backbone, self.memory, self._neighbours, p.patch_size, p.embedding_dim, p.blur_sigma)
+
+    def graph_constants(self) -> dict[str, str]:
+        """ScoringGraph's buffers, as the OpenVINO converter names them. The converter also folds the bank into two
+        unnamed constants (the rows' squared norms (1, M), a broadcast copy (1, M, D)): a changed bank (patches taught
+        as good) reaches a compiled graph by exporting again, never by editing constants in the IR."""
+        return {
+            "self.memory": "the memory bank (M, D) float32: the coreset of good patch features",
+            "self.scaled": "-2 x the memory bank (M, D) float32, for the distance matmul",
+            "self.neighbours": "each bank item's b nearest items (M, b) int64, itself first (the reweighting)",
+        }
+
+    def images_per_call(self) -> int:
+        """The graph holds each call's whole (patches x memory) distance block: images per call bounded like the
+        torch kNN's blocks."""
+        assert self.memory is not None
+        size = self.context.input_size
+        patches = self.embed(torch.zeros(1, 3, size, size)).shape[-2:].numel()
+        return max(1, BLOCK_ELEMENTS // (patches * self.memory.shape[0]))
+
     def _openvino_graph(self) -> OpenVino:
         """The whole scoring path as one OpenVINO graph (stream_ad.scorers.patchcore.graph says why)."""
         assert self.memory is not None and self._neighbours is not None
         p = self.params
-        module = ScoringGraph(self.backbone, self.memory, self._neighbours, p.patch_size, p.embedding_dim,
-                              p.blur_sigma)
+        module = self.scoring_graph()
         state = hashlib.sha256(self.memory.cpu().numpy().tobytes()).hexdigest()
         graph = {"scorer": "patchcore", "memory_sha256": state, "num_neighbors": int(self._neighbours.shape[1]),
                  **p.model_dump(include={"patch_size", "embedding_dim", "blur_sigma"})}
         compiled = openvino_graph(module, self.backbone, self.context.input_size, self.context.accelerate, graph)
-        # The graph holds each call's whole (patches x memory) distance block: images per call bounded like the
-        # torch kNN's blocks.
-        size = self.context.input_size
-        patches = self.embed(torch.zeros(1, 3, size, size)).shape[-2:].numel()
-        self._graph_images = max(1, BLOCK_ELEMENTS // (patches * self.memory.shape[0]))
+        self._graph_images = self.images_per_call()
         log.info("PatchCore scores through one OpenVINO graph (backbone, kNN over %d items, reweighting, map), "
                  "up to %d images per call", self.memory.shape[0], self._graph_images)
         return compiled

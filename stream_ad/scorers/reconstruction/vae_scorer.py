@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from stream_ad.scorers.base import FitBatches, ScorerContext, ScorerParams, Scores
+from stream_ad.scorers.base import FitBatches, NotExportable, ScorerContext, ScorerParams, Scores
 from stream_ad.scorers.components.training import Step
 from stream_ad.scorers.reconstruction.common import (
     TrainedScorer,
@@ -87,6 +87,14 @@ class VAEScorer(TrainedScorer):
             return {"loss": loss, "rec": rec, "kl": kl}
 
         self.train_networks(images, "vae", p.epochs, p.batch_size, run_epoch, {"vae": optimizer})
+
+    def scoring_graph(self) -> torch.nn.Module:
+        if self.params.mode == "energy":
+            raise NotExportable(
+                f"vae with mode 'energy' moves each image by {self.params.steps} gradient steps at test time (the "
+                "projection): no single forward graph computes that; export a model fitted with mode "
+                "'reconstruction', or serve this one with `stream-ad run` on the model artefact")
+        return super().scoring_graph()
 
     def score(self, batch: torch.Tensor) -> Scores:
         self.require_fitted()

@@ -1,0 +1,151 @@
+"""Where each model input's pixels come from in its frame, and the CPU preprocessing built on it (OpenCV and numpy
+only): the geometry every preprocessing path shares (OpenCV on the CPU, tensor operations on the device, the
+torch-free line runtime), and the mapping of scores back to each frame.
+
+Torch-free on purpose: a line PC serving an exported runtime artefact (stream_ad.line) preprocesses with exactly
+this code, so its inputs equal the fitting path's bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One input tensor's content: tensor rows/cols [0:th, 0:tw] show frame rows [y0:y1] and cols [x0:x1]."""
+
+    frame: int
+    th: int
+    tw: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+
+@dataclass
+class Prepared:
+    inputs: Any  # (N, 3, S, S) float32, normalised: a torch tensor, or a numpy array on the torch-free line runtime
+    placements: list[Placement]
+    frame_shapes: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class FramePrediction:
+    scores: np.ndarray  # (N,) image scores
+    maps: list[np.ndarray]  # N maps, each at its frame's own (H, W)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """preprocess.mode and its sizes, as plain data (PreprocessSettings' fields the geometry reads)."""
+
+    mode: str  # resize | letterbox | tile
+    image_size: int
+    tile_size: int
+    tile_overlap: float
+    pad_value: int
+
+    @property
+    def input_size(self) -> int:
+        return self.tile_size if self.mode == "tile" else self.image_size
+
+
+def letterbox_size(h: int, w: int, side: int) -> tuple[int, int]:
+    """The frame's size inside a side x side letterbox: the long edge fills it, the aspect ratio is kept."""
+    scale = side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
+    """Tile origins along one axis: a regular stride, plus a last tile flush with the far edge."""
+    if length <= tile:
+        return [0]
+    stride = max(1, int(round(tile * (1.0 - overlap))))
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)
+    return starts
+
+
+def resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    shrinking = h * w < img.shape[0] * img.shape[1]
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def as_rgb(i: int, frame: np.ndarray) -> np.ndarray:
+    """A uint8 (H, W, 3) or (H, W) frame as (H, W, 3); anything else a ValueError naming frame i."""
+    if frame.ndim == 2:
+        frame = np.repeat(frame[:, :, None], 3, axis=2)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"frame {i}: expected uint8 (H, W, 3) or (H, W), got {frame.dtype} {frame.shape}")
+    return frame
+
+
+def place(geometry: Geometry, index: int, img: np.ndarray) -> tuple[list[np.ndarray], list[Placement]]:
+    """Frame `index` -> its (S, S, 3) uint8 inputs (one, or a tile each) and where each came from."""
+    h, w = img.shape[:2]
+    s, mode = geometry.input_size, geometry.mode
+    if mode == "resize":
+        return [resize(img, s, s)], [Placement(index, s, s, 0, h, 0, w)]
+    if mode == "letterbox":
+        th, tw = letterbox_size(h, w, s)
+        canvas = np.full((s, s, 3), geometry.pad_value, dtype=np.uint8)
+        canvas[:th, :tw] = resize(img, th, tw)
+        return [canvas], [Placement(index, th, tw, 0, h, 0, w)]
+    tiles, places = [], []
+    for y in tile_starts(h, s, geometry.tile_overlap):
+        for x in tile_starts(w, s, geometry.tile_overlap):
+            crop = img[y : y + s, x : x + s]
+            th, tw = crop.shape[:2]
+            if (th, tw) != (s, s):  # a frame smaller than a tile: pad, never stretch
+                canvas = np.full((s, s, 3), geometry.pad_value, dtype=np.uint8)
+                canvas[:th, :tw] = crop
+                crop = canvas
+            tiles.append(crop)
+            places.append(Placement(index, th, tw, y, y + th, x, x + tw))
+    return tiles, places
+
+
+def place_frames(geometry: Geometry, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, Prepared]:
+    """Frames -> their stacked (N, S, S, 3) uint8 inputs, and a Prepared holding no inputs yet (placements, shapes)."""
+    arrays: list[np.ndarray] = []
+    placements: list[Placement] = []
+    shapes: list[tuple[int, int]] = []
+    for i, frame in enumerate(frames):
+        frame = as_rgb(i, frame)
+        shapes.append(frame.shape[:2])
+        a, p = place(geometry, i, frame)
+        arrays.extend(a)
+        placements.extend(p)
+    return np.ascontiguousarray(np.stack(arrays)), Prepared(None, placements, shapes)
+
+
+def normalise(pixels: np.ndarray, mean255: np.ndarray, std255: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) uint8 -> (N, 3, S, S) float32 (x - mean) / std, with mean and std (3,) float32 on 0..255: the
+    same float32 operations as the torch path, so the same values."""
+    x = pixels.transpose(0, 3, 1, 2).astype(np.float32)
+    return np.ascontiguousarray((x - mean255.reshape(1, 3, 1, 1)) / std255.reshape(1, 3, 1, 1))
+
+
+def to_frames(prepared: Prepared, image_scores: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per-input scores and (S, S) maps -> per-frame score (max over its tiles) and map at the frame's size."""
+    n = len(prepared.frame_shapes)
+    frame_scores = np.full(n, -np.inf, dtype=np.float32)
+    sums = [np.zeros(shape, dtype=np.float32) for shape in prepared.frame_shapes]
+    counts = [np.zeros(shape, dtype=np.float32) for shape in prepared.frame_shapes]
+    for p, score, m in zip(prepared.placements, image_scores, maps):
+        frame_scores[p.frame] = max(frame_scores[p.frame], float(score))
+        content = m[: p.th, : p.tw]
+        region = (slice(p.y0, p.y1), slice(p.x0, p.x1))
+        target = (p.y1 - p.y0, p.x1 - p.x0)
+        if content.shape != target:
+            content = cv2.resize(content, (target[1], target[0]), interpolation=cv2.INTER_LINEAR)
+        sums[p.frame][region] += content
+        counts[p.frame][region] += 1.0
+    return frame_scores, [s / c for s, c in zip(sums, counts)]

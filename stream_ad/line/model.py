@@ -1,0 +1,79 @@
+"""A runtime artefact as a line PC serves it, without torch: frames -> preprocessing (OpenCV and numpy, the fitting
+path's own geometry code) -> one OpenVINO call per batch -> one score and map per frame.
+
+The interface mirrors stream_ad.model.AnomalyModel's serving half (predict, score_prepared, preprocessor, device), so
+the infer stage runs either the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from stream_ad.geometry import FramePrediction, Prepared, normalise, place_frames, to_frames
+from stream_ad.line.artefact import INPUT, OUTPUTS, Preprocessing, RuntimeManifest, read_graph, read_runtime_manifest
+from stream_ad.runtime.openvino import compile_for_cpu
+
+log = logging.getLogger(__name__)
+
+
+class LinePreprocessor:
+    """Frames -> normalised (N, 3, S, S) float32 inputs with their placements, as the runtime artefact records the
+    preprocessing: the fitting path's geometry code and its float32 normalisation, so the same values."""
+
+    on_device = None  # never on a GPU: the infer stage gets inputs from the preprocess stage
+
+    def __init__(self, pre: Preprocessing) -> None:
+        self.geometry = pre.geometry
+        self.mean255, self.std255 = pre.arrays()
+
+    @property
+    def input_size(self) -> int:
+        return self.geometry.input_size
+
+    def __call__(self, frames: Sequence[np.ndarray]) -> Prepared:
+        pixels, prepared = place_frames(self.geometry, frames)
+        prepared.inputs = normalise(pixels, self.mean255, self.std255)
+        return prepared
+
+
+class LineModel:
+    device = "cpu"  # OpenVINO's CPU plugin
+
+    def __init__(self, directory: Path, threads: int) -> None:
+        """The runtime artefact in `directory`, checked, compiled for the CPU with `threads` inference threads."""
+        import openvino as ov
+
+        self.directory = directory
+        self.manifest: RuntimeManifest = read_runtime_manifest(directory)
+        xml, weights = read_graph(directory, self.manifest)
+        # Compiled from the checked bytes themselves: no second read of the files to change in between.
+        graph = ov.Core().read_model(model=xml, weights=ov.Tensor(np.frombuffer(weights, dtype=np.uint8)))
+        self.compiled = compile_for_cpu(graph, threads)
+        self.request = self.compiled.create_infer_request()
+        self.outputs = [self.compiled.output(name) for name in OUTPUTS]
+        self.preprocessor = LinePreprocessor(self.manifest.pre)
+        # A graph holding a whole (patches x memory) distance block per call bounds the images per call (0: none).
+        self.images_per_call = int(self.manifest.graph.get("images_per_call", 0))
+
+    def scores(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised inputs (N, 3, S, S) -> image scores (N,) and maps (N, S, S), in calls of images_per_call."""
+        step = self.images_per_call or len(inputs)
+        calls = []
+        for start in range(0, len(inputs), step):
+            result = self.request.infer({INPUT: np.ascontiguousarray(inputs[start : start + step], np.float32)})
+            calls.append([result[port] for port in self.outputs])  # copied out of the request's buffers
+        if len(calls) == 1:
+            return calls[0][0], calls[0][1]
+        return np.concatenate([c[0] for c in calls]), np.concatenate([c[1] for c in calls])
+
+    def score_prepared(self, prepared: Prepared) -> FramePrediction:
+        image, maps = self.scores(prepared.inputs)
+        scores, frame_maps = to_frames(prepared, image, maps)
+        return FramePrediction(scores, frame_maps)
+
+    def predict(self, frames: Sequence[np.ndarray]) -> FramePrediction:
+        return self.score_prepared(self.preprocessor(frames))

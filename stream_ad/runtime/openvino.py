@@ -1,0 +1,59 @@
+"""OpenVINO as stream_ad uses it on a CPU, without torch: the telemetry opt-out, saving IR at full precision, and
+compiling for the CPU. Shared by runtime.accelerate (which converts torch modules) and the torch-free line runtime
+(stream_ad.line, which only loads and runs exported IR)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def decline_openvino_telemetry() -> None:
+    """Opt out of OpenVINO's usage telemetry, through its own consent file (~/intel/openvino_telemetry, what its
+    `opt_in_out --opt_out` writes), before the converter first runs.
+
+    Without a consent file the converter sends an event per conversion to Google Analytics, each from a process forked
+    off the caller: a line PC must send nothing off the machine, and on one with no route out the forks wait out
+    their timeouts, copy-on-write faulting the parent's pages meanwhile (measured: OpenVINO calls 5-7x slower for
+    ~12 s after a conversion, 2-core CPU).
+    """
+    try:
+        from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+    except ImportError:  # an OpenVINO without its telemetry package sends nothing
+        return
+    checker = OptInChecker()
+    if checker.check(enable_opt_in_dialog=False) == ConsentCheckResult.DECLINED:
+        return
+    if checker.update_result(ConsentCheckResult.DECLINED):
+        log.info("openvino: declined its usage telemetry in %s (nothing leaves this machine)", checker.consent_file())
+    else:
+        log.warning("openvino: could not write %s to decline its usage telemetry; run `opt_in_out --opt_out` as "
+                    "this service's user", checker.consent_file())
+
+
+def save_ir(model: Any, xml: Path) -> None:
+    """An OpenVINO model as IR (`xml` and its .bin beside it), weights in float32: the default compress_to_fp16
+    would halve their precision on disk."""
+    import openvino as ov
+
+    ov.save_model(model, xml, compress_to_fp16=False)
+
+
+def compile_for_cpu(model: Any, threads: int) -> Any:
+    """An OpenVINO model (or the path of its IR) compiled for the CPU at f32 with `threads` inference threads, for
+    latency (one request at a time: the infer stage's batches).
+
+    No OpenVINO CACHE_DIR: its compiled blobs would be files it loads unchecked, and compiling from checked IR takes
+    ~0.06 s (PatchCore's whole graph, 2-core CPU)."""
+    decline_openvino_telemetry()
+    import openvino as ov
+
+    config = {
+        "INFERENCE_NUM_THREADS": threads,
+        "INFERENCE_PRECISION_HINT": "f32",  # CPUs with bf16 units would otherwise run bf16 silently
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    return ov.Core().compile_model(model, "CPU", config)
