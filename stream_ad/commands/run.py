@@ -85,7 +85,9 @@ def run(
         print(f"decision threshold {threshold:.4f} (from {origin})", file=sys.stderr, flush=True)
         # The good scores the artefact's threshold was calibrated on, for the start-up check (none with a set one).
         good_scores = GoodScores.from_record(manifest.threshold)
-        summary = run_pipeline(settings, threshold, model_dir, good_scores, verbose=verbose)
+        # The operator's console runs beside the stages, as a module the pipeline only starts (stream_ad.console).
+        console = ("stream_ad.console",) if settings.pipeline.console.enabled else ()
+        summary = run_pipeline(settings, threshold, model_dir, good_scores, verbose=verbose, services=console)
     except PipelineError as exc:
         print(f"stream-ad: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,8 @@ nothing binds); the supervisor writes the plan to the run folder as JSON and eve
                                 tcp, else ipc://RUN_DIR/<label>.sock
     stage i-1 connects to       pipeline.<stage>.connect (another host), else what stage i binds
     every stage reports to      pipeline.supervisor.endpoint, else index 0 of the same scheme ("supervisor")
+    pipeline.console enabled:   the console binds its tap (the sink stage sends to it), the infer stage its teaching
+                                channel: pipeline.console.*_endpoint, else the next two indexes of the same scheme
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ class StageSpec:
 
 
 @dataclass(frozen=True)
+class ConsoleWiring:
+    """Where the operator's console meets the stages (pipeline.console)."""
+
+    tap: str  # the console binds it; the sink stage sends it the verdicts, bounded and drop-oldest
+    control: str  # the infer stage binds it; the console sends it teaching requests
+
+
+@dataclass(frozen=True)
 class RunPlan:
     settings: Settings
     stages: tuple[StageSpec, ...]  # in pipeline order, the source first
@@ -45,7 +55,8 @@ class RunPlan:
     model_dir: Path  # the infer stage's model artefact
     threshold: float  # the decide stage's
     model: ModelInfo  # the sinks': which model judged, its pixel threshold (the alarm store records and draws them)
-    send_maps: bool  # a sink draws anomaly maps: preprocess keeps the image and infer sends the maps
+    send_maps: bool  # a sink or the console draws anomaly maps: preprocess keeps the image and infer sends the maps
+    console: ConsoleWiring | None = None  # None: pipeline.console is off
 
     def stage(self, name: str) -> StageSpec:
         for spec in self.stages:
@@ -62,6 +73,7 @@ class RunPlan:
             "threshold": self.threshold,
             "model": asdict(self.model),
             "send_maps": self.send_maps,
+            "console": asdict(self.console) if self.console else None,
         }, indent=1)
 
     @classmethod
@@ -75,6 +87,7 @@ class RunPlan:
             threshold=raw["threshold"],
             model=ModelInfo(**raw["model"]),
             send_maps=raw["send_maps"],
+            console=ConsoleWiring(**raw["console"]) if raw.get("console") else None,
         )
 
 
@@ -89,6 +102,7 @@ class Wiring:
 
     stages: tuple[StageSpec, ...]  # in pipeline order, the source first
     notices: str  # where every stage sends its notices
+    console: ConsoleWiring | None = None
 
 
 def plan_wiring(settings: Settings, run_dir: Path) -> Wiring:
@@ -110,7 +124,12 @@ def plan_wiring(settings: Settings, run_dir: Path) -> Wiring:
         downstream = targets[i + 1] if i + 1 < len(targets) else None
         specs.append(StageSpec(name, stage_label(name), binds[i], downstream, queue_size=sc.queue_size,
                                policy=sc.policy or cfg.policy, max_batch=sc.max_batch, max_wait_ms=sc.max_wait_ms))
-    return Wiring(tuple(specs), endpoint(0, "supervisor", cfg.supervisor.endpoint))
+    console = None
+    if cfg.console.enabled:
+        n = len(specs)
+        console = ConsoleWiring(endpoint(n, "console-tap", cfg.console.tap_endpoint),
+                                endpoint(n + 1, "infer-control", cfg.console.control_endpoint))
+    return Wiring(tuple(specs), endpoint(0, "supervisor", cfg.supervisor.endpoint), console)
 
 
 def plan_run(settings: Settings, *, model_dir: Path, threshold: float, model: ModelInfo, run_dir: Path) -> RunPlan:
@@ -122,5 +141,7 @@ def plan_run(settings: Settings, *, model_dir: Path, threshold: float, model: Mo
         model_dir=model_dir,
         threshold=threshold,
         model=model,
-        send_maps=any(SINKS[out.kind].needs_maps for out in settings.pipeline.sink.outputs),
+        send_maps=settings.pipeline.console.enabled
+        or any(SINKS[out.kind].needs_maps for out in settings.pipeline.sink.outputs),
+        console=wiring.console,
     )

@@ -14,7 +14,7 @@ class DriftSettings(Strict):
     """Per camera, the recent scores of frames judged ok against the good scores the threshold was calibrated on
     (a one-sided two-sample Kolmogorov-Smirnov test; docs/console.md, "Drift watch")."""
 
-    window: int = Field(60, ge=10, le=100_000)  # the most recent ok scores compared
+    window: int = Field(100, ge=10, le=100_000)  # the most recent ok scores compared
     # The test's p-value below which the camera counts as drifting (gauge stream_ad_console_drift_detected).
     significance: float = Field(0.001, gt=0.0, lt=1.0)
 
