@@ -12,9 +12,7 @@ from stream_ad.artefact import load_model
 from stream_ad.data.folders import read_image
 from stream_ad.model import AnomalyModel
 from stream_ad.settings import load_settings
-from tests.conftest import PIPED
-
-DEFECT = sorted((PIPED / "PA_BDP01_TL" / "test" / "defect").glob("*.png"))[0]
+from tests.teaching import DEFECT
 
 
 def _load(path: Path, accelerate: str) -> AnomalyModel:
