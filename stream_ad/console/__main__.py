@@ -10,8 +10,8 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import zmq
 
@@ -21,6 +21,7 @@ from stream_ad.console.app import ModelFacts, console_app
 from stream_ad.console.drift import DriftStatus
 from stream_ad.console.live import LiveView
 from stream_ad.console.teach import TeachDesk
+from stream_ad.frames import Frame
 from stream_ad.pipeline.plan import RunPlan
 from stream_ad.pipeline.wire import BadMessage, decode
 from stream_ad.runtime.logs import configure_logging
@@ -44,7 +45,9 @@ def model_facts(plan: RunPlan) -> tuple[ModelFacts, GoodScores | None]:
     return facts, GoodScores.from_record(manifest.threshold)
 
 
-def drift_gauges() -> Any:
+def drift_report(cameras: list[str]) -> Callable[[Frame, DriftStatus], None]:
+    """The drift watch's gauges (each configured camera's at 0 from the start), and one log line each time a camera
+    starts or stops drifting."""
     from prometheus_client import Gauge  # here: the multiprocess folder the run set is in the environment by now
 
     statistic = Gauge("stream_ad_console_drift", "Drift watch: one-sided KS statistic of a camera's recent ok scores "
@@ -53,10 +56,24 @@ def drift_gauges() -> Any:
     detected = Gauge("stream_ad_console_drift_detected", "1 while the drift watch finds a camera's ok scores "
                      "higher than the calibration's (p below pipeline.console.drift.significance)", ["camera"],
                      multiprocess_mode="livemax")
+    drifting: dict[str, bool] = {}
+    for camera in cameras:
+        statistic.labels(camera).set(0)
+        detected.labels(camera).set(0)
 
-    def report(camera: str, status: DriftStatus) -> None:
-        statistic.labels(camera).set(status.statistic)
-        detected.labels(camera).set(int(status.drifting))
+    def report(frame: Frame, status: DriftStatus) -> None:
+        statistic.labels(frame.camera).set(status.statistic)
+        detected.labels(frame.camera).set(int(status.drifting))
+        if status.drifting != drifting.get(frame.camera, False):
+            drifting[frame.camera] = status.drifting
+            if status.drifting:
+                log.warning("drift on camera %s from frame %d: its ok scores sit higher than the calibration's "
+                            "(median %.4f against %.4f, KS D %.3f, p %.2g over %d frames); false alarms will follow: "
+                            "check light and material, then recalibrate", frame.camera, frame.frame_id,
+                            status.live_median, status.reference_median, status.statistic, status.p_value, status.n)
+            else:
+                log.info("drift on camera %s is over from frame %d (KS p %.2g)", frame.camera, frame.frame_id,
+                         status.p_value)
 
     return report
 
@@ -93,7 +110,7 @@ def main(argv: list[str]) -> int:
         log.warning("console: the threshold keeps no calibration scores: the drift watch is off (recalibrate with "
                     "`stream-ad calibrate` to turn it on)")
     live = LiveView(cfg, plan.threshold, good.sample if good else None, plan.settings.pipeline.source.stale_after_s,
-                    drift_gauges())
+                    drift_report([plan.settings.pipeline.source.camera]) if good else None)
     desk = TeachDesk(plan.console.control, plan.settings.output_dir / "console", plan.model_dir, cfg.teach_timeout_s)
     sock = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

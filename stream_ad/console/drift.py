@@ -7,7 +7,8 @@ calibration's sample there too compares like with like), by a one-sided two-samp
 calibration's, i.e. the live scores sit higher). A change of material or light moves every good frame's score, the
 bulk of them well below the threshold first, so the whole distribution shifts before its tail crosses the threshold
 often enough to break the calibrated false-alarm bound: the test sees the bulk move. The statistic D (0: alike; 1:
-every live score above every calibration score) is the gauge; p below `significance` raises the warning.
+every live score above every calibration score) is the gauge; p below `significance` raises the warning, and it
+stays raised until p climbs above CLEAR_FACTOR times that (a p-value hovering at the level would make it flap).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from scipy.stats import ks_2samp
 from stream_ad.settings import DriftSettings
 
 MIN_REFERENCE = 5  # calibration scores below the threshold needed for a test at all
+CLEAR_FACTOR = 10.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class DriftWatch:
                              f"{MIN_REFERENCE}; calibrate on more good images (stream-ad calibrate)")
         self.cfg = cfg
         self.scores: deque[float] = deque(maxlen=cfg.window)
+        self.drifting = False
 
     def add(self, score: float) -> DriftStatus:
         """One more frame judged ok; the test on the window (not drifting until the window is full)."""
@@ -53,5 +56,5 @@ class DriftWatch:
             return DriftStatus(live.size, 0.0, 1.0, False, float(np.median(live)), ref_median)
         test = ks_2samp(live, self.reference, alternative="less")
         p = float(test.pvalue)
-        return DriftStatus(live.size, float(test.statistic), p, p < self.cfg.significance, float(np.median(live)),
-                           ref_median)
+        self.drifting = p < self.cfg.significance * (CLEAR_FACTOR if self.drifting else 1.0)
+        return DriftStatus(live.size, float(test.statistic), p, self.drifting, float(np.median(live)), ref_median)

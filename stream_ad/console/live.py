@@ -9,6 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,7 @@ class CameraView:
 
 class LiveView:
     def __init__(self, cfg: ConsoleSettings, threshold: float, good_scores: tuple[float, ...] | None,
-                 stale_after_s: float, on_drift: Callable[[str, DriftStatus], None] | None = None) -> None:
+                 stale_after_s: float, on_drift: Callable[[Frame, DriftStatus], None] | None = None) -> None:
         self.cfg = cfg
         self.threshold = threshold
         self.good_scores = good_scores
@@ -77,7 +78,7 @@ class LiveView:
             elif view.drift is not None and frame.score is not None:
                 view.drift_status = view.drift.add(frame.score)
                 if self.on_drift is not None:
-                    self.on_drift(frame.camera, view.drift_status)
+                    self.on_drift(frame, view.drift_status)
             self.version += 1
 
     def _drift_watch(self) -> DriftWatch | None:
@@ -103,6 +104,7 @@ class LiveView:
                 drift = view.drift_status
                 cameras.append({
                     "name": name, "frame_id": f.frame_id, "verdict": f.verdict, "score": f.score,
+                    "source": Path(f.meta["path"]).name if "path" in f.meta else None,  # a file camera's image
                     "threshold": f.threshold, "fps": None if fps is None else round(fps, 2),
                     "p99_ms": round(1000 * float(np.percentile(view.latencies, 99)), 1),
                     "stale": now - view.t_received > self.stale_after_s,

@@ -134,11 +134,12 @@ class PipelineRun:
             print(f"metrics: {self.metrics_server.url}", file=self.out, flush=True)
         self.supervisor = Supervisor(plan, plan_path, metrics_dir, self.metrics, pump=self._pump,
                                      first_id=self._next_frame_id, verbose=self.verbose)
-        self.supervisor.start(cancelled=lambda: self.stop_requested)
+        # Services first: never waited on, they are most likely up by the time the stages are and frames flow.
         self.services = [ServiceProcess(module, plan_path, metrics_dir, self.cfg.supervisor, self.metrics)
                          for module in self.service_modules]
         for service in self.services:
             service.start()
+        self.supervisor.start(cancelled=lambda: self.stop_requested)
         self._t_start = time.monotonic()
         self.systemd.ready(f"running: {len(plan.stages)} stages up, camera {self.cfg.source.camera}")
 

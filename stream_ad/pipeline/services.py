@@ -1,5 +1,5 @@
-"""Processes beside the stages that carry no frames (the operator's console, `pipeline.console`): started once the
-stages are ready, restarted with the stages' backoff when they die, stopped after them. The line never waits on
+"""Processes beside the stages that carry no frames (the operator's console, `pipeline.console`): started just before
+the stages, restarted with the stages' backoff when they die, stopped after them. The line never waits on
 one: a service that fails to start or dies is logged and restarted (stream_ad_stage_restarts_total{stage=NAME})
 while the frames flow on. The run names them (stream_ad.commands.run); the pipeline knows only how to start one:
 

@@ -39,3 +39,15 @@ def test_a_shift_of_the_scores_raises_the_warning() -> None:
 def test_too_few_calibration_scores_are_refused() -> None:
     with pytest.raises(ValueError, match="2 calibration scores below the threshold"):
         DriftWatch([1.0, 2.0, 9.0], 5.0, CFG)
+
+
+def test_the_warning_clears_only_once_the_scores_are_back() -> None:
+    rng = np.random.default_rng(2)
+    reference = _calibration(rng)
+    threshold = float(np.quantile(reference, 0.95))
+    watch = DriftWatch(reference, threshold, CFG)
+    shifted = [watch.add(float(s)) for s in _calibration(rng) + 0.8 if s <= threshold]
+    assert shifted[-1].drifting
+    back = [watch.add(float(s)) for s in np.concatenate([_calibration(rng) for _ in range(2)])]
+    flips = sum(a.drifting != b.drifting for a, b in zip(back, back[1:]))
+    assert not back[-1].drifting and flips <= 1  # one clearing, no flapping on the way

@@ -104,6 +104,34 @@ def test_sink_error_drops_fire_the_sink_errors_alert(tmp_path: Path) -> None:
     assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
 
 
+def test_drift_fires_the_score_drift_alert_after_a_minute(tmp_path: Path) -> None:
+    """promtool's rule unit test: the console's drift gauge held at 1 for a minute fires StreamAdScoreDrift."""
+    tool = shutil.which("promtool")
+    if tool is None:
+        pytest.skip("promtool is not installed (Debian package prometheus; scripts/setup.sh installs it as root)")
+    shutil.copy(ALERTS_YML, tmp_path / "alerts.yml")
+    case = {"rule_files": ["alerts.yml"], "evaluation_interval": "30s", "tests": [{
+        "interval": "30s",
+        "input_series": [{"series": 'stream_ad_console_drift_detected{camera="line1"}', "values": "0 0 1 1 1 1 0"},
+                         {"series": 'stream_ad_console_drift_detected{camera="line2"}', "values": "0 0 0 0 0 0 0"}],
+        "alert_rule_test": [
+            {"eval_time": "90s", "alertname": "StreamAdScoreDrift", "exp_alerts": []},
+            {"eval_time": "150s", "alertname": "StreamAdScoreDrift", "exp_alerts": [{
+                "exp_labels": {"severity": "warning", "camera": "line1"},
+                "exp_annotations": {
+                    "summary": "camera line1: good frames score higher than at calibration (drift)",
+                    "description": next(r for r in yaml.safe_load(ALERTS_YML.read_text())["groups"][0]["rules"]
+                                        if r.get("alert") == "StreamAdScoreDrift")["annotations"]["description"]},
+            }]},
+            {"eval_time": "180s", "alertname": "StreamAdScoreDrift", "exp_alerts": []},
+        ],
+    }]}
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(case))
+    out = subprocess.run([tool, "test", "rules", "test.yml"], capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path, check=False)
+    assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout + out.stderr
+
+
 def test_grafana_provisioning_points_at_the_dashboard_and_datasource() -> None:
     source = yaml.safe_load(DATASOURCE.read_text())["datasources"][0]
     provider = yaml.safe_load(DASHBOARD_PROVIDER.read_text())["providers"][0]
@@ -132,7 +160,8 @@ class Scraped:
 def scraped(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     """A real pipeline scraped by a real Prometheus that runs deploy/'s config and rules (scrape and rule intervals
     shortened for the test). Its camera has one undecodable file, so a drop is counted; its Modbus PLC sink points at
-    a port where no PLC answers, so alarms wait in the outbox and the outbox metrics move."""
+    a port where no PLC answers, so alarms wait in the outbox and the outbox metrics move. Its console exports the
+    drift gauge."""
     work = tmp_path_factory.mktemp("deploy")
     camera = work / "camera"
     for p in sorted((CATEGORY / "test").rglob("*.png"))[:24]:
@@ -147,13 +176,15 @@ def scraped(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iter
     prom = Prometheus(work, metrics_port, config=yaml.safe_dump(config))
     cfg = write_pipeline(work / "line.yaml", demo_run.model, work, metrics={"port": metrics_port},
                          source={"path": str(camera), "fps": 10, "loop": True},
+                         console={"enabled": True, "port": free_port()},
                          sink={"outputs": [{"kind": "jsonl"},
                                            {"kind": "modbus", "host": "127.0.0.1", "port": free_port(),
                                             "timeout_s": 0.5}]})
     proc = start_cli("run", str(cfg), log=work / "run.log")
     try:
         wait_for(lambda: prom.query('stream_ad_frames_dropped_total{reason="decode_error"} > 0')
-                 and prom.query("stream_ad_frames_scored_total > 5") and prom.query("stream_ad_outbox_pending > 0"),
+                 and prom.query("stream_ad_frames_scored_total > 5") and prom.query("stream_ad_outbox_pending > 0")
+                 and prom.query("stream_ad_console_drift_detected >= 0"),
                  240, "Prometheus to scrape verdicts, a drop and alarms waiting in the outbox")
         time.sleep(3)  # a few more scrapes and rule evaluations
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:

@@ -1,0 +1,76 @@
+"""The console in a real browser (Debian's headless chromium, driven by selenium through chromedriver) on a running
+pipeline: frames update, the operator opens an alarm, calls the part good, and the part's next score falls below the
+threshold. Screenshots go to the test's tmp folder."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import wait_for
+from tests.integration.console.conftest import TOKEN, ConsoleRun
+
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOT = Path("/tmp/console_screenshot.png")  # the last one, for a person to look at
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    chromium = shutil.which("chromium")
+    if chromium is None or not CHROMEDRIVER.is_file():
+        pytest.skip("Debian's chromium and chromium-driver are not installed (scripts/setup.sh installs them as root)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_an_operator_teaches_a_flagged_part_in_the_browser(console_run: ConsoleRun, browser, tmp_path: Path  # noqa: ANN001
+                                                           ) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    def text(css: str) -> str:
+        found = browser.find_elements(By.CSS_SELECTOR, css)
+        return found[0].text if found else ""
+
+    browser.get(console_run.url + "/")
+    card = '.camera[data-camera="cam0"]'
+    first = int(wait_for(lambda: text(f"{card} .frame-id"), 60, "the page to show camera cam0"))
+    src = browser.find_element(By.CSS_SELECTOR, f"{card} img").get_attribute("src")
+    wait_for(lambda: int(text(f"{card} .frame-id") or 0) > first + 2, 30, "the page's frames to update")
+    assert browser.find_element(By.CSS_SELECTOR, f"{card} img").get_attribute("src") != src
+    browser.save_screenshot(str(tmp_path / "1-live.png"))
+
+    browser.find_element(By.ID, "token").send_keys(TOKEN, Keys.TAB)
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".alarm"), 60, "an alarm in the list")
+    browser.find_element(By.CSS_SELECTOR, ".alarm").click()
+    title = text("#alarm-title")
+    assert title.startswith("cam0 frame ") and "against threshold" in title
+    browser.save_screenshot(str(tmp_path / "2-alarm.png"))
+    browser.find_element(By.ID, "mark-good").click()
+    outcome = wait_for(lambda: browser.find_element(By.ID, "teach-result").get_attribute("data-outcome"), 30,
+                       "the teaching's answer")
+    assert outcome == "taught", text("#teach-result")
+    threshold = float(text("#threshold"))
+    assert float(text("#score-after")) < threshold
+    browser.save_screenshot(str(tmp_path / "3-taught.png"))
+    browser.find_element(By.ID, "close-dialog").click()
+
+    def part_scored_ok() -> bool:  # the folder camera shows the taught part again
+        return text(f"{card} .source") == "a_part.png" and float(text(f"{card} .score")) < threshold
+
+    wait_for(part_scored_ok, 30, "the taught part's next score on the page")
+    assert "calibrate --model" in text("#recalibrate")
+    browser.save_screenshot(str(tmp_path / "4-after.png"))
+    shutil.copy(tmp_path / "4-after.png", SCREENSHOT)
