@@ -40,9 +40,9 @@ def test_an_operator_teaches_a_flagged_part_in_the_browser(console_run: ConsoleR
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    def text(css: str) -> str:
-        found = browser.find_elements(By.CSS_SELECTOR, css)
-        return found[0].text if found else ""
+    def text(css: str) -> str:  # read in one script: the page redraws its figures with every update
+        return browser.execute_script("const e = document.querySelector(arguments[0]); return e ? e.textContent : ''",
+                                      css).strip()
 
     browser.get(console_run.url + "/")
     card = '.camera[data-camera="cam0"]'
@@ -50,6 +50,7 @@ def test_an_operator_teaches_a_flagged_part_in_the_browser(console_run: ConsoleR
     src = browser.find_element(By.CSS_SELECTOR, f"{card} img").get_attribute("src")
     wait_for(lambda: int(text(f"{card} .frame-id") or 0) > first + 2, 30, "the page's frames to update")
     assert browser.find_element(By.CSS_SELECTOR, f"{card} img").get_attribute("src") != src
+    assert browser.execute_script(f"return document.querySelector('{card} img').naturalWidth") > 0  # drawn
     browser.save_screenshot(str(tmp_path / "1-live.png"))
 
     browser.find_element(By.ID, "token").send_keys(TOKEN, Keys.TAB)
