@@ -11,7 +11,7 @@ from stream_ad.artefact import Teaching, load_model, save_teaching
 from stream_ad.data.folders import read_image
 from tests.conftest import PIPED
 
-DEFECT = sorted((PIPED / "PA_BDP01_TL" / "test" / "defect").glob("*.png"))[0]
+DEFECT = min((PIPED / "PA_BDP01_TL" / "test" / "defect").glob("*.png"))
 
 
 def teach_defect(directory: Path, operator: str = "anna") -> tuple[int, float]:

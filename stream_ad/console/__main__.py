@@ -48,7 +48,7 @@ def model_facts(plan: RunPlan) -> tuple[ModelFacts, GoodScores | None]:
 def drift_report(cameras: list[str]) -> Callable[[Frame, DriftStatus], None]:
     """The drift watch's gauges (each configured camera's at 0 from the start), and one log line each time a camera
     starts or stops drifting."""
-    from prometheus_client import Gauge  # here: the multiprocess folder the run set is in the environment by now
+    from prometheus_client import Gauge
 
     statistic = Gauge("stream_ad_console_drift", "Drift watch: one-sided KS statistic of a camera's recent ok scores "
                       "against the calibration's good scores (0 alike, 1 all higher)", ["camera"],

@@ -29,7 +29,8 @@ TAP_SEQ = "tap_seq"
 
 
 def _counter() -> Any:
-    from prometheus_client import Counter  # here: a stage process imports it once its multiprocess folder is set
+    # Imported here: a stage process imports prometheus_client once its multiprocess folder is set.
+    from prometheus_client import Counter
 
     return Counter("stream_ad_console_tap_frames_total",
                    "Verdicts offered to the operator's console: sent, or dropped (never counted by the ledger)",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -49,5 +51,5 @@ def test_the_warning_clears_only_once_the_scores_are_back() -> None:
     shifted = [watch.add(float(s)) for s in _calibration(rng) + 0.8 if s <= threshold]
     assert shifted[-1].drifting
     back = [watch.add(float(s)) for s in np.concatenate([_calibration(rng) for _ in range(2)])]
-    flips = sum(a.drifting != b.drifting for a, b in zip(back, back[1:]))
+    flips = sum(a.drifting != b.drifting for a, b in pairwise(back))
     assert not back[-1].drifting and flips <= 1  # one clearing, no flapping on the way

@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import CATEGORY, cli, free_port, start_cli, wait_for, write_pipeline
+from tests.integration.conftest import (
+    CATEGORY,
+    cli,
+    free_port,
+    start_cli,
+    wait_for,
+    write_pipeline,
+)
 
 TOKEN = "anna-0123456789abcdef"
 CALIBRATION_FPR = 0.2
@@ -49,6 +56,7 @@ class ConsoleRun:
     url: str
     output_dir: Path
     log: Path
+    summary: Path
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=10) as resp:
@@ -63,7 +71,7 @@ class ConsoleRun:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
 
-    def state_when(self, predicate, timeout: float, what: str) -> dict[str, Any]:  # noqa: ANN001
+    def state_when(self, predicate, timeout: float, what: str) -> dict[str, Any]:
         def ready() -> dict[str, Any] | None:
             try:
                 state = self.get("/api/state")
@@ -87,8 +95,8 @@ def start_console_run(tmp: Path, model: Path, images: Path, **pipeline: Any) -> 
     yaml_file = write_pipeline(tmp / "pipeline.yaml", model, tmp / "out", source=source, console=console,
                                metrics={"port": free_port()}, **pipeline)
     log = tmp / "run.log"
-    proc = start_cli("run", str(yaml_file), log=log)
-    run = ConsoleRun(proc, f"http://127.0.0.1:{port}", tmp / "out", log)
+    proc = start_cli("run", str(yaml_file), "--summary", str(tmp / "summary.json"), log=log)
+    run = ConsoleRun(proc, f"http://127.0.0.1:{port}", tmp / "out", log, tmp / "summary.json")
     try:
         run.state_when(lambda s: s["cameras"], 180, "the console to show a frame")
     except AssertionError:
@@ -101,8 +109,8 @@ def start_console_run(tmp: Path, model: Path, images: Path, **pipeline: Any) -> 
 def one_defect(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A camera that shows one defective part over and over (the operator will call it good) and one good part."""
     folder = tmp_path_factory.mktemp("camera")
-    shutil.copy(sorted((CATEGORY / "test" / "defect").glob("*.png"))[0], folder / "a_part.png")
-    shutil.copy(sorted((CATEGORY / "test" / "good").glob("*.png"))[0], folder / "b_good.png")
+    shutil.copy(min((CATEGORY / "test" / "defect").glob("*.png")), folder / "a_part.png")
+    shutil.copy(min((CATEGORY / "test" / "good").glob("*.png")), folder / "b_good.png")
     return folder
 
 

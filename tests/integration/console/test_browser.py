@@ -35,8 +35,9 @@ def browser() -> Iterator[object]:
     driver.quit()
 
 
-def test_an_operator_teaches_a_flagged_part_in_the_browser(console_run: ConsoleRun, browser, tmp_path: Path  # noqa: ANN001
+def test_an_operator_teaches_a_flagged_part_in_the_browser(console_run: ConsoleRun, browser, tmp_path: Path
                                                            ) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -44,29 +45,42 @@ def test_an_operator_teaches_a_flagged_part_in_the_browser(console_run: ConsoleR
         return browser.execute_script("const e = document.querySelector(arguments[0]); return e ? e.textContent : ''",
                                       css).strip()
 
+    def src(css: str) -> str:
+        return browser.execute_script("return document.querySelector(arguments[0]).src", css)
+
+    def click(css: str) -> None:  # again if the page redrew the element between finding and clicking it
+        def clicked() -> bool:
+            try:
+                browser.find_element(By.CSS_SELECTOR, css).click()
+            except StaleElementReferenceException:
+                return False
+            return True
+
+        wait_for(clicked, 10, f"a click on {css}")
+
     browser.get(console_run.url + "/")
     card = '.camera[data-camera="cam0"]'
     first = int(wait_for(lambda: text(f"{card} .frame-id"), 60, "the page to show camera cam0"))
-    src = browser.find_element(By.CSS_SELECTOR, f"{card} img").get_attribute("src")
+    shown = src(f"{card} img")
     wait_for(lambda: int(text(f"{card} .frame-id") or 0) > first + 2, 30, "the page's frames to update")
-    assert browser.find_element(By.CSS_SELECTOR, f"{card} img").get_attribute("src") != src
+    assert src(f"{card} img") != shown
     assert browser.execute_script(f"return document.querySelector('{card} img').naturalWidth") > 0  # drawn
     browser.save_screenshot(str(tmp_path / "1-live.png"))
 
     browser.find_element(By.ID, "token").send_keys(TOKEN, Keys.TAB)
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".alarm"), 60, "an alarm in the list")
-    browser.find_element(By.CSS_SELECTOR, ".alarm").click()
+    click(".alarm")
     title = text("#alarm-title")
     assert title.startswith("cam0 frame ") and "against threshold" in title
     browser.save_screenshot(str(tmp_path / "2-alarm.png"))
-    browser.find_element(By.ID, "mark-good").click()
+    click("#mark-good")
     outcome = wait_for(lambda: browser.find_element(By.ID, "teach-result").get_attribute("data-outcome"), 30,
                        "the teaching's answer")
     assert outcome == "taught", text("#teach-result")
     threshold = float(text("#threshold"))
     assert float(text("#score-after")) < threshold
     browser.save_screenshot(str(tmp_path / "3-taught.png"))
-    browser.find_element(By.ID, "close-dialog").click()
+    click("#close-dialog")
 
     def part_scored_ok() -> bool:  # the folder camera shows the taught part again
         return text(f"{card} .source") == "a_part.png" and float(text(f"{card} .score")) < threshold
