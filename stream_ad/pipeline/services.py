@@ -19,6 +19,7 @@ from pathlib import Path
 
 from stream_ad.pipeline.metrics import MULTIPROC_ENV, SupervisorMetrics, mark_stage_dead
 from stream_ad.pipeline.sdnotify import child_environment
+from stream_ad.pipeline.supervisor import QUICK_DEATH_S
 from stream_ad.settings import SupervisorSettings
 
 log = logging.getLogger("stream_ad.pipeline.supervisor")
@@ -35,7 +36,8 @@ class ServiceProcess:
         self.metrics = metrics
         self.proc: subprocess.Popen[bytes] | None = None
         self.restart_at: float | None = None
-        self.failures = 0
+        self.failures = 0  # consecutive quick deaths (for the backoff)
+        self.started_at = 0.0
         metrics.restarts.labels(self.label)
 
     def start(self) -> None:
@@ -45,6 +47,7 @@ class ServiceProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", self.module, str(self.plan_path)], env=env,
                                      stdin=subprocess.DEVNULL)
         self.restart_at = None
+        self.started_at = time.monotonic()
         self.metrics.stage_up.labels(self.label).set(1)
         log.debug("started %s (pid %d)", self.label, self.proc.pid)
 
@@ -57,7 +60,7 @@ class ServiceProcess:
             if restart and now >= self.restart_at:
                 self.start()
             return
-        self.failures += 1
+        self.failures = self.failures + 1 if now - self.started_at < QUICK_DEATH_S else 1
         delay = min(self.cfg.restart_backoff_s * 2 ** (self.failures - 1), self.cfg.restart_backoff_max_s)
         log.error("%s (pid %d) exited with status %s; the line runs on; restarting it in %.1f s", self.label,
                   self.proc.pid, self.proc.returncode, delay)
