@@ -20,11 +20,12 @@ fi
 # unit, and GStreamer's RTSP server (with the headers PyGObject builds against) to act as an IP camera on 127.0.0.1
 # (test videos are written with PyAV, no ffmpeg CLI).
 # mosquitto is the MQTT broker of the PLC sink tests; aravis-tools and gir1.2-aravis-0.8 give aravis (the gige
-# source, through PyGObject) and its fake GigE Vision camera. chromium and chromium-driver open eval's HTML report.
+# source, through PyGObject) and its fake GigE Vision camera. chromium and chromium-driver: a real browser for eval's
+# HTML report and the operator's console (selenium).
 # Installed only when missing and only as root or with sudo; without them the tests that need them say so.
 system_packages=(prometheus systemd gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good
-  gstreamer1.0-plugins-bad libgirepository1.0-dev libcairo2-dev mosquitto aravis-tools gir1.2-aravis-0.8 chromium
-  chromium-driver)
+  gstreamer1.0-plugins-bad libgirepository1.0-dev libcairo2-dev mosquitto aravis-tools gir1.2-aravis-0.8
+  chromium chromium-driver)
 missing=()
 for pkg in "${system_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -5,6 +5,9 @@
                          `stream-ad calibrate` sets it), the data split (fitted and held-out images, by path and
                          sha256), the sha256 of every other file of the artefact
     state.safetensors    the scorer's fitted tensors (no pickled objects)
+    taught/NNNN.*        version NNNN's teaching (the operator's console): the memory items it added
+                         (.safetensors) and the frame they came from (.png); the manifest's "teaching" lists each
+                         with who, when, the frame's scores and the files' sha256
     SHA256SUMS           the manifest's sha256 (written last, atomically; `sha256sum -c SHA256SUMS` reads it)
 
 Every file is checked against its sum as it is read: a damaged or changed one (a flipped bit, a copy cut short, a hand
@@ -22,6 +25,7 @@ weights with another sha256, is an error naming each difference, never a silent 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import os
@@ -78,6 +82,8 @@ class Manifest(Thresholded):
     data_split: dict[str, Any] | None  # HoldoutSplit.manifest(); None in artefacts written before calibration existed
     settings: dict[str, Any]
     files: dict[str, str]  # sha256 of every other file of the artefact, by name
+    # Each teaching since the fit, oldest first (version = its place, from 1); absent in artefacts never taught.
+    teaching: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def of(cls, model: AnomalyModel, files: dict[str, str]) -> Manifest:
@@ -102,8 +108,9 @@ def model_info(directory: Path) -> ModelInfo:
     """Which model judges the frames, for the sinks to record with each alarm: the folder it resolves to (a symlink
     switched for an upgrade names the new one), its method and the sha256 of its fitted state; its pixel threshold."""
     manifest = read_manifest(directory)
-    return ModelInfo(version=f"{directory.resolve().name} {manifest.method} state sha256:{manifest.files[STATE][:16]}",
-                     pixel_threshold=manifest.pixel_threshold_value)
+    taught = f" taught version {len(manifest.teaching)}" if manifest.teaching else ""
+    return ModelInfo(version=f"{directory.resolve().name} {manifest.method} state sha256:{manifest.files[STATE][:16]}"
+                     f"{taught}", pixel_threshold=manifest.pixel_threshold_value)
 
 
 def has_artefact(directory: Path) -> bool:
@@ -153,7 +160,8 @@ def read_manifest(directory: Path) -> Manifest:
     if raw.get("format_version") != FORMAT_VERSION:
         raise _format_error(path, raw.get("format_version"))
     fields = {f.name for f in dataclasses.fields(Manifest)}
-    missing = sorted(fields - set(raw))
+    required = {f.name for f in dataclasses.fields(Manifest) if f.default_factory is dataclasses.MISSING}
+    missing = sorted(required - set(raw))
     if missing:
         raise ArtefactError(f"{path} lacks {', '.join(missing)}: not a complete stream_ad manifest")
     if not (directory / STATE).is_file():
@@ -286,9 +294,78 @@ def load_model(directory: Path, settings: Settings | None = None, *, max_batch: 
             f"got {model.preprocessor.describe()}"
         )
     model.scorer.load_state_tensors(_state_tensors(directory, manifest))
+    if manifest.teaching:
+        model.scorer.add_memory(torch.cat([_taught_items(directory, manifest, entry) for entry in manifest.teaching]))
     model.threshold = manifest.threshold  # type: ignore[assignment] - a record, or a hand-made number
     model.data_split = manifest.data_split
     return model
+
+
+TAUGHT = "taught"
+
+
+@dataclass(frozen=True)
+class Teaching:
+    """A frame an operator marked good, as the infer stage taught it (the console's "good" button)."""
+
+    operator: str
+    camera: str
+    frame_id: int
+    score_before: float  # the frame's score when it alarmed
+    score_after: float  # its score once taught
+    frame_png: bytes  # the frame as the camera gave it
+
+
+def save_teaching(directory: Path, items: torch.Tensor, teaching: Teaching) -> int:
+    """A new version of the artefact: the memory items one teaching added and its frame, recorded in the manifest
+    with their sha256, who and when; the version's number. Replayed in order by load_model, so a restart (or a
+    restarted infer stage) serves the taught model; rollback_teaching undoes it."""
+    manifest = read_manifest(directory)
+    version = len(manifest.teaching) + 1
+    (directory / TAUGHT).mkdir(exist_ok=True)
+    names = {"items": f"{TAUGHT}/{version:04d}.safetensors", "frame": f"{TAUGHT}/{version:04d}.png"}
+    sums = {}
+    for name, data in ((names["items"], save_safetensors({"items": items.contiguous().cpu()})),
+                       (names["frame"], teaching.frame_png)):
+        _write_atomic(directory / name, data)
+        sums[name] = sha256_bytes(data)
+    entry = {"version": version, "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+             "operator": teaching.operator, "camera": teaching.camera, "frame_id": teaching.frame_id,
+             "score_before": teaching.score_before, "score_after": teaching.score_after, "patches": items.shape[0],
+             **{key: {"file": name, "sha256": sums[name]} for key, name in names.items()}}
+    write_manifest(directory, dataclasses.replace(manifest, files={**manifest.files, **sums},
+                                                  teaching=[*manifest.teaching, entry]))
+    return version
+
+
+def taught_items(manifest: Manifest) -> int:
+    """Memory items all teachings of the artefact added (bounded by pipeline.console.max_taught_patches)."""
+    return sum(int(entry["patches"]) for entry in manifest.teaching)
+
+
+def _taught_items(directory: Path, manifest: Manifest, entry: dict[str, Any]) -> torch.Tensor:
+    return load_safetensors(_checked_file(directory, manifest, entry["items"]["file"]))["items"]
+
+
+def rollback_teaching(directory: Path, to_version: int | None = None) -> list[dict[str, Any]]:
+    """Back to version `to_version` (0: as fitted; None: the one before the last teaching): the later teachings leave
+    the manifest, then their files go. The teachings removed, oldest first. A running pipeline keeps what it holds
+    until it restarts."""
+    manifest = read_manifest(directory)
+    latest = len(manifest.teaching)
+    if latest == 0:
+        raise ArtefactError(f"model artefact {directory} was never taught: nothing to roll back")
+    keep = latest - 1 if to_version is None else to_version
+    if not 0 <= keep < latest:
+        raise ArtefactError(f"model artefact {directory} is at version {latest}: roll back to 0..{latest - 1}, "
+                            f"not {to_version}")
+    removed = manifest.teaching[keep:]
+    gone = {entry[key]["file"] for entry in removed for key in ("items", "frame")}
+    write_manifest(directory, dataclasses.replace(
+        manifest, teaching=manifest.teaching[:keep], files={k: v for k, v in manifest.files.items() if k not in gone}))
+    for name in gone:
+        (directory / name).unlink(missing_ok=True)
+    return removed
 
 
 def split_layout(split: dict[str, Any]) -> Layout:

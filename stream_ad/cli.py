@@ -75,6 +75,12 @@ def _run(args: argparse.Namespace, _: Settings) -> int:
                progress=not args.no_progress, summary_json=args.summary, verbose=args.verbose)
 
 
+def _teach(args: argparse.Namespace, _: Settings) -> int:
+    from stream_ad.commands.teach import teach_list, teach_rollback
+
+    return teach_list(args.model) if args.action == "list" else teach_rollback(args.model, args.to)
+
+
 def _global_options(parser: argparse.ArgumentParser, config: object, verbose: object) -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config", type=Path, default=config,
                         help="pipeline/settings YAML (default: built-in demo settings)")
@@ -200,8 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", type=Path, metavar="DIR", help="where to write them (made 0700 if missing)")
     p.set_defaults(func=_keys)
 
+    teach = sub.add_parser("teach", help="the frames operators taught a model (the console's \"good\" button)"
+                           ).add_subparsers(dest="action", required=True)
+    p = teach.add_parser("list", help="the artefact's versions: who taught which frame when")
+    p.add_argument("model", type=Path, help="model artefact folder")
+    p.set_defaults(func=_teach)
+    p = teach.add_parser("rollback", help="undo teachings (the last one, or back to --to VERSION; 0: as fitted)")
+    p.add_argument("model", type=Path, help="model artefact folder")
+    p.add_argument("--to", type=int, help="the version to go back to (default: the one before the last teaching)")
+    p.set_defaults(func=_teach)
+
     # -c and -v after any subcommand too; SUPPRESS there keeps a subparser from overwriting a value given before it.
-    for action in (sub, config):
+    for action in (sub, config, teach):
         for subparser in action.choices.values():
             _global_options(subparser, argparse.SUPPRESS, argparse.SUPPRESS)
     return parser

@@ -66,3 +66,11 @@ def piped_patchcore(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> t
     model = AnomalyModel(load_settings(data={"root": str(root)}, scorer={"params": {"coreset_ratio": 0.1}}))
     model.fit([s.path for s in MVTecCategory(root).train()])
     return model, save_model(model, tmp_path_factory.mktemp("artefact") / "piped")
+
+
+@pytest.fixture
+def artefact_copy(piped_patchcore: tuple[Any, Path], tmp_path: Path) -> Path:
+    """A copy of the shared PIPED artefact, for a test that changes it (teaching)."""
+    import shutil
+
+    return Path(shutil.copytree(piped_patchcore[1], tmp_path / "model"))

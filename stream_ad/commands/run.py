@@ -120,7 +120,14 @@ def run(
         print(f"decision threshold {threshold:.4f} (from {origin})", file=sys.stderr, flush=True)
         # The good scores the artefact's threshold was calibrated on, for the start-up check (none with a set one).
         good_scores = GoodScores.from_record(record)
-        summary = run_pipeline(settings, threshold, model_dir, good_scores, verbose=verbose)
+        # The operator's console runs beside the stages, as a module the pipeline only starts (stream_ad.console).
+        console = ("stream_ad.console",) if settings.pipeline.console.enabled else ()
+        if console and is_runtime_artefact(model_dir):
+            # Its page reads the model artefact (calibration, teaching): not yet a runtime artefact's.
+            raise PipelineError(f"pipeline.console is not available with a runtime artefact ({model_dir}) yet: "
+                                "serve the model artefact it was exported from, or set pipeline.console.enabled: "
+                                "false")
+        summary = run_pipeline(settings, threshold, model_dir, good_scores, verbose=verbose, services=console)
     except PipelineError as exc:
         print(f"stream-ad: {exc}", file=sys.stderr)
         return 2

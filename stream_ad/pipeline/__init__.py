@@ -11,6 +11,8 @@ liveness.py    a stage's heartbeats: proof that its worker loop moves
 batching.py    the bounded queue in front of each stage, its drop policy, dynamic batching
 stages/        the stages (open / process / close) and the registry of their names
 worker.py      the entry point of one stage process
+tap.py         the sink stage's bounded, drop-oldest tap to the operator's console
+teaching.py    the infer stage's teaching channel (the console's "good" button)
 
 In the supervising process:
 run.py         one run, start to summary: run_pipeline() composes what follows
@@ -26,6 +28,7 @@ progress.py    the live progress line
 metrics.py     Prometheus metrics (multiprocess) and the /metrics endpoint
 sdnotify.py    systemd's notify protocol (ready, watchdog, stopping)
 throttled_log.py  a log line for an event that can repeat without bound, at most one per interval
+services.py    processes beside the stages that carry no frames (the console): start, restart, stop
 errors.py      PipelineError
 
 `stream-ad run` and `stream-ad demo` (stream_ad.commands) call run_pipeline(); the pipeline benchmark lives in

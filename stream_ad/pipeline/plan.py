@@ -5,6 +5,9 @@ nothing binds); the supervisor writes the plan to the run folder as JSON and eve
                                 tcp, else ipc://RUN_DIR/<label>.sock
     stage i-1 connects to       pipeline.<stage>.connect (another host), else what stage i binds
     every stage reports to      pipeline.supervisor.endpoint, else index 0 of the same scheme ("supervisor")
+    pipeline.console enabled:   the console binds its tap (the sink stage sends to it), the infer stage its teaching
+                                channel: pipeline.console.*_endpoint, else ipc://RUN_DIR/<name>.sock (ipc only:
+                                a local user must not reach the teaching channel over tcp)
 
 Each run has an identity of its own (RunIdentity.new(), the one impure part, made by the caller): a run id that every
 verdict carries, and the id of its first frame.
@@ -59,6 +62,14 @@ class RunIdentity:
 
 
 @dataclass(frozen=True)
+class ConsoleWiring:
+    """Where the operator's console meets the stages (pipeline.console)."""
+
+    tap: str  # the console binds it; the sink stage sends it the verdicts, bounded and drop-oldest
+    control: str  # the infer stage binds it; the console sends it teaching requests
+
+
+@dataclass(frozen=True)
 class RunPlan:
     settings: Settings
     stages: tuple[StageSpec, ...]  # in pipeline order, the source first
@@ -66,9 +77,10 @@ class RunPlan:
     model_dir: Path  # the infer stage's model artefact
     threshold: float  # the decide stage's
     model: ModelInfo  # the sinks': which model judged, its pixel threshold (the alarm store records and draws them)
-    send_maps: bool  # a sink draws anomaly maps: preprocess keeps the image and infer sends the maps
     run_id: str  # RunIdentity.run_id: every verdict of the run carries it
     first_frame_id: int  # the id of the run's first frame; its frames are numbered on from it without gaps
+    send_maps: bool  # a sink or the console draws anomaly maps: preprocess keeps the image and infer sends the maps
+    console: ConsoleWiring | None = None  # None: pipeline.console is off
 
     def stage(self, name: str) -> StageSpec:
         for spec in self.stages:
@@ -87,6 +99,7 @@ class RunPlan:
             "send_maps": self.send_maps,
             "run_id": self.run_id,
             "first_frame_id": self.first_frame_id,
+            "console": asdict(self.console) if self.console else None,
         }, indent=1)
 
     @classmethod
@@ -102,6 +115,7 @@ class RunPlan:
             send_maps=raw["send_maps"],
             run_id=raw["run_id"],
             first_frame_id=raw["first_frame_id"],
+            console=ConsoleWiring(**raw["console"]) if raw.get("console") else None,
         )
 
 
@@ -116,15 +130,16 @@ class Wiring:
 
     stages: tuple[StageSpec, ...]  # in pipeline order, the source first
     notices: str  # where every stage sends its notices
+    console: ConsoleWiring | None = None
 
 
 def plan_wiring(settings: Settings, run_dir: Path) -> Wiring:
     cfg = settings.pipeline
 
-    def endpoint(index: int, label: str, explicit: str | None) -> str:
+    def endpoint(index: int, label: str, explicit: str | None, transport: str = cfg.transport) -> str:
         if explicit:
             return explicit
-        if cfg.transport == "tcp":
+        if transport == "tcp":
             return f"tcp://127.0.0.1:{cfg.tcp_base_port + index}"
         return f"ipc://{run_dir}/{label}.sock"
 
@@ -137,7 +152,12 @@ def plan_wiring(settings: Settings, run_dir: Path) -> Wiring:
         downstream = targets[i + 1] if i + 1 < len(targets) else None
         specs.append(StageSpec(name, stage_label(name), binds[i], downstream, queue_size=sc.queue_size,
                                policy=sc.policy or cfg.policy, max_batch=sc.max_batch, max_wait_ms=sc.max_wait_ms))
-    return Wiring(tuple(specs), endpoint(0, "supervisor", cfg.supervisor.endpoint))
+    console = None
+    if cfg.console.enabled:
+        n = len(specs)
+        console = ConsoleWiring(endpoint(n, "console-tap", cfg.console.tap_endpoint, "ipc"),
+                                endpoint(n + 1, "infer-control", cfg.console.control_endpoint, "ipc"))
+    return Wiring(tuple(specs), endpoint(0, "supervisor", cfg.supervisor.endpoint), console)
 
 
 def plan_run(settings: Settings, *, model_dir: Path, threshold: float, model: ModelInfo, run_dir: Path,
@@ -150,7 +170,9 @@ def plan_run(settings: Settings, *, model_dir: Path, threshold: float, model: Mo
         model_dir=model_dir,
         threshold=threshold,
         model=model,
-        send_maps=any(SINKS[out.kind].needs_maps for out in settings.pipeline.sink.outputs),
         run_id=run.run_id,
         first_frame_id=run.first_frame_id,
+        send_maps=settings.pipeline.console.enabled
+        or any(SINKS[out.kind].needs_maps for out in settings.pipeline.sink.outputs),
+        console=wiring.console,
     )

@@ -38,6 +38,7 @@ from stream_ad.pipeline.plan import RunIdentity, plan_run
 from stream_ad.pipeline.preflight import check_source
 from stream_ad.pipeline.progress import ProgressLine
 from stream_ad.pipeline.sdnotify import SystemdNotifier
+from stream_ad.pipeline.services import ServiceProcess
 from stream_ad.pipeline.summary import RunSummary, infer_batch_mean, summarise
 from stream_ad.pipeline.supervisor import Supervisor
 from stream_ad.settings import Settings
@@ -49,8 +50,12 @@ RUN_DIR_PREFIX = "stream-ad-"
 
 class PipelineRun:
     def __init__(self, settings: Settings, *, threshold: float, model_dir: Path,
-                 good_scores: GoodScores | None = None, verbose: bool = False, out: TextIO | None = None) -> None:
+                 good_scores: GoodScores | None = None, verbose: bool = False, out: TextIO | None = None,
+                 services: tuple[str, ...] = ()) -> None:
+        """`services`: modules run beside the stages (stream_ad.pipeline.services), e.g. the operator's console."""
         self.settings = settings
+        self.service_modules = services
+        self.services: list[ServiceProcess] = []
         self.cfg = settings.pipeline
         self.threshold = threshold
         self.model_dir = model_dir
@@ -148,6 +153,11 @@ class PipelineRun:
         log.info("run %s: frame ids from %d", self.identity.run_id, self.identity.first_frame_id)
         self.supervisor = Supervisor(plan, plan_path, metrics_dir, self.metrics, pump=self._pump,
                                      first_id=self._next_frame_id, verbose=self.verbose)
+        # Services first: never waited on, they are most likely up by the time the stages are and frames flow.
+        self.services = [ServiceProcess(module, plan_path, metrics_dir, self.cfg.supervisor, self.metrics)
+                         for module in self.service_modules]
+        for service in self.services:
+            service.start()
         self.supervisor.start(cancelled=lambda: self.stop_requested)
         self._t_start = time.monotonic()
         self.systemd.ready(f"running: {len(plan.stages)} stages up, camera {self.cfg.source.camera}")
@@ -172,6 +182,8 @@ class PipelineRun:
             self._pump(0.05)
             for death in self.supervisor.check(restart=not self.stop_requested):
                 self.ledger.on_restart(death.label, death.reason)
+            for service in self.services:
+                service.check(restart=not self.stop_requested)
             self.ledger.sweep()
             self.progress.show(self.ledger, time.monotonic() - self._t_start)
             # From the main loop only: if this loop hangs, the pings stop and systemd restarts the unit.
@@ -215,6 +227,8 @@ class PipelineRun:
                     lambda: bool(self.ledger.in_flight) and time.monotonic() < deadline and not self.hurry)
             # The queues are empty now (or the drain ran out of time): the stages stop together.
             self.supervisor.stop_stages()
+            for service in self.services:
+                service.stop()
             self._pump(0.2)
             left = self.ledger.close_all(DropReason.SHUTDOWN)
             if left:
@@ -242,12 +256,12 @@ class PipelineRun:
 
 
 def run_pipeline(settings: Settings, threshold: float, model_dir: Path, good_scores: GoodScores | None = None, *,
-                 verbose: bool = False, out: TextIO | None = None) -> RunSummary:
+                 verbose: bool = False, out: TextIO | None = None, services: tuple[str, ...] = ()) -> RunSummary:
     """Run the pipeline in this process's foreground until its source ends, duration_s passes, or SIGTERM/Ctrl-C;
     PipelineError when it cannot run. `good_scores`: those the threshold was calibrated on, for the start-up check
-    (None: no check)."""
+    (None: no check); `services`: modules run beside the stages (the operator's console)."""
     pipeline = PipelineRun(settings, threshold=threshold, model_dir=model_dir, good_scores=good_scores,
-                           verbose=verbose, out=out)
+                           verbose=verbose, out=out, services=services)
     pipeline.preflight()
     pipeline.install_signals()
     return pipeline.run()

@@ -110,6 +110,9 @@ class Scorer(ABC):
     Params: ClassVar[type[ScorerParams]]
     # Whether every score is >= 0 (distances, errors): a negative threshold then alarms on every frame.
     nonnegative_scores: ClassVar[bool] = False
+    # Whether good frames can join the fitted model without a refit (add_good: memory banks); else teaching queues
+    # the frame for the next fit.
+    teachable: ClassVar[bool] = False
 
     def __init__(self, params: ScorerParams, context: ScorerContext) -> None:
         self.params = params
@@ -144,6 +147,16 @@ class Scorer(ABC):
     def images_per_call(self) -> int:
         """Most images the scoring graph takes in one call (0: any number)."""
         return 0
+
+    def add_good(self, batch: torch.Tensor, within: float, limit: int) -> torch.Tensor:
+        """Teach (teachable scorers): good images (B, 3, H, W) the model flagged join it until each of their patches
+        scores within `within`, adding at most `limit` memory items. The items added (N, D), to keep and replay with
+        add_memory."""
+        raise NotImplementedError(f"{type(self).__name__} learns only by fitting: a refit is needed")
+
+    def add_memory(self, items: torch.Tensor) -> None:
+        """Replay items add_good returned (a saved teaching) into the fitted state."""
+        raise NotImplementedError(f"{type(self).__name__} learns only by fitting: a refit is needed")
 
     def backbone_identity(self) -> dict[str, str] | None:
         """Name and weights sha256 of the pretrained network the scorer depends on, or None if it has none."""

@@ -9,6 +9,7 @@ validates them when it builds the scorer.
 errors.py    ConfigError and how an error names its key
 sections.py  data, backbone, preprocess, scorer, runtime, calibration
 pipeline.py  the streaming pipeline: camera, stages, sinks, metrics, supervisor
+console.py   the operator's console beside it (pipeline.console): page, teaching, drift watch
 mqtt_url.py  the MQTT broker URL, checked as the settings load
 plc_security.py  the PLC sinks' TLS / OPC UA security files and credentials (never a password itself)
 redact.py    URL passwords masked wherever a settings value is shown
@@ -16,6 +17,7 @@ load.py      the root model and load_settings
 origins.py   where each effective setting came from (default, the file, a STREAM_AD_* variable)
 """
 
+from stream_ad.settings.console import ConsoleSettings, DriftSettings
 from stream_ad.settings.errors import ConfigError, format_errors
 from stream_ad.settings.load import (
     ENV_PREFIX,
@@ -73,9 +75,11 @@ __all__ = [
     "CalibrationCheckSettings",
     "CalibrationSettings",
     "ConfigError",
+    "ConsoleSettings",
     "Credentials",
     "DataSettings",
     "DecideStageSettings",
+    "DriftSettings",
     "DropPolicy",
     "GigeSettings",
     "ImagesSinkSettings",

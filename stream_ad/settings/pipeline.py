@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ByteSize, Field, field_validator, model_validator
 
 from stream_ad.settings.base import Strict
+from stream_ad.settings.console import ConsoleSettings
 from stream_ad.settings.mqtt_url import parse_mqtt_url
 from stream_ad.settings.plc_security import (
     Credentials,
@@ -356,6 +357,7 @@ class PipelineSettings(Strict):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
     calibration_check: CalibrationCheckSettings = Field(default_factory=CalibrationCheckSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @model_validator(mode="after")
     def _check(self) -> PipelineSettings:

@@ -49,6 +49,14 @@ def test_tcp_plan_numbers_the_ports_from_the_base() -> None:
     assert [s.connect for s in plan.stages] == [f"tcp://127.0.0.1:{7000 + i}" for i in range(1, 5)] + [None]
 
 
+def test_the_console_meets_the_stages_over_ipc_even_on_tcp() -> None:
+    """No tcp port for the teaching channel: a local user reaching it could teach the model to miss defects."""
+    plan = _plan(_settings(transport="tcp", tcp_base_port=7000, keys_dir=KEYS, console={"enabled": True}))
+    assert plan.console is not None
+    assert (plan.console.tap, plan.console.control) == (f"ipc://{RUN_DIR}/console-tap.sock",
+                                                       f"ipc://{RUN_DIR}/infer-control.sock")
+
+
 def test_explicit_endpoints_and_connects_win() -> None:
     plan = _plan(_settings(
         keys_dir=KEYS,

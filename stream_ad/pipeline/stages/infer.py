@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -48,6 +49,14 @@ class Infer(Stage):
         self.send_maps = ctx.plan.send_maps
         self.delay_s = cfg.delay_ms / 1000.0
         self._warm_up(cfg.max_batch)
+        # Scoring and the console's teaching (its own thread) take turns on the model.
+        self.lock = threading.Lock()
+        self.teaching = None
+        if ctx.plan.console is not None:
+            from stream_ad.pipeline.teaching import TeachingChannel
+
+            self.teaching = TeachingChannel(ctx.plan.console.control, self.model, model_dir, ctx.plan.threshold,
+                                            settings.pipeline.console.max_taught_patches, self.lock)
         log.info("infer: model %s on %s, %d threads, batches up to %d", model_dir, self.model.device, threads,
                  cfg.max_batch)
 
@@ -62,7 +71,9 @@ class Infer(Stage):
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         on_device = self.model.preprocessor.on_device is not None
-        pred = self.model.score_prepared(self._prepare_frames(frames) if on_device else self._gather_inputs(frames))
+        prepared = self._prepare_frames(frames) if on_device else self._gather_inputs(frames)
+        with self.lock:
+            pred = self.model.score_prepared(prepared)
         bad = [frame.key for frame, score in zip(frames, pred.scores) if not math.isfinite(score)]
         if bad:
             # Raised before any frame is changed: the shell retries the batch frame by frame, so only these drop.
@@ -76,6 +87,10 @@ class Infer(Stage):
             frame.score = float(score)
             frame.anomaly_map = amap.astype(np.float16) if self.send_maps else None
         return frames
+
+    def close(self) -> None:
+        if self.teaching is not None:
+            self.teaching.close()
 
     def _prepare_frames(self, frames: list[Frame]) -> Any:
         """CUDA: the preprocess stage forwarded validated uint8 frames; they go to the GPU here, once."""

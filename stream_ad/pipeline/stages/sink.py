@@ -16,6 +16,7 @@ from stream_ad.frames import Frame, Verdict
 from stream_ad.pipeline.metrics import StageMetrics
 from stream_ad.pipeline.notices import DropReason
 from stream_ad.pipeline.stages.base import DropFrame, Stage, StageContext, StageFailed
+from stream_ad.pipeline.tap import TapSender
 from stream_ad.sinks import Sink, make_sink
 
 log = logging.getLogger("stream_ad.pipeline.stages")
@@ -33,12 +34,16 @@ class SinkStage(Stage):
         for sink in self.sinks:
             sink.progress = ctx.alive
             sink.open()
+        console = ctx.plan.console  # the operator's console gets the delivered verdicts, never waited on
+        self.tap = TapSender(console.tap, ctx.settings.pipeline.console.tap_queue) if console else None
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         now = time.time()
         verdicts = [Verdict.from_frame(f, now, self.run_id) for f in frames]
         errors = [(sink, exc) for sink in self.sinks if (exc := self._write(sink, verdicts)) is not None]
         if not errors:
+            if self.tap is not None:
+                self.tap.offer(frames)
             return frames
         detail = "; ".join(f"sink {sink.where} ({sink.kind}): {exc}" for sink, exc in errors)
         for f in frames:
@@ -76,5 +81,7 @@ class SinkStage(Stage):
                           exc)
 
     def close(self) -> None:
+        if self.tap is not None:
+            self.tap.close()
         for sink in self.sinks:
             sink.close()

@@ -60,6 +60,7 @@ class PatchCore(Scorer):
     Params = PatchCoreParams
     params: PatchCoreParams
     nonnegative_scores = True  # distances
+    teachable = True  # a taught frame's patches join the memory bank
 
     def __init__(self, params: PatchCoreParams, context: ScorerContext) -> None:
         super().__init__(params, context)
@@ -139,6 +140,33 @@ class PatchCore(Scorer):
         log.info("PatchCore scores through one OpenVINO graph (backbone, kNN over %d items, reweighting, map), "
                  "up to %d images per call", self.memory.shape[0], self._graph_images)
         return compiled
+
+    @torch.inference_mode()
+    def add_good(self, batch: torch.Tensor, within: float, limit: int) -> torch.Tensor:
+        """The batch's patches join the bank farthest first (greedy k-center on the patches' distances to the bank),
+        until every patch lies within `within` of it: the image score (its worst patch's distance, reweighted down)
+        then does too. Few items suffice; a frame's other patches mostly lie near those added."""
+        if self._index is None or self.memory is None:
+            raise NotFittedError("PatchCore has no memory bank: fit() or load it first")
+        queries = as_queries(self.embed(batch.to(self.context.device))).to(self.memory.device)
+        nearest = self._index.search(queries, 1)[1].view(-1)
+        dist = torch.linalg.vector_norm(queries - self.memory.index_select(0, nearest), dim=1)
+        chosen: list[int] = []
+        while len(chosen) < limit and float(dist.max()) > within:
+            far = int(dist.argmax())
+            chosen.append(far)
+            dist = torch.minimum(dist, torch.linalg.vector_norm(queries - queries[far], dim=1))
+        items = queries[chosen].cpu()
+        if chosen:
+            self.add_memory(items)
+        return items
+
+    def add_memory(self, items: torch.Tensor) -> None:
+        if self.memory is None:
+            raise NotFittedError("PatchCore has no memory bank: fit() or load it first")
+        # The index, each item's neighbours and an OpenVINO graph (the bank is baked into it) are rebuilt: nothing
+        # scores with the old bank afterwards.
+        self._set_memory(torch.cat([self.memory.cpu(), items.float().cpu()]).contiguous())
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         if self.memory is None:

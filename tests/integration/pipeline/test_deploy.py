@@ -84,24 +84,26 @@ def test_promtool_accepts_config_and_rules() -> None:
 
 
 def _rule_fires(tmp_path: Path, alert: str, input_series: list[dict[str, str]], labels: dict[str, str],
-                summary: str) -> None:
-    """promtool's rule unit test: `alert` is quiet at 2 minutes and fires at 4 with `labels` and `summary`."""
+                summary: str, *, severity: str = "critical", interval: str = "1m", quiet_at: str = "2m",
+                fires_at: str = "4m", quiet_again_at: str | None = None) -> None:
+    """promtool's rule unit test, one sample per `interval`: `alert` is quiet at `quiet_at` and fires at `fires_at`
+    with `labels` and `summary` (and is quiet again at `quiet_again_at`, when given)."""
     tool = shutil.which("promtool")
     if tool is None:
         pytest.skip("promtool is not installed (Debian package prometheus; scripts/setup.sh installs it as root)")
     shutil.copy(ALERTS_YML, tmp_path / "alerts.yml")
     rule = next(r for r in yaml.safe_load(ALERTS_YML.read_text())["groups"][0]["rules"] if r.get("alert") == alert)
-    case = {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m",
-        "input_series": input_series,
-        "alert_rule_test": [
-            {"eval_time": "2m", "alertname": alert, "exp_alerts": []},
-            {"eval_time": "4m", "alertname": alert, "exp_alerts": [{
-                "exp_labels": {"severity": "critical", **labels},
-                "exp_annotations": {"summary": summary, "description": rule["annotations"]["description"]},
-            }]},
-        ],
-    }]}
+    checks = [
+        {"eval_time": quiet_at, "alertname": alert, "exp_alerts": []},
+        {"eval_time": fires_at, "alertname": alert, "exp_alerts": [{
+            "exp_labels": {"severity": severity, **labels},
+            "exp_annotations": {"summary": summary, "description": rule["annotations"]["description"]},
+        }]},
+    ]
+    if quiet_again_at is not None:
+        checks.append({"eval_time": quiet_again_at, "alertname": alert, "exp_alerts": []})
+    case = {"rule_files": ["alerts.yml"], "evaluation_interval": interval, "tests": [{
+        "interval": interval, "input_series": input_series, "alert_rule_test": checks}]}
     (tmp_path / "test.yml").write_text(yaml.safe_dump(case))
     out = subprocess.run([tool, "test", "rules", "test.yml"], capture_output=True, text=True, timeout=60,
                          cwd=tmp_path, check=False)
@@ -135,6 +137,16 @@ def test_a_hung_stage_fires_the_stage_hung_alert(tmp_path: Path) -> None:
                 {"stage": "infer"}, "stage infer hung 1 time(s) in 15 minutes")
 
 
+def test_drift_fires_the_score_drift_alert_after_a_minute(tmp_path: Path) -> None:
+    """The console's drift gauge held at 1 for a minute fires StreamAdScoreDrift; it ends when the drift does."""
+    series = 'stream_ad_console_drift_detected{camera="%s"}'
+    _rule_fires(tmp_path, "StreamAdScoreDrift",
+                [{"series": series % "line1", "values": "0 0 1 1 1 1 0"},
+                 {"series": series % "line2", "values": "0 0 0 0 0 0 0"}],
+                {"camera": "line1"}, "camera line1: good frames score higher than at calibration (drift)",
+                severity="warning", interval="30s", quiet_at="90s", fires_at="150s", quiet_again_at="180s")
+
+
 def test_grafana_provisioning_points_at_the_dashboard_and_datasource() -> None:
     source = yaml.safe_load(DATASOURCE.read_text())["datasources"][0]
     provider = yaml.safe_load(DASHBOARD_PROVIDER.read_text())["providers"][0]
@@ -163,7 +175,8 @@ class Scraped:
 def scraped(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     """A real pipeline scraped by a real Prometheus that runs deploy/'s config and rules (scrape and rule intervals
     shortened for the test). Its camera has one undecodable file, so a drop is counted; its Modbus PLC sink points at
-    a port where no PLC answers, so alarms wait in the outbox and the outbox metrics move."""
+    a port where no PLC answers, so alarms wait in the outbox and the outbox metrics move. Its console exports the
+    drift gauge."""
     work = tmp_path_factory.mktemp("deploy")
     camera = work / "camera"
     for p in sorted((CATEGORY / "test").rglob("*.png"))[:24]:
@@ -178,13 +191,15 @@ def scraped(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iter
     prom = Prometheus(work, metrics_port, config=yaml.safe_dump(config))
     cfg = write_pipeline(work / "line.yaml", demo_run.model, work, metrics={"port": metrics_port},
                          source={"path": str(camera), "fps": 10, "loop": True},
+                         console={"enabled": True, "port": free_port()},
                          sink={"outputs": [{"kind": "jsonl"},
                                            {"kind": "modbus", "host": "127.0.0.1", "port": free_port(),
                                             "timeout_s": 0.5}]})
     proc = start_cli("run", str(cfg), log=work / "run.log")
     try:
         wait_for(lambda: prom.query('stream_ad_frames_dropped_total{reason="decode_error"} > 0')
-                 and prom.query("stream_ad_frames_scored_total > 5") and prom.query("stream_ad_outbox_pending > 0"),
+                 and prom.query("stream_ad_frames_scored_total > 5") and prom.query("stream_ad_outbox_pending > 0")
+                 and prom.query("stream_ad_console_drift_detected >= 0"),
                  240, "Prometheus to scrape verdicts, a drop and alarms waiting in the outbox")
         time.sleep(3)  # a few more scrapes and rule evaluations
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:

@@ -1,0 +1,130 @@
+"""The infer stage's teaching channel: the operator's console asks it to take a frame it flagged as good.
+
+    console: request_teaching(endpoint, frame) --REQ--> [REP bound by the infer stage] TeachingChannel
+                                               <-- TeachReply (JSON) --
+
+The request is the frame on the wire (stream_ad.pipeline.wire: its image, the score it alarmed with, the operator in
+meta "operator"). The channel's thread takes the model lock (no batch is scored meanwhile), adds the frame's patches
+to the memory bank until the frame scores within TEACH_MARGIN of the threshold, scores it again, and saves the
+teaching as the artefact's next version (stream_ad.artefact.save_teaching) before it answers: the next frame the
+stage scores already meets the new bank, and a restart loads it. A scorer that learns only by fitting answers
+refit_needed. Each request, taught or not, is one log line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import zmq
+
+from stream_ad.artefact import Teaching, read_manifest, save_teaching, taught_items
+from stream_ad.frames import Frame
+from stream_ad.model import AnomalyModel
+from stream_ad.pipeline.wire import BadMessage, decode, encode
+
+log = logging.getLogger("stream_ad.pipeline.teaching")
+
+# A taught frame scores at most this fraction of the threshold: seen again, with a camera's noise, it stays below.
+TEACH_MARGIN = 0.5
+POLL_MS = 200
+OPERATOR = "operator"  # the frame's meta key naming who taught it
+
+
+@dataclass(frozen=True)
+class TeachReply:
+    outcome: Literal["taught", "refit_needed", "refused"]
+    detail: str
+    version: int | None = None  # the artefact's version once taught
+    patches: int = 0  # memory items added
+    score_before: float | None = None
+    score_after: float | None = None
+
+
+class TeachingChannel:
+    def __init__(self, endpoint: str, model: AnomalyModel, model_dir: Path, threshold: float, max_patches: int,
+                 lock: threading.Lock) -> None:
+        self.model = model
+        self.model_dir = model_dir
+        self.within = TEACH_MARGIN * threshold
+        self.max_patches = max_patches
+        self.lock = lock
+        self._stop = threading.Event()
+        self._sock = zmq.Context.instance().socket(zmq.REP)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.bind(endpoint)
+        self._thread = threading.Thread(target=self._serve, name="teaching", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            if not self._sock.poll(POLL_MS):
+                continue
+            parts = self._sock.recv_multipart(copy=False)
+            try:
+                reply = self._teach(decode(parts))
+            except BadMessage as exc:
+                reply = TeachReply("refused", f"not a frame: {exc}")
+            except Exception as exc:
+                log.exception("teaching failed")
+                reply = TeachReply("refused", f"{exc.__class__.__name__}: {exc}")
+            self._sock.send(json.dumps(dataclasses.asdict(reply)).encode())
+        self._sock.close()
+
+    def _teach(self, frame: Frame) -> TeachReply:
+        operator = str(frame.meta.get(OPERATOR, ""))
+        if frame.image is None or not operator:
+            return TeachReply("refused", "a teaching request needs the frame's image and the operator")
+        scorer = self.model.scorer
+        if not scorer.teachable:
+            log.info("teaching: %s marked %s good; %s learns only by fitting: queued for a refit", operator,
+                     frame.key, type(scorer).__name__)
+            return TeachReply("refit_needed", f"{type(scorer).__name__} learns only by fitting: refit with this frame")
+        budget = self.max_patches - taught_items(read_manifest(self.model_dir))
+        if budget <= 0:
+            log.warning("teaching refused: %s marked %s good, but the teachings hold pipeline.console."
+                        "max_taught_patches (%d) already", operator, frame.key, self.max_patches)
+            return TeachReply("refused", f"the model holds pipeline.console.max_taught_patches ({self.max_patches}) "
+                                         "taught patches: refit on the good images, or roll a teaching back")
+        with self.lock:
+            prepared = self.model.preprocessor([frame.image])
+            before = float(self.model.score_prepared(prepared).scores[0])
+            items = scorer.add_good(prepared.inputs, self.within, budget)
+            after = float(self.model.score_prepared(prepared).scores[0])
+        image = frame.image if frame.image.ndim == 2 else cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
+        teaching = Teaching(operator, frame.camera, frame.frame_id, frame.score if frame.score is not None else before,
+                            after, cv2.imencode(".png", image)[1].tobytes())
+        version = save_teaching(self.model_dir, items, teaching)
+        log.warning("teaching: %s marked %s good: %d patches joined the memory bank, score %.4f -> %.4f; model %s "
+                    "is at version %d; its calibrated false-alarm bound no longer holds until `stream-ad calibrate "
+                    "--model %s`", operator, frame.key, items.shape[0], before, after, self.model_dir, version,
+                    self.model_dir)
+        return TeachReply("taught", f"{items.shape[0]} patches joined the memory bank", version, items.shape[0],
+                          before, after)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
+def request_teaching(endpoint: str, frame: Frame, operator: str, timeout_s: float) -> TeachReply:
+    """Ask the infer stage at `endpoint` to take `frame` (with its image) as good; refused when it does not answer
+    within timeout_s."""
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDTIMEO, int(timeout_s * 1000))
+    sock.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))
+    try:
+        sock.connect(endpoint)
+        sock.send_multipart(encode(dataclasses.replace(frame, meta={**frame.meta, OPERATOR: operator})))
+        return TeachReply(**json.loads(sock.recv()))
+    except zmq.Again:
+        return TeachReply("refused", f"the infer stage did not answer within {timeout_s:g} s ({endpoint})")
+    finally:
+        sock.close()
