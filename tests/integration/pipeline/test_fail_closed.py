@@ -96,7 +96,7 @@ def test_safe_state_tells_the_plc_and_the_ledger_counts_sink_errors(
     summary = json.loads((tmp_path / "summary.json").read_text())
     written = [v["frame_id"] for v in read_jsonl(verdicts)]
     fault_figures(FaultFigures(
-        "disk full (safe_state)", f"output disk (4 MiB tmpfs) full for {room_at - full_at:.0f} s, 20 fps camera",
+        "disk full (safe_state)", f"output disk (4 MiB tmpfs) full for {room_at - full_at:.1f} s, 20 fps camera",
         f"{summary['frames_in']} in: {summary['scored']} scored, dropped {summary['dropped']}; PLC told "
         "'unavailable'", summary["unaccounted"], recover_s))
     assert summary["dropped"].get("sink_error", 0) > 0, summary

@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from stream_ad.pipeline.curve import make_keys
+from tests.conftest import FaultFigures
 from tests.integration.conftest import (
     CATEGORY,
     DemoRun,
@@ -66,7 +67,8 @@ def _bad_messages() -> list[tuple[str, list[bytes]]]:
     ]
 
 
-def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path: Path) -> None:
+def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path: Path,
+                                                    fault_figures: Callable[[FaultFigures], None]) -> None:
     base = free_port_range(6)
     metrics_port = free_port()
     verdict_log = tmp_path / "verdicts.jsonl"
@@ -103,12 +105,14 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
 
         # 2. kill -9 the infer stage: restarted, counted, and verdicts resume.
         os.kill(pids["infer"], signal.SIGKILL)
+        killed_t = time.time()
         killed_at = max(v["frame_id"] for v in read_jsonl(verdict_log))
         new_pid = wait_for(lambda: stage_pids(proc.pid).get("infer") not in (None, pids["infer"])
                            and stage_pids(proc.pid)["infer"], 60, "the infer stage to be restarted")
         assert new_pid != pids["infer"]
         wait_for(lambda: max(v["frame_id"] for v in read_jsonl(verdict_log)) > killed_at + 5, 240,
                  "verdicts after the restart")
+        recover_s = min(v["t_verdict"] for v in read_jsonl(verdict_log) if v["t_verdict"] > killed_t) - killed_t
         metrics = scrape(metrics_port)
         assert metric_sum(metrics, "stream_ad_stage_restarts_total", 'stage="infer"') == 1
         assert metric_sum(metrics, "stream_ad_stage_up", 'stage="infer"') == 1
@@ -128,6 +132,11 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
         assert f"skipped bad frame {frame}" in text or f"skipped frame {frame}" in text, frame
     assert "died (signal 9)" in text
     summary = json.loads((tmp_path / "summary.json").read_text())
+    fault_figures(FaultFigures(
+        "stage killed (kill -9 of infer), bad messages", "SIGKILL of the infer stage; 5 malformed messages into "
+        "preprocess; SIGTERM of the run", f"{summary['frames_in']} in: {summary['scored']} scored, dropped "
+        f"{summary['dropped']}, messages rejected {summary['rejected_messages']}; 1 restart",
+        summary["unaccounted"], recover_s))
     first = summary["first_frame_id"]
     assert f"source: frame cam0/{first} dropped (decode_error): cannot decode image" in text
     assert "000_corrupt.png" in text
@@ -147,7 +156,9 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
     assert set(summary["dropped"]) <= {"decode_error", "stage_restart", "queue_full"}
 
 
-def test_a_stopped_stage_is_caught_by_its_heartbeats_killed_and_restarted(demo_run: DemoRun, tmp_path: Path) -> None:
+def test_a_stopped_stage_is_caught_by_its_heartbeats_killed_and_restarted(
+    demo_run: DemoRun, tmp_path: Path, fault_figures: Callable[[FaultFigures], None]
+) -> None:
     """SIGSTOP of the infer stage: its process lives, but no heartbeat comes. Within hung_after_s (and a margin) the
     supervisor logs it once, marks it down, kills and restarts it; the frames it held count as stage_hung, the run
     goes on, and every frame is accounted for."""
@@ -192,6 +203,10 @@ def test_a_stopped_stage_is_caught_by_its_heartbeats_killed_and_restarted(demo_r
     assert len(hung) == 1 and f"stage infer (pid {pids['infer']}) hung: no heartbeat for" in hung[0], hung
     assert "killed; restarting in" in hung[0]
     summary = json.loads((tmp_path / "summary.json").read_text())
+    fault_figures(FaultFigures(
+        "hung stage (SIGSTOP of infer)", f"SIGSTOP; hung_after_s {HUNG_AFTER_S:g}, caught after "
+        f"{caught_at - stopped_at:.1f} s", f"{summary['frames_in']} in: {summary['scored']} scored, dropped "
+        f"{summary['dropped']}; killed and restarted once", summary["unaccounted"], min(after) - stopped_at))
     assert summary["restarts"]["infer"] == 1 and summary["unaccounted"] == 0 and summary["in_flight_at_end"] == 0
     assert summary["frames_in"] == summary["scored"] + summary["dropped_total"]
     # What the stopped stage held is stage_hung; what could not wait meanwhile was dropped with its own reason.
