@@ -10,6 +10,7 @@ float32, with NNCF's mixed preset (asymmetric activations), moved them by under 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,10 @@ def quantise_int8(ov_model: Any, inputs: np.ndarray, input_size: int) -> Quantis
     """`ov_model` (one input, (B, 3, S, S) float32) quantised to INT8, calibrated on `inputs` (N, 3, S, S), each
     image one calibration sample. `ov_model` itself is left as it was."""
     import nncf
+    from nncf.common.logging import nncf_logger
 
+    # NNCF logs a line per op it leaves unquantised at INFO (hundreds): its warnings are what an operator needs.
+    nncf_logger.setLevel(logging.WARNING)
     kept = fp32_ops(ov_model, input_size)
     data = nncf.Dataset([np.ascontiguousarray(x[None], np.float32) for x in inputs])
     model = nncf.quantize(ov_model.clone(), data, preset=nncf.QuantizationPreset.MIXED,
