@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default="mobilenet_v2,wide_resnet50_2,pdn",
                    help="comma-separated, of mobilenet_v2, wide_resnet50_2, pdn (default all)")
     p.add_argument("--skip-peer", action="store_true", help="no anomalib OpenVINO row")
+    p.add_argument("--skip-line", action="store_true",
+                   help="no line runtime rows (bare backbone vs the demo's runtime artefact, fp32 and INT8)")
     p.add_argument("--pipeline-duration", type=float, default=20.0,
                    help="seconds of the pipeline run at a 100 fps camera (0 skips it; default 20)")
     p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/accel.json)")

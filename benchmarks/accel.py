@@ -51,6 +51,7 @@ class AccelBenchOptions:
     models: str = "mobilenet_v2,wide_resnet50_2,pdn"  # comma-separated, of mobilenet_v2, wide_resnet50_2, pdn
     skip_peer: bool = False  # no anomalib OpenVINO row
     pipeline_duration: float = 20.0  # seconds of the pipeline run at a 100 fps camera (0 skips it)
+    skip_line: bool = False  # no line runtime rows (bare backbone vs runtime artefacts fp32 / INT8, benchmarks.line)
     json: Path | None = None  # figures file; None: OUTPUT_DIR/bench/accel.json
 
 
@@ -157,15 +158,22 @@ def measure(runs: list[Run], train: list[Path], test: list[Path],
     return figures, scores
 
 
-def pipeline_latency(settings: Settings, seconds: float, out_dir: Path) -> dict[str, Any]:
-    """The demo model through every stage process, camera at CAMERA_FPS, runtime.accelerate as configured."""
-    from benchmarks.pipeline import pipeline_run
+def demo_artefact(settings: Settings) -> Path:
+    """The demo's calibrated model artefact (fitted and cached if missing)."""
     from stream_ad.artefact import model_dir_name
     from stream_ad.commands.demo import demo_model
-    from stream_ad.commands.run import resolve_threshold
 
     model_dir = settings.output_dir / "demo" / model_dir_name(settings)
     demo_model(settings, model_dir)
+    return model_dir
+
+
+def pipeline_latency(settings: Settings, seconds: float, out_dir: Path) -> dict[str, Any]:
+    """The demo model through every stage process, camera at CAMERA_FPS, runtime.accelerate as configured."""
+    from benchmarks.pipeline import pipeline_run
+    from stream_ad.commands.run import resolve_threshold
+
+    model_dir = demo_artefact(settings)
     threshold, _ = resolve_threshold(settings, model_dir)
     folder = settings.pipeline.source.path or settings.data.root / "test"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -210,6 +218,11 @@ def run_bench(settings: Settings, args: AccelBenchOptions) -> int:
         "category": category.name, "train_images": len(train), "test_images": len(test),
         "configs": {run.name: describe(run.settings) for run in runs}, "not_available": notes, "figures": figures,
     }
+    if not args.skip_line and device.type == "cpu" and unavailable("openvino", device) is None:
+        from benchmarks.line import line_bench
+
+        print("line runtime: bare backbone vs runtime artefacts fp32 / INT8 ...", file=sys.stderr, flush=True)
+        report["line"] = line_bench(settings, demo_artefact(settings), test, batch_sizes, report["torch_threads"])
     if args.pipeline_duration > 0:
         print(f"pipeline at {CAMERA_FPS:.0f} fps for {args.pipeline_duration:.0f} s ...", file=sys.stderr, flush=True)
         report["pipeline"] = pipeline_latency(settings, args.pipeline_duration, out.parent / "accel_pipeline")
@@ -219,6 +232,10 @@ def run_bench(settings: Settings, args: AccelBenchOptions) -> int:
     print(f"\n{category.name}: fit on {len(train)}, scored {len(test)} images; {report['device']}, "
           f"{report['torch_threads']} torch threads, load average {report['machine']['load_avg'][0]:.1f}")
     print(table(figures, batch_sizes))
+    if "line" in report:
+        from benchmarks.line import line_table
+
+        print(line_table(report["line"], batch_sizes))
     for line in notes:
         print(line)
     if "pipeline" in report:

@@ -59,7 +59,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     from stream_ad.commands.export import export
 
-    return export(settings, args.model, args.out)
+    return export(settings, args.model, args.out, int8=args.int8, calibration_images=args.calibration_images)
 
 
 def _pipeline_file(args: argparse.Namespace) -> Path:
@@ -162,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
         "`stream-ad run` without torch (the `line` install)")
     p.add_argument("model", type=Path, help="the model artefact to export")
     p.add_argument("--out", type=Path, required=True, help="a new (or empty) folder for the runtime artefact")
+    p.add_argument("--int8", action="store_true", help="quantise the graph to INT8 (NNCF, the `fit` install) on "
+                   "good images; the threshold is set again on INT8 scores")
+    p.add_argument("--calibration-images", type=Path, metavar="DIR", help="good images to quantise on (recursively; "
+                   "default: the model's held-out images)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser(

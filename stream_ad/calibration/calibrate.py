@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,11 +96,24 @@ def _score(model: AnomalyModel, paths: list[Path], keep_maps: bool) -> tuple[np.
 
 def calibrate(model: AnomalyModel, settings: Settings, good: GoodImages, *, defects: bool) -> dict[str, Any]:
     """Set model.threshold from `good` (and report on labelled defects when asked); returns the threshold record."""
-    cfg = settings.calibration
     check_good_images(good, model.data_split, settings)
+    record = threshold_record(lambda paths, keep_maps: _score(model, paths, keep_maps), settings, good,
+                              defects=defects)
+    model.threshold = record
+    return record
+
+
+# Image paths, whether to keep the maps -> their scores and (or no) maps.
+Scoring = Callable[[list[Path], bool], tuple[np.ndarray, list[np.ndarray]]]
+
+
+def threshold_record(score: Scoring, settings: Settings, good: GoodImages, *, defects: bool) -> dict[str, Any]:
+    """The threshold record of the scores `score` gives `good` (and the recall report on data.root's labelled
+    defects when asked): a model artefact's scores, or an exported INT8 graph's (stream_ad.commands.export)."""
+    cfg = settings.calibration
     pixel_wanted = cfg.pixel_target_fpr is not None
     log.info("scoring %s", good.source)
-    good_scores, good_maps = _score(model, good.paths, keep_maps=pixel_wanted)
+    good_scores, good_maps = score(good.paths, pixel_wanted)
     image = image_threshold(good_scores, cfg.target_fpr, cfg.confidence)
     record: dict[str, Any] = {
         "value": image.value,
@@ -122,11 +136,10 @@ def calibrate(model: AnomalyModel, settings: Settings, good: GoodImages, *, defe
         samples = MVTecCategory(settings.data.root).defective()
         if samples:
             log.info("scoring %d labelled defective images for the recall report", len(samples))
-            defect_scores, _ = _score(model, [s.path for s in samples], keep_maps=False)
+            defect_scores, _ = score([s.path for s in samples], False)
             record["defects"] = defect_report(good_scores, defect_scores, image.value)
         else:
             log.info("no labelled defects under %s/test: no recall / F1 report", settings.data.root)
-    model.threshold = record
     return record
 
 

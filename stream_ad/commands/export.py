@@ -33,8 +33,12 @@ RTOL = 1e-4  # largest difference of the exported graph's scores and maps from t
 CHECK_IMAGES = 3  # images the exported graph is checked on, as one batch (the batch dimension is dynamic)
 
 
-def export(settings: Settings, model_dir: Path, out: Path) -> int:
-    """Export the model artefact `model_dir` into the new folder `out`; 0 when written."""
+def export(settings: Settings, model_dir: Path, out: Path, *, int8: bool = False,
+           calibration_images: Path | None = None) -> int:
+    """Export the model artefact `model_dir` into the new folder `out`, its graph quantised to INT8 with `int8`
+    (on `calibration_images`, else the model's held-out images: stream_ad.commands.export_int8); 0 when written."""
+    if calibration_images is not None and not int8:
+        raise CommandError("--calibration-images is for --int8: a float32 export is not calibrated on images")
     # Built eagerly on the CPU: the scorer's score() and scoring graph are plain torch, as the converter traces them.
     runtime = settings.runtime.model_copy(update={"device": "cpu", "accelerate": "eager"})
     model = load_model(model_dir, settings.model_copy(update={"runtime": runtime}))
@@ -53,9 +57,18 @@ def export(settings: Settings, model_dir: Path, out: Path) -> int:
         raise CommandError(f"cannot export {model_dir}: the converted graph's scores differ from torch's by "
                            f"{worst:.2e} of their scale (allowed {RTOL:.0e}); serve the model artefact instead")
     manifest = runtime_manifest(model, model_dir)
-    write_runtime_artefact(out, manifest, lambda xml: save_ir(ov_model, xml))
-    print(f"exported {model_dir} -> {out}: {describe_runtime(manifest)}; graph checked on {len(inputs)} images "
-          f"(largest difference {worst:.1e} of the scale)")
+    checked = f"graph checked on {len(inputs)} images (largest difference {worst:.1e} of the scale)"
+    if int8:
+        from stream_ad.commands.export_int8 import write_int8  # nncf: only where INT8 is asked for
+
+        manifest = write_int8(model, model_dir, ov_model, manifest, out, calibration_images)
+        quantisation = manifest.graph["quantisation"]
+        checked = (f"float32 {checked}; quantised on {quantisation['calibration']['count']} good images, INT8 scores "
+                   f"a median {quantisation['score_change_vs_fp32']['median_relative']:.2%} from float32"
+                   + ("; threshold set again on INT8 scores" if manifest.threshold is not None else ""))
+    else:
+        write_runtime_artefact(out, manifest, lambda xml: save_ir(ov_model, xml))
+    print(f"exported {model_dir} -> {out}: {describe_runtime(manifest)}; {checked}")
     if manifest.threshold_value is None:
         print(f"note: {model_dir} is not calibrated: the runtime artefact has no threshold; calibrate the model "
               "artefact and export again, or set pipeline.decide.threshold")

@@ -1,0 +1,85 @@
+"""`stream-ad export --int8`: the scoring graph quantised with NNCF on the model's held-out good images, recorded in
+the manifest, its threshold set again on INT8 scores, and good and defective images ranked as the float32 graph
+ranks them (image AUROC within AUROC_TOLERANCE, the issue's target)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import pytest
+
+from stream_ad.artefact import read_manifest
+from stream_ad.data import MVTecCategory, read_image
+from stream_ad.evaluation.accuracy import image_auroc
+from stream_ad.line.artefact import GRAPH_XML, read_runtime_manifest
+from stream_ad.line.model import LineModel
+from tests.commands.conftest import CATEGORY, FolderFit, cli
+
+AUROC_TOLERANCE = 0.005
+MEDIAN_SCORE_CHANGE = 0.02  # INT8 image scores from float32's, relative (measured 0.3-0.7 % on PIPED)
+
+
+@pytest.fixture(scope="module")
+def int8(calibrated_fit: Path, folder_fit: FolderFit, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export_int8") / "line1"
+    run = cli("-c", folder_fit.config, "export", calibrated_fit, "--out", out, "--int8")
+    assert run.code == 0, run.stderr
+    assert "quantised on 12 good images" in run.stdout and "threshold set again on INT8 scores" in run.stdout
+    return out
+
+
+@pytest.fixture(scope="module")
+def fp32(calibrated_fit: Path, folder_fit: FolderFit, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export_fp32") / "line1"
+    assert cli("-c", folder_fit.config, "export", calibrated_fit, "--out", out).code == 0
+    return out
+
+
+def test_the_manifest_records_precision_and_the_calibration_images(int8: Path, calibrated_fit: Path) -> None:
+    manifest = read_runtime_manifest(int8)
+    assert manifest.graph["precision"] == "int8"
+    quantisation = manifest.graph["quantisation"]
+    held_out = read_manifest(calibrated_fit).data_split["held_out"]
+    assert quantisation["calibration"]["count"] == len(held_out) == 12
+    assert {i["sha256"] for i in quantisation["calibration"]["images"]} == {i["sha256"] for i in held_out}
+    assert quantisation["tool"].startswith("nncf ") and quantisation["kept_fp32_ops"] > 0
+    assert quantisation["score_change_vs_fp32"]["median_relative"] < MEDIAN_SCORE_CHANGE
+    graph = ov.Core().read_model(int8 / GRAPH_XML)  # really quantised: int8 FakeQuantize nodes in the IR
+    assert sum(op.get_type_name() == "FakeQuantize" for op in graph.get_ops()) == quantisation["fake_quantize_ops"] > 0
+
+
+def test_the_threshold_is_set_again_on_int8_scores(int8: Path, calibrated_fit: Path) -> None:
+    threshold, model = read_runtime_manifest(int8).threshold, read_manifest(calibrated_fit).threshold
+    assert isinstance(threshold, dict) and isinstance(model, dict)
+    assert threshold["scored_by"] == "this runtime artefact's INT8 graph"
+    assert threshold["images"] == model["images"] and threshold["target_fpr"] == model["target_fpr"]
+    paths = [Path(p) for p in threshold["images"]["paths"]]  # a folder fit's: absolute
+    scores = LineModel(int8, threads=2).predict([read_image(p) for p in paths]).scores  # the INT8 graph's own
+    np.testing.assert_allclose(sorted(scores), threshold["good_scores"]["sample"], rtol=1e-5)
+    assert threshold["value"] == pytest.approx(model["value"], rel=0.05) and threshold["value"] != model["value"]
+
+
+def test_int8_ranks_good_and_defective_images_as_fp32_does(int8: Path, fp32: Path) -> None:
+    samples = MVTecCategory(CATEGORY).test()
+    labels = [s.label for s in samples]
+    assert 0 < sum(labels) < len(labels)
+    frames = [read_image(s.path) for s in samples]
+    want = image_auroc(labels, LineModel(fp32, threads=2).predict(frames).scores)
+    got = image_auroc(labels, LineModel(int8, threads=2).predict(frames).scores)
+    assert abs(got - want) <= AUROC_TOLERANCE, (got, want)
+
+
+def test_calibration_images_are_only_for_int8(calibrated_fit: Path, folder_fit: FolderFit, tmp_path: Path) -> None:
+    run = cli("-c", folder_fit.config, "export", calibrated_fit, "--out", tmp_path / "x",
+              "--calibration-images", folder_fit.good)
+    assert "--calibration-images is for --int8" in run.error
+
+
+def test_int8_quantises_on_the_images_given(folder_fit: FolderFit, tmp_path: Path) -> None:
+    run = cli("-c", folder_fit.config, "export", folder_fit.model, "--out", tmp_path / "x", "--int8",
+              "--calibration-images", folder_fit.good)
+    assert run.code == 0, run.stderr
+    calibration = read_runtime_manifest(tmp_path / "x").graph["quantisation"]["calibration"]
+    assert calibration["source"] == str(folder_fit.good.resolve()) and calibration["count"] == 24
