@@ -171,7 +171,7 @@ def demo_artefact(settings: Settings) -> Path:
 def pipeline_latency(settings: Settings, seconds: float, out_dir: Path) -> dict[str, Any]:
     """The demo model through every stage process, camera at CAMERA_FPS, runtime.accelerate as configured."""
     from benchmarks.pipeline import pipeline_run
-    from stream_ad.commands.run import resolve_threshold
+    from stream_ad.pipeline.served import resolve_threshold
 
     model_dir = demo_artefact(settings)
     threshold, _ = resolve_threshold(settings, model_dir)

@@ -170,6 +170,7 @@ def throughput(model: Any, frames: list[np.ndarray], batch: int, count: int = 32
 def pipeline_run(settings: Settings, model_dir: Path, threshold: float, folder: Path, fps: float,
                  seconds: float, out_dir: Path) -> dict[str, Any]:
     from stream_ad.pipeline.run import run_pipeline
+    from stream_ad.pipeline.served import serve_one
     from stream_ad.settings import JsonlSinkSettings
 
     pipe = settings.pipeline.model_copy(deep=True)
@@ -186,7 +187,7 @@ def pipeline_run(settings: Settings, model_dir: Path, threshold: float, folder: 
     verdicts.unlink(missing_ok=True)
     pipe.sink.outputs = [JsonlSinkSettings(path=verdicts)]
     run_settings = settings.model_copy(update={"pipeline": pipe})
-    s = run_pipeline(run_settings, threshold, model_dir)
+    s = run_pipeline(run_settings, serve_one(run_settings, model_dir, threshold))
     lat = s.latency_ms
     return {
         "fps": fps,
@@ -224,8 +225,8 @@ def run_bench(settings: Settings, args: PipelineBenchOptions) -> int:
         import torch
 
         if args.model is not None:
-            from stream_ad.commands.run import resolve_threshold
             from stream_ad.pipeline.errors import PipelineError
+            from stream_ad.pipeline.served import resolve_threshold
 
             model_dir = args.model
             try:

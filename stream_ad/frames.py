@@ -59,6 +59,10 @@ class Frame:
         return f"{self.camera}/{self.frame_id}"
 
 
+# Frame.meta key under which the decide stage records the model that judged the frame (ModelInfo's fields).
+MODEL_KEY = "model"
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """The model that judges the frames, as the sinks record it with each alarm: told once per run, not per frame."""
@@ -80,6 +84,7 @@ class Verdict:
     anomaly_map: np.ndarray | None = None
     image: np.ndarray | None = None
     run_id: str = ""  # the `stream-ad run` that judged it (its frame ids are that run's)
+    model: ModelInfo | None = None  # the model that judged it (its camera's); None outside a pipeline
 
     @property
     def latency_s(self) -> float:
@@ -99,8 +104,10 @@ class Verdict:
     def from_frame(cls, frame: Frame, t_verdict: float, run_id: str) -> Verdict:
         if frame.score is None or frame.verdict is None or frame.threshold is None:
             raise ValueError(f"frame {frame.key} reached the sinks without a score, threshold and verdict")
+        model = frame.meta.get(MODEL_KEY)  # the decide stage's stamp
         return cls(frame.frame_id, frame.camera, frame.t_capture, t_verdict, frame.score, frame.threshold,
-                   frame.verdict, frame.meta, frame.anomaly_map, frame.image, run_id)
+                   frame.verdict, frame.meta, frame.anomaly_map, frame.image, run_id,
+                   ModelInfo(**model) if model is not None else None)
 
     def record(self) -> dict[str, Any]:
         rec = {

@@ -10,15 +10,15 @@ from pathlib import Path
 from stream_ad.artefact import ArtefactError, serving_model_dir, serving_settings, verify_artefact
 from stream_ad.calibration import CalibrationError
 from stream_ad.commands.checked_settings import load_checked_settings
-from stream_ad.commands.run import resolve_threshold
 from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.preflight import (
     Finding,
     check_endpoints,
     check_keys,
     check_paths,
-    check_source,
+    check_sources,
 )
+from stream_ad.pipeline.served import resolve_threshold
 from stream_ad.settings import ConfigError, Settings
 
 
@@ -40,7 +40,7 @@ def pipeline_findings(pipeline_file: Path) -> list[Finding]:
     except ConfigError as exc:  # nothing else can be checked without settings
         return [Finding("settings", False, " ".join(line.strip() for line in str(exc).splitlines()))]
     return [Finding("settings", True, f"{pipeline_file} is valid (method {settings.scorer.method})"),
-            check_model(settings), check_source(settings), *check_endpoints(settings), *check_keys(settings),
+            check_model(settings), *check_sources(settings), *check_endpoints(settings), *check_keys(settings),
             *check_paths(settings)]
 
 

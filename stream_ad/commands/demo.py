@@ -18,6 +18,7 @@ from stream_ad.commands.fit import fit_and_save
 from stream_ad.commands.run import write_summary
 from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.run import run_pipeline
+from stream_ad.pipeline.served import serve_one
 from stream_ad.settings import JsonlSinkSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def demo(
         source = pipe.source.path or settings.data.root / "test"
         print(f"streaming {source} as camera {pipe.source.camera} at {pipe.source.fps or 'max'} fps through "
               f"{' -> '.join(pipe.stages)} (one process each)", file=sys.stderr, flush=True)
-        summary = run_pipeline(run_settings, threshold, model_dir, verbose=verbose)
+        summary = run_pipeline(run_settings, serve_one(run_settings, model_dir, threshold), verbose=verbose)
     except PipelineError as exc:
         print(f"stream-ad: {exc}", file=sys.stderr)
         return 2

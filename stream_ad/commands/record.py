@@ -64,7 +64,7 @@ def record_frames(settings: Settings, frames: int, out: Path, timeout_s: float) 
     entries: list[dict[str, Any]] = []
     unreadable = 0
     ended = False
-    folder, setting = source_folder(settings.pipeline, settings.data.root)
+    folder, setting = source_folder(source, "pipeline.source", settings.data.root)
     camera = open_source(source, folder, stop=stop, default_setting=setting)
     timer.start()
     try:

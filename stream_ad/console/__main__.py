@@ -109,8 +109,9 @@ def main(argv: list[str]) -> int:
     if good is None:
         log.warning("console: the threshold keeps no calibration scores: the drift watch is off (recalibrate with "
                     "`stream-ad calibrate` to turn it on)")
-    live = LiveView(cfg, plan.threshold, good.sample if good else None, plan.settings.pipeline.source.stale_after_s,
-                    drift_report([plan.settings.pipeline.source.camera]) if good else None)
+    cameras = [cam for _, cam in plan.settings.pipeline.camera_sections()]
+    live = LiveView(cfg, plan.threshold, good.sample if good else None, {c.camera: c.stale_after_s for c in cameras},
+                    drift_report([c.camera for c in cameras]) if good else None)
     desk = TeachDesk(plan.console.control, plan.settings.output_dir / "console", plan.model_dir, cfg.teach_timeout_s)
     sock = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

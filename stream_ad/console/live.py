@@ -48,7 +48,8 @@ class CameraView:
 
 class LiveView:
     def __init__(self, cfg: ConsoleSettings, threshold: float, good_scores: tuple[float, ...] | None,
-                 stale_after_s: float, on_drift: Callable[[Frame, DriftStatus], None] | None = None) -> None:
+                 stale_after_s: dict[str, float], on_drift: Callable[[Frame, DriftStatus], None] | None = None) -> None:
+        """`stale_after_s`: camera -> the quiet time after which the page shows it stale (its stale_after_s)."""
         self.cfg = cfg
         self.threshold = threshold
         self.good_scores = good_scores
@@ -107,7 +108,7 @@ class LiveView:
                     "source": Path(f.meta["path"]).name if "path" in f.meta else None,  # a file camera's image
                     "threshold": f.threshold, "fps": None if fps is None else round(fps, 2),
                     "p99_ms": round(1000 * float(np.percentile(view.latencies, 99)), 1),
-                    "stale": now - view.t_received > self.stale_after_s,
+                    "stale": now - view.t_received > self.stale_after_s.get(name, max(self.stale_after_s.values())),
                     "seconds_since": round(now - view.t_received, 1),
                     "drift": None if drift is None else {
                         "n": drift.n, "statistic": round(drift.statistic, 3), "p_value": drift.p_value,

@@ -16,7 +16,9 @@ teaching.py    the infer stage's teaching channel (the console's "good" button)
 
 In the supervising process:
 run.py         one run, start to summary: run_pipeline() composes what follows
-preflight.py   checks before any process starts: the source, the endpoints to bind, the paths to write
+served.py      which model artefact judges which camera: threshold, serving settings, calibration, identity
+reload.py      what a reload (SIGHUP) may change and what it changes: cameras and models
+preflight.py   checks before any process starts: the sources, the endpoints to bind, the paths to write
 supervisor.py  the stage processes' lifecycle: spawn, readiness, hung stages, restart with backoff, ordered stop
 inbox.py       the supervisor's end of the notice socket
 accounting.py  notices about frames and the camera -> the ledger, the pipeline-wide metrics, the calibration check

@@ -41,6 +41,15 @@ class LatencySketch:
         self.total += seconds
         self.max = max(self.max, seconds)
 
+    def merge(self, other: LatencySketch) -> None:
+        """Add every sample of `other` (of the same accuracy): as if each had been added here."""
+        if other.relative_accuracy != self.relative_accuracy:
+            raise ValueError("sketches of different accuracies cannot be merged")
+        self.counts += other.counts
+        self.count += other.count
+        self.total += other.total
+        self.max = max(self.max, other.max)
+
     def quantile(self, q: float) -> float:
         """The q-quantile in seconds (0 <= q <= 1): the sample at rank floor(q (count - 1)), within the accuracy."""
         if not self.count:

@@ -50,6 +50,20 @@ class Refused(enum.StrEnum):
     SOURCE_DONE = "source_done"  # not from the source stage's current process
 
 
+@dataclass(frozen=True)
+class CameraFigures:
+    """One camera's accounting: in = scored + dropped (by reason) + in flight (+ unaccounted, 0 unless broken)."""
+
+    camera: str
+    frames_in: int
+    scored: int
+    alarms: int
+    dropped: dict[str, int]  # by reason
+    in_flight: int
+    unaccounted: int
+    latency_ms: dict[str, float]  # p50 / p90 / p99 / max / mean
+
+
 @dataclass
 class _Open:
     t_capture: float
@@ -75,17 +89,17 @@ class Ledger:
         if metrics is not None:
             for refused in Refused:  # every series from the start, at 0: an alert on increase() sees the first one
                 metrics.rejected_notices.labels(refused)
-        self.frames_in = 0
-        self.scored = 0
-        self.alarms = 0
-        self.dropped: Counter[tuple[str, str]] = Counter()  # (stage, reason) -> frames
+        self.in_by_camera: Counter[str] = Counter()
+        self.scored_by_camera: Counter[str] = Counter()  # foreign verdicts included (foreign() tells them)
+        self.alarms_by_camera: Counter[str] = Counter()
+        self.dropped: Counter[tuple[str, str, str]] = Counter()  # (camera, stage, reason) -> frames
         self.unknown_drops: Counter[tuple[str, str]] = Counter()  # drops of messages without a readable frame id
-        self.latency = LatencySketch()  # every verdict's, in fixed memory (the summary's percentiles)
+        self.latency: dict[str, LatencySketch] = {}  # by camera: every verdict's, in fixed memory
         self.recent: deque[tuple[float, float]] = deque()  # (monotonic, latency) of the last verdicts
         self._pending_verdicts: deque[tuple[float, str, int]] = deque()  # (monotonic, camera, id) settling
         self._safe_below: dict[str, int] = {}
         self._restarts: list[tuple[float, str, str]] = []  # (monotonic, stage, reason of the frames it held)
-        self._expired_foreign: Counter[tuple[str, str] | None] = Counter()
+        self._expired_foreign: Counter[tuple[str, tuple[str, str] | None]] = Counter()  # (camera, fate)
         self.t_first_in: float | None = None
         self.t_last_in: float | None = None
         self.t_first_capture: float | None = None
@@ -108,7 +122,7 @@ class Ledger:
 
     def on_in(self, cam: str, fid: int, t_capture: float) -> None:
         now = time.monotonic()
-        self.frames_in += 1
+        self.in_by_camera[cam] += 1
         self.max_id[cam] = max(self.max_id.get(cam, -1), fid)
         self.first_id[cam] = min(self.first_id.get(cam, fid), fid)
         self.t_first_in = self.t_first_in or now
@@ -155,14 +169,14 @@ class Ledger:
         self._close(cam, fid)
         latency = max(0.0, t_verdict - t_capture)
         now = time.monotonic()
-        self.scored += 1
-        self.latency.add(latency)
+        self.scored_by_camera[cam] += 1
+        self.latency.setdefault(cam, LatencySketch()).add(latency)
         self.recent.append((now, latency))
         while now - self.recent[0][0] > RECENT_S:
             self.recent.popleft()
         self._pending_verdicts.append((now, cam, fid))
         alarm = verdict == "anomaly"
-        self.alarms += alarm
+        self.alarms_by_camera[cam] += alarm
         if self.metrics is not None:
             self.metrics.frames_scored.labels(cam).inc()
             self.metrics.latency.labels(cam).observe(latency)
@@ -183,7 +197,7 @@ class Ledger:
         self._count_drop(cam, stage, reason)
 
     def _count_drop(self, cam: str, stage: str, reason: str) -> None:
-        self.dropped[(stage, reason)] += 1
+        self.dropped[(cam, stage, reason)] += 1
         if self.metrics is not None:
             self.metrics.frames_dropped.labels(cam, stage, reason).inc()
 
@@ -218,7 +232,7 @@ class Ledger:
                 self._count_drop(cam, stage, reason)
         for key in [k for k, (t, _) in self.early.items() if now - t > CLOSED_MEMORY_S]:
             fate = self.early.pop(key)[1]
-            self._expired_foreign[fate] += 1
+            self._expired_foreign[(key[0], fate)] += 1
 
     def close_all(self, reason: str = DropReason.SHUTDOWN, stage: str = "pipeline") -> int:
         """Whatever is still open now ends as dropped (the run is over). Returns how many."""
@@ -232,22 +246,48 @@ class Ledger:
         return n
 
     # ---- figures ----
-    def foreign(self) -> Counter[tuple[str, str] | None]:
-        """Fates of messages that never came from the camera (injected, or without a readable id): by (stage,
-        reason) for drops, None for verdicts."""
-        out: Counter[tuple[str, str] | None] = Counter(self._expired_foreign)
-        for _, fate in self.early.values():
-            out[fate] += 1
-        out.update(self.unknown_drops)
+    def foreign(self, camera: str | None = None) -> Counter[tuple[str, str] | None]:
+        """Fates of messages that never came from a camera (injected, or without a readable id): by (stage, reason)
+        for drops, None for verdicts. `camera`: those that named it; None: all."""
+        out: Counter[tuple[str, str] | None] = Counter()
+        for (cam, fate), n in self._expired_foreign.items():
+            if camera in (None, cam):
+                out[fate] += n
+        for (cam, _), (_, fate) in self.early.items():
+            if camera in (None, cam):
+                out[fate] += 1
+        if camera is None:
+            out.update(self.unknown_drops)
         return out
 
-    def camera_drops(self) -> Counter[tuple[str, str]]:
-        """Drops of frames the camera gave, by (stage, reason)."""
-        out = Counter(self.dropped)
-        for fate, n in self.foreign().items():
+    def camera_drops(self, camera: str | None = None) -> Counter[tuple[str, str]]:
+        """Drops of frames a camera gave (`camera`, else any), by (stage, reason)."""
+        out: Counter[tuple[str, str]] = Counter()
+        for (cam, stage, reason), n in self.dropped.items():
+            if camera in (None, cam):
+                out[(stage, reason)] += n
+        for fate, n in self.foreign(camera).items():
             if fate is not None:
                 out[fate] -= n
         return +out
+
+    @property
+    def cameras(self) -> list[str]:
+        """Every camera that gave a frame, in the order of their first."""
+        return list(self.in_by_camera)
+
+    @property
+    def frames_in(self) -> int:
+        return self.in_by_camera.total()
+
+    @property
+    def scored(self) -> int:
+        """Verdicts, foreign ones included (scored_from_camera leaves them out)."""
+        return self.scored_by_camera.total()
+
+    @property
+    def alarms(self) -> int:
+        return self.alarms_by_camera.total()
 
     @property
     def dropped_total(self) -> int:
@@ -262,6 +302,26 @@ class Ledger:
         """Frames read that are neither scored, dropped nor in flight: 0 unless something is broken."""
         return self.frames_in - self.scored_from_camera - self.dropped_total - self.in_flight
 
+    def camera_figures(self, camera: str) -> CameraFigures:
+        scored = self.scored_by_camera[camera] - self.foreign(camera).get(None, 0)
+        drops = self.camera_drops(camera)
+        in_flight = len(self.open.get(camera, {}))
+        by_reason: Counter[str] = Counter()
+        for (_, reason), n in drops.items():
+            by_reason[reason] += n
+        latency = self.latency.get(camera)
+        frames_in = self.in_by_camera[camera]
+        return CameraFigures(camera, frames_in, scored, self.alarms_by_camera[camera], dict(by_reason), in_flight,
+                             frames_in - scored - by_reason.total() - in_flight,
+                             latency.summary_ms() if latency is not None else {})
+
+    def latency_ms(self) -> dict[str, float]:
+        """Every camera's verdict latencies together: p50 / p90 / p99 / max / mean."""
+        merged = LatencySketch()
+        for sketch in self.latency.values():
+            merged.merge(sketch)
+        return merged.summary_ms()
+
     def recent_latencies(self, window_s: float = 10.0) -> np.ndarray:
         now = time.monotonic()
         while self.recent and now - self.recent[0][0] > window_s:
@@ -275,7 +335,7 @@ class Ledger:
         return n / span if span > 0 else 0.0
 
     def drops_by_reason(self) -> dict[str, int]:
-        """Drops of camera frames by reason."""
+        """Drops of camera frames by reason (all cameras)."""
         out: Counter[str] = Counter()
         for (_, reason), n in self.camera_drops().items():
             out[reason] += n

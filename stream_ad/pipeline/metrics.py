@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,8 @@ class StageMetrics:
 class SupervisorMetrics:
     """The supervisor's own metrics, in a registry of their own (never in the multiprocess files)."""
 
-    def __init__(self, threshold: float | None) -> None:
+    def __init__(self, thresholds: Mapping[str, float] | None = None) -> None:
+        """thresholds: camera -> its model's decision threshold (the score buckets scale with each)."""
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry(auto_describe=True)
@@ -91,8 +92,9 @@ class SupervisorMetrics:
             f"{PREFIX}_end_to_end_latency_seconds", "Capture timestamp to verdict", ["camera"],
             buckets=LATENCY_BUCKETS, registry=r,
         )
+        scales = {t for t in (thresholds or {}).values() if t > 0}
         buckets: Sequence[float] = (
-            tuple(round(threshold * f, 6) for f in SCORE_BUCKET_FACTORS) if threshold and threshold > 0
+            tuple(round(t * f, 6) for t in scales for f in SCORE_BUCKET_FACTORS) if scales
             else (0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 7.5, 10, 20, 50)
         )
         self.score = Histogram(
@@ -100,9 +102,10 @@ class SupervisorMetrics:
             registry=r,
         )
         self.alarms = Counter(f"{PREFIX}_alarms_total", "Frames judged anomalous", ["camera"], registry=r)
-        self.threshold = Gauge(f"{PREFIX}_decision_threshold", "Score above which a frame is an anomaly", registry=r)
-        if threshold is not None:
-            self.threshold.set(threshold)
+        self.threshold = Gauge(f"{PREFIX}_decision_threshold", "Score above which a frame is an anomaly", ["camera"],
+                               registry=r)
+        for camera, threshold in (thresholds or {}).items():
+            self.threshold.labels(camera).set(threshold)
         self.camera_up = Gauge(f"{PREFIX}_camera_up", "1 while the camera delivers frames", ["camera"], registry=r)
         self.camera_stale = Gauge(
             f"{PREFIX}_camera_stale", "1 while no frame arrived for source.stale_after_s", ["camera"], registry=r
@@ -124,6 +127,12 @@ class SupervisorMetrics:
             f"{PREFIX}_rejected_notices_total", "Notices refused as impossible: a frame id outside the run's window, "
             "a source_done not from the source's process", ["reason"], registry=r,
         )
+        self.reloads = Counter(
+            f"{PREFIX}_reloads_total", "Reloads of the pipeline file (SIGHUP), by result: applied or refused",
+            ["result"], registry=r,
+        )
+        for result in ("applied", "refused"):
+            self.reloads.labels(result)
         self.hangs = Counter(
             f"{PREFIX}_stage_hangs_total", "Stage processes killed as hung: no heartbeat for "
             "pipeline.supervisor.hung_after_s", ["stage"], registry=r

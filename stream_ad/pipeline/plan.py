@@ -1,16 +1,29 @@
 """The run plan: settings -> the stage processes and the endpoints that connect them. A pure function (nothing starts,
 nothing binds); the supervisor writes the plan to the run folder as JSON and every stage process reads it back.
 
-    stage i binds its input at  pipeline.<stage>.endpoint, else tcp://127.0.0.1:(tcp_base_port + i) with transport
-                                tcp, else ipc://RUN_DIR/<label>.sock
-    stage i-1 connects to       pipeline.<stage>.connect (another host), else what stage i binds
+One source process per camera (pipeline.cameras, else pipeline.source); the middle stages once per model artefact
+(the cameras of one artefact share its preprocess, infer and decide processes: one model loaded once, frames of all
+its cameras batched together); the last stage once for the whole run:
+
+    source-a ─┐                                                      ┌─▶ sink
+    source-b ─┴─▶ preprocess-m0 ─▶ infer-m0 ─▶ decide-m0 ────────────┤
+    source-c ───▶ preprocess-m1 ─▶ infer-m1 ─▶ decide-m1 ────────────┘
+
+Labels: with pipeline.source, "source" and the stage names; with pipeline.cameras, "source-CAMERA" and
+"NAME-MODELKEY" ("infer-m1"), whatever their number: a reload that adds cameras and models leaves every running
+stage's label and endpoint as it was. Endpoints:
+
+    a stage binds its input at  pipeline.<stage>.endpoint (pipeline.source only), else with transport tcp
+                                tcp://127.0.0.1:(tcp_base_port + i): i = 1 + K * (M + 1) + j for the j-th of the M
+                                middle stages of model mK, M + 1 for the last stage; else ipc://RUN_DIR/<label>.sock
+    the stage before connects   pipeline.<stage>.connect (another host), else what that stage binds
     every stage reports to      pipeline.supervisor.endpoint, else index 0 of the same scheme ("supervisor")
     pipeline.console enabled:   the console binds its tap (the sink stage sends to it), the infer stage its teaching
                                 channel: pipeline.console.*_endpoint, else ipc://RUN_DIR/<name>.sock (ipc only:
                                 a local user must not reach the teaching channel over tcp)
 
 Each run has an identity of its own (RunIdentity.new(), the one impure part, made by the caller): a run id that every
-verdict carries, and the id of its first frame.
+verdict carries, and the id of its first frame (each camera numbers its frames on from it).
 """
 
 from __future__ import annotations
@@ -18,7 +31,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +50,26 @@ class StageSpec:
     """What one stage process needs to wire itself up: its input, its output and the queue in front of it."""
 
     name: str  # as listed in pipeline.stages: a built-in name or "package.module:Class"
-    label: str  # the stage in metrics and logs
-    bind: str | None  # input endpoint (None: the source)
+    label: str  # the stage in metrics and logs, unique in the run
+    bind: str | None  # input endpoint (None: a source)
     connect: str | None  # downstream endpoint (None: the last stage)
     queue_size: int = 8
     policy: str = "drop_oldest"
     max_batch: int = 1
     max_wait_ms: float = 0.0
+    camera: str | None = None  # a source: the camera it reads
+    model: str | None = None  # a stage of one model's chain (and a source): ModelSpec.key
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model artefact the run serves, and what its stages need of it."""
+
+    key: str  # "m0", "m1", ... in the order the cameras name them: part of its stages' labels
+    model_dir: Path
+    threshold: float  # its decide stage's
+    info: ModelInfo  # the sinks': which model judged, its pixel threshold (the alarm store records and draws them)
+    settings: Settings  # what its stages run with: the pipeline's, with the artefact's preprocessing and scorer
 
 
 @dataclass(frozen=True)
@@ -72,30 +99,54 @@ class ConsoleWiring:
 @dataclass(frozen=True)
 class RunPlan:
     settings: Settings
-    stages: tuple[StageSpec, ...]  # in pipeline order, the source first
+    stages: tuple[StageSpec, ...]  # the sources first (one per camera), then each model's chain, the last stage last
     notices: str  # where every stage sends its notices (the supervisor binds it)
-    model_dir: Path  # the infer stage's model artefact
-    threshold: float  # the decide stage's
-    model: ModelInfo  # the sinks': which model judged, its pixel threshold (the alarm store records and draws them)
+    models: tuple[ModelSpec, ...]  # in key order; every source names one
     run_id: str  # RunIdentity.run_id: every verdict of the run carries it
-    first_frame_id: int  # the id of the run's first frame; its frames are numbered on from it without gaps
+    first_frame_id: int  # the id of each camera's first frame; its frames are numbered on from it without gaps
     send_maps: bool  # a sink or the console draws anomaly maps: preprocess keeps the image and infer sends the maps
     console: ConsoleWiring | None = None  # None: pipeline.console is off
 
-    def stage(self, name: str) -> StageSpec:
+    # The operator's console serves one model (plan_run refuses it with more): these are that model's.
+    @property
+    def model_dir(self) -> Path:
+        return self.models[0].model_dir
+
+    @property
+    def threshold(self) -> float:
+        return self.models[0].threshold
+
+    @property
+    def model(self) -> ModelInfo:
+        return self.models[0].info
+
+    def model_spec(self, key: str) -> ModelSpec:
+        for model in self.models:
+            if model.key == key:
+                return model
+        raise KeyError(f"no model {key!r} in this plan; it has {', '.join(m.key for m in self.models)}")
+
+    def stage(self, label: str) -> StageSpec:
+        """The stage of this label (or, where it is unique, of this name in pipeline.stages)."""
         for spec in self.stages:
-            if spec.name == name:
+            if spec.label == label:
                 return spec
-        raise KeyError(f"no stage {name!r} in this plan; it has {', '.join(s.name for s in self.stages)}")
+        named = [spec for spec in self.stages if spec.name == label]
+        if len(named) == 1:
+            return named[0]
+        raise KeyError(f"no stage {label!r} in this plan; it has {', '.join(s.label for s in self.stages)}")
+
+    @property
+    def sources(self) -> tuple[StageSpec, ...]:
+        return tuple(spec for spec in self.stages if spec.bind is None)
 
     def to_json(self) -> str:
         return json.dumps({
             "settings": self.settings.model_dump(mode="json"),
             "stages": [asdict(spec) for spec in self.stages],
             "notices": self.notices,
-            "model_dir": str(self.model_dir),
-            "threshold": self.threshold,
-            "model": asdict(self.model),
+            "models": [{"key": m.key, "model_dir": str(m.model_dir), "threshold": m.threshold, "info": asdict(m.info),
+                        "settings": m.settings.model_dump(mode="json")} for m in self.models],
             "send_maps": self.send_maps,
             "run_id": self.run_id,
             "first_frame_id": self.first_frame_id,
@@ -109,9 +160,8 @@ class RunPlan:
             settings=Settings.model_validate(raw["settings"]),
             stages=tuple(StageSpec(**spec) for spec in raw["stages"]),
             notices=raw["notices"],
-            model_dir=Path(raw["model_dir"]),
-            threshold=raw["threshold"],
-            model=ModelInfo(**raw["model"]),
+            models=tuple(ModelSpec(m["key"], Path(m["model_dir"]), m["threshold"], ModelInfo(**m["info"]),
+                                   Settings.model_validate(m["settings"])) for m in raw["models"]),
             send_maps=raw["send_maps"],
             run_id=raw["run_id"],
             first_frame_id=raw["first_frame_id"],
@@ -128,13 +178,35 @@ def stage_label(name: str) -> str:
 class Wiring:
     """The stage processes and the endpoints that connect them (what `stream-ad check` tests before a run)."""
 
-    stages: tuple[StageSpec, ...]  # in pipeline order, the source first
+    stages: tuple[StageSpec, ...]  # the sources first, then each model's chain, the last stage last
     notices: str  # where every stage sends its notices
     console: ConsoleWiring | None = None
 
 
-def plan_wiring(settings: Settings, run_dir: Path) -> Wiring:
+def model_keys(settings: Settings, model_of: Mapping[str, Path] | None = None) -> dict[str, str]:
+    """camera -> the key of its model ("m0", "m1", ... in the order the cameras first name them). `model_of`:
+    camera -> its artefact as resolved by the caller (symlinks followed); default: as the settings name it."""
+    cameras = [cam for _, cam in settings.pipeline.camera_sections()]
+    paths = {cam.camera: (model_of or {}).get(cam.camera, cam.model or settings.pipeline.model) for cam in cameras}
+    keys: dict[Path | None, str] = {}
+    for path in paths.values():
+        keys.setdefault(path, f"m{len(keys)}")
+    return {camera: keys[path] for camera, path in paths.items()}
+
+
+def plan_wiring(settings: Settings, run_dir: Path, camera_models: Mapping[str, str] | None = None) -> Wiring:
+    """`camera_models`: camera -> its model key ("m0", "m1", ...: model_keys); default: model_keys(settings)."""
     cfg = settings.pipeline
+    camera_models = camera_models or model_keys(settings)
+    keys = list(dict.fromkeys(camera_models.values()))
+    many = bool(cfg.cameras)  # labels with the camera and the model, also for one of each
+    source, *rest = cfg.stages
+    *middle, (last_name, last_cfg) = [(name, getattr(cfg, name) if name in CONFIGURED_STAGES else StageSettings())
+                                      for name in rest]
+    fixed = [f"pipeline.{name}.endpoint" for name, sc in middle if sc.endpoint or sc.connect]
+    if many and fixed:
+        raise ValueError(f"{', '.join(fixed)}: with pipeline.cameras each model's stages get endpoints of their own; "
+                         "leave it unset")
 
     def endpoint(index: int, label: str, explicit: str | None, transport: str = cfg.transport) -> str:
         if explicit:
@@ -143,33 +215,50 @@ def plan_wiring(settings: Settings, run_dir: Path) -> Wiring:
             return f"tcp://127.0.0.1:{cfg.tcp_base_port + index}"
         return f"ipc://{run_dir}/{label}.sock"
 
-    source, *rest = cfg.stages
-    inputs = [(name, getattr(cfg, name) if name in CONFIGURED_STAGES else StageSettings()) for name in rest]
-    binds = [endpoint(i, stage_label(name), sc.endpoint) for i, (name, sc) in enumerate(inputs, start=1)]
-    targets = [sc.connect or bind for (_, sc), bind in zip(inputs, binds)]
-    specs = [StageSpec(source, stage_label(source), None, cfg.source.connect or targets[0], policy=cfg.policy)]
-    for i, (name, sc) in enumerate(inputs):
-        downstream = targets[i + 1] if i + 1 < len(targets) else None
-        specs.append(StageSpec(name, stage_label(name), binds[i], downstream, queue_size=sc.queue_size,
-                               policy=sc.policy or cfg.policy, max_batch=sc.max_batch, max_wait_ms=sc.max_wait_ms))
+    def stage(name: str, sc: StageSettings, label: str, bind: str, model: str | None = None) -> StageSpec:
+        return StageSpec(name, label, bind, None, queue_size=sc.queue_size, policy=sc.policy or cfg.policy,
+                         max_batch=sc.max_batch, max_wait_ms=sc.max_wait_ms, model=model)
+
+    block = len(middle) + 1  # the ports of model mK: a block of its own, so that adding a model moves no other
+    last_label = stage_label(last_name)
+    last = stage(last_name, last_cfg, last_label, endpoint(block, last_label, last_cfg.endpoint))
+    # Where the stage before each one sends: its connect setting (another host), else what it binds.
+    reached = [sc.connect for _, sc in middle] + [last_cfg.connect]
+    chains: dict[str, list[StageSpec]] = {}
+    heads: dict[str, str] = {}  # model key -> where its cameras' sources send
+    for key in keys:
+        number = int(key.removeprefix("m"))
+        chain = []
+        for j, (name, sc) in enumerate(middle):
+            label = f"{stage_label(name)}-{key}" if many else stage_label(name)
+            chain.append(stage(name, sc, label, endpoint(1 + number * block + j, label, sc.endpoint), key))
+        targets = [given or spec.bind for given, spec in zip(reached, [*chain, last])]
+        chains[key] = [replace(spec, connect=targets[j + 1]) for j, spec in enumerate(chain)]
+        heads[key] = str(targets[0])
+    sources = [StageSpec(source, f"{stage_label(source)}-{cam.camera}" if many else stage_label(source), None,
+                         cam.connect or heads[camera_models[cam.camera]], policy=cfg.policy, camera=cam.camera,
+                         model=camera_models[cam.camera])
+               for _, cam in cfg.camera_sections()]
     console = None
     if cfg.console.enabled:
-        n = len(specs)
-        console = ConsoleWiring(endpoint(n, "console-tap", cfg.console.tap_endpoint, "ipc"),
-                                endpoint(n + 1, "infer-control", cfg.console.control_endpoint, "ipc"))
-    return Wiring(tuple(specs), endpoint(0, "supervisor", cfg.supervisor.endpoint), console)
+        if len(keys) > 1:
+            raise ValueError(f"pipeline.console serves one model; pipeline.cameras name {len(keys)}: give the "
+                             "cameras one artefact or set pipeline.console.enabled: false")
+        console = ConsoleWiring(endpoint(0, "console-tap", cfg.console.tap_endpoint, "ipc"),
+                                endpoint(0, "infer-control", cfg.console.control_endpoint, "ipc"))
+    stages = (*sources, *(spec for key in keys for spec in chains[key]), last)
+    return Wiring(stages, endpoint(0, "supervisor", cfg.supervisor.endpoint), console)
 
 
-def plan_run(settings: Settings, *, model_dir: Path, threshold: float, model: ModelInfo, run_dir: Path,
+def plan_run(settings: Settings, *, models: list[ModelSpec], camera_models: Mapping[str, str], run_dir: Path,
              run: RunIdentity) -> RunPlan:
-    wiring = plan_wiring(settings, run_dir)
+    """`models`: each artefact served (ModelSpec.key as in `camera_models`: camera -> key)."""
+    wiring = plan_wiring(settings, run_dir, camera_models)
     return RunPlan(
         settings=settings,
         stages=wiring.stages,
         notices=wiring.notices,
-        model_dir=model_dir,
-        threshold=threshold,
-        model=model,
+        models=tuple(models),
         run_id=run.run_id,
         first_frame_id=run.first_frame_id,
         send_maps=settings.pipeline.console.enabled

@@ -16,7 +16,7 @@ from stream_ad.pipeline.curve import load_keys
 from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.plan import plan_wiring
 from stream_ad.pipeline.stages.source import source_folder
-from stream_ad.settings import Settings
+from stream_ad.settings import Settings, SourceSettings
 from stream_ad.settings.redact import hide_passwords
 from stream_ad.sources.folder import list_images
 
@@ -34,35 +34,42 @@ class Finding:
         return f"{'ok  ' if self.ok else 'FAIL'} {self.topic}: {self.detail}"
 
 
-def check_source(settings: Settings) -> Finding:
-    """The folder holds images, the video file exists, the RTSP URL parses (a GigE camera is found only at start)."""
-    src = settings.pipeline.source
+def check_sources(settings: Settings) -> list[Finding]:
+    """Per camera: the folder holds images, the video file exists, the RTSP URL parses (a GigE camera is found only
+    at start)."""
+    many = len(settings.pipeline.cameras) > 0
+    return [_check_source(src, where, settings.data.root, f"camera {src.camera}: " if many else "")
+            for where, src in settings.pipeline.camera_sections()]
+
+
+def _check_source(src: SourceSettings, where: str, data_root: Path, prefix: str) -> Finding:
     if src.kind == "folder":
-        folder, setting = source_folder(settings.pipeline, settings.data.root)
+        folder, setting = source_folder(src, where, data_root)
         try:
-            return Finding("source", True, f"folder {folder}: {len(list_images(folder, setting))} images")
+            return Finding("source", True, f"{prefix}folder {folder}: {len(list_images(folder, setting))} images")
         except FileNotFoundError as exc:
-            return Finding("source", False, str(exc))
+            return Finding("source", False, f"{prefix}{exc}")
     if src.kind == "video":
         assert src.path is not None  # the settings require it
         if src.path.is_file():
-            return Finding("source", True, f"video file {src.path}")
-        return Finding("source", False, f"video file not found: {src.path} (setting pipeline.source.path)")
+            return Finding("source", True, f"{prefix}video file {src.path}")
+        return Finding("source", False, f"{prefix}video file not found: {src.path} (setting {where}.path)")
     if src.kind == "rtsp":
-        return _check_rtsp_url(src.url or "")
-    return Finding("source", True, f"{src.kind} camera {src.gige.camera or '(the first found)'}, found at start")
+        return _check_rtsp_url(src.url or "", where, prefix)
+    return Finding("source", True, f"{prefix}{src.kind} camera {src.gige.camera or '(the first found)'}, found at "
+                   "start")
 
 
-def _check_rtsp_url(url: str) -> Finding:
+def _check_rtsp_url(url: str, where: str, prefix: str) -> Finding:
     shown = hide_passwords(url)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
     except ValueError as exc:
-        return Finding("source", False, f"pipeline.source.url {shown!r} does not parse: {exc}")
+        return Finding("source", False, f"{prefix}{where}.url {shown!r} does not parse: {exc}")
     if parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
-        return Finding("source", False, f"pipeline.source.url {shown!r} is not rtsp://HOST[:PORT]/PATH")
-    return Finding("source", True, f"RTSP camera at {parts.hostname}:{parts.port or 554}")
+        return Finding("source", False, f"{prefix}{where}.url {shown!r} is not rtsp://HOST[:PORT]/PATH")
+    return Finding("source", True, f"{prefix}RTSP camera at {parts.hostname}:{parts.port or 554}")
 
 
 def check_endpoints(settings: Settings) -> list[Finding]:

@@ -57,6 +57,9 @@ class SystemdNotifier:
             self._last_ping = now
             self.notify("WATCHDOG=1", f"STATUS={status}")
 
+    def reloading(self) -> None:
+        self.notify("RELOADING=1", "STATUS=reloading the pipeline file")
+
     def stopping(self) -> None:
         self.notify("STOPPING=1", "STATUS=stopping: draining frames in flight")
 

@@ -131,7 +131,8 @@ class StageShell:
         self.bad_log = _LogLimiter()
         self._rejected: set[int] = set()  # ids of the frames of the batch in hand that were dropped with a reason
         metrics.queue_capacity.set(spec.queue_size)
-        self.queue: BoundedQueue[Frame] = BoundedQueue(spec.queue_size, spec.policy, metrics.queue_depth.set)
+        self.queue: BoundedQueue[Frame] = BoundedQueue(spec.queue_size, spec.policy, metrics.queue_depth.set,
+                                                       key=lambda frame: frame.camera)
         self.out: zmq.Socket | None = None
         if spec.connect:
             self.out = self.ctx.socket(zmq.PUSH)

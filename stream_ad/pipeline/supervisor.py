@@ -1,8 +1,8 @@
 """The stage processes' lifecycle: spawn, readiness, restart with backoff, ordered stop.
 
-Start: every stage but the source starts (last first, so each input is listening), loads what it needs (the infer
-stage: the model, warmed up) and reports ready; then the source starts reading the camera. A stage that fails
-before it is ready stops the run with its error (a missing model is not fixed by restarting).
+Start: every stage but the sources starts (last first, so each input is listening), loads what it needs (the infer
+stages: their models, warmed up) and reports ready; then the sources (one per camera) start reading their cameras. A
+stage that fails before it is ready stops the run with its error (a missing model is not fixed by restarting).
 
 Running: a stage that dies (kill -9, a crash) is counted in stream_ad_stage_restarts_total and started again after
 a backoff that doubles while it keeps dying (restart_backoff_s .. restart_backoff_max_s); its peers keep running and
@@ -44,6 +44,7 @@ QUICK_DEATH_S = 30.0  # a stage that dies sooner after its start backs off longe
 @dataclass
 class StageProcess:
     spec: StageSpec
+    plan_path: Path  # the plan it runs from (a reload writes a new one for the stages it adds)
     proc: subprocess.Popen[bytes] | None = None
     ready: bool = False
     starts: int = 0
@@ -73,24 +74,31 @@ class Supervisor:
         metrics: SupervisorMetrics,
         *,
         pump: Callable[[float], None],
-        first_id: Callable[[], int],
+        first_id: Callable[[str], int],
         verbose: bool = False,
     ) -> None:
-        """pump(timeout_s): handle the notices that arrive meanwhile; first_id(): the next frame id of the camera
-        (a restarted source resumes there)."""
-        self.plan_path = plan_path
+        """pump(timeout_s): handle the notices that arrive meanwhile; first_id(camera): the next frame id of the
+        camera (a restarted source resumes there)."""
         self.metrics_dir = metrics_dir
         self.metrics = metrics
         self.cfg: SupervisorSettings = plan.settings.pipeline.supervisor
         self.pump = pump
         self.first_id = first_id
         self.verbose = verbose
-        self.stages = {spec.name: StageProcess(spec) for spec in plan.stages}
-        self.source = plan.stages[0].name
-        for spec in plan.stages:  # every series exists from the start, at 0
-            metrics.restarts.labels(spec.label)
-            metrics.hangs.labels(spec.label)
-            metrics.stage_up.labels(spec.label).set(0)
+        self.stages: dict[str, StageProcess] = {}  # by label
+        self.add(plan.stages, plan_path)
+
+    def add(self, specs: tuple[StageSpec, ...], plan_path: Path) -> None:
+        """Stages to supervise (not yet started), run from the plan at `plan_path`."""
+        for spec in specs:
+            self.stages[spec.label] = StageProcess(spec, plan_path=plan_path)
+            self.metrics.restarts.labels(spec.label)  # every series exists from the start, at 0
+            self.metrics.hangs.labels(spec.label)
+            self.metrics.stage_up.labels(spec.label).set(0)
+
+    @property
+    def sources(self) -> list[str]:
+        return [label for label, p in self.stages.items() if p.spec.bind is None]
 
     # ---- start ----
     def _child_env(self) -> dict[str, str]:
@@ -100,9 +108,9 @@ class Supervisor:
         return env
 
     def _spawn(self, p: StageProcess) -> None:
-        cmd = [sys.executable, "-m", "stream_ad.pipeline.worker", str(self.plan_path), p.spec.name]
-        if p.spec.name == self.source:
-            cmd += ["--first-id", str(self.first_id())]
+        cmd = [sys.executable, "-m", "stream_ad.pipeline.worker", str(p.plan_path), p.spec.label]
+        if p.spec.camera is not None:
+            cmd += ["--first-id", str(self.first_id(p.spec.camera))]
         if self.verbose:
             cmd.append("--verbose")
         p.proc = subprocess.Popen(cmd, env=self._child_env(), stdin=subprocess.DEVNULL)
@@ -112,11 +120,14 @@ class Supervisor:
         p.restart_at = None
         log.debug("started %s (pid %d)", p.spec.label, p.proc.pid)
 
-    def start(self, cancelled: Callable[[], bool]) -> None:
-        """Start every stage, the source last, each group ready before the next; PipelineError naming the stage
-        that fails or does not get ready within startup_timeout_s (or when cancelled() turns true meanwhile)."""
-        order = [name for name in reversed(self.stages) if name != self.source]
-        for group in (order, [self.source]):
+    def start(self, cancelled: Callable[[], bool], labels: list[str] | None = None) -> None:
+        """Start these stages (default: all), the sources last, each group ready before the next; PipelineError
+        naming the stage that fails or does not get ready within startup_timeout_s (or when cancelled() turns true
+        meanwhile)."""
+        labels = list(self.stages) if labels is None else labels
+        sources = [label for label in labels if self.stages[label].spec.bind is None]
+        order = [label for label in reversed(labels) if label not in sources]
+        for group in (order, sources):
             for name in group:
                 self._spawn(self.stages[name])
             self._await_ready(group, cancelled)
@@ -161,18 +172,19 @@ class Supervisor:
         if p is not None:
             p.fatal = error
 
-    def on_source_done(self, label: str, pid: int) -> bool:
-        """The source reached the end of its file(s). False (ignored) unless the source stage's current process sent
-        it: a forged or stale one would stop the run as if it had ended well."""
-        p = self.stages[self.source]
-        if label != p.spec.label or p.proc is None or pid != p.proc.pid:
+    def on_source_done(self, label: str, pid: int, camera: str) -> bool:
+        """A source reached the end of its file(s). False (ignored) unless the current process of that camera's
+        source sent it: a forged or stale one would stop the run as if it had ended well."""
+        p = self.stages.get(label)
+        if p is None or p.spec.camera != camera or p.proc is None or pid != p.proc.pid:
             return False
         p.finished = True
         return True
 
     @property
-    def source_finished(self) -> bool:
-        return self.stages[self.source].finished
+    def sources_finished(self) -> bool:
+        """Every camera's source reached its end (the run is over)."""
+        return all(self.stages[label].finished for label in self.sources)
 
     # ---- running ----
     def check(self, *, restart: bool) -> list[Death]:
@@ -200,7 +212,7 @@ class Supervisor:
                 continue
             if p.stopping or p.finished:
                 continue
-            if (p.spec.name == self.source and rc == 0) or rc == FATAL_EXIT:
+            if (p.spec.bind is None and rc == 0) or rc == FATAL_EXIT:
                 self.pump(0.2)  # its SourceDone or StageFatal notice may still be in flight
                 if p.finished:
                     continue
@@ -239,9 +251,9 @@ class Supervisor:
         return {p.spec.label: p.starts - 1 for p in self.stages.values()}
 
     # ---- stop ----
-    def stop(self, names: list[str]) -> None:
+    def stop(self, labels: list[str]) -> None:
         """SIGTERM them all, wait up to stop_timeout_s (pumping notices meanwhile), SIGKILL what is left."""
-        procs = [self.stages[n] for n in names]
+        procs = [self.stages[label] for label in labels]
         running = [p.proc for p in procs if p.proc is not None and p.proc.poll() is None]
         for p in procs:
             p.stopping = True
@@ -260,15 +272,25 @@ class Supervisor:
                 p.proc.wait()
             self.metrics.stage_up.labels(p.spec.label).set(0)
 
-    def stop_source(self) -> None:
-        """A source that reached the end of its file(s) exits by itself once its last frames left its socket (at
-        most drain_timeout_s): it is stopped only after that."""
-        p = self.stages[self.source]
+    def stop_sources(self, labels: list[str] | None = None) -> None:
+        """These sources (default: all). One that reached the end of its file(s) exits by itself once its last
+        frames left its socket (at most drain_timeout_s): it is stopped only after that."""
+        labels = self.sources if labels is None else labels
         deadline = time.monotonic() + self.cfg.drain_timeout_s
-        while p.finished and p.proc is not None and p.proc.poll() is None and time.monotonic() < deadline:
+
+        def exiting() -> bool:
+            return any(p.finished and p.proc is not None and p.proc.poll() is None
+                       for p in (self.stages[label] for label in labels))
+
+        while exiting() and time.monotonic() < deadline:
             self.pump(0.05)
-        self.stop([self.source])
+        self.stop(labels)
 
     def stop_stages(self) -> None:
-        """Every stage but the source, together (the source stopped first, the pipeline drained)."""
-        self.stop([name for name in self.stages if name != self.source])
+        """Every stage but the sources, together (the sources stopped first, the pipeline drained)."""
+        self.stop([label for label in self.stages if label not in self.sources])
+
+    def forget(self, labels: list[str]) -> None:
+        """Stop supervising these stopped stages (removed by a reload)."""
+        for label in labels:
+            del self.stages[label]

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if isinstance(opened, Camera):
             shell.drain_s = pipeline.supervisor.drain_timeout_s
-            code = shell.run_source(opened, pipeline.source, first_id)
+            code = shell.run_source(opened, ctx.camera[1], first_id)
         else:
             # The supervisor drained the pipeline before this SIGTERM; what is left gets half the stop time.
             code = shell.run(opened, drain_s=pipeline.supervisor.stop_timeout_s / 2)

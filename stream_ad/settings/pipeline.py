@@ -82,6 +82,9 @@ class SourceSettings(Strict):
     reconnect_max_s: float = Field(10.0, gt=0.0)
     # Where the source stage sends to when the next stage sits on another host (default: that stage's endpoint).
     connect: str | None = None
+    # The model artefact this camera's frames are judged by (threshold included); None: pipeline.model. Cameras of
+    # the same artefact share one model process and are batched together.
+    model: Path | None = None
 
 
 class StageSettings(Strict):
@@ -350,6 +353,9 @@ class PipelineSettings(Strict):
     progress: bool = True  # a live progress line on stderr
     progress_interval_s: float = Field(1.0, gt=0.0)
     source: SourceSettings = Field(default_factory=SourceSettings)
+    # Many cameras on one line PC: each entry a source section of its own (kind, rate, stale timeout, model), each
+    # camera read by its own process. Empty: the one camera of pipeline.source.
+    cameras: list[SourceSettings] = Field(default_factory=list)
     preprocess: PreprocessStageSettings = Field(default_factory=PreprocessStageSettings)
     infer: InferStageSettings = Field(default_factory=InferStageSettings)
     decide: DecideStageSettings = Field(default_factory=DecideStageSettings)
@@ -362,28 +368,44 @@ class PipelineSettings(Strict):
     @model_validator(mode="after")
     def _check(self) -> PipelineSettings:
         check_stage_names(self.stages)  # raises ValueError naming the unknown stage and the known ones
+        if self.cameras and self.source != SourceSettings():
+            raise ValueError("set pipeline.cameras (many cameras) or pipeline.source (one), not both")
+        names = [cam.camera for cam in self.cameras]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"pipeline.cameras: each camera needs a name of its own (`camera`); twice: {twice}")
         policies = {self.policy} | {
             getattr(self, name).policy for name in ("preprocess", "infer", "decide", "sink")
         }
-        if "block" in policies and self.source.kind not in ("folder", "video"):
-            raise ValueError(
-                f"policy 'block' is only for offline file sources (folder, video), not source.kind "
-                f"{self.source.kind!r}: a live camera must never wait; use drop_oldest or drop_newest"
-            )
-        if self.source.kind == "rtsp" and not self.source.url:
-            raise ValueError("source.kind is 'rtsp' but source.url is not set")
-        if self.source.kind == "video" and self.source.path is None:
-            raise ValueError("source.kind is 'video' but source.path (the video file) is not set")
+        modbus = any(o.kind == "modbus" for o in self.sink.outputs)
+        for where, cam in self.camera_sections():
+            if "block" in policies and cam.kind not in ("folder", "video"):
+                raise ValueError(
+                    f"policy 'block' is only for offline file sources (folder, video), not {where}.kind "
+                    f"{cam.kind!r}: a live camera must never wait; use drop_oldest or drop_newest"
+                )
+            if cam.kind == "rtsp" and not cam.url:
+                raise ValueError(f"{where}.kind is 'rtsp' but {where}.url is not set")
+            if cam.kind == "video" and cam.path is None:
+                raise ValueError(f"{where}.kind is 'video' but {where}.path (the video file) is not set")
+            if len(cam.camera) > 16 and modbus:
+                raise ValueError(f"{where}.camera {cam.camera!r} is longer than the 16 characters that the "
+                                 f"Modbus result block holds (sink kind modbus)")
         if self.keys_dir is None and not self.insecure_tcp and self.uses_tcp():
             raise ValueError("a tcp transport needs CURVE keys: make them with `stream-ad keys DIR` and set "
                              "pipeline.keys_dir: DIR (or pipeline.insecure_tcp: true, on a closed test bench only)")
-        if len(self.source.camera) > 16 and any(o.kind == "modbus" for o in self.sink.outputs):
-            raise ValueError(f"source.camera {self.source.camera!r} is longer than the 16 characters that the "
-                             f"Modbus result block holds (sink kind modbus)")
         return self
+
+    def camera_sections(self) -> list[tuple[str, SourceSettings]]:
+        """Every camera of the pipeline with the setting that configures it ("pipeline.cameras.2" or
+        "pipeline.source"), in the order given."""
+        if not self.cameras:
+            return [("pipeline.source", self.source)]
+        return [(f"pipeline.cameras.{i}", cam) for i, cam in enumerate(self.cameras)]
 
     def uses_tcp(self) -> bool:
         """Whether any stage or the supervisor talks over tcp (the transport, or an endpoint set to tcp://)."""
         stages = (self.preprocess, self.infer, self.decide, self.sink)
-        named = [self.source.connect, self.supervisor.endpoint, *(a for s in stages for a in (s.endpoint, s.connect))]
+        named = [*(cam.connect for _, cam in self.camera_sections()), self.supervisor.endpoint,
+                 *(a for s in stages for a in (s.endpoint, s.connect))]
         return self.transport == "tcp" or any(a is not None and a.startswith("tcp://") for a in named)

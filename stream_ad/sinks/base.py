@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from stream_ad.frames import ModelInfo, Verdict
+from stream_ad.frames import Verdict
 from stream_ad.settings import SinkSettings
 
 
@@ -22,12 +22,10 @@ class Sink(ABC):
     kind: ClassVar[str]
     needs_maps: ClassVar[bool] = False  # ask the infer stage to send anomaly maps (and keep the image)
 
-    def __init__(self, cfg: SinkSettings, output_dir: Path, where: str = "pipeline.sink.outputs",
-                 model: ModelInfo | None = None) -> None:
+    def __init__(self, cfg: SinkSettings, output_dir: Path, where: str = "pipeline.sink.outputs") -> None:
         self.cfg = cfg
         self.output_dir = output_dir
         self.where = where  # the settings key of this sink, for error messages
-        self.model = model  # the model that judges the verdicts (the run plan's); None outside a pipeline
         # A sink whose write() of one batch may take long (pictures to encode) calls it between verdicts; the sink
         # stage sets it to its heartbeat's tick, or the stage would count as hung meanwhile.
         self.progress: Callable[[], None] = _nothing
@@ -73,10 +71,9 @@ def register_sink(kind: str) -> Callable[[type[Sink]], type[Sink]]:
     return deco
 
 
-def make_sink(cfg: SinkSettings, output_dir: Path, where: str = "pipeline.sink.outputs",
-              model: ModelInfo | None = None) -> Sink:
+def make_sink(cfg: SinkSettings, output_dir: Path, where: str = "pipeline.sink.outputs") -> Sink:
     try:
         cls = SINKS[cfg.kind]
     except KeyError:
         raise ValueError(f"unknown sink kind {cfg.kind!r}; known: {', '.join(sorted({*SINKS, *LAZY_SINKS}))}") from None
-    return cls(cfg, output_dir, where, model)
+    return cls(cfg, output_dir, where)

@@ -69,7 +69,7 @@ class ImageSink(Sink):
         if v.image is None or v.anomaly_map is None:
             raise ValueError("the alarm came without its frame or anomaly map (the infer stage sends them when an "
                              "images sink is configured)")
-        pixel = self.model.pixel_threshold if self.model else None
+        pixel = v.model.pixel_threshold if v.model else None
         raw = v.image if v.image.ndim == 2 else cv2.cvtColor(v.image, cv2.COLOR_RGB2BGR)
         picture = draw_overlay(v.image, v.anomaly_map, v.score, v.threshold, pixel)
         sidecar = json.dumps(self._sidecar(v, pixel), indent=1) + "\n"
@@ -84,7 +84,7 @@ class ImageSink(Sink):
             "pixel_threshold": pixel,
             "coloured": "map > pixel_threshold" if pixel is not None
             else f"map > its {100 * FALLBACK_QUANTILE:g}th percentile (no pixel threshold calibrated)",
-            "model": self.model.version if self.model else None,
+            "model": v.model.version if v.model else None,
             "frame_shape": list(v.image.shape),
         }
 

@@ -15,7 +15,6 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
-from stream_ad.frames import ModelInfo
 from stream_ad.sinks.base import Sink, Verdict
 from stream_ad.sinks.outbox import Outbox
 
@@ -34,9 +33,8 @@ class OutboxSink(Sink):
         """Seconds between heartbeats while connected: the sink's `heartbeat_s` setting; None where it has none."""
         return getattr(self.cfg, "heartbeat_s", None)
 
-    def __init__(self, cfg: Any, output_dir: Path, where: str = "pipeline.sink.outputs",
-                 model: ModelInfo | None = None) -> None:
-        super().__init__(cfg, output_dir, where, model)
+    def __init__(self, cfg: Any, output_dir: Path, where: str = "pipeline.sink.outputs") -> None:
+        super().__init__(cfg, output_dir, where)
         self.outbox: Outbox | None = None
         self.connected = False
         self._last_beat = 0.0

@@ -13,7 +13,7 @@ import pytest
 from stream_ad.artefact import read_manifest, write_manifest
 from stream_ad.calibration import CalibrationError
 from stream_ad.calibration.shift import GoodScores
-from stream_ad.commands.run import resolve_threshold
+from stream_ad.pipeline.served import resolve_threshold
 from stream_ad.settings import ConfigError, load_settings
 
 

@@ -20,9 +20,10 @@ def _value(metrics: SupervisorMetrics, name: str, **labels: str) -> float | None
 
 
 def test_frames_are_counted_by_fate_and_the_camera_state_is_exported() -> None:
-    metrics = SupervisorMetrics(threshold=2.0)
+    metrics = SupervisorMetrics({"cam0": 2.0})
     ledger = Ledger(metrics)
-    acc = Accounting(ledger, metrics, "cam0")
+    acc = Accounting(ledger, metrics)
+    acc.add_camera("cam0")
     assert _value(metrics, "stream_ad_frames_in_total", camera="cam0") == 0  # the series exist before any frame
     assert _value(metrics, "stream_ad_camera_up", camera="cam0") == 0
 
@@ -51,9 +52,10 @@ def test_frames_are_counted_by_fate_and_the_camera_state_is_exported() -> None:
 
 
 def test_a_drop_without_a_frame_id_is_a_rejected_message_not_a_camera_frame() -> None:
-    metrics = SupervisorMetrics(threshold=None)
+    metrics = SupervisorMetrics()
     ledger = Ledger(metrics)
-    acc = Accounting(ledger, metrics, "cam0")
+    acc = Accounting(ledger, metrics)
+    acc.add_camera("cam0")
     acc.record(FrameDropped(None, None, DropReason.BAD_FRAME, "not JSON"), "preprocess")
     assert ledger.foreign_by_reason() == {"bad_frame": 1}
     assert ledger.drops_by_reason() == {} and ledger.unaccounted == 0

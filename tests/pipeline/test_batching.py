@@ -89,3 +89,24 @@ def test_bad_arguments() -> None:
         BoundedQueue(1, "drop_random")
     with pytest.raises(ValueError, match="at least 1"):
         BoundedQueue(0, "block")
+
+
+def test_each_camera_has_its_own_bound_so_a_fast_camera_drops_only_its_own_frames() -> None:
+    q: BoundedQueue[tuple[str, int]] = BoundedQueue(3, "drop_oldest", key=lambda item: item[0])
+    q.put(("slow", 0))
+    dropped = [q.put(("fast", i)) for i in range(10)]
+    assert [d for d in dropped if d is not None] == [("fast", i) for i in range(7)]
+    assert sorted(x.item for x in q.get_batch(10, 0.0)) == [("fast", 7), ("fast", 8), ("fast", 9), ("slow", 0)]
+
+
+def test_a_batch_takes_the_cameras_round_robin_so_a_fast_one_cannot_starve_a_slow_one() -> None:
+    q: BoundedQueue[tuple[str, int]] = BoundedQueue(16, "drop_oldest", key=lambda item: item[0])
+    for i in range(12):  # 60 fps against 5 fps: twelve frames of one camera for each of the other
+        q.put(("fast", i))
+    q.put(("slow", 0))
+    first = [x.item for x in q.get_batch(4, 0.0)]
+    assert first == [("fast", 0), ("slow", 0), ("fast", 1), ("fast", 2)]  # the slow camera's frame in the first batch
+    q.put(("slow", 1))
+    # The next batch starts where the last one ended in the round: the slow camera is not served last again.
+    assert [x.item for x in q.get_batch(2, 0.0)] == [("slow", 1), ("fast", 3)]
+    assert len(q) == 8 and [x for x, _ in q.drain()] == ["fast"] * 8

@@ -22,9 +22,10 @@ REFERENCE = GoodScores.of(np.random.default_rng(0).normal(20.0, 1.0, size=190))
 
 def _run(live: np.ndarray, reference: GoodScores | None = REFERENCE,
          cfg: CalibrationCheckSettings | None = None) -> tuple[SupervisorMetrics, CalibrationCheck]:
-    metrics = SupervisorMetrics(threshold=23.0)
+    metrics = SupervisorMetrics({"cam0": 23.0})
     check = CalibrationCheck(reference, cfg or CalibrationCheckSettings(frames=FRAMES), "cam0", metrics)
-    acc = Accounting(Ledger(metrics), metrics, "cam0", check)
+    acc = Accounting(Ledger(metrics), metrics)
+    acc.add_camera("cam0", check)
     for fid, score in enumerate(live):
         acc.record(FrameDone("cam0", fid, 100.0 + fid, 100.1 + fid, float(score), "ok"), "sink")
     return metrics, check

@@ -47,13 +47,13 @@ def test_ledger_latency_memory_stays_flat_over_ten_million_verdicts() -> None:
     rss = []
     for _ in range(10):  # 10 million samples into the latency record the ledger keeps for the summary
         for s in samples:
-            ledger.latency.add(s)
+            ledger.latency["cam0"].add(s)
         rss.append(_rss_bytes())
-    assert ledger.latency.count == 10_000_003
+    assert ledger.latency["cam0"].count == 10_000_003
     # A list of every sample would grow by 72 MB over the last nine million; the sketch grows by nothing.
     assert rss[-1] - rss[0] < 8 * 2**20, [r // 2**20 for r in rss]
-    lat = summarise(ledger, camera="cam0", run=RunIdentity("r", 0), wall_s=1.0, restarts={}, threshold=1.0, batch_size_mean=None,
-                    metrics_url=None).latency_ms
+    lat = summarise(ledger, thresholds={"cam0": 1.0}, run=RunIdentity("r", 0), wall_s=1.0, restarts={},
+                    batch_size_mean=None, metrics_url=None).latency_ms
     assert _within(lat["p50"] / 1000, float(np.percentile(samples, 50, method="lower")))
     assert _within(lat["p99"] / 1000, float(np.percentile(samples, 99, method="lower")))
     assert lat["max"] == max(samples) * 1000.0

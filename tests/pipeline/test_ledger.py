@@ -23,7 +23,8 @@ def test_every_frame_scored_or_dropped_once() -> None:
     assert lg.close_all("shutdown") == 2  # frames 3 and 4, still open when the run ends
     assert lg.in_flight == 0 and lg.unaccounted == 0
     assert lg.drops_by_reason() == {"queue_full": 1, "shutdown": 2}
-    assert lg.latency.count == 2 and round(lg.latency.max, 6) == 0.2 and round(lg.latency.total, 6) == 0.25
+    latency = lg.latency["c"]
+    assert latency.count == 2 and round(latency.max, 6) == 0.2 and round(latency.total, 6) == 0.25
 
 
 def test_a_fate_that_overtakes_its_in_notice_is_matched() -> None:
@@ -46,7 +47,7 @@ def test_frames_overtaken_after_a_restart_count_as_stage_restart() -> None:
     time.sleep(0.1)
     lg.sweep()
     assert lg.in_flight == 1  # frame 5 is still legitimately in flight
-    assert lg.dropped[("infer", "stage_restart")] == 3
+    assert lg.dropped[("c", "infer", "stage_restart")] == 3
     assert lg.unaccounted == 0
 
 
@@ -56,7 +57,7 @@ def test_without_a_restart_an_overtaken_frame_is_counted_as_lost_not_hidden() ->
     lg.on_in("c", 1, 1.0)
     lg.on_done("c", 1, 1.0, 1.1, 0.1, "ok")
     lg.sweep()
-    assert lg.dropped[("pipeline", "lost")] == 1
+    assert lg.dropped[("c", "pipeline", "lost")] == 1
 
 
 def test_drops_of_unreadable_messages_do_not_break_the_balance() -> None:
@@ -70,7 +71,7 @@ def test_drops_of_unreadable_messages_do_not_break_the_balance() -> None:
 
 
 def test_a_forged_frame_id_outside_the_run_is_refused_and_counted_not_turning_real_frames_into_lost() -> None:
-    metrics = SupervisorMetrics(threshold=1.0)
+    metrics = SupervisorMetrics({"cam0": 1.0})
     lg = Ledger(metrics, settle_s=0.0, id_window=100)
     for i in range(100, 110):
         lg.on_in("cam0", i, float(i))
@@ -107,5 +108,5 @@ def test_frames_lost_in_a_stage_killed_as_hung_count_as_stage_hung() -> None:
     lg.on_restart("infer", DropReason.STAGE_HUNG)  # frames first..first+2 were held by the hung stage
     lg.on_done("c", first + 3, 0.0, 0.1, 0.1, "ok")
     lg.sweep()
-    assert lg.dropped == {("infer", "stage_hung"): 3} and lg.drops_by_reason() == {"stage_hung": 3}
+    assert lg.dropped == {("c", "infer", "stage_hung"): 3} and lg.drops_by_reason() == {"stage_hung": 3}
     assert lg.scored == 1 and lg.in_flight == 0 and lg.unaccounted == 0

@@ -6,9 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from stream_ad.frames import ModelInfo
-from stream_ad.pipeline.plan import RunIdentity, RunPlan, StageSpec, plan_run
-from stream_ad.settings import Settings, load_settings
+from stream_ad.pipeline.plan import ModelSpec, RunIdentity, RunPlan, StageSpec, plan_run
+from stream_ad.settings import ConfigError, Settings, load_settings
 
 RUN_DIR = Path("/run/stream-ad-test")
 KEYS = "/etc/stream-ad/keys"  # tcp needs keys; planning only names them
@@ -22,7 +24,8 @@ def _settings(**pipeline: object) -> Settings:
 
 
 def _plan(settings: Settings, threshold: float = 2.5, model: ModelInfo = MODEL_INFO) -> RunPlan:
-    return plan_run(settings, model_dir=MODEL, threshold=threshold, model=model, run_dir=RUN_DIR, run=RUN)
+    return plan_run(settings, models=[ModelSpec("m0", MODEL, threshold, model, settings)],
+                    camera_models={"cam0": "m0"}, run_dir=RUN_DIR, run=RUN)
 
 
 def test_ipc_plan_chains_the_stages_through_sockets_in_the_run_folder() -> None:
@@ -30,7 +33,8 @@ def test_ipc_plan_chains_the_stages_through_sockets_in_the_run_folder() -> None:
     assert [s.name for s in plan.stages] == ["source", "preprocess", "infer", "decide", "sink"]
     assert plan.notices == f"ipc://{RUN_DIR}/supervisor.sock"
     source, preprocess, infer, decide, sink = plan.stages
-    assert source == StageSpec("source", "source", None, f"ipc://{RUN_DIR}/preprocess.sock", policy="drop_oldest")
+    assert source == StageSpec("source", "source", None, f"ipc://{RUN_DIR}/preprocess.sock", policy="drop_oldest",
+                               camera="cam0", model="m0")
     assert preprocess.bind == f"ipc://{RUN_DIR}/preprocess.sock"
     assert preprocess.connect == infer.bind == f"ipc://{RUN_DIR}/infer.sock"
     assert infer.connect == decide.bind and decide.connect == sink.bind == f"ipc://{RUN_DIR}/sink.sock"
@@ -109,3 +113,60 @@ def test_each_run_gets_its_own_id_and_starts_its_frame_ids_above_every_earlier_r
     # to reach them.
     assert second.first_frame_id - first.first_frame_id >= 10_000
     assert second.first_frame_id < 2**53  # exact as a JSON number
+
+
+def _cameras(transport: str = "ipc") -> Settings:
+    cams = [{"camera": "top", "model": "/m/a"}, {"camera": "side", "model": "/m/b"}, {"camera": "end", "model": "/m/a"}]
+    return _settings(cameras=cams, transport=transport, tcp_base_port=7000, insecure_tcp=True)
+
+
+def _two_models(settings: Settings) -> RunPlan:
+    models = [ModelSpec("m0", Path("/m/a"), 2.0, MODEL_INFO, settings),
+              ModelSpec("m1", Path("/m/b"), 3.0, MODEL_INFO, settings)]
+    return plan_run(settings, models=models, camera_models={"top": "m0", "side": "m1", "end": "m0"},
+                    run_dir=RUN_DIR, run=RUN)
+
+
+def test_many_cameras_get_a_source_each_and_each_model_one_chain_into_one_sink() -> None:
+    plan = _two_models(_cameras())
+    assert [s.label for s in plan.stages] == [
+        "source-top", "source-side", "source-end", "preprocess-m0", "infer-m0", "decide-m0",
+        "preprocess-m1", "infer-m1", "decide-m1", "sink"]
+    sources = {s.camera: s for s in plan.sources}
+    # The cameras of one artefact send to its one chain (batched together there); the chains end in one sink.
+    assert sources["top"].connect == sources["end"].connect == plan.stage("preprocess-m0").bind
+    assert sources["side"].connect == plan.stage("preprocess-m1").bind
+    assert plan.stage("decide-m0").connect == plan.stage("decide-m1").connect == plan.stage("sink").bind
+    assert [s.model for s in plan.stages] == ["m0", "m1", "m0", "m0", "m0", "m0", "m1", "m1", "m1", None]
+    again = RunPlan.from_json(plan.to_json())
+    assert again == plan and again.model_spec("m1").threshold == 3.0
+
+
+def test_tcp_ports_of_a_model_stay_where_they_are_when_a_reload_adds_a_model() -> None:
+    one = plan_run(_cameras("tcp"), models=[ModelSpec("m0", Path("/m/a"), 2.0, MODEL_INFO, _cameras("tcp"))],
+                   camera_models={"top": "m0", "side": "m0", "end": "m0"}, run_dir=RUN_DIR, run=RUN)
+    two = _two_models(_cameras("tcp"))
+    for label in ("preprocess-m0", "infer-m0", "decide-m0", "sink"):
+        assert one.stage(label).bind == two.stage(label).bind
+    binds = [s.bind for s in two.stages if s.bind]
+    assert len(set(binds)) == len(binds) and two.notices == "tcp://127.0.0.1:7000"
+    assert two.stage("preprocess-m1").bind == "tcp://127.0.0.1:7005"  # the block after m0's three stages and sink
+
+
+def test_a_camera_list_refuses_fixed_endpoints_and_a_console_over_two_models() -> None:
+    with pytest.raises(ValueError, match=r"pipeline\.infer\.endpoint: with pipeline\.cameras"):
+        _two_models(_cameras().model_copy(update={"pipeline": _cameras().pipeline.model_copy(
+            update={"infer": _cameras().pipeline.infer.model_copy(update={"endpoint": "ipc:///x.sock"})})}))
+    with_console = _settings(cameras=[{"camera": "top", "model": "/m/a"}, {"camera": "side", "model": "/m/b"}],
+                             console={"enabled": True})
+    with pytest.raises(ValueError, match="pipeline.console serves one model"):
+        plan_run(with_console, models=[], camera_models={"top": "m0", "side": "m1"}, run_dir=RUN_DIR, run=RUN)
+
+
+def test_camera_settings_name_the_entry_that_is_wrong() -> None:
+    with pytest.raises(ConfigError, match=r"pipeline\.cameras\.1\.kind is 'rtsp' but pipeline\.cameras\.1\.url"):
+        _settings(cameras=[{"camera": "a"}, {"camera": "b", "kind": "rtsp"}])
+    with pytest.raises(ConfigError, match=r"a name of its own .*\['a'\]"):
+        _settings(cameras=[{"camera": "a"}, {"camera": "a"}])
+    with pytest.raises(ConfigError, match="pipeline.cameras .* or pipeline.source .*, not both"):
+        _settings(cameras=[{"camera": "a"}], source={"fps": 5})

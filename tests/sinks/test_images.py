@@ -31,11 +31,11 @@ def _verdict(frame_id: int, *, t: float = T0, score: float = 3.0, with_map: bool
     amap[10:20, 30:40] = 1.0
     return Verdict(frame_id, "line3", t, t + 0.042, score, 2.0, "anomaly" if score > 2.0 else "ok",
                    {"url": "rtsp://cam/line3", "pts": 9000, "shape": [48, 64]},
-                   amap if with_map else None, image, RUN_ID)
+                   amap if with_map else None, image, RUN_ID, MODEL)
 
 
 def _sink(folder: Path, **bounds: object) -> ImageSink:
-    sink = make_sink(ImagesSinkSettings(path=folder, **bounds), folder.parent, model=MODEL)
+    sink = make_sink(ImagesSinkSettings(path=folder, **bounds), folder.parent)
     assert isinstance(sink, ImageSink)
     sink.open()
     return sink

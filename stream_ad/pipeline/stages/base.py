@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from stream_ad.frames import Frame
 from stream_ad.pipeline.metrics import StageMetrics
 from stream_ad.pipeline.notices import DropReason
-from stream_ad.pipeline.plan import RunPlan, StageSpec
-from stream_ad.settings import Settings
+from stream_ad.pipeline.plan import ModelSpec, RunPlan, StageSpec
+from stream_ad.settings import Settings, SourceSettings
 
 
 class BadFrame(ValueError):
@@ -52,7 +52,24 @@ class StageContext:
 
     @property
     def settings(self) -> Settings:
-        return self.plan.settings
+        """The settings this stage runs with: its model's (the artefact's preprocessing and scorer) for a stage of one
+        model's chain, else the run's."""
+        return self.model.settings if self.spec.model is not None else self.plan.settings
+
+    @property
+    def model(self) -> ModelSpec:
+        """The model whose chain this stage is part of (a source: the model its camera's frames go to)."""
+        if self.spec.model is None:
+            raise ValueError(f"stage {self.spec.label} serves every model, not one")
+        return self.plan.model_spec(self.spec.model)
+
+    @property
+    def camera(self) -> tuple[str, SourceSettings]:
+        """A source's camera: the setting that configures it ("pipeline.cameras.2") and its section."""
+        for where, cam in self.plan.settings.pipeline.camera_sections():
+            if cam.camera == self.spec.camera:
+                return where, cam
+        raise ValueError(f"stage {self.spec.label} reads no camera of this plan")
 
 
 class Stage(ABC):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import asdict
 
-from stream_ad.frames import Frame
+from stream_ad.frames import MODEL_KEY, Frame
 from stream_ad.pipeline.notices import DropReason
 from stream_ad.pipeline.stages.base import BadFrame, DropFrame, Stage, StageContext
 
@@ -20,7 +21,8 @@ log = logging.getLogger("stream_ad.pipeline.stages")
 
 class Decide(Stage):
     def open(self, ctx: StageContext) -> None:
-        self.threshold = ctx.plan.threshold
+        self.threshold = ctx.model.threshold
+        self.model = asdict(ctx.model.info)  # stamped on each frame: the sinks record which model judged it
         if not math.isfinite(self.threshold):  # `stream-ad run` refuses it earlier (checked_threshold)
             raise ValueError(f"decision threshold {self.threshold} is not a finite number: no score can be judged")
         self.max_age_ms = ctx.settings.pipeline.max_frame_age_ms
@@ -44,6 +46,7 @@ class Decide(Stage):
                 self.stale = 0
             frame.threshold = self.threshold
             frame.verdict = "anomaly" if frame.score > self.threshold else "ok"
+            frame.meta[MODEL_KEY] = self.model
             fresh.append(frame)
         return fresh
 

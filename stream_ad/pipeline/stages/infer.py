@@ -33,7 +33,7 @@ class Infer(Stage):
         settings = ctx.settings
         cfg = settings.pipeline.infer
         threads = cfg.threads or settings.runtime.threads or default_infer_threads()
-        model_dir = ctx.plan.model_dir
+        model_dir = ctx.model.model_dir
         self.model: Any
         if is_runtime_artefact(model_dir):  # OpenVINO alone: this process never imports torch
             self.model = LineModel(model_dir, threads)
@@ -55,7 +55,7 @@ class Infer(Stage):
         if ctx.plan.console is not None:
             from stream_ad.pipeline.teaching import TeachingChannel
 
-            self.teaching = TeachingChannel(ctx.plan.console.control, self.model, model_dir, ctx.plan.threshold,
+            self.teaching = TeachingChannel(ctx.plan.console.control, self.model, model_dir, ctx.model.threshold,
                                             settings.pipeline.console.max_taught_patches, self.lock)
         log.info("infer: model %s on %s, %d threads, batches up to %d", model_dir, self.model.device, threads,
                  cfg.max_batch)

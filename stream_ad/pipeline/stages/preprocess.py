@@ -20,8 +20,8 @@ class Preprocess(Stage):
     def open(self, ctx: StageContext) -> None:
         self.keep_image = ctx.plan.send_maps  # the images sink overlays the maps on the frame
         self.pre: Any
-        if is_runtime_artefact(ctx.plan.model_dir):  # OpenCV and numpy, as the artefact records them: no torch
-            self.pre = LinePreprocessor(read_runtime_manifest(ctx.plan.model_dir).pre)
+        if is_runtime_artefact(ctx.model.model_dir):  # OpenCV and numpy, as the artefact records them: no torch
+            self.pre = LinePreprocessor(read_runtime_manifest(ctx.model.model_dir).pre)
             self.forward_frames = False
         else:
             self._open_torch(ctx.settings)

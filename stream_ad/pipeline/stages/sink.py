@@ -28,7 +28,7 @@ class SinkStage(Stage):
         self.drop: DropFrame = ctx.drop
         self.on_error = ctx.settings.pipeline.sink.on_error
         self.run_id = ctx.plan.run_id
-        self.sinks: list[Sink] = [make_sink(cfg, ctx.settings.output_dir, f"pipeline.sink.outputs.{i}", ctx.plan.model)
+        self.sinks: list[Sink] = [make_sink(cfg, ctx.settings.output_dir, f"pipeline.sink.outputs.{i}")
                                   for i, cfg in enumerate(ctx.settings.pipeline.sink.outputs)]
         self.failing: dict[str, int] = {}  # sink -> verdicts dropped since it began to fail
         for sink in self.sinks:

@@ -6,21 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from stream_ad.pipeline.stages.base import StageContext
-from stream_ad.settings import PipelineSettings
+from stream_ad.settings import SourceSettings
 from stream_ad.sources import Camera, open_source
 
 
-def source_folder(pipeline: PipelineSettings, data_root: Path) -> tuple[Path, str]:
-    """What a folder source streams, and the setting that says so: source.path, else the test images of
-    data.root."""
-    if pipeline.source.path is not None:
-        return pipeline.source.path, "pipeline.source.path"
+def source_folder(source: SourceSettings, where: str, data_root: Path) -> tuple[Path, str]:
+    """What a folder source streams, and the setting that says so: WHERE.path, else the test images of data.root."""
+    if source.path is not None:
+        return source.path, f"{where}.path"
     return data_root / "test", "data.root"
 
 
 def open_camera(ctx: StageContext) -> Camera:
-    settings = ctx.settings
-    folder, setting = source_folder(settings.pipeline, settings.data.root)
+    where, source = ctx.camera
+    folder, setting = source_folder(source, where, ctx.settings.data.root)
     # The run numbers its frames on from its first id: a restarted source skips what it read before.
     skip = ctx.first_id - ctx.plan.first_frame_id
-    return open_source(settings.pipeline.source, folder, skip=skip, stop=ctx.stop, default_setting=setting)
+    return open_source(source, folder, skip=skip, stop=ctx.stop, default_setting=setting)

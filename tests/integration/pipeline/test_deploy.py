@@ -137,6 +137,15 @@ def test_a_hung_stage_fires_the_stage_hung_alert(tmp_path: Path) -> None:
                 {"stage": "infer"}, "stage infer hung 1 time(s) in 15 minutes")
 
 
+def test_a_refused_reload_fires_the_reload_refused_alert(tmp_path: Path) -> None:
+    """A reload refused fires StreamAdReloadRefused; applied reloads do not."""
+    series = 'stream_ad_reloads_total{result="%s"}'
+    _rule_fires(tmp_path, "StreamAdReloadRefused",
+                [{"series": series % "refused", "values": "0 0 0 1 1 1"},
+                 {"series": series % "applied", "values": "0 1 2 3 4 5"}],
+                {"result": "refused"}, "1 reload(s) of the pipeline file refused in 15 minutes", severity="warning")
+
+
 def test_drift_fires_the_score_drift_alert_after_a_minute(tmp_path: Path) -> None:
     """The console's drift gauge held at 1 for a minute fires StreamAdScoreDrift; it ends when the drift does."""
     series = 'stream_ad_console_drift_detected{camera="%s"}'

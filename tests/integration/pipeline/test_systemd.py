@@ -96,6 +96,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     unit.write_text(text.replace(INSTALLED_EXE, str(exe)))
     out = subprocess.run([tool, "verify", str(unit)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.returncode == 0 and not out.stderr.strip(), out.stdout + out.stderr
-    for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=stream-ad", "NoNewPrivileges=yes",
-                 "ProtectSystem=strict", "ReadWritePaths=/var/lib/stream-ad", "PrivateTmp=yes", "ProtectHome=yes"):
+    for line in ("Type=notify", "ExecReload=", "WatchdogSec=", "Restart=on-failure", "User=stream-ad",
+                 "NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=/var/lib/stream-ad", "PrivateTmp=yes",
+                 "ProtectHome=yes"):
         assert any(row.startswith(line) for row in text.splitlines()), line

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from stream_ad.frames import Frame, ModelInfo
-from stream_ad.pipeline.plan import RunIdentity, plan_run
+from stream_ad.pipeline.plan import ModelSpec, RunIdentity, plan_run
 from stream_ad.pipeline.stages.base import BadFrame, StageContext
 from stream_ad.pipeline.stages.decide import Decide
 from stream_ad.settings import load_settings
@@ -19,8 +19,8 @@ from stream_ad.settings import load_settings
 
 def _decide(max_frame_age_ms: float | None, dropped: list[tuple[Frame, str, str]]) -> Decide:
     settings = load_settings(pipeline={"max_frame_age_ms": max_frame_age_ms})
-    plan = plan_run(settings, model_dir=Path("/m"), threshold=2.0, model=ModelInfo("m"), run_dir=Path("/run"),
-                    run=RunIdentity("r", 0))
+    plan = plan_run(settings, models=[ModelSpec("m0", Path("/m"), 2.0, ModelInfo("m"), settings)],
+                    camera_models={"cam0": "m0"}, run_dir=Path("/run"), run=RunIdentity("r", 0))
     stage = Decide()
     stage.open(StageContext(plan, plan.stage("decide"), None, threading.Event(),  # type: ignore[arg-type]
                             lambda f, reason, detail: dropped.append((f, reason, detail))))
