@@ -1,7 +1,7 @@
 """`stream-ad check PIPELINE.yaml`: validate a pipeline without starting it. One line per finding: the settings
-(the method's params included), the model artefact (present, intact by its sha256 sums, fitted with settings these
-agree with, a threshold within its calibration's range),
-the source, the endpoints the stages bind, their CURVE keys, the paths the run writes."""
+(the method's params included), each camera's model artefact (present, intact by its sha256 sums, fitted with
+settings these agree with, a threshold within its calibration's range), each camera's source, the endpoints the stages
+bind, their CURVE keys, the paths the run writes."""
 
 from __future__ import annotations
 
@@ -22,8 +22,13 @@ from stream_ad.pipeline.served import resolve_threshold
 from stream_ad.settings import ConfigError, Settings
 
 
-def check_model(settings: Settings) -> Finding:
-    model_dir = serving_model_dir(settings)
+def check_models(settings: Settings) -> list[Finding]:
+    """One finding per artefact the cameras name (pipeline.model for those that name none)."""
+    named = [cam.model or serving_model_dir(settings) for _, cam in settings.pipeline.camera_sections()]
+    return [check_model(settings, model_dir) for model_dir in dict.fromkeys(named)]
+
+
+def check_model(settings: Settings, model_dir: Path) -> Finding:
     try:
         serving_settings(model_dir, settings)  # the model settings it names agree with the artefact's
         verify_artefact(model_dir)  # every file against its sum, no NaN in its tensors
@@ -40,7 +45,7 @@ def pipeline_findings(pipeline_file: Path) -> list[Finding]:
     except ConfigError as exc:  # nothing else can be checked without settings
         return [Finding("settings", False, " ".join(line.strip() for line in str(exc).splitlines()))]
     return [Finding("settings", True, f"{pipeline_file} is valid (method {settings.scorer.method})"),
-            check_model(settings), *check_sources(settings), *check_endpoints(settings), *check_keys(settings),
+            *check_models(settings), *check_sources(settings), *check_endpoints(settings), *check_keys(settings),
             *check_paths(settings)]
 
 

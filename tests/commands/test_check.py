@@ -70,3 +70,21 @@ def test_invalid_settings_are_the_one_finding(tmp_path: Path) -> None:
     (finding,) = pipeline_findings(write(tmp_path, {"scorer": {"params": {"coreset_ratoi": 0.1}}}))
     assert not finding.ok and finding.topic == "settings" and "scorer.params.coreset_ratoi" in finding.detail
     assert "\n" not in finding.line()
+
+
+def test_each_camera_is_checked_with_its_own_model_and_source(piped_patchcore: tuple[Any, Path], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    settings = good_pipeline(tmp_path, piped_patchcore[1])
+    settings["pipeline"]["cameras"] = [
+        {"camera": "top", "path": str(CATEGORY / "test")},  # pipeline.model
+        {"camera": "side", "path": str(CATEGORY / "test"), "model": str(piped_patchcore[1])},  # the same one
+        {"camera": "lid", "path": str(tmp_path / "nowhere"), "model": str(tmp_path / "no-model")},
+    ]
+    assert check(write(tmp_path, settings)) == 2
+    lines = capsys.readouterr().out.splitlines()
+    models = [line for line in lines if line.split()[1] == "model:"]
+    assert len(models) == 2  # one line per artefact, not per camera
+    assert models[0].startswith("ok   ") and models[1].startswith("FAIL") and str(tmp_path / "no-model") in models[1]
+    sources = [line for line in lines if line.split()[1] == "source:"]
+    assert [line.split()[0] for line in sources] == ["ok", "ok", "FAIL"]
+    assert "camera lid:" in sources[2] and "(setting pipeline.cameras.2.path)" in sources[2]
