@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,18 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> 
 def start_cli(*args: str, log: Path) -> subprocess.Popen[bytes]:
     out = open(log, "wb")  # noqa: SIM115 - closed with the process by the test
     return subprocess.Popen([sys.executable, "-m", "stream_ad.cli", *args], stdout=out, stderr=subprocess.STDOUT)
+
+
+@contextmanager
+def running(cfg: Path, summary: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`stream-ad run` in the background, killed on the way out should the test fail before it stopped."""
+    proc = start_cli("run", str(cfg), "--summary", str(summary), log=log)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def write_pipeline(path: Path, model: Path, output_dir: Path, **pipeline: Any) -> Path:

@@ -22,9 +22,9 @@ from tests.integration.conftest import (
     free_port,
     metric_sum,
     read_jsonl,
+    running,
     scrape,
     stage_pids,
-    start_cli,
     wait_for,
     write_pipeline,
 )
@@ -64,63 +64,60 @@ def test_four_cameras_two_models_kill_one_source_and_reload(demo_run: DemoRun, t
     verdict_log = tmp_path / "verdicts.jsonl"
     summary_file = tmp_path / "summary.json"
     log = tmp_path / "run.log"
-    proc = start_cli("run", str(cfg), "--summary", str(summary_file), log=log)
 
     def counts() -> dict[str, int]:
         return _by_camera(read_jsonl(verdict_log))
 
     try:
-        wait_for(lambda: all(counts().get(c, 0) >= 5 for c in "abcd"), 300, "verdicts from all four cameras")
-        pids = stage_pids(proc.pid)
-        assert set(pids) == {"source-a", "source-b", "source-c", "source-d", "preprocess-m0", "infer-m0", "decide-m0",
-                             "preprocess-m1", "infer-m1", "decide-m1", "sink"}
-        metrics = scrape(metrics_port)
-        for camera in "abcd":
-            assert metric_sum(metrics, "stream_ad_frames_in_total", f'camera="{camera}"') > 0
-            assert metric_sum(metrics, "stream_ad_camera_up", f'camera="{camera}"') == 1
-        # Each model's frames are batched across its cameras in its one infer stage.
-        assert metric_sum(metrics, "stream_ad_batch_size_count", 'stage="infer-m0"') > 0
-        assert metric_sum(metrics, "stream_ad_batch_size_count", 'stage="infer-m1"') > 0
+        with running(cfg, summary_file, log) as proc:
+            wait_for(lambda: all(counts().get(c, 0) >= 5 for c in "abcd"), 300, "verdicts from all four cameras")
+            pids = stage_pids(proc.pid)
+            assert set(pids) == {"source-a", "source-b", "source-c", "source-d", "preprocess-m0", "infer-m0",
+                                 "decide-m0", "preprocess-m1", "infer-m1", "decide-m1", "sink"}
+            metrics = scrape(metrics_port)
+            for camera in "abcd":
+                assert metric_sum(metrics, "stream_ad_frames_in_total", f'camera="{camera}"') > 0
+                assert metric_sum(metrics, "stream_ad_camera_up", f'camera="{camera}"') == 1
+            # Each model's frames are batched across its cameras in its one infer stage.
+            assert metric_sum(metrics, "stream_ad_batch_size_count", 'stage="infer-m0"') > 0
+            assert metric_sum(metrics, "stream_ad_batch_size_count", 'stage="infer-m1"') > 0
 
-        # kill -9 of camera b's source: the others go on, b is restarted and resumes.
-        os.kill(pids["source-b"], signal.SIGKILL)
-        killed = time.time()
-        wait_for(lambda: {c for c in "acd" if sum(v["camera"] == c and v["t_capture"] > killed
-                                                  for v in read_jsonl(verdict_log)) >= 5} == set("acd"),
-                 60, "verdicts of the other cameras while b's source is dead")
-        wait_for(lambda: sum(v["camera"] == "b" and v["t_capture"] > killed + 1 for v in read_jsonl(verdict_log))
-                 >= 2, 90, "camera b back after its restart")
-        before = stage_pids(proc.pid)
-        assert before["source-b"] != pids["source-b"]
+            # kill -9 of camera b's source: the others go on, b is restarted and resumes.
+            os.kill(pids["source-b"], signal.SIGKILL)
+            killed = time.time()
+            wait_for(lambda: {c for c in "acd" if sum(v["camera"] == c and v["t_capture"] > killed
+                                                      for v in read_jsonl(verdict_log)) >= 5} == set("acd"),
+                     60, "verdicts of the other cameras while b's source is dead")
+            wait_for(lambda: sum(v["camera"] == "b" and v["t_capture"] > killed + 1 for v in read_jsonl(verdict_log))
+                     >= 2, 90, "camera b back after its restart")
+            before = stage_pids(proc.pid)
+            assert before["source-b"] != pids["source-b"]
 
-        # An invalid file is refused with the error; the line runs on.
-        settings = yaml.safe_load(cfg.read_text())
-        cfg.write_text(yaml.safe_dump({**settings, "pipeline": {**settings["pipeline"], "infer": {"max_bach": 4}}}))
-        os.kill(proc.pid, signal.SIGHUP)
-        wait_for(lambda: "reload refused" in log.read_text(), 30, "the invalid reload refused")
-        assert "max_bach" in log.read_text()
+            # An invalid file is refused with the error; the line runs on.
+            settings = yaml.safe_load(cfg.read_text())
+            cfg.write_text(yaml.safe_dump({**settings, "pipeline": {**settings["pipeline"], "infer": {"max_bach": 4}}}))
+            os.kill(proc.pid, signal.SIGHUP)
+            wait_for(lambda: "reload refused" in log.read_text(), 30, "the invalid reload refused")
+            assert "max_bach" in log.read_text()
 
-        # Reload: d removed, e added (on model a); a, b, c and both models' stages run on untouched.
-        settings["pipeline"]["cameras"] = [*cameras[:3], _folder("e", 5.0, model_a)]
-        cfg.write_text(yaml.safe_dump(settings))
-        reloaded = time.time()
-        os.kill(proc.pid, signal.SIGHUP)
-        wait_for(lambda: sum(v["camera"] == "e" for v in read_jsonl(verdict_log)) >= 5, 90, "verdicts from camera e")
-        wait_for(lambda: "source-d" not in stage_pids(proc.pid), 30, "camera d's source stopped")
-        after = stage_pids(proc.pid)
-        for label in ("source-a", "source-b", "source-c", "preprocess-m0", "infer-m0", "decide-m0", "preprocess-m1",
-                      "infer-m1", "decide-m1", "sink"):
-            assert after[label] == before[label], f"{label} was restarted by the reload"
-        d_after = [v for v in read_jsonl(verdict_log) if v["camera"] == "d" and v["t_capture"] > reloaded + 5]
-        assert not d_after
-        assert metric_sum(scrape(metrics_port), "stream_ad_reloads_total", 'result="applied"') == 1
-        assert metric_sum(scrape(metrics_port), "stream_ad_reloads_total", 'result="refused"') == 1
-        os.kill(proc.pid, signal.SIGTERM)
-        rc = proc.wait(timeout=90)
+            # Reload: d removed, e added (on model a); a, b, c and both models' stages run on untouched.
+            settings["pipeline"]["cameras"] = [*cameras[:3], _folder("e", 5.0, model_a)]
+            cfg.write_text(yaml.safe_dump(settings))
+            reloaded = time.time()
+            os.kill(proc.pid, signal.SIGHUP)
+            wait_for(lambda: counts().get("e", 0) >= 5, 90, "verdicts from camera e")
+            wait_for(lambda: "source-d" not in stage_pids(proc.pid), 30, "camera d's source stopped")
+            after = stage_pids(proc.pid)
+            for label in ("source-a", "source-b", "source-c", "preprocess-m0", "infer-m0", "decide-m0", "preprocess-m1",
+                          "infer-m1", "decide-m1", "sink"):
+                assert after[label] == before[label], f"{label} was restarted by the reload"
+            d_after = [v for v in read_jsonl(verdict_log) if v["camera"] == "d" and v["t_capture"] > reloaded + 5]
+            assert not d_after
+            assert metric_sum(scrape(metrics_port), "stream_ad_reloads_total", 'result="applied"') == 1
+            assert metric_sum(scrape(metrics_port), "stream_ad_reloads_total", 'result="refused"') == 1
+            os.kill(proc.pid, signal.SIGTERM)
+            rc = proc.wait(timeout=90)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         rtsp.stop()
     text = log.read_text()
     assert rc == 0, text[-4000:]

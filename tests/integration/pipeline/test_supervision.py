@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +25,9 @@ from tests.integration.conftest import (
     metric_sum,
     pipeline_push,
     read_jsonl,
+    running,
     scrape,
     stage_pids,
-    start_cli,
     wait_for,
     write_pipeline,
 )
@@ -37,18 +35,6 @@ from tests.integration.conftest import (
 STOP_BOUND_S = 30.0  # drain_timeout_s 10 + stop_timeout_s 5, with room for a loaded 2-core machine
 HUNG_AFTER_S = 3.0
 CATCH_MARGIN_S = 3.0  # the supervisor's loop, a loaded 2-core machine
-
-
-@contextmanager
-def _running(cfg: Path, summary: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`stream-ad run` in the background, killed on the way out should the test fail before it stopped."""
-    proc = start_cli("run", str(cfg), "--summary", str(summary), log=log)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def _bad_messages() -> list[tuple[str, list[bytes]]]:
@@ -88,7 +74,7 @@ def test_bad_frames_kill_9_restart_and_sigterm_drain(demo_run: DemoRun, tmp_path
         supervisor={"restart_backoff_s": 0.2},
     )
     log = tmp_path / "run.log"
-    with _running(cfg, tmp_path / "summary.json", log) as proc:
+    with running(cfg, tmp_path / "summary.json", log) as proc:
         wait_for(lambda: len(read_jsonl(verdict_log)) >= 5, 240, "the first verdicts")
         pids = stage_pids(proc.pid)
         assert set(pids) == {"source", "preprocess", "infer", "decide", "sink"}
@@ -171,7 +157,7 @@ def test_a_stopped_stage_is_caught_by_its_heartbeats_killed_and_restarted(
         supervisor={"restart_backoff_s": 0.2, "hung_after_s": HUNG_AFTER_S},
     )
     log = tmp_path / "run.log"
-    with _running(cfg, tmp_path / "summary.json", log) as proc:
+    with running(cfg, tmp_path / "summary.json", log) as proc:
         wait_for(lambda: len(read_jsonl(verdict_log)) >= 5, 240, "the first verdicts")
         pids = stage_pids(proc.pid)
         os.kill(pids["infer"], signal.SIGSTOP)
