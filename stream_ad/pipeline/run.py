@@ -275,8 +275,8 @@ class PipelineRun:
         plan_path.write_text(plan.to_json())
         if not self._start_models(plan, plan_path, changes.new_models):
             return
-        self._swap_cameras(plan, plan_path, changes, served)
-        self._retire_models(changes.retired_models, previous=self.served)
+        read = self._swap_cameras(plan, plan_path, changes, served)
+        self._retire_models(changes.retired_models, self.served, read)
         self.settings, self.cfg, self.served, self.plan = new, new.pipeline, served, plan
         self.metrics.reloads.labels("applied").inc()
         log.info("reload applied: %s", changes.describe())
@@ -298,14 +298,18 @@ class PipelineRun:
             return False
         return True
 
-    def _swap_cameras(self, plan: RunPlan, plan_path: Path, changes: CameraChanges, served: ServedCameras) -> None:
+    def _swap_cameras(self, plan: RunPlan, plan_path: Path, changes: CameraChanges, served: ServedCameras
+                      ) -> dict[str, int]:
         """Stop the sources of removed and changed cameras (what they sent goes on to its verdict), then start
-        those of added and changed ones (a changed camera's frame ids go on where they were)."""
+        those of added and changed ones (a changed camera's frame ids go on where they were). Returns the last frame
+        id each stopped source read."""
         assert self.supervisor is not None
         running = {self.supervisor.stages[label].spec.camera: label for label in self.supervisor.sources}
-        going = [running[camera] for camera in (*changes.removed, *changes.restarted)]
+        stopped = (*changes.removed, *changes.restarted)
+        going = [running[camera] for camera in stopped]
         self.supervisor.stop_sources(going)
         self.supervisor.forget(going)
+        read = {camera: self.ledger.max_id.get(camera, -1) for camera in stopped}
         for camera in (*changes.added, *changes.restarted):
             self._add_camera(camera, served)
         starting = tuple(spec for spec in plan.sources if spec.camera in (*changes.added, *changes.restarted))
@@ -314,20 +318,26 @@ class PipelineRun:
         try:
             self.supervisor.start(cancelled=lambda: self.stop_requested, labels=labels)
         except PipelineError as exc:  # the cameras already running go on; these are named in the log
-            log.error("reload: camera(s) %s did not start: %s", ", ".join(c for c in (*changes.added,
-                      *changes.restarted)), exc)
+            log.error("reload: camera(s) %s did not start: %s", ", ".join((*changes.added, *changes.restarted)),
+                      exc)
             self.supervisor.stop(labels)
             self.supervisor.forget(labels)
+        return read
 
-    def _retire_models(self, keys: tuple[str, ...], previous: ServedCameras) -> None:
-        """Stop the stages of models no camera names any more, once the frames of their cameras are through (at
-        most drain_timeout_s; what is left then is dropped as shutdown)."""
+    def _retire_models(self, keys: tuple[str, ...], previous: ServedCameras, read: dict[str, int]) -> None:
+        """Stop the stages of models no camera names any more, once the frames their cameras' stopped sources read
+        (up to `read`: camera -> last frame id) are through (at most drain_timeout_s; what is left then is dropped
+        as shutdown). A camera restarted on another model sends its new frames elsewhere: they are not waited for."""
         assert self.supervisor is not None
         if not keys:
             return
         cameras = [camera for camera, key in previous.camera_models.items() if key in keys]
+
+        def through() -> bool:
+            return all(fid > read.get(camera, -1) for camera in cameras for fid in self.ledger.open.get(camera, {}))
+
         deadline = time.monotonic() + self.cfg.supervisor.drain_timeout_s
-        while any(self.ledger.open.get(camera) for camera in cameras) and time.monotonic() < deadline:
+        while not through() and time.monotonic() < deadline:
             self._pump(0.05)
             self.ledger.sweep()
         labels = [label for label, p in self.supervisor.stages.items() if p.spec.model in keys and p.spec.bind]

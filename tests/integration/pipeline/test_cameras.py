@@ -1,7 +1,8 @@
 """Many cameras in one pipeline, with real processes: four cameras (three folders and the RTSP test server) at
 different rates, two models (each loaded once, its cameras batched together), kill -9 of one camera's source, a
-reload that adds a camera and removes another while the others run on, a reload of an invalid file refused, and the
-ledger exact for each camera."""
+reload that adds a camera and removes another while the others run on, a reload of an invalid file refused, a reload
+after the artefact behind a camera's model link changed (that model's stages only), and the ledger exact for each
+camera."""
 
 from __future__ import annotations
 
@@ -47,16 +48,20 @@ def test_four_cameras_two_models_kill_one_source_and_reload(demo_run: DemoRun, t
     from stream_ad.data import read_image
 
     model_a = demo_run.model
-    model_b = tmp_path / "model-b"  # another artefact (another folder): served by stages of its own
+    # Another artefact (another folder, another identity): served by stages of its own. Camera c and d name it
+    # through a symlink, as a line switches models: pointed at a newer artefact, a reload restarts its cameras only.
+    model_b, model_b2, link = tmp_path / "model-b", tmp_path / "model-b2", tmp_path / "model-b-current"
     shutil.copytree(model_a, model_b)
+    shutil.copytree(model_a, model_b2)
+    link.symlink_to(model_b)
     images = [read_image(p) for p in sorted((CATEGORY / "test").rglob("*.png"))[:12]]
     rtsp = RtspCamera(make_video(tmp_path / "line.mp4", images * 4, fps=10), free_port(), tmp_path / "rtsp.log")
     rtsp.start()
     cameras = [
         _folder("a", 8.0, model_a),
         _folder("b", 2.0, model_a),
-        {"camera": "c", "kind": "rtsp", "url": rtsp.url, "model": str(model_b), "open_timeout_s": 5.0},
-        _folder("d", 4.0, model_b),
+        {"camera": "c", "kind": "rtsp", "url": rtsp.url, "model": str(link), "open_timeout_s": 5.0},
+        _folder("d", 4.0, link),
     ]
     metrics_port = free_port()
     cfg = write_pipeline(tmp_path / "cameras.yaml", model_a, tmp_path, metrics={"port": metrics_port},
@@ -115,6 +120,21 @@ def test_four_cameras_two_models_kill_one_source_and_reload(demo_run: DemoRun, t
             assert not d_after
             assert metric_sum(scrape(metrics_port), "stream_ad_reloads_total", 'result="applied"') == 1
             assert metric_sum(scrape(metrics_port), "stream_ad_reloads_total", 'result="refused"') == 1
+
+            # The artefact behind camera c's link changes: c moves to new model stages (m2), m1's stop, m0's and
+            # the other cameras run on.
+            link.unlink()
+            link.symlink_to(model_b2)
+            switched = time.time()
+            os.kill(proc.pid, signal.SIGHUP)
+            wait_for(lambda: "infer-m1" not in stage_pids(proc.pid) and "infer-m2" in stage_pids(proc.pid), 120,
+                     "camera c's new model up and the old one stopped")
+            wait_for(lambda: sum(v["camera"] == "c" and v["t_capture"] > switched for v in read_jsonl(verdict_log))
+                     >= 5, 60, "verdicts of camera c from its new model")
+            final = stage_pids(proc.pid)
+            for label in ("source-a", "source-b", "source-e", "infer-m0", "sink"):
+                assert final[label] == after[label], f"{label} was restarted by the model switch"
+            assert final["source-c"] != after["source-c"]
             os.kill(proc.pid, signal.SIGTERM)
             rc = proc.wait(timeout=90)
     finally:
@@ -122,6 +142,7 @@ def test_four_cameras_two_models_kill_one_source_and_reload(demo_run: DemoRun, t
     text = log.read_text()
     assert rc == 0, text[-4000:]
     assert "reload applied: cameras added: e; removed: d" in text
+    assert "reload applied: restarted: c; models started: m2; models stopped: m1" in text
     summary = json.loads(summary_file.read_text())
     rows = {row["camera"]: row for row in summary["cameras"]}
     assert set(rows) == set("abcde") and summary["unaccounted"] == 0
