@@ -228,11 +228,14 @@ class _KCenter:
 
 
 def greedy_coreset(
-    features: torch.Tensor, ratio: float, projection_dim: int, seed: int, progress: bool = True
+    features: torch.Tensor, ratio: float, projection_dim: int, seed: int, progress: bool = True,
+    total: int | None = None,
 ) -> torch.Tensor:
-    """Indices (K,) into `features` (N, D) of a k-center coreset with K = ceil(ratio * N). Runs on the CPU."""
+    """Indices (K,) into `features` (N, D) of a k-center coreset with K = ceil(ratio * total), at most N. Runs on the
+    CPU. `total` (default N): how many rows `features` were sampled from, so that a coreset chosen among a subsample
+    is as large as one chosen among all of them."""
     n = features.shape[0]
-    k = max(1, min(n, math.ceil(ratio * n)))
+    k = max(1, min(n, math.ceil(ratio * (n if total is None else total))))
     state = _KCenter(random_projection(features, projection_dim, seed).cpu().contiguous(), seed)
     gen = torch.Generator().manual_seed(seed)
     current = int(torch.randint(n, (1,), generator=gen))

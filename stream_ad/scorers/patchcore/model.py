@@ -29,6 +29,7 @@ from stream_ad.scorers.base import (
 )
 from stream_ad.scorers.components.coreset import greedy_coreset
 from stream_ad.scorers.components.knn import BLOCK_ELEMENTS, KnnIndex, build_knn
+from stream_ad.scorers.components.sample import RowSample
 from stream_ad.scorers.patchcore.graph import ScoringGraph, as_queries, patch_embedding, scores_from_neighbours
 from stream_ad.scorers.registry import register_scorer
 
@@ -36,7 +37,13 @@ log = logging.getLogger(__name__)
 
 
 class PatchCoreParams(ScorerParams):
+    # Memory bank size as a share of all training patches.
     coreset_ratio: float = Field(0.01, gt=0.0, le=1.0)
+    # Training patches the coreset is chosen among: a uniform random sample of at most this many (None: all, as
+    # every fit did before this setting, so refitting old settings gives the same bank). The greedy coreset's time
+    # grows with patches x centres and its memory with patches: tile mode at native resolution yields millions of
+    # patches (300 frames of 640 x 640 at tile 224: 3.8 M). Figures: README, "Resize, letterbox or tile?".
+    coreset_pool: int | None = Field(None, ge=1)
     # Dimension of the random projection the coreset search runs in (the memory bank keeps full features).
     projection_dim: int = Field(128, ge=8)
     # Neighbourhood aggregation: average pooling over p x p patches of each tap.
@@ -52,7 +59,7 @@ class PatchCoreParams(ScorerParams):
 
     scoring = frozenset({"patch_size", "embedding_dim", "num_neighbors", "blur_sigma"})
     # The coreset's size, projection and seed shape the memory bank, which the artefact holds; knn only how fast.
-    not_scoring = frozenset({"coreset_ratio", "projection_dim", "seed", "knn"})
+    not_scoring = frozenset({"coreset_ratio", "coreset_pool", "projection_dim", "seed", "knn"})
 
 
 @register_scorer("patchcore")
@@ -84,13 +91,15 @@ class PatchCore(Scorer):
         return patch_embedding(taps, self.params.patch_size, self.params.embedding_dim)
 
     def fit(self, batches: FitBatches) -> None:
-        chunks = []
+        p = self.params
+        pool = RowSample(p.coreset_pool, p.seed)
         for batch in tqdm(batches, desc="features", unit="batch", mininterval=1.0):
-            emb = self.embed(batch.to(self.context.device))
-            chunks.append(emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]).float().cpu())
-        features = torch.cat(chunks)
-        del chunks
-        idx = greedy_coreset(features, self.params.coreset_ratio, self.params.projection_dim, self.params.seed)
+            # A batch of frames is many more inputs in tile mode (16 per 640 x 640 frame at tile 224): the backbone
+            # takes them a served batch at a time, which bounds its activations (about 10 MB per 224 x 224 input).
+            for inputs in batch.split(self.context.accelerate.max_batch):
+                pool.add(as_queries(self.embed(inputs.to(self.context.device))).cpu())
+        features = pool.rows()
+        idx = greedy_coreset(features, p.coreset_ratio, p.projection_dim, p.seed, total=pool.seen)
         self._set_memory(features[idx].contiguous())
 
     def _set_memory(self, memory: torch.Tensor) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,7 @@ import torch
 from stream_ad.data import MVTecCategory
 from stream_ad.evaluation import metrics_for, predict_test
 from stream_ad.model import AnomalyModel
+from stream_ad.scorers.patchcore.graph import as_queries
 from stream_ad.settings import Settings, load_settings
 from tests.conftest import MAGNETIC_TILE, PIPED
 
@@ -79,3 +81,44 @@ def test_image_score_is_the_papers_reweighted_distance(piped_patchcore: tuple[An
     assert score == pytest.approx(float(expected), rel=1e-3)
 
 
+
+
+def test_a_coreset_pool_bounds_the_candidates_not_the_bank() -> None:
+    """With coreset_pool the coreset is chosen among a sample of the patches, and is as large as the ratio of all
+    of them says: every bank item is one of the training patches."""
+    settings = settings_for(CATEGORY, scorer={"params": {"coreset_ratio": 0.05, "coreset_pool": 1000}},
+                            runtime={"accelerate": "eager"})
+    model = AnomalyModel(settings)
+    train = [s.path for s in MVTecCategory(CATEGORY).train()[:8]]
+    model.fit(train)
+    patches = torch.cat([as_queries(model.scorer.embed(batch)) for batch in model.image_batches(train)])
+    assert model.scorer.memory is not None
+    assert model.scorer.memory.shape[0] == math.ceil(0.05 * len(patches)) > 0.05 * 1000
+    exact = torch.cdist(model.scorer.memory, patches, compute_mode="donot_use_mm_for_euclid_dist")
+    assert float(exact.min(dim=1).values.max()) == 0.0
+
+
+def test_a_frames_tiles_are_scored_in_one_backbone_and_one_knn_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tile mode: the 9 tiles of a 448 x 448 frame go through the backbone as one batch and the kNN as one search."""
+    settings = settings_for(CATEGORY, preprocess={"mode": "tile", "tile_size": 224},
+                            scorer={"params": {"coreset_ratio": 0.05}}, runtime={"accelerate": "eager"})
+    model = AnomalyModel(settings)
+    images = [s.path for s in MVTecCategory(CATEGORY).train()[:4]]
+    model.fit(images)
+    frame = np.tile(cv2.imread(str(images[0]))[..., ::-1], (4, 4, 1))  # 512 x 512 of 128 x 128 images
+    frame = np.ascontiguousarray(frame[:448, :448])
+    batches: list[int] = []
+    model.scorer.backbone.register_forward_hook(lambda module, inputs, output: batches.append(len(inputs[0])))
+    index = model.scorer._index
+    assert index is not None
+    searches: list[int] = []
+
+    def search(queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        searches.append(len(queries))
+        return type(index).search(index, queries, k)
+
+    monkeypatch.setattr(index, "search", search)
+    prediction = model.predict([frame])
+    assert batches == [9]  # tile_starts(448, 224, 0.25) = [0, 168, 224] on each axis
+    assert searches == [9 * 28 * 28]  # every patch of every tile (stride 8: 28 x 28 per tile)
+    assert prediction.maps[0].shape == (448, 448)
