@@ -360,14 +360,14 @@ class Row:
         return self.sustained_fps * self.cameras
 
 
-def measure(settings: Settings, served: Served, n: int, guess: dict[str, float], options: CamerasBenchOptions,
+def measure(settings: Settings, served: Served, n: int, guess: float, options: CamerasBenchOptions,
             work: Path) -> list[Row]:
-    """Both modes at N cameras: the searches (from `guess`: mode -> sustained total frames/s so far), then the
-    common rate."""
-    found = {mode: search(settings, served, mode, n, round(guess[mode] / n, 1), options, work) for mode in MODES}
-    # A common rate both modes sustained (or, where one sustained none, the guess): latency and memory compare at
-    # the same load.
-    common = options.fps or min(best for best, _ in found.values()) or round(min(guess.values()) / n, 1)
+    """Both modes at N cameras: the searches (from `guess` frames/s in total), then the common rate."""
+    start = round(guess / n, 1)
+    found = {mode: search(settings, served, mode, n, start, options, work) for mode in MODES}
+    # A common rate both modes sustained (or, where one sustained none, half the start): latency and memory compare
+    # at the same load.
+    common = options.fps or min(best for best, _ in found.values()) or round(start / 2, 1)
     rows = []
     for mode, (best, runs) in found.items():
         measured = run_fleet(settings, served, mode, n, common, options.duration, work / f"{mode}{n}", memory=True)
@@ -405,27 +405,28 @@ def run_bench(settings: Settings, options: CamerasBenchOptions) -> int:
     served = Served(model_dir, threshold)
     _say(f"model {model_dir} (threshold {threshold:.4f}, {origin}); cameras stream {frame_folder(settings)}")
     work = out_json.parent / "cameras_runs"
-    # The first search starts a little below what one process scores in-process in batches; each next N from what
-    # the previous N sustained in total.
+    # The first searches start a little below what one process scores in-process in batches; each next N's from the
+    # most the previous N sustained in total (both modes from the same rate: noise in one search does not narrow
+    # the range of the next).
     batched = batched_throughput(settings, model_dir)
     _say(f"in-process, batches of {settings.pipeline.infer.max_batch}: {batched:.1f} frames/s")
-    guess = dict.fromkeys(MODES, round(0.8 * batched, 1))
-    rows: list[Row] = []
-    for n in options.cameras:
-        rows += measure(settings, served, n, guess, options, work)
-        guess = {r.mode: r.sustained_total_fps or guess[r.mode] for r in rows if r.cameras == n}
-    machine["load_avg_at_end"] = list(os.getloadavg())
-    figures = {
+    guess = round(0.8 * batched, 1)
+    figures: dict[str, Any] = {
         "machine": machine,
         "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
         "setup": {"model": str(model_dir), "threshold": threshold, "threshold_from": origin,
                   "in_process_batched_fps": batched,
                   "frame_folder": str(frame_folder(settings)), "infer": settings.pipeline.infer.model_dump(mode="json"),
                   "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}},
-        "rows": [_row_json(r) for r in rows],
-        "target_4_cameras": target(rows),
     }
-    out_json.write_text(json.dumps(figures, indent=2) + "\n")
+    rows: list[Row] = []
+    for n in options.cameras:
+        rows += measure(settings, served, n, guess, options, work)
+        guess = max([r.sustained_total_fps for r in rows if r.cameras == n] + [guess])
+        # Written after each N: a long benchmark that fails later keeps what it measured.
+        machine["load_avg_at_end"] = list(os.getloadavg())
+        figures.update(rows=[_row_json(r) for r in rows], target_4_cameras=target(rows))
+        out_json.write_text(json.dumps(figures, indent=2) + "\n")
     plot_path = options.plot or out_json.with_suffix(".png")
     plot(rows, plot_path)
     print(report(figures))
@@ -485,17 +486,18 @@ def plot(rows: list[Row], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (fps_ax, mem_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for mode, label in (("one", "one pipeline"), ("separate", "a pipeline per camera")):
+    for colour, (mode, label) in enumerate((("one", "one pipeline"), ("separate", "a pipeline per camera"))):
         mine = [r for r in rows if r.mode == mode]
         ns = [r.cameras for r in mine]
-        fps_ax.plot(ns, [r.sustained_total_fps for r in mine], "o-", label=label)
+        fps_ax.plot(ns, [r.sustained_total_fps for r in mine], "o-", color=f"C{colour}", label=label)
         memory = [r.measured.memory for r in mine]
-        mem_ax.plot(ns, [m.rss_mb / 1024 for m in memory if m], "o-", label=f"{label}, RSS")
-        mem_ax.plot(ns, [m.pss_mb / 1024 for m in memory if m], "o--", label=f"{label}, PSS")
+        mem_ax.plot(ns, [m.rss_mb / 1024 for m in memory if m], "o-", color=f"C{colour}", label=f"{label}, RSS")
+        mem_ax.plot(ns, [m.pss_mb / 1024 for m in memory if m], "o--", color=f"C{colour}", label=f"{label}, PSS")
     fps_ax.set(xlabel="cameras", ylabel="frames/s scored, all cameras (no drops)", title="Throughput")
     mem_ax.set(xlabel="cameras", ylabel="GB, all processes of the service", title="Memory")
     for ax in (fps_ax, mem_ax):
         ax.set_xticks(sorted({r.cameras for r in rows}))
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
