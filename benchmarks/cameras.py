@@ -128,6 +128,8 @@ class GatedSupervisor(Supervisor):
         print(READY, flush=True)
         while not select.select([sys.stdin], [], [], 0)[0]:
             self.pump(0.1)
+            if cancelled():  # SIGTERM from the benchmark giving up
+                raise PipelineError("stopped while the sources waited to start")
         if not sys.stdin.readline():
             raise PipelineError("the benchmark is gone")
         super().start(cancelled, [label for label in labels if label in self.sources])
@@ -448,13 +450,14 @@ def _row_json(row: Row) -> dict[str, Any]:
 
 
 def _table_lines(rows: list[dict[str, Any]]) -> Iterator[str]:
-    head = ("N", "mode", "sust/cam", "sust total", "at fps/cam", "scored/s", "p50 ms", "p99 ms", "batch", "RSS MB",
-            "PSS MB", "load")
+    head = ("N", "mode", "sust/cam", "sust total", "at fps/cam", "scored/s", "dropped", "p50 ms", "p99 ms", "batch",
+            "RSS MB", "PSS MB", "load")
     yield "".join(f"{h:>11s}" for h in head)
     for r in rows:
         m = r["measured"]
         cells = (str(r["cameras"]), r["mode"], f"{r['sustained_fps_per_camera']:.1f}",
-                 f"{r['sustained_total_fps']:.1f}", f"{m['fps']:.1f}", f"{m['scored_fps']:.1f}", f"{m['p50_ms']:.0f}",
+                 f"{r['sustained_total_fps']:.1f}", f"{m['fps']:.1f}", f"{m['scored_fps']:.1f}", str(m["dropped"]),
+                 f"{m['p50_ms']:.0f}",
                  f"{m['p99_ms']:.0f}", f"{m['batch_mean']:.2f}" if m["batch_mean"] else "-",
                  f"{m['memory']['rss_mb']:.0f}", f"{m['memory']['pss_mb']:.0f}", f"{m['load_avg']:.1f}")
         yield "".join(f"{c:>11s}" for c in cells)
