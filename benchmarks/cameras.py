@@ -472,7 +472,7 @@ def report(f: dict[str, Any]) -> str:
     t = f["target_4_cameras"]
     if t is not None:
         lines += [
-            f"4 cameras, one pipeline / 4 separate: sustained frames/s x{t['fps_ratio']:.2f} (target >= 1.5: "
+            f"4 cameras, one pipeline / 4 separate: sustained frames/s x{t['fps_ratio']:.3f} (target >= 1.5: "
             f"{'reached' if t['fps_reached'] else 'NOT reached'}; p99 at the common rate {t['p99_ms_one']:.0f} vs "
             f"{t['p99_ms_separate']:.0f} ms)",
             f"4 cameras, one pipeline / 4 separate: RSS x{t['rss_ratio']:.2f} (target <= 0.5: "
