@@ -13,6 +13,8 @@ from typing import Any
 
 from benchmarks.accel import AccelBenchOptions
 from benchmarks.accel import run_bench as run_accel
+from benchmarks.cameras import CamerasBenchOptions
+from benchmarks.cameras import run_bench as run_cameras
 from benchmarks.patchcore import PatchcoreBenchOptions
 from benchmarks.patchcore import run_bench as run_patchcore
 from benchmarks.pipeline import PipelineBenchOptions
@@ -28,7 +30,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _batch_sizes(text: str) -> tuple[int, ...]:
+def _positive_ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(_positive_int(part) for part in text.split(","))
     except ValueError:
@@ -48,9 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="figures file (default: OUTPUT_DIR/bench/patchcore_peer.json, METHOD.json)")
     p.add_argument("--limit-train", type=_positive_int, metavar="N", help="fit on N images spread over train/good")
     p.add_argument("--limit-test", type=_positive_int, metavar="N", help="score N images spread over test/")
-    p.add_argument(
-        "--batch-sizes", type=_batch_sizes, default=(1, 16), metavar="B,B", help="inference batch sizes (default 1,16)"
-    )
+    p.add_argument("--batch-sizes", type=_positive_ints, default=(1, 16), metavar="B,B",
+                   help="inference batch sizes (default 1,16)")
     p.set_defaults(run=run_patchcore, options=PatchcoreBenchOptions)
 
     p = sub.add_parser("pipeline", help="latency of the multi-process pipeline against in-process scoring")
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("accel", help="backbone paths (runtime.accelerate) side by side, the anomalib OpenVINO peer, "
                        "and the pipeline at a 100 fps camera")
-    p.add_argument("--batch-sizes", type=_batch_sizes, default=(1, 8, 32), metavar="B,B",
+    p.add_argument("--batch-sizes", type=_positive_ints, default=(1, 8, 32), metavar="B,B",
                    help="inference batch sizes (default 1,8,32)")
     p.add_argument("--ratio", type=float, default=0.03, help="coreset ratio of the PatchCore rows (default 0.03)")
     p.add_argument("--limit-train", type=_positive_int, default=64, metavar="N", help="fit on N train/good images (64)")
@@ -82,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of the pipeline run at a 100 fps camera (0 skips it; default 20)")
     p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/accel.json)")
     p.set_defaults(run=run_accel, options=AccelBenchOptions)
+
+    p = sub.add_parser("cameras", help="N cameras in one pipeline against N single-camera pipelines: sustained "
+                       "frames/s, latency, memory")
+    p.add_argument("--cameras", type=_positive_ints, default=(1, 2, 4, 8), metavar="N,N",
+                   help="numbers of cameras (default 1,2,4,8)")
+    p.add_argument("--fps", type=float, help="per-camera rate of the latency and memory runs (default: the lower of "
+                   "the two sustained rates)")
+    p.add_argument("--duration", type=float, default=15.0, help="seconds of the run at the common rate (15)")
+    p.add_argument("--search-duration", type=float, default=10.0, help="seconds per run of the rate search (10)")
+    p.add_argument("--search-runs", type=_positive_int, default=3, help="runs of each rate search (default 3)")
+    p.add_argument("--model", type=Path, help="model artefact (default: the demo's, fitted and cached if missing)")
+    p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/cameras.json)")
+    p.add_argument("--plot", type=Path, help="plot (default: the figures file's name, .png)")
+    p.set_defaults(run=run_cameras, options=CamerasBenchOptions)
     return parser
 
 

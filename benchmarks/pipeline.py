@@ -21,13 +21,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from stream_ad.settings import Settings
+from stream_ad.settings import MAX_IMAGE_PIXELS, JsonlSinkSettings, Settings, SourceSettings
 
 log = logging.getLogger("benchmarks.pipeline")
 
@@ -117,13 +118,18 @@ def transport_overhead(sides: tuple[int, ...] = (224, 1024), rounds: int = 300) 
 # ---- in-process ----
 
 
+def frame_folder(settings: Settings) -> Path:
+    """What the benchmarks stream: pipeline.source.path, else the test images of data.root."""
+    return settings.pipeline.source.path or settings.data.root / "test"
+
+
 def load_frames(folder: Path) -> tuple[list[Path], list[np.ndarray]]:
     from stream_ad.sources.folder import _read, list_images
 
     paths = list_images(folder)
     frames = []
     for p in paths:
-        img, err = _read(p)
+        img, err = _read(p, MAX_IMAGE_PIXELS)
         if img is not None:
             frames.append(img)
     return paths, frames
@@ -153,6 +159,18 @@ def _pcts(seconds: np.ndarray) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
 
 
+def scoring_model(settings: Settings, model_dir: Path) -> tuple[Any, int]:
+    """The model loaded in this process with the torch threads its infer stage would run with, and their number."""
+    import torch
+
+    from stream_ad.artefact import load_model
+    from stream_ad.pipeline.stages.infer import default_infer_threads
+
+    threads = settings.pipeline.infer.threads or settings.runtime.threads or default_infer_threads()
+    torch.set_num_threads(threads)
+    return load_model(model_dir, settings), threads
+
+
 def throughput(model: Any, frames: list[np.ndarray], batch: int, count: int = 32) -> float:
     """Frames per second scored in-process at this batch size (over `count` frames spread over the set)."""
     step = max(1, len(frames) // count)
@@ -167,42 +185,91 @@ def throughput(model: Any, frames: list[np.ndarray], batch: int, count: int = 32
 # ---- pipeline runs ----
 
 
-def pipeline_run(settings: Settings, model_dir: Path, threshold: float, folder: Path, fps: float,
-                 seconds: float, out_dir: Path) -> dict[str, Any]:
-    from stream_ad.pipeline.run import run_pipeline
-    from stream_ad.pipeline.served import serve_one
-    from stream_ad.settings import JsonlSinkSettings
+def folder_camera(settings: Settings, fps: float, name: str = "cam0") -> SourceSettings:
+    """A simulated camera as pipeline.source sets it up: the frame folder's images looped at `fps`, decoded once at
+    its start (so decoding does not slow the camera)."""
+    return settings.pipeline.source.model_copy(update={
+        "kind": "folder", "camera": name, "path": frame_folder(settings), "fps": fps, "loop": True, "preload": True})
 
+
+def streaming_settings(settings: Settings, model_dir: Path, seconds: float, verdicts: Path, *,
+                       source: SourceSettings | None = None, cameras: list[SourceSettings] | None = None) -> Settings:
+    """The settings of one benchmark run: this model, `seconds` long, no progress line and no /metrics (runs side by
+    side would share its port), verdicts to a JSONL file; one camera as pipeline.source or many as
+    pipeline.cameras."""
     pipe = settings.pipeline.model_copy(deep=True)
     pipe.model = model_dir
     pipe.duration_s = seconds
     pipe.progress = False
     pipe.metrics.enabled = False
-    pipe.source.kind = "folder"
-    pipe.source.path = folder
-    pipe.source.fps = fps
-    pipe.source.loop = True
-    pipe.source.preload = True  # the camera is not slowed by decoding PNGs
-    verdicts = out_dir / f"verdicts_{fps:.1f}.jsonl"
+    pipe.source = source or SourceSettings()
+    pipe.cameras = cameras or []
     verdicts.unlink(missing_ok=True)
     pipe.sink.outputs = [JsonlSinkSettings(path=verdicts)]
-    run_settings = settings.model_copy(update={"pipeline": pipe})
-    s = run_pipeline(run_settings, serve_one(run_settings, model_dir, threshold))
-    lat = s.latency_ms
+    return settings.model_copy(update={"pipeline": pipe})
+
+
+def summary_figures(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the benchmarks keep of a run's summary (RunSummary.to_json())."""
+    lat = summary["latency_ms"]
     return {
-        "fps": fps,
-        "seconds": seconds,
-        "frames_in": s.frames_in,
-        "camera_read_fps": s.source_fps,
-        "scored": s.scored,
-        "dropped": s.dropped_total,
-        "dropped_by_reason": s.dropped,
-        "unaccounted": s.unaccounted,
+        "frames_in": summary["frames_in"],
+        "camera_read_fps": summary["source_fps"],
+        "scored": summary["scored"],
+        "dropped": summary["dropped_total"],
+        "dropped_by_reason": summary["dropped"],
+        "unaccounted": summary["unaccounted"],
         "p50_ms": lat.get("p50", float("nan")),
         "p99_ms": lat.get("p99", float("nan")),
         "max_ms": lat.get("max", float("nan")),
-        "infer_batch_mean": s.batch_size_mean,
+        "infer_batch_mean": summary["batch_size_mean"],
     }
+
+
+def sustained(figures: dict[str, Any]) -> bool:
+    """A run without drops: every frame the camera gave reached a verdict."""
+    return figures["dropped"] == 0 and figures["unaccounted"] == 0
+
+
+def pipeline_run(settings: Settings, model_dir: Path, threshold: float, fps: float, seconds: float,
+                 out_dir: Path) -> dict[str, Any]:
+    from stream_ad.pipeline.run import run_pipeline
+    from stream_ad.pipeline.served import serve_one
+
+    run_settings = streaming_settings(settings, model_dir, seconds, out_dir / f"verdicts_{fps:.1f}.jsonl",
+                                      source=folder_camera(settings, fps))
+    s = run_pipeline(run_settings, serve_one(run_settings, model_dir, threshold))
+    return {"fps": fps, "seconds": seconds, **summary_figures(s.to_json())}
+
+
+def highest_sustained(sustains: Callable[[float], bool], start: float, runs: int) -> float:
+    """The highest rate at which `sustains(rate)` (one run) held, in at most `runs` runs: up by half from `start`
+    while it holds, then bisection until the bracket is within 10 %; 0.0 if it never held."""
+    lo, hi = 0.0, None
+    rate = start
+    for _ in range(runs):
+        if sustains(rate):
+            lo = max(lo, rate)
+        else:
+            hi = rate if hi is None else min(hi, rate)
+        rate = round((lo + hi) / 2, 1) if hi is not None else round(rate * 1.5, 1)
+        if hi is not None and hi - lo < 0.1 * hi:
+            break
+    return lo
+
+
+def bench_model(settings: Settings, model: Path | None) -> tuple[Path, float, str]:
+    """The artefact a benchmark serves, its threshold and where that comes from: `model` as `stream-ad run` would
+    serve it (PipelineError, ConfigError, CalibrationError), else the demo's, fitted and cached if missing."""
+    from stream_ad.artefact import model_dir_name
+    from stream_ad.commands.demo import demo_model
+    from stream_ad.pipeline.served import resolve_threshold
+
+    if model is not None:
+        return (model, *resolve_threshold(settings, model))
+    model_dir = settings.output_dir / "demo" / model_dir_name(settings)
+    record, _ = demo_model(settings, model_dir)
+    return model_dir, float(record["value"]), "provisional (demo)"
 
 
 def _say(msg: str) -> None:
@@ -210,9 +277,7 @@ def _say(msg: str) -> None:
 
 
 def run_bench(settings: Settings, args: PipelineBenchOptions) -> int:
-    from stream_ad.artefact import load_model, model_dir_name
-    from stream_ad.commands.demo import demo_model
-    from stream_ad.pipeline.stages.infer import default_infer_threads
+    from stream_ad.pipeline.errors import PipelineError
 
     out_json = args.json or settings.output_dir / "bench" / "pipeline.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -222,27 +287,13 @@ def run_bench(settings: Settings, args: PipelineBenchOptions) -> int:
         "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
     }
     if not args.transport_only:
-        import torch
-
-        if args.model is not None:
-            from stream_ad.pipeline.errors import PipelineError
-            from stream_ad.pipeline.served import resolve_threshold
-
-            model_dir = args.model
-            try:
-                threshold, origin = resolve_threshold(settings, model_dir)
-            except PipelineError as exc:
-                print(f"stream-ad: {exc}", file=sys.stderr)
-                return 2
-        else:
-            model_dir = settings.output_dir / "demo" / model_dir_name(settings)
-            record, _ = demo_model(settings, model_dir)
-            threshold = float(record["value"])
-            origin = "provisional (demo)"
-        threads = settings.pipeline.infer.threads or settings.runtime.threads or default_infer_threads()
-        torch.set_num_threads(threads)
-        model = load_model(model_dir, settings)
-        folder = settings.pipeline.source.path or settings.data.root / "test"
+        try:
+            model_dir, threshold, origin = bench_model(settings, args.model)
+        except PipelineError as exc:
+            print(f"stream-ad: {exc}", file=sys.stderr)
+            return 2
+        model, threads = scoring_model(settings, model_dir)
+        folder = frame_folder(settings)
         paths, frames = load_frames(folder)
         sizes = sorted({f.shape[:2] for f in frames})
         figures["setup"] = {
@@ -265,7 +316,7 @@ def run_bench(settings: Settings, args: PipelineBenchOptions) -> int:
         _say(f"in-process at {fps} fps: p50 {inproc['p50_ms']:.1f} ms, p99 {inproc['p99_ms']:.1f} ms")
         work = out_json.parent / "pipeline_runs"
         work.mkdir(exist_ok=True)
-        piped = pipeline_run(settings, model_dir, threshold, folder, fps, args.duration, work)
+        piped = pipeline_run(settings, model_dir, threshold, fps, args.duration, work)
         piped["load_avg"] = os.getloadavg()[0]
         _say(f"pipeline at {fps} fps: p50 {piped['p50_ms']:.1f} ms, p99 {piped['p99_ms']:.1f} ms, "
              f"dropped {piped['dropped']}, unaccounted {piped['unaccounted']}")
@@ -285,24 +336,17 @@ def run_bench(settings: Settings, args: PipelineBenchOptions) -> int:
 
         # 2. the highest rate with no drops, then twice that
         if not args.skip_search:
-            lo, hi = 0.0, None
-            rate = max(fps, round(batched * 0.8, 1))
             runs = []
-            for _ in range(args.search_runs):
-                r = pipeline_run(settings, model_dir, threshold, folder, rate, args.search_duration, work)
+
+            def sustains(rate: float) -> bool:
+                r = pipeline_run(settings, model_dir, threshold, rate, args.search_duration, work)
                 runs.append(r)
-                ok = r["dropped"] == 0 and r["unaccounted"] == 0
                 _say(f"  search {rate:.1f} fps: dropped {r['dropped']}, p99 {r['p99_ms']:.0f} ms -> "
-                     f"{'sustained' if ok else 'drops'}")
-                if ok:
-                    lo = max(lo, rate)
-                else:
-                    hi = rate if hi is None else min(hi, rate)
-                rate = round((lo + hi) / 2, 1) if hi is not None else round(rate * 1.5, 1)
-                if hi is not None and hi - lo < 0.1 * hi:
-                    break
-            best = lo or fps
-            over = pipeline_run(settings, model_dir, threshold, folder, 2 * best, args.duration, work)
+                     f"{'sustained' if sustained(r) else 'drops'}")
+                return sustained(r)
+
+            best = highest_sustained(sustains, max(fps, round(batched * 0.8, 1)), args.search_runs) or fps
+            over = pipeline_run(settings, model_dir, threshold, 2 * best, args.duration, work)
             _say(f"at 2x ({2 * best:.1f} fps): dropped {over['dropped']} of {over['frames_in']}, p99 "
                  f"{over['p99_ms']:.0f} ms, camera read {over['camera_read_fps']:.1f} fps")
             figures["capacity"] = {"max_fps_no_drops": best, "search": runs, "at_2x": over}
