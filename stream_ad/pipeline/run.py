@@ -184,8 +184,11 @@ class PipelineRun:
             service.start()
         self.supervisor.start(cancelled=lambda: self.stop_requested)
         self._t_start = time.monotonic()
-        cameras = ", ".join(self.served.camera_models)
-        self.systemd.ready(f"running: {len(plan.stages)} stages up, cameras {cameras}")
+        self.systemd.ready(f"running: {len(plan.stages)} stages up, {self._cameras_shown()}")
+
+    def _cameras_shown(self) -> str:
+        cameras = list(self.served.camera_models)
+        return f"{'cameras' if len(cameras) > 1 else 'camera'} {', '.join(cameras)}"
 
     def _next_frame_id(self, camera: str) -> int:
         return self.ledger.max_id.get(camera, self.identity.first_frame_id - 1) + 1
@@ -243,7 +246,7 @@ class PipelineRun:
             self._apply_reload()
         finally:
             self.reloading = False
-            self.systemd.ready(f"running: cameras {', '.join(self.served.camera_models)}")
+            self.systemd.ready(f"running: {self._cameras_shown()}")
 
     def _apply_reload(self) -> None:
         assert self.supervisor is not None and self.run_dir is not None
