@@ -53,16 +53,21 @@ def _score(model: AnomalyModel, validation: ValidationSet) -> tuple[np.ndarray, 
     return np.concatenate(scores), maps
 
 
-def try_candidate(settings: Settings, fit: Sequence[Path], validation: ValidationSet, max_pixels: int) -> Figures:
-    """Fit `settings`' model on `fit`, score `validation` with it."""
+def fit_candidate(settings: Settings, fit: Sequence[Path], max_pixels: int) -> tuple[AnomalyModel, float]:
+    """The model of `settings` fitted on `fit`, and the seconds that took."""
     start = time.perf_counter()
     model = AnomalyModel(settings, max_image_pixels=max_pixels)
     model.fit(fit)
-    fitted = time.perf_counter()
+    return model, time.perf_counter() - start
+
+
+def figures_on(model: AnomalyModel, validation: ValidationSet, fit_s: float) -> Figures:
+    """The fitted model's figures on `validation`."""
+    start = time.perf_counter()
     scores, maps = _score(model, validation)
-    scored = time.perf_counter()
+    score_s = time.perf_counter() - start
     pixel = None if validation.masks is None else pixel_auroc(validation.masks, maps).value
-    return Figures(round(fitted - start, 2), round(scored - fitted, 2), image_auroc(validation.labels, scores), pixel)
+    return Figures(round(fit_s, 2), round(score_s, 2), image_auroc(validation.labels, scores), pixel)
 
 
 def search(
@@ -87,7 +92,8 @@ def search(
             continue
         log.info("trying %s", candidate.name)
         began = clock()
-        figures = try_candidate(settings_for(base, candidate), fit, validation, max_pixels)
+        model, fit_s = fit_candidate(settings_for(base, candidate), fit, max_pixels)
+        figures = figures_on(model, validation, fit_s)
         cost_per_pixel = max(cost_per_pixel, (clock() - began) / candidate.input_pixels(h, w, overlap))
         log.info("%s: image AUROC %.4f, pixel AUROC %s, fit %.1f s", candidate.name, figures.image_auroc,
                  "-" if figures.pixel_auroc is None else f"{figures.pixel_auroc:.4f}", figures.fit_s)
