@@ -29,8 +29,10 @@ class ValidationSet:
 
     @property
     def shape(self) -> tuple[int, int]:
-        """The first frame's (height, width): what the candidate grid is chosen for."""
-        return self.frames[0].shape[:2]
+        """The largest frame's (height, width): what the candidate grid is chosen for (where frames differ in
+        size, tile mode is worth trying if any is large)."""
+        height, width = max((f.shape[:2] for f in self.frames), key=lambda hw: hw[0] * hw[1])
+        return height, width
 
 
 def _good(paths: Sequence[Path], max_pixels: int) -> list[np.ndarray]:

@@ -1,13 +1,14 @@
-"""The candidate grid follows the frames' shape; a candidate's keys merge into a whole settings dump or a user's
-partial YAML alike, and give settings that validate."""
+"""The candidate grid follows the frames' shape (the largest frame's); a candidate's keys merge into a whole
+settings dump or a user's partial YAML alike, and give settings that validate."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from stream_ad.scorers import scorer_params
 from stream_ad.settings import load_settings
-from stream_ad.tuning import Candidate, candidate_grid, settings_for, with_candidate
+from stream_ad.tuning import Candidate, ValidationSet, candidate_grid, settings_for, with_candidate
 from stream_ad.tuning.candidates import TILE_CORESET_POOL
 
 
@@ -50,3 +51,10 @@ def test_settings_for_a_candidate_validate_with_the_methods_params() -> None:
     assert (settings.preprocess.mode, settings.preprocess.tile_size, settings.runtime.threads) == ("tile", 224, 2)
     params = scorer_params(settings.scorer)
     assert (params.coreset_ratio, params.coreset_pool) == (0.002, TILE_CORESET_POOL)
+
+
+def test_the_grid_is_chosen_for_the_largest_frame() -> None:
+    frames = (np.zeros((128, 128, 3), np.uint8), np.zeros((500, 700, 3), np.uint8), np.zeros((300, 300, 3), np.uint8))
+    validation = ValidationSet(frames, (0, 0, 1), None, "none")
+    assert validation.shape == (500, 700)
+    assert ("tile", 224) in geometries(*validation.shape)
