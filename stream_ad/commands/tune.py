@@ -82,7 +82,7 @@ def tune(
     print(table(outcomes))
     skipped = sum(o.trial.figures is None for o in outcomes)
     if skipped:
-        print(f"{skipped} of {len(outcomes)} candidates skipped: the budget of {budget_min:g} min was spent")
+        print(f"{skipped} of {len(outcomes)} candidates skipped to stay within the budget of {budget_min:g} min")
     print(f"chosen: {chosen.name}\nsettings: {pipeline}\nreport: {json_path}, {md_path}")
     good_flag = f" --good {good}" if good is not None else ""
     print(f"next: stream-ad fit -c {pipeline}{good_flag}, then stream-ad calibrate -c {pipeline}")
