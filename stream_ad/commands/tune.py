@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from stream_ad.calibration.holdout import split_good
+from stream_ad.commands.errors import CommandError
 from stream_ad.commands.fit import good_folder_of
 from stream_ad.data import MVTecCategory
 from stream_ad.data.folders import labelled_images
@@ -62,8 +63,15 @@ def tune(
 ) -> int:
     """`config`: the settings file `settings` were read from (the chosen pipeline.yaml is it with the chosen keys);
     `candidates`: the grid to try (default: candidate_grid for the frames' size)."""
+    if masks is not None and defects is None:
+        raise CommandError("tune --masks needs --defects: the masks of the labelled defective images")
+    if synthetic and defects is not None:
+        raise CommandError("tune takes --defects or --synthetic, not both")
     images = good_folder_of(settings, good)
     split = split_good(images.paths, settings.calibration)
+    if not split.held_out:
+        raise CommandError(f"tune scores candidates on held-out good images, and calibration.holdout_fraction "
+                           f"{settings.calibration.holdout_fraction} of {len(images.paths)} holds out none")
     validation = _validation(settings, split.held_out, good, defects, masks, synthetic)
     grid = list(candidates) if candidates is not None else candidate_grid(*validation.shape)
     log.info("tuning on %d good images of %s: %d candidates, scored on %d held-out good images and %s, budget %g "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,29 +72,29 @@ def figures_on(model: AnomalyModel, validation: ValidationSet, fit_s: float) -> 
 
 def search(
     base: Settings, candidates: Sequence[Candidate], fit: Sequence[Path], validation: ValidationSet,
-    budget_s: float, max_pixels: int, clock: Callable[[], float] = time.monotonic,
+    budget_s: float, max_pixels: int,
 ) -> list[Trial]:
     """Every candidate tried in order while the budget lasts: the first always; a later one only if its expected
     time (the most seconds per input pixel of those tried so far, times its own input pixels) fits in what is
     left. The others are listed as skipped, with why."""
-    start = clock()
+    start = time.monotonic()
     h, w = validation.shape
     overlap = base.preprocess.tile_overlap
     cost_per_pixel = 0.0
     trials = []
     for candidate in tqdm(candidates, desc="tune", unit="candidate"):
-        elapsed = clock() - start
+        elapsed = time.monotonic() - start
         expected = cost_per_pixel * candidate.input_pixels(h, w, overlap)
         if trials and elapsed + expected > budget_s:
-            why = (f"budget: {elapsed:.0f} s of {budget_s:.0f} s spent, this one would take about {expected:.0f} s")
+            why = f"budget: {elapsed:.0f} s of {budget_s:.0f} s spent, this one would take about {expected:.0f} s"
             log.info("skipping %s (%s)", candidate.name, why)
             trials.append(Trial(candidate, None, why))
             continue
         log.info("trying %s", candidate.name)
-        began = clock()
+        began = time.monotonic()
         model, fit_s = fit_candidate(settings_for(base, candidate), fit, max_pixels)
         figures = figures_on(model, validation, fit_s)
-        cost_per_pixel = max(cost_per_pixel, (clock() - began) / candidate.input_pixels(h, w, overlap))
+        cost_per_pixel = max(cost_per_pixel, (time.monotonic() - began) / candidate.input_pixels(h, w, overlap))
         log.info("%s: image AUROC %.4f, pixel AUROC %s, fit %.1f s", candidate.name, figures.image_auroc,
                  "-" if figures.pixel_auroc is None else f"{figures.pixel_auroc:.4f}", figures.fit_s)
         trials.append(Trial(candidate, figures))

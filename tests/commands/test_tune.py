@@ -88,6 +88,23 @@ def test_an_empty_good_folder_is_an_error_naming_it(config: Path, tmp_path: Path
     assert not (tmp_path / "tuned").exists()
 
 
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--masks", "m"], "stream-ad: tune --masks needs --defects"),
+    (["--defects", "d", "--synthetic"], "stream-ad: tune takes --defects or --synthetic, not both"),
+])
+def test_flags_that_do_not_go_together_are_named(flags: list[str], expected: str, config: Path,
+                                                 tmp_path: Path) -> None:
+    run = cli("-c", config, "tune", *flags, "--out", tmp_path / "tuned")
+    assert run.error.startswith(expected)
+
+
+def test_no_held_out_good_images_is_an_error_naming_the_setting(tmp_path: Path) -> None:
+    config = tmp_path / "line.yaml"
+    config.write_text(f"data: {{root: {CATEGORY}}}\ncalibration: {{holdout_fraction: 0.0}}\n")
+    run = cli("-c", config, "tune", "--out", tmp_path / "tuned")
+    assert "calibration.holdout_fraction 0.0 of 32 holds out none" in run.error
+
+
 def test_an_unknown_key_is_an_error_naming_it(tmp_path: Path) -> None:
     config = tmp_path / "line.yaml"
     config.write_text("preprocess: {mdoe: tile}\n")
