@@ -9,7 +9,7 @@ import pytest
 from stream_ad.scorers import scorer_params
 from stream_ad.settings import load_settings
 from stream_ad.tuning import Candidate, ValidationSet, candidate_grid, settings_for, with_candidate
-from stream_ad.tuning.candidates import TILE_CORESET_POOL
+from stream_ad.tuning.candidates import TILE_CORESET_POOL, TILE_CORESET_RATIOS
 
 
 def geometries(height: int, width: int) -> list[tuple[str, int]]:
@@ -25,7 +25,8 @@ def test_the_grid_follows_the_frames_shape(height: int, width: int, expected: li
     assert geometries(height, width) == expected
     grid = candidate_grid(height, width)
     assert grid[0] == Candidate("resize", 224, 0.01)  # the cheapest first: a short budget still tries it
-    assert len(set(grid)) == len(grid)
+    assert len(set(grid)) == len(grid) == 2 * len(expected)
+    assert {c.coreset_ratio for c in grid if c.mode == "tile"} <= set(TILE_CORESET_RATIOS)
 
 
 def test_a_tile_candidate_fits_on_a_pool_of_patches_and_counts_its_tiles() -> None:
