@@ -29,6 +29,13 @@ def _fit(args: argparse.Namespace, settings: Settings) -> int:
     return fit(settings, args.out, good=args.good)
 
 
+def _tune(args: argparse.Namespace, settings: Settings) -> int:
+    from stream_ad.commands.tune import tune
+
+    return tune(settings, args.out, config=args.config, good=args.good, defects=args.defects, masks=args.masks,
+                synthetic=args.synthetic, budget_min=args.budget_min)
+
+
 def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
     from stream_ad.commands.calibrate import calibrate
 
@@ -123,6 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="artefact folder (default: OUTPUT_DIR/CATEGORY-METHOD; CATEGORY: the "
                    "--good folder's name or data.root's)")
     p.set_defaults(func=_fit)
+
+    p = sub.add_parser(
+        "tune", help="choose preprocessing and coreset ratio from the line's good images (held out) and labelled or "
+        "synthetic defects; write the best as a pipeline YAML and a report of every candidate")
+    p.add_argument("--good", type=Path, help="a folder of good images, searched recursively (default: "
+                   "data.root/train/good)")
+    p.add_argument("--defects", type=Path, help="labelled defective images, a subfolder per type (default: "
+                   "data.root/test/<defect> without --good; none: synthetic defects)")
+    p.add_argument("--masks", type=Path, help="their masks, at the same places (NAME_mask.png or NAME.png): pixel "
+                   "AUROC breaks ties")
+    p.add_argument("--synthetic", action="store_true", help="rank on synthetic defects even where labelled ones "
+                   "exist (cut-paste, scratches, Perlin blotches)")
+    p.add_argument("--budget-min", type=float, default=20.0, help="launch no candidate expected to end after this "
+                   "many minutes (default 20; the first always runs)")
+    p.add_argument("--out", type=Path, required=True, help="folder for pipeline.yaml and tune_report.json/.md")
+    p.set_defaults(func=_tune)
 
     p = sub.add_parser(
         "calibrate", help="set the model's decision threshold from held-out good images for a target false-alarm rate"

@@ -1,0 +1,97 @@
+"""`stream-ad tune`: try a grid of preprocessings and coreset ratios on the line's own good images within a time
+budget, and write the best as a pipeline YAML, with a report of every candidate (stream_ad.tuning)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from stream_ad.calibration.holdout import split_good
+from stream_ad.commands.errors import CommandError
+from stream_ad.commands.fit import good_folder_of
+from stream_ad.data import MVTecCategory
+from stream_ad.data.folders import labelled_images
+from stream_ad.settings import Settings
+from stream_ad.settings.load import read_settings_file
+from stream_ad.tuning import (
+    Candidate,
+    ValidationSet,
+    candidate_grid,
+    labelled_validation,
+    rank,
+    search,
+    synthetic_validation,
+    with_candidate,
+    write_reports,
+)
+from stream_ad.tuning.report import table
+
+log = logging.getLogger(__name__)
+
+
+def _validation(settings: Settings, held_out: Sequence[Path], good: Path | None, defects: Path | None,
+                masks: Path | None, synthetic: bool) -> ValidationSet:
+    """Labelled defects from --defects (or data.root's test/<defect> without --good), else synthetic ones."""
+    max_pixels = settings.pipeline.source.max_image_pixels
+    if defects is not None:
+        samples = [s for s in labelled_images(defects, "--defects", masks, "--masks") if s.label]
+        return labelled_validation(held_out, samples, str(defects), max_pixels)
+    if good is None and not synthetic:
+        samples = MVTecCategory(settings.data.root).defective()
+        if samples:
+            return labelled_validation(held_out, samples, f"{settings.data.root}/test", max_pixels)
+    return synthetic_validation(held_out, settings.calibration.seed, max_pixels)
+
+
+def _chosen_yaml(config: Path | None, candidate: Candidate) -> str:
+    """The settings file tuned (or none) with the candidate's keys: what the user wrote stays as written
+    (${shared_dir}, relative paths), and STREAM_AD_* variables keep applying on top rather than being frozen in."""
+    tree = with_candidate(read_settings_file(config) if config is not None else {}, candidate)
+    origin = f"{config} with" if config is not None else "the built-in defaults with"
+    return (f"# written by `stream-ad tune`: {origin} the chosen candidate; see tune_report.md beside it\n"
+            + yaml.safe_dump(tree, sort_keys=False))
+
+
+def tune(
+    settings: Settings, out: Path, *, config: Path | None = None, good: Path | None = None, defects: Path | None = None,
+    masks: Path | None = None, synthetic: bool = False, budget_min: float = 20.0,
+    candidates: Sequence[Candidate] | None = None,
+) -> int:
+    """`config`: the settings file `settings` were read from (the chosen pipeline.yaml is it with the chosen keys);
+    `candidates`: the grid to try (default: candidate_grid for the frames' size)."""
+    if masks is not None and defects is None:
+        raise CommandError("tune --masks needs --defects: the masks of the labelled defective images")
+    if synthetic and defects is not None:
+        raise CommandError("tune takes --defects or --synthetic, not both")
+    images = good_folder_of(settings, good)
+    split = split_good(images.paths, settings.calibration)
+    if not split.held_out:
+        raise CommandError(f"tune scores candidates on held-out good images, and calibration.holdout_fraction "
+                           f"{settings.calibration.holdout_fraction} of {len(images.paths)} holds out none")
+    validation = _validation(settings, split.held_out, good, defects, masks, synthetic)
+    grid = list(candidates) if candidates is not None else candidate_grid(*validation.shape)
+    log.info("tuning on %d good images of %s: %d candidates, scored on %d held-out good images and %s, budget %g "
+             "min", len(split.fit), images.root, len(grid), len(split.held_out), validation.defects, budget_min)
+    trials = search(settings, grid, split.fit, validation, budget_min * 60,
+                    settings.pipeline.source.max_image_pixels)
+    outcomes = rank(trials)
+    chosen = next(o.trial.candidate for o in outcomes if o.chosen)
+    out.mkdir(parents=True, exist_ok=True)
+    pipeline = out / "pipeline.yaml"
+    pipeline.write_text(_chosen_yaml(config, chosen))
+    extra = {"good_images": str(images.root), "fitted": len(split.fit), "held_out_good": len(split.held_out),
+             "defects": validation.defects, "frame_size": "x".join(map(str, validation.shape[::-1])),
+             "budget_min": budget_min, "cpu_cores": os.cpu_count(), "chosen": chosen.name}
+    json_path, md_path = write_reports(out, outcomes, extra)
+    print(table(outcomes))
+    skipped = sum(o.trial.figures is None for o in outcomes)
+    if skipped:
+        print(f"{skipped} of {len(outcomes)} candidates skipped to stay within the budget of {budget_min:g} min")
+    print(f"chosen: {chosen.name}\nsettings: {pipeline}\nreport: {json_path}, {md_path}")
+    good_flag = f" --good {good}" if good is not None else ""
+    print(f"next: stream-ad fit -c {pipeline}{good_flag}, then stream-ad calibrate -c {pipeline}")
+    return 0

@@ -1,0 +1,76 @@
+"""The configurations `stream-ad tune` tries: a geometry (resize, letterbox, tile) and input size, and PatchCore's
+coreset ratio, chosen from the frames' size as the README's "Resize, letterbox or tile?" advises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from stream_ad.geometry import tile_starts
+from stream_ad.settings import Settings, settings_from_record
+
+CORESET_RATIOS = (0.01, 0.1)
+# Tile mode has 16 times the patches of resize 224 on a 640 x 640 frame: smaller ratios keep its bank in the
+# thousands to tens of thousands (README: 0.002 of 300 such frames, 7,527 patches, loses nothing).
+TILE_CORESET_RATIOS = (0.002, 0.01)
+# Tile mode's coreset is chosen among a uniform sample of at most this many patches (README: 250000 fits 300
+# frames of 640 x 640 in about two minutes on 2 cores at no loss of accuracy).
+TILE_CORESET_POOL = 250_000
+TILE = 224
+SQUARE = 1.1  # frames whose sides differ by less than this factor letterbox as they resize: letterbox is left out
+
+
+@dataclass(frozen=True)
+class Candidate:
+    mode: Literal["resize", "letterbox", "tile"]
+    size: int  # image_size, or tile_size in tile mode
+    coreset_ratio: float
+    method: str = "patchcore"
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.mode} {self.size} ratio {self.coreset_ratio:g}"
+
+    def overrides(self) -> dict[str, Any]:
+        """The settings this candidate sets: preprocess and scorer."""
+        size_key = "tile_size" if self.mode == "tile" else "image_size"
+        params: dict[str, Any] = {"coreset_ratio": self.coreset_ratio}
+        if self.mode == "tile":
+            params["coreset_pool"] = TILE_CORESET_POOL
+        return {"preprocess": {"mode": self.mode, size_key: self.size},
+                "scorer": {"method": self.method, "params": params}}
+
+    def input_pixels(self, height: int, width: int, tile_overlap: float) -> int:
+        """Backbone input pixels per frame of that size: what fitting and scoring it cost, roughly."""
+        if self.mode != "tile":
+            return self.size * self.size
+        tiles = len(tile_starts(height, self.size, tile_overlap)) * len(tile_starts(width, self.size, tile_overlap))
+        return tiles * self.size**2
+
+
+def candidate_grid(height: int, width: int) -> list[Candidate]:
+    """Cheapest first, so a short budget still tries the default: resize 224; letterbox 224 and 320 for frames far
+    from square, else resize 320; each at CORESET_RATIOS; tile 224 at native size, at TILE_CORESET_RATIOS, when a
+    side is at least twice the tile."""
+    square = max(height, width) < SQUARE * min(height, width)
+    geometries: list[tuple[Literal["resize", "letterbox", "tile"], int]] = [("resize", 224)]
+    geometries += [("resize", 320)] if square else [("letterbox", 224), ("letterbox", 320)]
+    grid = [Candidate(mode, size, ratio) for mode, size in geometries for ratio in CORESET_RATIOS]
+    if max(height, width) >= 2 * TILE:
+        grid += [Candidate("tile", TILE, ratio) for ratio in TILE_CORESET_RATIOS]
+    return grid
+
+
+def with_candidate(tree: dict[str, Any], candidate: Candidate) -> dict[str, Any]:
+    """A settings mapping (a whole dump, or a user's YAML with only some keys) with the candidate's preprocessing
+    and scorer; the method's other params kept when it is the same method."""
+    overrides = candidate.overrides()
+    scorer = tree.get("scorer", {})
+    kept = scorer.get("params", {}) if scorer.get("method", candidate.method) == candidate.method else {}
+    return {**tree, "preprocess": {**tree.get("preprocess", {}), **overrides["preprocess"]},
+            "scorer": {**scorer, "method": candidate.method, "params": {**kept, **overrides["scorer"]["params"]}}}
+
+
+def settings_for(base: Settings, candidate: Candidate) -> Settings:
+    """`base` with the candidate's preprocessing and scorer."""
+    return settings_from_record(with_candidate(base.model_dump(mode="json"), candidate))

@@ -1,0 +1,53 @@
+"""Every candidate's figures, chosen or not and why: a table for the terminal, tune_report.json and tune_report.md."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from stream_ad.tuning.search import Outcome
+
+COLUMNS = ("candidate", "fit s", "score s", "image AUROC", "pixel AUROC", "chosen", "why")
+
+
+def _cells(outcome: Outcome) -> list[str]:
+    f = outcome.trial.figures
+
+    def num(value: float | None, digits: int) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    return [outcome.trial.candidate.name, num(f and f.fit_s, 1), num(f and f.score_s, 1),
+            num(f and f.image_auroc, 4), num(f and f.pixel_auroc, 4), "yes" if outcome.chosen else "", outcome.why]
+
+
+def table(outcomes: Sequence[Outcome]) -> str:
+    rows = [list(COLUMNS)] + [_cells(o) for o in outcomes]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
+
+
+def markdown(outcomes: Sequence[Outcome], header: str) -> str:
+    lines = [header, "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cells(o)) + " |" for o in outcomes]
+    return "\n".join(lines) + "\n"
+
+
+def to_json(outcomes: Sequence[Outcome], extra: dict[str, Any]) -> dict[str, Any]:
+    return {**extra, "candidates": [
+        {"name": o.trial.candidate.name, "settings": o.trial.candidate.overrides(),
+         "figures": None if o.trial.figures is None else asdict(o.trial.figures), "skipped": o.trial.skipped,
+         "chosen": o.chosen, "why": o.why}
+        for o in outcomes
+    ]}
+
+
+def write_reports(out: Path, outcomes: Sequence[Outcome], extra: dict[str, Any]) -> tuple[Path, Path]:
+    """tune_report.json (`extra`: what was tuned on, the budget) and tune_report.md in `out`."""
+    json_path, md_path = out / "tune_report.json", out / "tune_report.md"
+    json_path.write_text(json.dumps(to_json(outcomes, extra), indent=2) + "\n")
+    header = "# stream-ad tune\n\n" + "\n".join(f"- {k}: {v}" for k, v in extra.items())
+    md_path.write_text(markdown(outcomes, header))
+    return json_path, md_path

@@ -1,0 +1,112 @@
+"""`stream-ad tune` on a real PIPED category and real PatchCore fits: the chosen pipeline.yaml loads, the report
+lists every candidate, a spent budget lists the skipped ones, labelled defects are used where the user has them
+(with masks: pixel AUROC too),
+and bad inputs are one-line errors naming them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stream_ad.commands.tune import tune
+from stream_ad.settings import load_settings
+from stream_ad.tuning import Candidate
+from tests.commands.conftest import CATEGORY, cli
+
+# Small inputs keep each fit to a few seconds on 2 cores.
+SMALL = [Candidate("resize", 64, 0.1), Candidate("resize", 96, 0.1)]
+FAST = "runtime: {device: cpu, threads: 2, batch_size: 8, accelerate: eager}\n"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "line.yaml"
+    path.write_text(f"data: {{root: {CATEGORY}}}\npreprocess: {{pad_value: 114}}\n{FAST}")
+    return path
+
+
+def test_tune_with_synthetic_defects_writes_a_loadable_pipeline_and_every_candidates_figures(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], shared: Path
+) -> None:
+    out = tmp_path / "tuned"
+    assert tune(load_settings(config), out, config=config, good=CATEGORY / "train" / "good", candidates=SMALL) == 0
+    report = json.loads((out / "tune_report.json").read_text())
+    assert "synthetic defects (cut_paste, perlin, scratch)" in report["defects"]
+    rows = report["candidates"]
+    assert [r["name"] for r in rows] == [c.name for c in SMALL]
+    assert sum(r["chosen"] for r in rows) == 1 and all(r["skipped"] is None for r in rows)
+    for row in rows:
+        figures = row["figures"]
+        assert 0.5 < figures["image_auroc"] <= 1.0 and 0.5 < figures["pixel_auroc"] <= 1.0  # better than chance
+        assert figures["fit_s"] > 0 and row["why"]
+    chosen = next(c for c, r in zip(SMALL, rows, strict=True) if r["chosen"])
+    # The user's file with the chosen keys: what they set stays, and it loads as `fit` and `run` load it.
+    written = yaml.safe_load((out / "pipeline.yaml").read_text())
+    assert written["data"] == {"root": str(CATEGORY)} and written["runtime"]["threads"] == 2
+    settings = load_settings(out / "pipeline.yaml")
+    assert (settings.preprocess.mode, settings.preprocess.image_size, settings.preprocess.pad_value) == (
+        "resize", chosen.size, 114)
+    assert settings.scorer.params == {"coreset_ratio": 0.1}
+    stdout = capsys.readouterr().out
+    assert all(c.name in stdout for c in SMALL) and f"chosen: {chosen.name}" in stdout
+    assert "| candidate |" in (out / "tune_report.md").read_text()
+
+
+def test_tune_uses_the_labelled_defects_of_the_data_root(config: Path, tmp_path: Path, shared: Path) -> None:
+    out = tmp_path / "tuned"
+    tune(load_settings(config), out, config=config, candidates=SMALL[:1])
+    report = json.loads((out / "tune_report.json").read_text())
+    assert report["defects"] == f"48 labelled defects ({CATEGORY}/test)"
+    assert report["candidates"][0]["figures"]["pixel_auroc"] is not None  # ground_truth/ masks used
+
+
+def test_a_spent_budget_runs_the_first_candidate_and_lists_the_skipped_ones(
+    config: Path, tmp_path: Path, shared: Path
+) -> None:
+    """Through the CLI, with --defects and no --masks: image AUROC only."""
+    out = tmp_path / "tuned"
+    run = cli("-c", config, "tune", "--good", CATEGORY / "train" / "good", "--defects", CATEGORY / "test" / "defect",
+              "--budget-min", "0", "--out", out)
+    assert run.code == 0, run.stderr
+    report = json.loads((out / "tune_report.json").read_text())
+    assert report["defects"] == f"48 labelled defects ({CATEGORY / 'test' / 'defect'})"
+    rows = report["candidates"]
+    assert len(rows) == 4  # 128 x 128 frames: resize 224 and 320 at two coreset ratios
+    assert rows[0]["chosen"] and rows[0]["figures"]["pixel_auroc"] is None
+    assert all(r["figures"] is None and r["skipped"].startswith("budget: ") for r in rows[1:])
+    assert "3 of 4 candidates skipped to stay within the budget of 0 min" in run.stdout
+
+
+def test_an_empty_good_folder_is_an_error_naming_it(config: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = cli("-c", config, "tune", "--good", empty, "--out", tmp_path / "tuned")
+    assert run.error == f"stream-ad: --good: folder {empty} is empty"
+    assert not (tmp_path / "tuned").exists()
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--masks", "m"], "stream-ad: tune --masks needs --defects"),
+    (["--defects", "d", "--synthetic"], "stream-ad: tune takes --defects or --synthetic, not both"),
+])
+def test_flags_that_do_not_go_together_are_named(flags: list[str], expected: str, config: Path,
+                                                 tmp_path: Path) -> None:
+    run = cli("-c", config, "tune", *flags, "--out", tmp_path / "tuned")
+    assert run.error.startswith(expected)
+
+
+def test_no_held_out_good_images_is_an_error_naming_the_setting(tmp_path: Path) -> None:
+    config = tmp_path / "line.yaml"
+    config.write_text(f"data: {{root: {CATEGORY}}}\ncalibration: {{holdout_fraction: 0.0}}\n")
+    run = cli("-c", config, "tune", "--out", tmp_path / "tuned")
+    assert "calibration.holdout_fraction 0.0 of 32 holds out none" in run.error
+
+
+def test_an_unknown_key_is_an_error_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "line.yaml"
+    config.write_text("preprocess: {mdoe: tile}\n")
+    run = cli("-c", config, "tune", "--out", tmp_path / "tuned")
+    assert run.code == 2 and str(config) in run.error and "preprocess.mdoe: unknown key" in run.stderr
