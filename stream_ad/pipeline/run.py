@@ -160,7 +160,6 @@ class PipelineRun:
                             camera_models=self.served.camera_models, run_dir=self.run_dir, run=self.identity)
         except ValueError as exc:
             raise PipelineError(str(exc)) from None
-        self.plan = plan
         plan_path = self.run_dir / "plan.json"
         plan_path.write_text(plan.to_json())
         self.inbox = NoticeInbox(plan.notices, CurveGuard(keys, zmq.Context.instance(), self.metrics.rejected_peers))
@@ -280,7 +279,7 @@ class PipelineRun:
             return
         read = self._swap_cameras(plan, plan_path, changes, served)
         self._retire_models(changes.retired_models, self.served, read)
-        self.settings, self.cfg, self.served, self.plan = new, new.pipeline, served, plan
+        self.settings, self.cfg, self.served = new, new.pipeline, served
         self.metrics.reloads.labels("applied").inc()
         log.info("reload applied: %s", changes.describe())
 
