@@ -183,11 +183,11 @@ class Wiring:
     console: ConsoleWiring | None = None
 
 
-def model_keys(settings: Settings, model_of: Mapping[str, Path] | None = None) -> dict[str, str]:
-    """camera -> the key of its model ("m0", "m1", ... in the order the cameras first name them). `model_of`:
-    camera -> its artefact as resolved by the caller (symlinks followed); default: as the settings name it."""
+def model_keys(settings: Settings) -> dict[str, str]:
+    """camera -> the key of its model ("m0", "m1", ... in the order the cameras first name them), by the artefact
+    paths as the settings name them (what `stream-ad check` wires; a run keys the resolved artefacts: served.py)."""
     cameras = [cam for _, cam in settings.pipeline.camera_sections()]
-    paths = {cam.camera: (model_of or {}).get(cam.camera, cam.model or settings.pipeline.model) for cam in cameras}
+    paths = {cam.camera: cam.model or settings.pipeline.model for cam in cameras}
     keys: dict[Path | None, str] = {}
     for path in paths.values():
         keys.setdefault(path, f"m{len(keys)}")

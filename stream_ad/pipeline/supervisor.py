@@ -288,7 +288,7 @@ class Supervisor:
 
     def stop_stages(self) -> None:
         """Every stage but the sources, together (the sources stopped first, the pipeline drained)."""
-        self.stop([label for label in self.stages if label not in self.sources])
+        self.stop([label for label, p in self.stages.items() if p.spec.bind is not None])
 
     def forget(self, labels: list[str]) -> None:
         """Stop supervising these stopped stages (removed by a reload)."""

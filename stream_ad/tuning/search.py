@@ -84,7 +84,8 @@ def search(
     trials = []
     for candidate in tqdm(candidates, desc="tune", unit="candidate"):
         elapsed = time.monotonic() - start
-        expected = cost_per_pixel * candidate.input_pixels(h, w, overlap)
+        pixels = candidate.input_pixels(h, w, overlap)
+        expected = cost_per_pixel * pixels
         if trials and elapsed + expected > budget_s:
             why = f"budget: {elapsed:.0f} s of {budget_s:.0f} s spent, this one would take about {expected:.0f} s"
             log.info("skipping %s (%s)", candidate.name, why)
@@ -94,7 +95,7 @@ def search(
         began = time.monotonic()
         model, fit_s = fit_candidate(settings_for(base, candidate), fit, max_pixels)
         figures = figures_on(model, validation, fit_s)
-        cost_per_pixel = max(cost_per_pixel, (time.monotonic() - began) / candidate.input_pixels(h, w, overlap))
+        cost_per_pixel = max(cost_per_pixel, (time.monotonic() - began) / pixels)
         log.info("%s: image AUROC %.4f, pixel AUROC %s, fit %.1f s", candidate.name, figures.image_auroc,
                  "-" if figures.pixel_auroc is None else f"{figures.pixel_auroc:.4f}", figures.fit_s)
         trials.append(Trial(candidate, figures))
