@@ -274,13 +274,14 @@ def fit_differences(directory: Path, settings: Settings) -> list[str]:
     return [difference(key, have[key], value) for key, value in want.items() if value != have[key]]
 
 
-def load_model(directory: Path, settings: Settings | None = None, *, max_batch: int | None = None) -> AnomalyModel:
+def load_model(directory: Path, settings: Settings | None = None, *, max_batch: int | None = None,
+               streams: int = 1) -> AnomalyModel:
     """Load an artefact to run with `settings` (serving_settings: what it computes is its own). `max_batch`: the
-    largest batch it will score (AnomalyModel)."""
+    largest batch it will score, `streams`: requests side by side on it (AnomalyModel)."""
     manifest = read_manifest(directory)
     run = _serving(manifest, directory, settings)
     model = AnomalyModel(run, max_batch=max_batch, calibration_images=fitted_images(manifest, run.data.root),
-                         max_image_pixels=run.pipeline.source.max_image_pixels)
+                         max_image_pixels=run.pipeline.source.max_image_pixels, streams=streams)
     now_id = model.scorer.backbone_identity()
     if manifest.backbone != now_id:
         raise ArtefactError(

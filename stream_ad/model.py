@@ -27,9 +27,10 @@ CALIBRATION_IMAGES = 64  # good images an INT8 engine calibrates its ranges on
 class AnomalyModel:
     def __init__(
         self, settings: Settings, *, max_batch: int | None = None, calibration_images: Sequence[Path] = (),
-        max_image_pixels: int = MAX_IMAGE_PIXELS,
+        max_image_pixels: int = MAX_IMAGE_PIXELS, streams: int = 1,
     ) -> None:
-        """`max_batch`: the largest batch it will be asked to score (default runtime.batch_size); `calibration_images`:
+        """`max_batch`: the largest batch it will be asked to score (default runtime.batch_size); `streams`: OpenVINO
+        requests run side by side on a batch (stream_ad.runtime.openvino.compile_for_cpu); `calibration_images`:
         good images for an INT8 engine's ranges (only read if one is built); `max_image_pixels`: the largest image
         file it reads (fit, calibration, predict; the callers give the camera's limit, pipeline.source's)."""
         self.settings = settings
@@ -42,13 +43,13 @@ class AnomalyModel:
         context = ScorerContext(
             settings.backbone, self.device, self.preprocessor.input_size, settings.runtime.seed,
             settings.checkpoint_folder,
-            self._accelerate_spec(max_batch or settings.runtime.batch_size, calibration_images),
+            self._accelerate_spec(max_batch or settings.runtime.batch_size, streams, calibration_images),
         )
         self.scorer: Scorer = build_scorer(settings.scorer, context)
         self.threshold: dict[str, Any] | None = None  # the calibration record (stream_ad.calibration)
         self.data_split: dict[str, Any] | None = None  # HoldoutSplit.manifest(): what was fitted on, what held out
 
-    def _accelerate_spec(self, max_batch: int, calibration_images: Sequence[Path]) -> AccelerateSpec:
+    def _accelerate_spec(self, max_batch: int, streams: int, calibration_images: Sequence[Path]) -> AccelerateSpec:
         runtime = self.settings.runtime
         images = list(calibration_images)[:CALIBRATION_IMAGES]
 
@@ -57,7 +58,7 @@ class AnomalyModel:
 
         # The largest batch served whole: the caller's (the infer stage's dynamic batches) and fitting's batches.
         return AccelerateSpec(runtime.accelerate, runtime.precision, self.settings.cache_folder,
-                              max(max_batch, runtime.batch_size), calibration if images else None)
+                              max(max_batch, runtime.batch_size), streams, calibration if images else None)
 
     def image_batches(self, paths: Sequence[Path]) -> ImageBatches:
         """Image files -> batches of decoded frames, at runtime.batch_size, under the pixel limit."""

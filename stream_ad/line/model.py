@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from stream_ad.geometry import FramePrediction, Prepared, normalise, place_frames, to_frames
-from stream_ad.line.artefact import INPUT, OUTPUTS, Preprocessing, RuntimeManifest, read_graph, read_runtime_manifest
-from stream_ad.runtime.openvino import compile_for_cpu
+from stream_ad.line.artefact import OUTPUTS, Preprocessing, RuntimeManifest, read_graph, read_runtime_manifest
+from stream_ad.runtime.openvino import Requests, compile_for_cpu
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,9 @@ class LinePreprocessor:
 class LineModel:
     device = "cpu"  # OpenVINO's CPU plugin
 
-    def __init__(self, directory: Path, threads: int) -> None:
-        """The runtime artefact in `directory`, checked, compiled for the CPU with `threads` inference threads."""
+    def __init__(self, directory: Path, threads: int, streams: int = 1) -> None:
+        """The runtime artefact in `directory`, checked, compiled for the CPU with `threads` inference threads on
+        `streams` requests side by side (compile_for_cpu)."""
         import openvino as ov
 
         self.directory = directory
@@ -52,8 +53,8 @@ class LineModel:
         xml, weights = read_graph(directory, self.manifest)
         # Compiled from the checked bytes themselves: no second read of the files to change in between.
         graph = ov.Core().read_model(model=xml, weights=ov.Tensor(np.frombuffer(weights, dtype=np.uint8)))
-        self.compiled = compile_for_cpu(graph, threads)
-        self.request = self.compiled.create_infer_request()
+        self.compiled = compile_for_cpu(graph, threads, streams)
+        self.requests = Requests(self.compiled, streams)
         self.outputs = [self.compiled.output(name) for name in OUTPUTS]
         self.preprocessor = LinePreprocessor(self.manifest.pre)
         # A graph holding a whole (patches x memory) distance block per call bounds the images per call (0: none).
@@ -61,11 +62,9 @@ class LineModel:
 
     def scores(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised inputs (N, 3, S, S) -> image scores (N,) and maps (N, S, S), in calls of images_per_call."""
-        step = self.images_per_call or len(inputs)
-        calls = []
-        for start in range(0, len(inputs), step):
-            result = self.request.infer({INPUT: np.ascontiguousarray(inputs[start : start + step], np.float32)})
-            calls.append([result[port] for port in self.outputs])  # copied out of the request's buffers
+        step = self.images_per_call or -(-len(inputs) // self.requests.streams)
+        parts = [np.asarray(inputs[start : start + step], np.float32) for start in range(0, len(inputs), step)]
+        calls = self.requests.run(parts, self.outputs)
         if len(calls) == 1:
             return calls[0][0], calls[0][1]
         return np.concatenate([c[0] for c in calls]), np.concatenate([c[1] for c in calls])

@@ -112,6 +112,9 @@ class InferStageSettings(StageSettings):
     # A lone camera gains nothing from waiting (frames queue up by themselves while a batch runs): keep it short.
     max_wait_ms: float = Field(2.0, ge=0.0, le=60_000.0)
     threads: int | None = Field(None, ge=1)  # torch threads; None: runtime.threads, else all cores but one
+    # OpenVINO requests scoring a batch side by side (at least a thread each); None: 1 for a model one camera uses,
+    # else one per camera up to the cores (stream_ad.pipeline.stages.infer.default_infer_streams).
+    streams: int | None = Field(None, ge=1, le=64)
     # Extra time per batch, for rehearsing a slower scorer (back-pressure drills); 0 in production.
     delay_ms: float = Field(0.0, ge=0.0)
 

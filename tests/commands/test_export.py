@@ -29,10 +29,12 @@ def exported(calibrated_fit: Path, folder_fit: FolderFit, tmp_path_factory: pyte
     return out
 
 
-def test_the_runtime_artefact_scores_as_the_model_does(exported: Path, calibrated_fit: Path,
-                                                      folder_fit: FolderFit) -> None:
+@pytest.mark.parametrize("streams", [1, 2])
+def test_the_runtime_artefact_scores_as_the_model_does(exported: Path, calibrated_fit: Path, folder_fit: FolderFit,
+                                                      streams: int) -> None:
+    """Also with two requests side by side (a batch split across them, as many cameras' infer stage runs it)."""
     model = load_model(calibrated_fit, load_settings(folder_fit.config))
-    line = LineModel(exported, threads=2)
+    line = LineModel(exported, threads=2, streams=streams)
     held_out = fitted_images(read_manifest(calibrated_fit), model.settings.data.root, "held_out")
     frames = [read_image(p) for p in held_out[:4]]
     frames.append(np.ascontiguousarray(frames[0][:100, :, :]))  # another frame size: the resize differs

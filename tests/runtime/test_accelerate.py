@@ -75,6 +75,11 @@ def test_openvino_matches_eager_at_every_batch_size_with_one_compile(images: tor
     assert ov.path == "openvino" and ov.dynamic_batch()
     check_against_eager(ov, eager, images, RTOL["fp32"])
     assert ov.compilations == 1  # batch sizes 1..MAX_BATCH through one dynamic-batch compilation
+    # Two requests side by side: each batch split in two parts run at once, the same features.
+    two = accelerate_backbone(eager, CPU, images.shape[-1],
+                              AccelerateSpec("openvino", cache_dir=openvino_cache, streams=2))
+    assert two.requests.streams == 2
+    check_against_eager(two, eager, images, RTOL["fp32"])
 
 
 def test_openvino_reuses_its_cache(images: torch.Tensor, openvino_cache: Path,
@@ -112,6 +117,10 @@ def test_openvino_patchcore_scores_match_eager(tmp_path: Path, caplog: pytest.Lo
     for n in range(1, MAX_BATCH + 1):
         np.testing.assert_allclose(ov.scorer.score(x[:n]).image, eager.scorer.score(x[:n]).image, rtol=1e-3)
     assert graph.compilations == 1
+    # Two requests side by side (many cameras' infer stage): the batch's images split across them, same figures.
+    side_by_side = load_model(tmp_path / "model", openvino, streams=2)
+    assert side_by_side.scorer._graph.requests.streams == 2
+    np.testing.assert_allclose(side_by_side.scorer.score(x).image, ov.scorer.score(x).image, rtol=1e-6)
     with caplog.at_level(logging.INFO, logger="stream_ad.runtime.accelerate"):
         load_model(tmp_path / "model", openvino)
     assert caplog.text.count("openvino: cached model") == 2  # the backbone (used to fit) and the scoring graph
