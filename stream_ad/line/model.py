@@ -62,12 +62,8 @@ class LineModel:
 
     def scores(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised inputs (N, 3, S, S) -> image scores (N,) and maps (N, S, S), in calls of images_per_call."""
-        step = self.images_per_call or -(-len(inputs) // self.requests.streams)
-        parts = [np.asarray(inputs[start : start + step], np.float32) for start in range(0, len(inputs), step)]
-        calls = self.requests.run(parts, self.outputs)
-        if len(calls) == 1:
-            return calls[0][0], calls[0][1]
-        return np.concatenate([c[0] for c in calls]), np.concatenate([c[1] for c in calls])
+        image, maps = self.requests.run_batch(np.asarray(inputs, np.float32), self.outputs, self.images_per_call)
+        return image, maps
 
     def score_prepared(self, prepared: Prepared) -> FramePrediction:
         image, maps = self.scores(prepared.inputs)

@@ -70,27 +70,32 @@ class Requests:
     """Calls of a compiled model: one request, or `streams` of them running the calls side by side."""
 
     def __init__(self, compiled: Any, streams: int = 1) -> None:
-        import openvino as ov
-
         self.compiled = compiled
         self.streams = streams
-        self.request = compiled.create_infer_request()
-        self.queue = ov.AsyncInferQueue(compiled, streams) if streams > 1 else None
+        self.requests = [compiled.create_infer_request() for _ in range(streams)]
 
-    def run(self, calls: Sequence[np.ndarray], outputs: Sequence[Any]) -> list[list[np.ndarray]]:
-        """Each call's inputs (one array) -> its `outputs`, copied out of the requests' buffers, in order."""
-        if self.queue is None or len(calls) == 1:
-            # infer() returns copies of the outputs
-            return [[result[port] for port in outputs]
-                    for result in (self.request.infer([np.ascontiguousarray(x)]) for x in calls)]
-        results: list[list[np.ndarray]] = [[] for _ in calls]
+    def run_batch(self, x: np.ndarray, outputs: Sequence[Any], most: int = 0) -> list[np.ndarray]:
+        """A batch (N >= 1, ...) -> each of `outputs` for all N: in calls of at most `most` images (0: any number), in
+        as many calls as there are streams where N allows, run side by side."""
+        size = -(-len(x) // min(self.streams, len(x)))
+        if most:
+            size = min(size, most)
+        calls = self._run([x[start : start + size] for start in range(0, len(x), size)], outputs)
+        return calls[0] if len(calls) == 1 else [np.concatenate(out) for out in zip(*calls)]
 
-        def done(request: Any, index: int) -> None:
-            # results are views of the request's buffers, which its next call overwrites
-            results[index] = [np.array(request.results[port], copy=True) for port in outputs]
-
-        self.queue.set_callback(done)
-        for index, x in enumerate(calls):
-            self.queue.start_async([np.ascontiguousarray(x)], index)
-        self.queue.wait_all()
+    def _run(self, calls: Sequence[np.ndarray], outputs: Sequence[Any]) -> list[list[np.ndarray]]:
+        if len(calls) == 1:  # infer() returns copies of the outputs
+            result = self.requests[0].infer([np.ascontiguousarray(calls[0])])
+            return [[result[port] for port in outputs]]
+        # Started and collected from this thread, no completion callbacks: Python code on OpenVINO's threads can
+        # run the garbage collector there, and a compiled model freed from its own thread aborts the process.
+        results = []
+        for start in range(0, len(calls), self.streams):
+            group = list(zip(self.requests, calls[start : start + self.streams]))
+            for request, x in group:
+                request.start_async([np.ascontiguousarray(x)])
+            for request, _ in group:
+                request.wait()
+                # results are views of the request's buffers, which its next call overwrites
+                results.append([np.array(request.results[port], copy=True) for port in outputs])
         return results

@@ -190,9 +190,7 @@ class PatchCore(Scorer):
         if self._index is None or self.memory is None or self._neighbours is None:
             raise NotFittedError("PatchCore has no memory bank: fit() or load it first")
         if self._graph is not None:
-            calls = self._graph.run(batch.split(self._graph_images))
-            # One call (the usual case) is returned as is: a copy would be torch work between OpenVINO calls.
-            image, maps = calls[0] if len(calls) == 1 else (torch.cat(out) for out in zip(*calls))
+            image, maps = self._graph(batch, self._graph_images)
             return Scores(image=image, maps=maps)
         emb = self.embed(batch.to(self.context.device))
         b, _, h, w = emb.shape
