@@ -55,8 +55,9 @@ class Infer(Stage):
         if ctx.plan.console is not None:
             from stream_ad.pipeline.teaching import TeachingChannel
 
-            self.teaching = TeachingChannel(ctx.plan.console.control, self.model, model_dir, ctx.model.threshold,
-                                            settings.pipeline.console.max_taught_patches, self.lock)
+            self.teaching = TeachingChannel(ctx.plan.console.control(ctx.model.key), self.model, model_dir,
+                                            ctx.model.threshold, settings.pipeline.console.max_taught_patches,
+                                            self.lock)
         log.info("infer: model %s on %s, %d threads, batches up to %d", model_dir, self.model.device, threads,
                  cfg.max_batch)
 
