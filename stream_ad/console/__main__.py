@@ -45,36 +45,40 @@ class DriftReport:
                               ["camera"], multiprocess_mode="livemax")
         self.models: dict[str, str] = {}  # watched camera -> its model's key
         self.drifting: dict[str, bool] = {}
+        self._lock = threading.Lock()  # the tap's receiver reports, the plan follower tracks
 
     def track(self, lineup: Lineup) -> None:
         """The cameras of `lineup` whose model keeps calibration scores get gauges (at 0: a camera moved to another
         model starts over); a camera no longer watched loses them."""
         watched = {c.name: c.model for c in lineup.cameras if lineup.model(c.model).good_scores is not None}
-        for camera in self.models.keys() - watched.keys():
-            for gauge in (self.statistic, self.detected):
-                gauge.labels(camera).set(0)  # the value its metrics file keeps (multiprocess mode) until we exit
-                gauge.remove(camera)
-            self.drifting.pop(camera, None)
-        for camera, key in watched.items():
-            if self.models.get(camera) != key:
-                self.statistic.labels(camera).set(0)
-                self.detected.labels(camera).set(0)
+        with self._lock:
+            for camera in self.models.keys() - watched.keys():
+                for gauge in (self.statistic, self.detected):
+                    gauge.labels(camera).set(0)  # the value its metrics file keeps (multiprocess mode) until we exit
+                    gauge.remove(camera)
                 self.drifting.pop(camera, None)
-        self.models = watched
+            for camera, key in watched.items():
+                if self.models.get(camera) != key:
+                    self.statistic.labels(camera).set(0)
+                    self.detected.labels(camera).set(0)
+                    self.drifting.pop(camera, None)
+            self.models = watched
 
     def __call__(self, frame: Frame, status: DriftStatus) -> None:
-        self.statistic.labels(frame.camera).set(status.statistic)
-        self.detected.labels(frame.camera).set(int(status.drifting))
-        if status.drifting != self.drifting.get(frame.camera, False):
+        with self._lock:
+            self.statistic.labels(frame.camera).set(status.statistic)
+            self.detected.labels(frame.camera).set(int(status.drifting))
+            if status.drifting == self.drifting.get(frame.camera, False):
+                return
             self.drifting[frame.camera] = status.drifting
-            if status.drifting:
-                log.warning("drift on camera %s from frame %d: its ok scores sit higher than its model's calibration's "
-                            "(median %.4f against %.4f, KS D %.3f, p %.2g over %d frames); false alarms will follow: "
-                            "check light and material, then recalibrate", frame.camera, frame.frame_id,
-                            status.live_median, status.reference_median, status.statistic, status.p_value, status.n)
-            else:
-                log.info("drift on camera %s is over from frame %d (KS p %.2g)", frame.camera, frame.frame_id,
-                         status.p_value)
+        if status.drifting:
+            log.warning("drift on camera %s from frame %d: its ok scores sit higher than its model's calibration's "
+                        "(median %.4f against %.4f, KS D %.3f, p %.2g over %d frames); false alarms will follow: "
+                        "check light and material, then recalibrate", frame.camera, frame.frame_id,
+                        status.live_median, status.reference_median, status.statistic, status.p_value, status.n)
+        else:
+            log.info("drift on camera %s is over from frame %d (KS p %.2g)", frame.camera, frame.frame_id,
+                     status.p_value)
 
 
 def warn_uncalibrated(lineup: Lineup, before: Lineup | None = None) -> None:
