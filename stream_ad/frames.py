@@ -71,6 +71,12 @@ class ModelInfo:
     pixel_threshold: float | None = None  # map value above which a pixel is anomalous; None: not calibrated
 
 
+def judging_model(frame: Frame) -> ModelInfo | None:
+    """The model that judged the frame, as the decide stage stamped it; None before that stage."""
+    model = frame.meta.get(MODEL_KEY)
+    return ModelInfo(**model) if model is not None else None
+
+
 @dataclass(frozen=True)
 class Verdict:
     frame_id: int
@@ -104,10 +110,8 @@ class Verdict:
     def from_frame(cls, frame: Frame, t_verdict: float, run_id: str) -> Verdict:
         if frame.score is None or frame.verdict is None or frame.threshold is None:
             raise ValueError(f"frame {frame.key} reached the sinks without a score, threshold and verdict")
-        model = frame.meta.get(MODEL_KEY)  # the decide stage's stamp
         return cls(frame.frame_id, frame.camera, frame.t_capture, t_verdict, frame.score, frame.threshold,
-                   frame.verdict, frame.meta, frame.anomaly_map, frame.image, run_id,
-                   ModelInfo(**model) if model is not None else None)
+                   frame.verdict, frame.meta, frame.anomaly_map, frame.image, run_id, judging_model(frame))
 
     def record(self) -> dict[str, Any]:
         rec = {

@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stream_ad.line.artefact import is_runtime_artefact
 from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.run import run_pipeline
-from stream_ad.pipeline.served import serve_cameras
+from stream_ad.pipeline.served import check_console_models, serve_cameras
 from stream_ad.pipeline.summary import RunSummary
 from stream_ad.settings import ConfigError, Settings, load_settings
 
@@ -67,11 +66,7 @@ def run(
                   file=sys.stderr, flush=True)
         # The operator's console runs beside the stages, as a module the pipeline only starts (stream_ad.console).
         console = ("stream_ad.console",) if settings.pipeline.console.enabled else ()
-        if console and any(is_runtime_artefact(m.spec.model_dir) for m in served.models):
-            # Its page reads the model artefact (calibration, teaching): not yet a runtime artefact's.
-            raise PipelineError(f"pipeline.console is not available with a runtime artefact "
-                                f"({served.models[0].spec.model_dir}) yet: serve the model artefact it was exported "
-                                "from, or set pipeline.console.enabled: false")
+        check_console_models(settings, served)
         summary = run_pipeline(settings, served, verbose=verbose, services=console, reload=load)
     except PipelineError as exc:
         print(f"stream-ad: {exc}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """The console's web app (Starlette): one page with every camera, pushed by server-sent events.
 
     GET  /                          the page (page.html)
-    GET  /api/state                 the cameras, recent alarms, model and calibration, as JSON
+    GET  /api/state                 the cameras (each with its model's key), recent alarms, each model's facts and
+                                    calibration by key, recent teachings, as JSON
     GET  /events                    the same, pushed as server-sent events whenever it changes
     GET  /frame/{camera}.jpg        the camera's latest frame with its anomaly map drawn over it
     GET  /alarms/{id}/thumb.jpg     an alarm: small overlay; overlay.png, frame.png: full size
@@ -17,7 +18,6 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from starlette.routing import Route
 from stream_ad.console.live import LiveView
 from stream_ad.console.operators import OperatorsError, operator_for
 from stream_ad.console.teach import TeachDesk
-from stream_ad.frames import Frame
+from stream_ad.frames import Frame, judging_model
 from stream_ad.overlay import draw_overlay
 
 log = logging.getLogger("stream_ad.console")
@@ -44,24 +44,9 @@ THUMB_WIDTH = 200
 ALARM_PICTURES = ("thumb.jpg", "overlay.png", "frame.png")
 
 
-@dataclass(frozen=True)
-class ModelFacts:
-    """What the page says about the model: which artefact, and how its threshold was set."""
-
-    model_dir: str
-    version: str
-    method: str
-    teachable: bool
-    threshold: float
-    pixel_threshold: float | None
-    calibration: dict[str, Any] | None  # the artefact's calibration record, its sample of good scores left out
-    taught_since_calibration: int  # teachings of the artefact made after its threshold was calibrated
-
-
-def console_app(live: LiveView, desk: TeachDesk, facts: ModelFacts, operators_file: Path | None) -> Starlette:
+def console_app(live: LiveView, desk: TeachDesk, operators_file: Path | None) -> Starlette:
     def state() -> dict[str, Any]:
-        return {**live.snapshot(), "model": facts.__dict__, "teaching": {
-            "since_calibration": facts.taught_since_calibration + desk.taught, "recent": desk.recent[-5:]}}
+        return {**live.snapshot(), "teaching": {"recent": desk.recent[-5:]}}
 
     async def page(_: Request) -> HTMLResponse:
         return HTMLResponse(PAGE.read_text())
@@ -92,7 +77,9 @@ def console_app(live: LiveView, desk: TeachDesk, facts: ModelFacts, operators_fi
             image = frame.image if frame.image.ndim == 2 else cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
             return _encoded(image, ".png")
         amap = frame.anomaly_map if frame.anomaly_map is not None else np.zeros(frame.image.shape[:2], np.float32)
-        drawn = draw_overlay(frame.image, amap, frame.score or 0.0, frame.threshold, facts.pixel_threshold)
+        judged = judging_model(frame)  # the pixel threshold of the frame's own model
+        drawn = draw_overlay(frame.image, amap, frame.score or 0.0, frame.threshold,
+                             judged.pixel_threshold if judged else None)
         if kind == "thumb.jpg":
             h, w = drawn.shape[:2]
             drawn = cv2.resize(drawn, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)

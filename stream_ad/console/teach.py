@@ -1,7 +1,8 @@
-"""The "good" button's back end. The infer stage teaches the frame (stream_ad.pipeline.teaching); for a method that
-learns only by fitting the frame is queued for the next fit instead (OUTPUT_DIR/console/refit_queue/: the PNG and a
-JSON sidecar with who, when and the score). Every request, refused ones too, is one line of the audit log
-(OUTPUT_DIR/console/audit.jsonl) and one log line."""
+"""The "good" button's back end. The infer stage of the model that judged the alarm teaches the frame
+(stream_ad.pipeline.teaching): each model has a teaching channel of its own, so another camera's model is never
+touched. For a method that learns only by fitting the frame is queued for the next fit instead
+(OUTPUT_DIR/console/refit_queue/: the PNG and a JSON sidecar with who, when and the score). Every request, refused
+ones too, is one line of the audit log (OUTPUT_DIR/console/audit.jsonl) and one log line."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from typing import Any
 
 import cv2
 
-from stream_ad.console.live import Alarm
-from stream_ad.pipeline.teaching import request_teaching
+from stream_ad.console.live import Alarm, LiveView
+from stream_ad.pipeline.teaching import TeachReply, request_teaching
 
 log = logging.getLogger("stream_ad.console")
 
@@ -26,29 +27,36 @@ def recalibrate_command(model_dir: Path) -> str:
 
 
 class TeachDesk:
-    def __init__(self, control: str, console_dir: Path, model_dir: Path, timeout_s: float) -> None:
-        self.control = control
+    def __init__(self, live: LiveView, console_dir: Path, timeout_s: float) -> None:
+        """`live`: where the served models are (its lineup) and what learns of a teaching (the model's facts)."""
+        self.live = live
         self.console_dir = console_dir
-        self.model_dir = model_dir
         self.timeout_s = timeout_s
         self._audit_lock = threading.Lock()
-        self.taught = 0  # frames taught since the console started
         self.recent: list[dict[str, Any]] = []  # the latest results, for the page
 
     def mark_good(self, alarm: Alarm, operator: str) -> dict[str, Any]:
         frame = alarm.frame
-        reply = request_teaching(self.control, frame, operator, self.timeout_s)
+        model = self.live.lineup.judged(frame)
+        if model is None:
+            reply = TeachReply("refused", f"the model that judged {frame.key} no longer serves camera {frame.camera} "
+                                          "(a reload removed the camera or moved it to another model): nothing taught")
+        else:
+            reply = request_teaching(model.control, frame, operator, self.timeout_s)
         result: dict[str, Any] = {**dataclasses.asdict(reply), "alarm": alarm.id, "camera": frame.camera,
+                                  "model": model.spec.key if model else None,
+                                  "model_dir": str(model.spec.model_dir) if model else None,
                                   "frame_id": frame.frame_id, "threshold": frame.threshold}
-        if reply.outcome == "taught":
-            self.taught += 1
+        if model is not None and reply.outcome == "taught":
+            self.live.refresh_model(model.spec.key)
             result["warning"] = ("the memory bank changed: the calibrated false-alarm bound no longer holds; "
-                                 f"recalibrate: {recalibrate_command(self.model_dir)}")
+                                 f"recalibrate: {recalibrate_command(model.spec.model_dir)}")
         elif reply.outcome == "refit_needed":
             result["queued"] = str(self._queue_for_refit(alarm, operator))
         self.recent = [*self.recent[-9:], result]
         self.audit("teach", operator, result)
-        log.info("console: %s marked %s good: %s (%s)", operator, frame.key, reply.outcome, reply.detail)
+        log.info("console: %s marked %s good (model %s): %s (%s)", operator, frame.key, result["model"], reply.outcome,
+                 reply.detail)
         return result
 
     def _queue_for_refit(self, alarm: Alarm, operator: str) -> Path:

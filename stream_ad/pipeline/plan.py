@@ -18,9 +18,11 @@ stage's label and endpoint as it was. Endpoints:
                                 middle stages of model mK, M + 1 for the last stage; else ipc://RUN_DIR/<label>.sock
     the stage before connects   pipeline.<stage>.connect (another host), else what that stage binds
     every stage reports to      pipeline.supervisor.endpoint, else index 0 of the same scheme ("supervisor")
-    pipeline.console enabled:   the console binds its tap (the sink stage sends to it), the infer stage its teaching
-                                channel: pipeline.console.*_endpoint, else ipc://RUN_DIR/<name>.sock (ipc only:
-                                a local user must not reach the teaching channel over tcp)
+    pipeline.console enabled:   the console binds its tap (the sink stage sends to it), each model's infer stage its
+                                own teaching channel: pipeline.console.*_endpoint (the control endpoint with one
+                                model only), else ipc://RUN_DIR/console-tap.sock and ipc://RUN_DIR/infer-control.sock
+                                (infer-control-MODELKEY.sock with pipeline.cameras); ipc only: a local user must not
+                                reach a teaching channel over tcp
 
 Each run has an identity of its own (RunIdentity.new(), the one impure part, made by the caller): a run id that every
 verdict carries, and the id of its first frame (each camera numbers its frames on from it).
@@ -89,11 +91,27 @@ class RunIdentity:
 
 
 @dataclass(frozen=True)
+class ModelControl:
+    """One model's teaching channel: its infer stage binds it; the console sends it teaching requests."""
+
+    model: str  # ModelSpec.key
+    endpoint: str
+
+
+@dataclass(frozen=True)
 class ConsoleWiring:
     """Where the operator's console meets the stages (pipeline.console)."""
 
     tap: str  # the console binds it; the sink stage sends it the verdicts, bounded and drop-oldest
-    control: str  # the infer stage binds it; the console sends it teaching requests
+    controls: tuple[ModelControl, ...]  # one per model the plan serves
+
+    def control(self, model: str) -> str:
+        """The teaching channel of model `model` (its key)."""
+        for control in self.controls:
+            if control.model == model:
+                return control.endpoint
+        raise KeyError(f"no teaching channel for model {model!r}; the plan has "
+                       f"{', '.join(c.model for c in self.controls)}")
 
 
 @dataclass(frozen=True)
@@ -106,19 +124,6 @@ class RunPlan:
     first_frame_id: int  # the id of each camera's first frame; its frames are numbered on from it without gaps
     send_maps: bool  # a sink or the console draws anomaly maps: preprocess keeps the image and infer sends the maps
     console: ConsoleWiring | None = None  # None: pipeline.console is off
-
-    # The operator's console serves one model (plan_run refuses it with more): these are that model's.
-    @property
-    def model_dir(self) -> Path:
-        return self.models[0].model_dir
-
-    @property
-    def threshold(self) -> float:
-        return self.models[0].threshold
-
-    @property
-    def model(self) -> ModelInfo:
-        return self.models[0].info
 
     def model_spec(self, key: str) -> ModelSpec:
         for model in self.models:
@@ -165,7 +170,8 @@ class RunPlan:
             send_maps=raw["send_maps"],
             run_id=raw["run_id"],
             first_frame_id=raw["first_frame_id"],
-            console=ConsoleWiring(**raw["console"]) if raw.get("console") else None,
+            console=ConsoleWiring(raw["console"]["tap"], tuple(ModelControl(**c) for c in raw["console"]["controls"]))
+            if raw.get("console") else None,
         )
 
 
@@ -241,11 +247,12 @@ def plan_wiring(settings: Settings, run_dir: Path, camera_models: Mapping[str, s
                for _, cam in cfg.camera_sections()]
     console = None
     if cfg.console.enabled:
-        if len(keys) > 1:
-            raise ValueError(f"pipeline.console serves one model; pipeline.cameras name {len(keys)}: give the "
-                             "cameras one artefact or set pipeline.console.enabled: false")
-        console = ConsoleWiring(endpoint(0, "console-tap", cfg.console.tap_endpoint, "ipc"),
-                                endpoint(0, "infer-control", cfg.console.control_endpoint, "ipc"))
+        if cfg.console.control_endpoint and len(keys) > 1:
+            raise ValueError(f"pipeline.console.control_endpoint: the cameras name {len(keys)} models and each "
+                             "model's infer stage binds a teaching channel of its own; leave it unset")
+        controls = tuple(ModelControl(key, endpoint(0, f"infer-control-{key}" if many else "infer-control",
+                                                    cfg.console.control_endpoint, "ipc")) for key in keys)
+        console = ConsoleWiring(endpoint(0, "console-tap", cfg.console.tap_endpoint, "ipc"), controls)
     stages = (*sources, *(spec for key in keys for spec in chains[key]), last)
     return Wiring(stages, endpoint(0, "supervisor", cfg.supervisor.endpoint), console)
 

@@ -38,8 +38,8 @@ from stream_ad.pipeline.preflight import check_sources
 from stream_ad.pipeline.progress import ProgressLine
 from stream_ad.pipeline.reload import CameraChanges, camera_changes, fixed_differences
 from stream_ad.pipeline.sdnotify import SystemdNotifier
-from stream_ad.pipeline.served import ServedCameras, serve_cameras
-from stream_ad.pipeline.services import ServiceProcess
+from stream_ad.pipeline.served import ServedCameras, check_console_models, serve_cameras
+from stream_ad.pipeline.services import SERVICES_PLAN, ServiceProcess, publish_plan
 from stream_ad.pipeline.summary import RunSummary, infer_batch_mean, summarise
 from stream_ad.pipeline.supervisor import Supervisor
 from stream_ad.settings import ConfigError, Settings
@@ -177,8 +177,10 @@ class PipelineRun:
         self.supervisor = Supervisor(plan, plan_path, metrics_dir, self.metrics, pump=self._pump,
                                      first_id=self._next_frame_id, verbose=self.verbose)
         # Services first: never waited on, they are most likely up by the time the stages are and frames flow.
-        self.services = [ServiceProcess(module, plan_path, metrics_dir, self.cfg.supervisor, self.metrics)
-                         for module in self.service_modules]
+        # They read a plan file of their own, which each reload replaces (the stages keep the plan they started on).
+        publish_plan(self.run_dir / SERVICES_PLAN, plan)
+        self.services = [ServiceProcess(module, self.run_dir / SERVICES_PLAN, metrics_dir, self.cfg.supervisor,
+                                        self.metrics) for module in self.service_modules]
         for service in self.services:
             service.start()
         self.supervisor.start(cancelled=lambda: self.stop_requested)
@@ -259,6 +261,7 @@ class PipelineRun:
             if bad:
                 raise ConfigError("; ".join(bad))
             served = serve_cameras(new, self.served.models)
+            check_console_models(new, served)
             changes = camera_changes(self.settings, self.served, new, served)
             if changes.new_models and not new.pipeline.cameras:
                 raise ConfigError("a pipeline.source pipeline cannot change its model while it runs: list the camera "
@@ -277,6 +280,10 @@ class PipelineRun:
         plan_path.write_text(plan.to_json())
         if not self._start_models(plan, plan_path, changes.new_models):
             return
+        # The services (the console) learn the new cameras and models now: the new models' stages are up (their
+        # teaching channels bound) and the new cameras' sources, started next, take longer to send than a service
+        # takes to read the plan.
+        publish_plan(self.run_dir / SERVICES_PLAN, plan)
         read = self._swap_cameras(plan, plan_path, changes, served)
         self._retire_models(changes.retired_models, self.served, read)
         self.settings, self.cfg, self.served = new, new.pipeline, served

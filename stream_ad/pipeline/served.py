@@ -146,6 +146,16 @@ def serve_cameras(settings: Settings, running: tuple[ServedModel, ...] = ()) -> 
                          {camera: served[model_dir].spec.key for camera, model_dir in resolved.items()})
 
 
+def check_console_models(settings: Settings, served: ServedCameras) -> None:
+    """PipelineError naming the runtime artefacts served while pipeline.console is on: the console reads a model
+    artefact (calibration record, teaching) and teaches a model in its infer stage, not yet a runtime artefact.
+    Checked at the start and at each reload (a reload must not bring one in)."""
+    runtime = [f"{m.spec.key} {m.spec.model_dir}" for m in served.models if is_runtime_artefact(m.spec.model_dir)]
+    if settings.pipeline.console.enabled and runtime:
+        raise PipelineError(f"pipeline.console is not available with a runtime artefact ({', '.join(runtime)}) yet: "
+                            "serve the model artefact it was exported from, or set pipeline.console.enabled: false")
+
+
 def serve_one(settings: Settings, model_dir: Path, threshold: float, good_scores: GoodScores | None = None
               ) -> ServedCameras:
     """Every camera judged by one artefact with this threshold, the settings as given (the demo, the benchmarks)."""

@@ -4,6 +4,10 @@ one: a service that fails to start or dies is logged and restarted (stream_ad_st
 while the frames flow on. The run names them (stream_ad.commands.run); the pipeline knows only how to start one:
 
     python -m MODULE PLAN.json     the run plan, as the stage processes read it
+
+PLAN.json stays the run's current plan: a reload that changes cameras or models replaces it whole (publish_plan, a
+rename), so a service that follows reloads reads it again when its inode changes, and a service restarted at any
+time starts with the plan in force (the console: stream_ad.console.__main__.PlanFollower).
 """
 
 from __future__ import annotations
@@ -18,11 +22,22 @@ import time
 from pathlib import Path
 
 from stream_ad.pipeline.metrics import MULTIPROC_ENV, SupervisorMetrics, mark_stage_dead
+from stream_ad.pipeline.plan import RunPlan
 from stream_ad.pipeline.sdnotify import child_environment
 from stream_ad.pipeline.supervisor import QUICK_DEATH_S
 from stream_ad.settings import SupervisorSettings
 
 log = logging.getLogger("stream_ad.pipeline.supervisor")
+
+SERVICES_PLAN = "services-plan.json"  # in the run folder: the plan the services read, replaced by each reload
+
+
+def publish_plan(path: Path, plan: RunPlan) -> None:
+    """Make `plan` the one the services read at `path`: written beside it, then renamed over it, so a service never
+    reads half a plan and sees a new file (inode) when it changed."""
+    staged = path.with_name(f".{path.name}.new")
+    staged.write_text(plan.to_json())
+    os.replace(staged, path)
 
 
 class ServiceProcess:

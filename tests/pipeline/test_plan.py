@@ -57,8 +57,8 @@ def test_the_console_meets_the_stages_over_ipc_even_on_tcp() -> None:
     """No tcp port for the teaching channel: a local user reaching it could teach the model to miss defects."""
     plan = _plan(_settings(transport="tcp", tcp_base_port=7000, keys_dir=KEYS, console={"enabled": True}))
     assert plan.console is not None
-    assert (plan.console.tap, plan.console.control) == (f"ipc://{RUN_DIR}/console-tap.sock",
-                                                       f"ipc://{RUN_DIR}/infer-control.sock")
+    assert (plan.console.tap, plan.console.control("m0")) == (f"ipc://{RUN_DIR}/console-tap.sock",
+                                                             f"ipc://{RUN_DIR}/infer-control.sock")
 
 
 def test_explicit_endpoints_and_connects_win() -> None:
@@ -93,14 +93,15 @@ def test_maps_are_sent_only_when_a_sink_draws_them() -> None:
 def test_threshold_model_and_settings_travel_through_the_plan_file() -> None:
     settings = _settings(infer={"max_batch": 3}, decide={"policy": "drop_newest"})
     plan = _plan(settings, threshold=0.125)
-    assert plan.threshold == 0.125 and plan.model_dir == MODEL and plan.model == MODEL_INFO
+    model = plan.model_spec("m0")
+    assert model.threshold == 0.125 and model.model_dir == MODEL and model.info == MODEL_INFO
     assert plan.stage("decide").policy == "drop_newest"
     again = RunPlan.from_json(plan.to_json())
     assert again == plan
     assert (again.run_id, again.first_frame_id) == (RUN.run_id, RUN.first_frame_id)
     # A model without a pixel threshold travels as one (the alarm store then colours a quantile of the map).
     bare = _plan(settings, model=ModelInfo("m patchcore state sha256:0"))
-    assert RunPlan.from_json(bare.to_json()).model.pixel_threshold is None
+    assert RunPlan.from_json(bare.to_json()).model_spec("m0").info.pixel_threshold is None
     assert again.settings.pipeline.infer.max_batch == 3
 
 
@@ -153,14 +154,28 @@ def test_tcp_ports_of_a_model_stay_where_they_are_when_a_reload_adds_a_model() -
     assert two.stage("preprocess-m1").bind == "tcp://127.0.0.1:7005"  # the block after m0's three stages and sink
 
 
-def test_a_camera_list_refuses_fixed_endpoints_and_a_console_over_two_models() -> None:
+def test_a_camera_list_refuses_fixed_endpoints_and_one_teaching_channel_for_two_models() -> None:
     with pytest.raises(ValueError, match=r"pipeline\.infer\.endpoint: with pipeline\.cameras"):
         _two_models(_cameras().model_copy(update={"pipeline": _cameras().pipeline.model_copy(
             update={"infer": _cameras().pipeline.infer.model_copy(update={"endpoint": "ipc:///x.sock"})})}))
-    with_console = _settings(cameras=[{"camera": "top", "model": "/m/a"}, {"camera": "side", "model": "/m/b"}],
-                             console={"enabled": True})
-    with pytest.raises(ValueError, match="pipeline.console serves one model"):
-        plan_run(with_console, models=[], camera_models={"top": "m0", "side": "m1"}, run_dir=RUN_DIR, run=RUN)
+    fixed = _cameras("tcp").model_copy(update={"pipeline": _cameras("tcp").pipeline.model_copy(update={
+        "console": _cameras().pipeline.console.model_copy(update={"enabled": True,
+                                                                  "control_endpoint": "ipc:///x.sock"})})})
+    with pytest.raises(ValueError, match=r"pipeline\.console\.control_endpoint: the cameras name 2 models"):
+        _two_models(fixed)
+
+
+def test_each_model_gets_a_teaching_channel_of_its_own_over_ipc() -> None:
+    """The console teaches a camera's own model; no tcp port for any teaching channel, even on tcp."""
+    settings = _cameras("tcp").model_copy(update={"pipeline": _cameras("tcp").pipeline.model_copy(update={
+        "console": _cameras().pipeline.console.model_copy(update={"enabled": True})})})
+    plan = _two_models(settings)
+    assert plan.console is not None
+    assert plan.console.control("m0") == f"ipc://{RUN_DIR}/infer-control-m0.sock"
+    assert plan.console.control("m1") == f"ipc://{RUN_DIR}/infer-control-m1.sock"
+    with pytest.raises(KeyError, match="no teaching channel for model 'm2'; the plan has m0, m1"):
+        plan.console.control("m2")
+    assert RunPlan.from_json(plan.to_json()).console == plan.console
 
 
 def test_camera_settings_name_the_entry_that_is_wrong() -> None:

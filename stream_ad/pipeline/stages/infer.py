@@ -65,8 +65,9 @@ class Infer(Stage):
         if ctx.plan.console is not None:
             from stream_ad.pipeline.teaching import TeachingChannel
 
-            self.teaching = TeachingChannel(ctx.plan.console.control, self.model, model_dir, ctx.model.threshold,
-                                            settings.pipeline.console.max_taught_patches, self.lock)
+            self.teaching = TeachingChannel(ctx.plan.console.control(ctx.model.key), self.model, model_dir,
+                                            ctx.model.threshold, settings.pipeline.console.max_taught_patches,
+                                            self.lock)
         log.info("infer: model %s on %s, %d threads, %d stream%s, batches up to %d", model_dir, self.model.device,
                  threads, streams, "" if streams == 1 else "s", cfg.max_batch)
 

@@ -57,6 +57,7 @@ class ConsoleRun:
     output_dir: Path
     log: Path
     summary: Path
+    pipeline_file: Path
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=10) as resp:
@@ -81,22 +82,31 @@ class ConsoleRun:
 
         return wait_for(ready, timeout, what)
 
+    def metrics(self) -> str:
+        """The run's /metrics page (its address is the run's first line)."""
+        line = next(line for line in self.log.read_text().splitlines() if line.startswith("metrics: "))
+        with urllib.request.urlopen(line.removeprefix("metrics: ").strip(), timeout=10) as resp:
+            return resp.read().decode()
+
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=60)
 
 
-def start_console_run(tmp: Path, model: Path, images: Path, **pipeline: Any) -> ConsoleRun:
+def start_console_run(tmp: Path, model: Path, images: Path | None, **pipeline: Any) -> ConsoleRun:
+    """`images`: the folder camera's (pipeline.source); None: pipeline.cameras are given instead."""
     operators = tmp / "operators"
     operators.write_text(f"# who may teach\nanna {TOKEN}\n")
     port = free_port()
-    source = {"kind": "folder", "path": str(images), "fps": 5, "loop": True, **pipeline.pop("source", {})}
+    if images is not None:
+        pipeline["source"] = {"kind": "folder", "path": str(images), "fps": 5, "loop": True,
+                              **pipeline.pop("source", {})}
     console = {"enabled": True, "port": port, "operators_file": str(operators), **pipeline.pop("console", {})}
-    yaml_file = write_pipeline(tmp / "pipeline.yaml", model, tmp / "out", source=source, console=console,
+    yaml_file = write_pipeline(tmp / "pipeline.yaml", model, tmp / "out", console=console,
                                metrics={"port": free_port()}, **pipeline)
     log = tmp / "run.log"
     proc = start_cli("run", str(yaml_file), "--summary", str(tmp / "summary.json"), log=log)
-    run = ConsoleRun(proc, f"http://127.0.0.1:{port}", tmp / "out", log, tmp / "summary.json")
+    run = ConsoleRun(proc, f"http://127.0.0.1:{port}", tmp / "out", log, tmp / "summary.json", yaml_file)
     try:
         run.state_when(lambda s: s["cameras"], 180, "the console to show a frame")
     except AssertionError:

@@ -77,7 +77,7 @@ def test_an_operator_teaches_a_flagged_part_in_the_browser(console_run: ConsoleR
     outcome = wait_for(lambda: browser.find_element(By.ID, "teach-result").get_attribute("data-outcome"), 30,
                        "the teaching's answer")
     assert outcome == "taught", text("#teach-result")
-    threshold = float(text("#threshold"))
+    threshold = float(text(f"{card} .threshold"))
     assert float(text("#score-after")) < threshold
     browser.save_screenshot(str(tmp_path / "3-taught.png"))
     click("#close-dialog")
@@ -86,6 +86,6 @@ def test_an_operator_teaches_a_flagged_part_in_the_browser(console_run: ConsoleR
         return text(f"{card} .source") == "a_part.png" and float(text(f"{card} .score")) < threshold
 
     wait_for(part_scored_ok, 30, "the taught part's next score on the page")
-    assert "calibrate --model" in text("#recalibrate")
+    assert "calibrate --model" in text(".recalibrate")
     browser.save_screenshot(str(tmp_path / "4-after.png"))
     shutil.copy(tmp_path / "4-after.png", SCREENSHOT)

@@ -29,7 +29,8 @@ def test_the_page_shows_each_camera_live(console_run: ConsoleRun) -> None:
     assert cam["name"] == "cam0" and not cam["stale"] and cam["verdict"] in ("ok", "anomaly")
     assert 3.0 < cam["fps"] < 7.0  # the folder camera plays at 5 fps
     assert 0 < cam["p99_ms"] < 5000
-    assert later["model"]["calibration"]["target_fpr"] == 0.2 and later["model"]["teachable"]
+    model = later["models"][cam["model"]]
+    assert model["calibration"]["target_fpr"] == 0.2 and model["teachable"] and model["cameras"] == ["cam0"]
     with urllib.request.urlopen(console_run.url + "/frame/cam0.jpg", timeout=10) as resp:
         assert resp.headers["Content-Type"] == "image/jpeg" and resp.read(3) == b"\xff\xd8\xff"
     with urllib.request.urlopen(console_run.url + "/", timeout=10) as resp:
@@ -67,7 +68,8 @@ def test_a_taught_part_scores_below_the_threshold_within_5_s(console_run: Consol
     assert all(v["verdict"] == "ok" and v["score"] < v["threshold"] for v in after)
     assert any(v["verdict"] == "anomaly" for v in read_jsonl(verdicts) if part(v) and v["t_capture"] < t0)
     state = console_run.get("/api/state")
-    assert state["teaching"]["since_calibration"] >= 1
+    assert state["models"][reply["model"]]["taught_since_calibration"] >= 1
+    assert state["models"][reply["model"]]["taught_version"] == reply["version"]
 
 
 def test_a_dead_console_costs_the_line_nothing(console_run: ConsoleRun) -> None:
@@ -75,8 +77,7 @@ def test_a_dead_console_costs_the_line_nothing(console_run: ConsoleRun) -> None:
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: _console_pid(console_run.proc.pid) not in (None, pid), 30, "the console to be restarted")
     console_run.state_when(lambda s: s["cameras"], 60, "the restarted console to show frames")
-    with urllib.request.urlopen(_metrics_url(console_run), timeout=10) as resp:
-        metrics = resp.read().decode()
+    metrics = console_run.metrics()
     assert 'stream_ad_stage_restarts_total{stage="console"} 1.0' in metrics
     assert 'stream_ad_console_tap_frames_total{outcome="sent"}' in metrics
     assert 'stream_ad_console_drift{camera="cam0"}' in metrics
@@ -98,7 +99,3 @@ def _console_pid(parent: int) -> int | None:
                 return int(entry.name)
     return None
 
-
-def _metrics_url(run: ConsoleRun) -> str:
-    line = next(line for line in run.log.read_text().splitlines() if line.startswith("metrics: "))
-    return line.removeprefix("metrics: ").strip()
