@@ -146,3 +146,19 @@ def test_all_channels_are_kept_when_d_exceeds_them(tmp_path: Path) -> None:
     model = AnomalyModel(padim_settings(tmp_path, d=1000))
     model.fit([s.path for s in MVTecCategory(CATEGORY).train()[:3]])
     assert model.scorer.channels.tolist() == list(range(128))  # features.6 (32) + features.13 (96)
+
+
+def test_the_compiled_graph_s_cache_key_covers_the_shared_map_code() -> None:
+    """A change to the map or blur code (scorers/components) must rebuild a cached OpenVINO graph, not reuse it."""
+    import hashlib
+
+    import stream_ad.scorers.components.maps as maps
+    from stream_ad.runtime.accelerate import source_sha256
+    from stream_ad.scorers.padim.graph import ScoringGraph
+
+    files = sorted(Path(f) for f in (maps.__file__, maps.gaussian_blur.__code__.co_filename,
+                                     ScoringGraph.forward.__code__.co_filename))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.read_bytes())
+    assert source_sha256(ScoringGraph) == h.hexdigest()
