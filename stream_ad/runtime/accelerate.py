@@ -331,7 +331,7 @@ def _int8_quantized(module: torch.nn.Module, spec: AccelerateSpec) -> torch.nn.M
     return mtq.quantize(module, mtq.INT8_DEFAULT_CFG, forward_loop=calibrate)
 
 
-def _stream_ad_sources(module: ModuleType, seen: set[str]) -> None:
+def _scorer_sources(module: ModuleType, seen: set[str]) -> None:
     """`module`'s source file and, recursively, those of the scorer modules its names come from (the shared
     components a graph's module calls: the map and blur in scorers/components)."""
     path = getattr(module, "__file__", None)
@@ -341,7 +341,7 @@ def _stream_ad_sources(module: ModuleType, seen: set[str]) -> None:
     for value in vars(module).values():
         source = value if isinstance(value, ModuleType) else inspect.getmodule(value)
         if source is not None and source.__name__.startswith("stream_ad.scorers."):
-            _stream_ad_sources(source, seen)
+            _scorer_sources(source, seen)
 
 
 def source_sha256(*classes: type) -> str:
@@ -352,7 +352,7 @@ def source_sha256(*classes: type) -> str:
     for c in classes:
         module = inspect.getmodule(c)
         if module is not None:
-            _stream_ad_sources(module, seen)
+            _scorer_sources(module, seen)
     h = hashlib.sha256()
     for path in sorted(Path(p) for p in seen):
         h.update(path.read_bytes() if path.is_file() else b"unknown")

@@ -105,9 +105,11 @@ class Padim(Scorer):
                 moments.add(as_rows(emb).cpu())
         if channels is None or moments.count < 2:
             raise ValueError(f"PaDiM needs at least 2 good images to fit a covariance; got {moments.count}")
-        eye = torch.eye(len(channels), dtype=torch.float64)
-        inverse = torch.linalg.inv(moments.covariance() + self.params.covariance_eps * eye)
         d = len(channels)
+        # Inverted in float64 (a small eps makes it ill-conditioned), stored as float32: within 1e-4 of the largest
+        # entry of numpy's inverse (tests/scorers/padim).
+        eye = torch.eye(d, dtype=torch.float64)
+        inverse = torch.linalg.inv(moments.covariance() + self.params.covariance_eps * eye)
         self._set_state(channels.cpu(), moments.mean().float().view(*grid, d), inverse.float().view(*grid, d, d))
 
     def _set_state(self, channels: torch.Tensor, mean: torch.Tensor, inv_covariance: torch.Tensor) -> None:
