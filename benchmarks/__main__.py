@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ratio", type=float, default=0.03, help="coreset ratio of the PatchCore rows (default 0.03)")
     p.add_argument("--limit-train", type=_positive_int, default=64, metavar="N", help="fit on N train/good images (64)")
     p.add_argument("--limit-test", type=_positive_int, default=96, metavar="N", help="score N test images (96)")
-    p.add_argument("--models", default="mobilenet_v2,wide_resnet50_2,pdn",
-                   help="comma-separated, of mobilenet_v2, wide_resnet50_2, pdn (default all)")
+    p.add_argument("--models", default="mobilenet_v2,wide_resnet50_2,pdn,padim",
+                   help="comma-separated, of mobilenet_v2, wide_resnet50_2, pdn, padim (default all)")
     p.add_argument("--skip-peer", action="store_true", help="no anomalib OpenVINO row")
     p.add_argument("--skip-line", action="store_true",
                    help="no line runtime rows (bare backbone vs the demo's runtime artefact, fp32 and INT8)")

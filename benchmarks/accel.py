@@ -5,7 +5,7 @@ its own child process through the bench harness (benchmarks.harness: same fit, s
 at each batch size and batch-1 latency p50/p99. Models: PatchCore on the shared MobileNetV2 (the side-by-side
 settings of `python -m benchmarks patchcore`), PatchCore on wide_resnet50_2 with random weights (speed only), and
 the PDN scorer (`efficientad` at the paper's S size, 256 px, trained one step: speed only) when that method is
-registered. On the
+registered, and PaDiM (`padim`, its default params) on the same backbone and input as the first. On the
 CPU also the peer: anomalib's OpenVINO export of the same PatchCore (benchmarks.anomalib_openvino), and the
 score differences of each path against eager on the same images. Last, the whole pipeline's end-to-end latency with
 a 100 fps camera (benchmarks.pipeline).
@@ -48,7 +48,7 @@ class AccelBenchOptions:
     ratio: float = 0.03  # coreset ratio of the PatchCore rows
     limit_train: int = 64  # fit on N train/good images
     limit_test: int = 96  # score N test images
-    models: str = "mobilenet_v2,wide_resnet50_2,pdn"  # comma-separated, of mobilenet_v2, wide_resnet50_2, pdn
+    models: str = "mobilenet_v2,wide_resnet50_2,pdn,padim"  # comma-separated, of these four
     skip_peer: bool = False  # no anomalib OpenVINO row
     pipeline_duration: float = 20.0  # seconds of the pipeline run at a 100 fps camera (0 skips it)
     skip_line: bool = False  # no line runtime rows (bare backbone vs runtime artefacts fp32 / INT8, benchmarks.line)
@@ -57,7 +57,7 @@ class AccelBenchOptions:
 
 @dataclass(frozen=True)
 class Run:
-    model: str  # mobilenet_v2 | wide_resnet50_2 | pdn
+    model: str  # mobilenet_v2 | wide_resnet50_2 | pdn | padim
     path: str  # runtime.accelerate, or the peer
     system: str  # harness system name
     settings: Settings
@@ -89,7 +89,9 @@ def model_settings(settings: Settings, ratio: float) -> dict[str, Settings | Non
                                                          "checkpoint_every": 1}),
             "preprocess": PreprocessSettings(mode="resize", image_size=PDN_SIZE),
         })
-    return {"mobilenet_v2": mobilenet, "wide_resnet50_2": mobilenet.model_copy(update={"backbone": wrn}), "pdn": pdn}
+    padim = mobilenet.model_copy(update={"scorer": ScorerSettings(method="padim")})
+    return {"mobilenet_v2": mobilenet, "wide_resnet50_2": mobilenet.model_copy(update={"backbone": wrn}), "pdn": pdn,
+            "padim": padim}
 
 
 def plan(settings: Settings, args: AccelBenchOptions, device: torch.device,

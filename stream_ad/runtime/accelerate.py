@@ -35,6 +35,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal, Protocol
 
 import torch
@@ -330,12 +331,30 @@ def _int8_quantized(module: torch.nn.Module, spec: AccelerateSpec) -> torch.nn.M
     return mtq.quantize(module, mtq.INT8_DEFAULT_CFG, forward_loop=calibrate)
 
 
+def _scorer_sources(module: ModuleType, seen: set[str]) -> None:
+    """`module`'s source file and, recursively, those of the scorer modules its names come from (the shared
+    components a graph's module calls: the map and blur in scorers/components)."""
+    path = getattr(module, "__file__", None)
+    if path is None or path in seen:
+        return
+    seen.add(path)
+    for value in vars(module).values():
+        source = value if isinstance(value, ModuleType) else inspect.getmodule(value)
+        if source is not None and source.__name__.startswith("stream_ad.scorers."):
+            _scorer_sources(source, seen)
+
+
 def source_sha256(*classes: type) -> str:
-    """Hash of the source files defining `classes`: part of a converted graph's cache key, since a graph changed in
-    code under the same version number is another graph (a stale entry reused this way once served an older, 2x
-    slower kNN)."""
+    """Hash of the source files defining `classes` and of the scorer modules they draw on: part of a converted
+    graph's cache key, since a graph changed in code under the same version number is another graph (a stale entry
+    reused this way once served an older, 2x slower kNN)."""
+    seen: set[str] = set()
+    for c in classes:
+        module = inspect.getmodule(c)
+        if module is not None:
+            _scorer_sources(module, seen)
     h = hashlib.sha256()
-    for path in sorted({Path(inspect.getsourcefile(c) or "") for c in classes}):
+    for path in sorted(Path(p) for p in seen):
         h.update(path.read_bytes() if path.is_file() else b"unknown")
     return h.hexdigest()
 

@@ -99,6 +99,7 @@ BRIEF_FITS = {
     "vae": (64, {"mode": "reconstruction", "epochs": 1}),
     "daad": (64, {"epochs": 1}),
     "efficientad": (64, {"teacher_steps": 2, "steps": 2, "checkpoint_every": 1}),
+    "padim": (64, {}),
     "uninformed_students": (80, {"teacher_epochs": 1, "student_epochs": 1}),
 }
 

@@ -14,20 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stream_ad.scorers.components.blur import gaussian_blur
+from stream_ad.scorers.components.maps import anomaly_maps, stack_taps
 
 
 def patch_embedding(taps: list[torch.Tensor], patch_size: int, embedding_dim: int | None) -> torch.Tensor:
     """Locally aware patch features (B, D, h, w) at the first tap's resolution (paper, Sec. 3.1)."""
     p = patch_size
-    size = taps[0].shape[-2:]
-    feats = []
-    for t in taps:
-        t = F.avg_pool2d(t, kernel_size=p, stride=1, padding=p // 2, count_include_pad=False) if p > 1 else t
-        if t.shape[-2:] != size:
-            t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
-        feats.append(t)
-    emb = torch.cat(feats, dim=1)
+    pooled = [F.avg_pool2d(t, kernel_size=p, stride=1, padding=p // 2, count_include_pad=False) if p > 1 else t
+              for t in taps]
+    emb = stack_taps(pooled, taps[0].shape[-2:])
     if embedding_dim is not None and embedding_dim < emb.shape[1]:
         b, d, h, w = emb.shape
         flat = emb.permute(0, 2, 3, 1).reshape(-1, 1, d)
@@ -79,14 +74,6 @@ def reweighted(s_star: torch.Tensor, m_test: torch.Tensor, m_star: torch.Tensor,
     support = memory.index_select(0, neighbours.index_select(0, m_star).view(-1)).view(b, -1, d)  # m* first
     weight = 1.0 - torch.softmax(torch.linalg.vector_norm(support - m_test, dim=2), dim=1)[:, 0]
     return weight * s_star
-
-
-def anomaly_maps(dist: torch.Tensor, grid: tuple[int, int, int], out_size: tuple[int, int],
-                 blur_sigma: float) -> torch.Tensor:
-    """Patch distances (B, h*w) -> maps (B, H, W): bilinear to the input size, then the paper's Gaussian blur."""
-    b, h, w = grid
-    maps = F.interpolate(dist.view(b, 1, h, w), size=out_size, mode="bilinear", align_corners=False)
-    return gaussian_blur(maps, blur_sigma)[:, 0]
 
 
 class ScoringGraph(nn.Module):
