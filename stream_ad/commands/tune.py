@@ -21,11 +21,13 @@ from stream_ad.tuning import (
     Candidate,
     ValidationSet,
     candidate_grid,
+    default_candidate,
     labelled_validation,
     rank,
     search,
     synthetic_validation,
     with_candidate,
+    with_default,
     write_reports,
 )
 from stream_ad.tuning.report import table
@@ -59,10 +61,13 @@ def _chosen_yaml(config: Path | None, candidate: Candidate) -> str:
 def tune(
     settings: Settings, out: Path, *, config: Path | None = None, good: Path | None = None, defects: Path | None = None,
     masks: Path | None = None, synthetic: bool = False, budget_min: float = 20.0,
-    candidates: Sequence[Candidate] | None = None,
+    candidates: Sequence[Candidate] | None = None, confidence: float = 0.95,
 ) -> int:
     """`config`: the settings file `settings` were read from (the chosen pipeline.yaml is it with the chosen keys);
-    `candidates`: the grid to try (default: candidate_grid for the frames' size)."""
+    `candidates`: the grid to try besides the settings' own configuration, which is always tried first and kept
+    unless one beats it beyond noise at `confidence` (default: candidate_grid for the frames' size)."""
+    if not 0.5 <= confidence < 1.0:
+        raise CommandError(f"tune --confidence must be in [0.5, 1), not {confidence}")
     if masks is not None and defects is None:
         raise CommandError("tune --masks needs --defects: the masks of the labelled defective images")
     if synthetic and defects is not None:
@@ -73,25 +78,28 @@ def tune(
         raise CommandError(f"tune scores candidates on held-out good images, and calibration.holdout_fraction "
                            f"{settings.calibration.holdout_fraction} of {len(images.paths)} holds out none")
     validation = _validation(settings, split.held_out, good, defects, masks, synthetic)
-    grid = list(candidates) if candidates is not None else candidate_grid(*validation.shape)
+    default = default_candidate(settings)
+    grid = with_default(default, candidates if candidates is not None else candidate_grid(*validation.shape))
     log.info("tuning on %d good images of %s: %d candidates, scored on %d held-out good images and %s, budget %g "
              "min", len(split.fit), images.root, len(grid), len(split.held_out), validation.defects, budget_min)
     trials = search(settings, grid, split.fit, validation, budget_min * 60,
                     settings.pipeline.source.max_image_pixels)
-    outcomes = rank(trials)
+    outcomes = rank(trials, validation.labels, confidence, settings.runtime.seed)
     chosen = next(o.trial.candidate for o in outcomes if o.chosen)
     out.mkdir(parents=True, exist_ok=True)
     pipeline = out / "pipeline.yaml"
     pipeline.write_text(_chosen_yaml(config, chosen))
     extra = {"good_images": str(images.root), "fitted": len(split.fit), "held_out_good": len(split.held_out),
              "defects": validation.defects, "frame_size": "x".join(map(str, validation.shape[::-1])),
-             "budget_min": budget_min, "cpu_cores": os.cpu_count(), "chosen": chosen.name}
+             "budget_min": budget_min, "cpu_cores": os.cpu_count(), "default": default.name,
+             "confidence": confidence, "chosen": chosen.name}
     json_path, md_path = write_reports(out, outcomes, extra)
     print(table(outcomes))
     skipped = sum(o.trial.figures is None for o in outcomes)
     if skipped:
         print(f"{skipped} of {len(outcomes)} candidates skipped to stay within the budget of {budget_min:g} min")
-    print(f"chosen: {chosen.name}\nsettings: {pipeline}\nreport: {json_path}, {md_path}")
+    why = next(o.why for o in outcomes if o.chosen)
+    print(f"chosen: {chosen.name} ({why})\nsettings: {pipeline}\nreport: {json_path}, {md_path}")
     good_flag = f" --good {good}" if good is not None else ""
     print(f"next: stream-ad fit -c {pipeline}{good_flag}, then stream-ad calibrate -c {pipeline}")
     return 0
