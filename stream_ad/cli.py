@@ -33,7 +33,8 @@ def _tune(args: argparse.Namespace, settings: Settings) -> int:
     from stream_ad.commands.tune import tune
 
     return tune(settings, args.out, config=args.config, good=args.good, defects=args.defects, masks=args.masks,
-                synthetic=args.synthetic, budget_min=args.budget_min, confidence=args.confidence)
+                synthetic=args.synthetic, budget_min=args.budget_min, confidence=args.confidence,
+                max_good=args.max_good)
 
 
 def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -60,7 +61,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from stream_ad.commands.demo import demo
 
     return demo(settings, fps=args.fps, duration_s=args.duration, metrics_port=args.metrics_port,
-                summary_json=args.json, verbose=args.verbose)
+                summary_json=args.json, verbose=args.verbose, config=args.config)
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
@@ -146,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "many minutes (default 20; the first, the settings' own configuration, always runs)")
     p.add_argument("--confidence", type=float, default=0.95, help="leave the settings' own configuration only for a "
                    "candidate whose image AUROC beats it at this confidence (a paired bootstrap; default 0.95)")
+    p.add_argument("--max-good", type=int, help="tune on at most this many of the good images, a seeded sample "
+                   "(default: all)")
     p.add_argument("--out", type=Path, required=True, help="folder for pipeline.yaml and tune_report.json/.md")
     p.set_defaults(func=_tune)
 

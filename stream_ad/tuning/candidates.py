@@ -68,7 +68,8 @@ def default_candidate(settings: Settings) -> Candidate:
     own default where they set none, or where they name another method: the grid is PatchCore's)."""
     ratio = PatchCoreParams.model_fields["coreset_ratio"].default
     if settings.scorer.method == "patchcore":
-        ratio = settings.scorer.params.get("coreset_ratio", ratio)
+        # float(): params stay an unvalidated mapping in settings, and a STREAM_AD_* variable gives a string
+        ratio = float(settings.scorer.params.get("coreset_ratio", ratio))
     p = settings.preprocess
     return Candidate(p.mode, p.tile_size if p.mode == "tile" else p.image_size, ratio)
 

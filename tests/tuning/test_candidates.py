@@ -75,6 +75,7 @@ def test_the_grid_is_chosen_for_the_largest_frame() -> None:
      Candidate("tile", 256, 0.05)),
     ({"preprocess": {"mode": "letterbox", "image_size": 320}, "scorer": {"method": "vae", "params": {"epochs": 2}}},
      Candidate("letterbox", 320, 0.01)),  # another method: its geometry, PatchCore's default ratio
+    ({"scorer": {"params": {"coreset_ratio": "0.05"}}}, Candidate("resize", 224, 0.05)),  # as a variable gives it
 ])
 def test_the_default_candidate_is_what_the_settings_fit_untuned(overrides: dict, expected: Candidate) -> None:
     assert default_candidate(load_settings(**overrides)) == expected
