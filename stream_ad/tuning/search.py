@@ -116,7 +116,7 @@ def _default_why(default: Figures, confidence: float, better: int) -> str:
 
 def _why(interval: Interval, winner: Interval | None, chosen: bool, confidence: float, compared: int) -> str:
     """Why (not), beside the interval the report shows in its own column."""
-    level = f"{confidence:.0%} over {compared} candidates"
+    level = f"{confidence:.0%} over {compared} candidate{'' if compared == 1 else 's'}"
     if chosen:
         return f"beats the default beyond noise ({level}), by the largest lower bound"
     if interval.high < 0.0:
@@ -139,8 +139,8 @@ def rank(trials: Sequence[Trial], labels: Sequence[int], confidence: float = 0.9
     if default is None:
         raise ValueError("the default (first) candidate was not run")
     ran = [t for t in trials[1:] if t.figures is not None]
-    intervals = intervals_against_default(labels, default.scores, [t.figures.scores for t in ran],  # type: ignore[union-attr]
-                                          confidence, seed)
+    scores = [f.scores for f in (t.figures for t in ran) if f is not None]
+    intervals = intervals_against_default(labels, default.scores, scores, confidence, seed)
     of = {id(t): i for t, i in zip(ran, intervals, strict=True)}
     better = [t for t, i in zip(ran, intervals, strict=True) if i.beats_default]
     # max() keeps the first of equal keys: the one tried first, the cheaper.

@@ -46,7 +46,7 @@ def test_a_candidate_only_noise_better_leaves_the_default_chosen() -> None:
     assert interval is not None and interval.difference == pytest.approx(1 / 192)
     assert interval.low <= 0.0 < interval.high  # 0 inside: noise
     assert outcomes[0].why == "default kept: no candidate beats it beyond noise at 95%"
-    assert outcomes[1].why == "not beyond noise (95% over 1 candidates)"
+    assert outcomes[1].why == "not beyond noise (95% over 1 candidate)"
 
 
 def test_a_clearly_better_candidate_is_chosen_with_its_interval() -> None:
@@ -56,7 +56,7 @@ def test_a_clearly_better_candidate_is_chosen_with_its_interval() -> None:
     assert interval is not None and 0.0 < interval.low <= interval.difference <= interval.high
     assert interval.difference == pytest.approx(1.0 - image_auroc(LABELS, DEFAULT))
     assert outcomes[0].why == "default: 1 candidate(s) beat it beyond noise"
-    assert outcomes[1].why == "beats the default beyond noise (95% over 1 candidates), by the largest lower bound"
+    assert outcomes[1].why == "beats the default beyond noise (95% over 1 candidate), by the largest lower bound"
 
 
 def test_a_saturated_default_is_kept_and_saturated_candidates_tie_to_the_first_tried() -> None:
