@@ -4,9 +4,11 @@ the category's real defects would have picked.
 Per category (an MVTec-AD-layout folder): the good images (at most --goods, a seeded sample) split as tune splits
 them; each candidate of tune's grid fitted once and scored on two validation sets, held-out good images plus
 (a) synthetic defects made from them, (b) the real test defects (at most --defects, a seeded sample, with masks);
-each set ranked as tune ranks. Printed and written as JSON: both choices, whether they agree, the real-defect image
-AUROC of the synthetic choice beside the best one's (what picking on synthetic defects costs), the Spearman
-correlation of the candidates' image AUROCs, and the load average.
+each set ranked as tune ranks (the default, first, kept unless a candidate beats it beyond noise). Printed and written
+as JSON: both choices, whether they agree, the real-defect image (and pixel) AUROC of tune's choice beside the
+default's, the unguarded choice's (the highest synthetic image AUROC) and the best one's; the mean and the worst of
+tune's choice against the default over the categories; the Spearman correlation of the candidates' image AUROCs,
+and the load average.
 """
 
 from __future__ import annotations
@@ -19,17 +21,23 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import spearmanr
+from tqdm import tqdm
 
 from stream_ad.calibration.holdout import split_good
 from stream_ad.data import MVTecCategory
 from stream_ad.settings import load_settings
-from stream_ad.tuning import Trial, candidate_grid, labelled_validation, rank, settings_for, synthetic_validation
+from stream_ad.tuning import (
+    Trial,
+    candidate_grid,
+    default_candidate,
+    labelled_validation,
+    rank,
+    settings_for,
+    synthetic_validation,
+    with_default,
+)
 from stream_ad.tuning.report import table
 from stream_ad.tuning.search import figures_on, fit_candidate
-
-
-def _chosen(trials: list[Trial]) -> int:
-    return next(i for i, o in enumerate(rank(trials)) if o.chosen)
 
 
 def _spearman(a: list[float], b: list[float]) -> float | None:
@@ -39,7 +47,8 @@ def _spearman(a: list[float], b: list[float]) -> float | None:
     return float(spearmanr(a, b).statistic)
 
 
-def measure(root: Path, goods: int, defects: int, seed: int, config: Path | None) -> dict[str, Any]:
+def measure(root: Path, goods: int, defects: int, seed: int, config: Path | None,
+            confidence: float) -> dict[str, Any]:
     settings = load_settings(config, data={"root": str(root)})
     category = MVTecCategory(root)
     rng = np.random.default_rng(seed)
@@ -51,26 +60,32 @@ def measure(root: Path, goods: int, defects: int, seed: int, config: Path | None
     max_pixels = settings.pipeline.source.max_image_pixels
     sets = {"synthetic": synthetic_validation(split.held_out, settings.calibration.seed, max_pixels),
             "real": labelled_validation(split.held_out, real, f"{root}/test", max_pixels)}
-    grid = candidate_grid(*sets["real"].shape)
+    grid = with_default(default_candidate(settings), candidate_grid(*sets["real"].shape))
     trials: dict[str, list[Trial]] = {name: [] for name in sets}
     load = [os.getloadavg()[0]]
-    for candidate in grid:
+    for candidate in tqdm(grid, desc=root.name, unit="candidate"):
         model, fit_s = fit_candidate(settings_for(settings, candidate), split.fit, max_pixels)
         for name, validation in sets.items():
             trials[name].append(Trial(candidate, figures_on(model, validation, fit_s)))
     load.append(os.getloadavg()[0])
-    picked = {name: _chosen(t) for name, t in trials.items()}
-    real_auroc = [t.figures.image_auroc for t in trials["real"] if t.figures is not None]
+    ranked = {name: rank(t, sets[name].labels, confidence, settings.runtime.seed) for name, t in trials.items()}
+    picked = {name: next(i for i, o in enumerate(r) if o.chosen) for name, r in ranked.items()}
+    real = [t.figures for t in trials["real"] if t.figures is not None]
     synthetic_auroc = [t.figures.image_auroc for t in trials["synthetic"] if t.figures is not None]
-    for name, t in trials.items():
-        print(f"\n{root.name}, ranked on {sets[name].defects}:\n{table(rank(t))}")
+    real_auroc = [f.image_auroc for f in real]
+    # What the ranking before the guard picked: the highest synthetic image AUROC (the first of equals).
+    unguarded = int(np.argmax(synthetic_auroc))
+    for name, r in ranked.items():
+        print(f"\n{root.name}, ranked on {sets[name].defects}:\n{table(r)}")
+    pick = picked["synthetic"]
     return {
         "category": root.name, "fitted": len(split.fit), "held_out_good": len(split.held_out),
         "real_defects": len(real), "synthetic_defects": sets["synthetic"].defects, "candidates": len(grid),
-        "synthetic_pick": grid[picked["synthetic"]].name, "real_pick": grid[picked["real"]].name,
-        "agree": picked["synthetic"] == picked["real"],
-        "real_auroc_of_synthetic_pick": real_auroc[picked["synthetic"]], "real_auroc_best": max(real_auroc),
-        "real_auroc_worst": min(real_auroc),
+        "default": grid[0].name, "synthetic_pick": grid[pick].name, "real_pick": grid[picked["real"]].name,
+        "agree": pick == picked["real"], "unguarded_pick": grid[unguarded].name,
+        "real_auroc_default": real_auroc[0], "real_auroc_of_synthetic_pick": real_auroc[pick],
+        "real_auroc_of_unguarded_pick": real_auroc[unguarded], "real_auroc_best": max(real_auroc),
+        "real_pixel_auroc_default": real[0].pixel_auroc, "real_pixel_auroc_of_synthetic_pick": real[pick].pixel_auroc,
         "spearman_image_auroc": _spearman(synthetic_auroc, real_auroc),
         "synthetic_image_auroc": synthetic_auroc, "real_image_auroc": real_auroc, "load_avg_start_end": load,
     }
@@ -80,6 +95,16 @@ def _rho(value: float | None) -> str:
     return "-" if value is None else f"{value:+.2f}"
 
 
+def _summary(rows: list[dict[str, Any]], key: str, what: str) -> str:
+    """Mean and worst of tune's pick's real AUROC against the default's, over the rows that have `key`."""
+    have = [r for r in rows if r[f"{key}_default"] is not None]
+    diffs = [r[f"{key}_of_synthetic_pick"] - r[f"{key}_default"] for r in have]
+    worst = int(np.argmin(diffs))
+    return (f"{what} over {len(have)} sets: default mean {np.mean([r[f'{key}_default'] for r in have]):.4f}, "
+            f"tune's pick mean {np.mean([r[f'{key}_of_synthetic_pick'] for r in have]):.4f}; worst pick minus default "
+            f"{diffs[worst]:+.4f} ({have[worst]['category']})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tune_agreement", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,20 +112,27 @@ def main() -> None:
     parser.add_argument("-c", "--config", type=Path, help="settings YAML (runtime, calibration hold-out)")
     parser.add_argument("--goods", type=int, default=120, help="good images sampled per category (default 120)")
     parser.add_argument("--defects", type=int, default=40, help="real defects sampled per category (default 40)")
+    parser.add_argument("--confidence", type=float, default=0.95, help="tune's --confidence (default 0.95)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=Path("tune_agreement.json"))
     args = parser.parse_args()
-    rows = [measure(root, args.goods, args.defects, args.seed, args.config) for root in args.categories]
-    print("\ncategory       agree  synthetic pick (its real image AUROC)       real pick (its real image AUROC)"
-          "            spearman  load")
+    rows = []
+    for root in args.categories:
+        rows.append(measure(root, args.goods, args.defects, args.seed, args.config, args.confidence))
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")  # after each: a long run's figures survive a stop
+    print("\ncategory       agree  tune's pick on synthetic defects  real pick (guarded)               "
+          "real image AUROC: default / pick / unguarded pick / best  pixel: default / pick  spearman  load")
     for r in rows:
         load = "-".join(f"{v:.1f}" for v in r["load_avg_start_end"])
-        print(f"{r['category']:<15}{'yes' if r['agree'] else 'no':<7}"
-              f"{r['synthetic_pick'] + ' (' + format(r['real_auroc_of_synthetic_pick'], '.4f') + ')':<44}"
-              f"{r['real_pick'] + ' (' + format(r['real_auroc_best'], '.4f') + ')':<44}"
+        pixel = " / ".join("-" if v is None else f"{v:.4f}"
+                           for v in (r["real_pixel_auroc_default"], r["real_pixel_auroc_of_synthetic_pick"]))
+        print(f"{r['category']:<15}{'yes' if r['agree'] else 'no':<7}{r['synthetic_pick']:<34}{r['real_pick']:<34}"
+              f"{r['real_auroc_default']:.4f} / {r['real_auroc_of_synthetic_pick']:.4f} / "
+              f"{r['real_auroc_of_unguarded_pick']:.4f} / {r['real_auroc_best']:.4f}          {pixel:<21}"
               f"{_rho(r['spearman_image_auroc']):>8}  {load}")
     print(f"agree in {sum(r['agree'] for r in rows)} of {len(rows)}")
-    args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    print(_summary(rows, "real_auroc", "real image AUROC"))
+    print(_summary(rows, "real_pixel_auroc", "real pixel AUROC"))
 
 
 if __name__ == "__main__":

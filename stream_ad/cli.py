@@ -33,7 +33,8 @@ def _tune(args: argparse.Namespace, settings: Settings) -> int:
     from stream_ad.commands.tune import tune
 
     return tune(settings, args.out, config=args.config, good=args.good, defects=args.defects, masks=args.masks,
-                synthetic=args.synthetic, budget_min=args.budget_min)
+                synthetic=args.synthetic, budget_min=args.budget_min, confidence=args.confidence,
+                max_good=args.max_good)
 
 
 def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -60,7 +61,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from stream_ad.commands.demo import demo
 
     return demo(settings, fps=args.fps, duration_s=args.duration, metrics_port=args.metrics_port,
-                summary_json=args.json, verbose=args.verbose)
+                summary_json=args.json, verbose=args.verbose, config=args.config)
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
@@ -139,11 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--defects", type=Path, help="labelled defective images, a subfolder per type (default: "
                    "data.root/test/<defect> without --good; none: synthetic defects)")
     p.add_argument("--masks", type=Path, help="their masks, at the same places (NAME_mask.png or NAME.png): pixel "
-                   "AUROC breaks ties")
+                   "AUROC in the report")
     p.add_argument("--synthetic", action="store_true", help="rank on synthetic defects even where labelled ones "
                    "exist (cut-paste, scratches, Perlin blotches)")
     p.add_argument("--budget-min", type=float, default=20.0, help="launch no candidate expected to end after this "
-                   "many minutes (default 20; the first always runs)")
+                   "many minutes (default 20; the first, the settings' own configuration, always runs)")
+    p.add_argument("--confidence", type=float, default=0.95, help="leave the settings' own configuration only for a "
+                   "candidate whose image AUROC beats it at this confidence (a paired bootstrap; default 0.95)")
+    p.add_argument("--max-good", type=int, help="tune on at most this many of the good images, a seeded sample "
+                   "(default: all)")
     p.add_argument("--out", type=Path, required=True, help="folder for pipeline.yaml and tune_report.json/.md")
     p.set_defaults(func=_tune)
 

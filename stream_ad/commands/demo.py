@@ -1,5 +1,6 @@
-"""`stream-ad demo`, the embedded default job: fit (or load) PatchCore on the shared data, calibrate it on the fit's
-hold-out, and stream its test images as a camera through every stage process."""
+"""`stream-ad demo`, the embedded default job: a short `stream-ad tune` step on the shared data, then fit (or load)
+PatchCore on it, calibrate it on the fit's hold-out, and stream its test images as a camera through every stage
+process."""
 
 from __future__ import annotations
 
@@ -16,12 +17,19 @@ from stream_ad.artefact import ArtefactError, fit_differences, has_artefact, loa
 from stream_ad.calibration.calibrate import METHOD, calibrate, held_out_images
 from stream_ad.commands.fit import fit_and_save
 from stream_ad.commands.run import write_summary
+from stream_ad.commands.tune import Tuned, tune_line
 from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.run import run_pipeline
 from stream_ad.pipeline.served import serve_one
 from stream_ad.settings import JsonlSinkSettings, Settings
+from stream_ad.tuning import Candidate, default_candidate
 
 log = logging.getLogger(__name__)
+
+# The demo's tune step: the default against one candidate on a sample of the good images, with synthetic defects (a
+# new line has no defect pictures), so it adds seconds, not the minutes of a full `stream-ad tune`.
+TUNE_GOOD = 40
+TUNE_SIZE = 320
 
 
 def _calibrated_as_asked(threshold: Any, settings: Settings) -> bool:
@@ -61,6 +69,19 @@ def demo_model(settings: Settings, model_dir: Path) -> tuple[dict[str, Any], boo
     return record, False
 
 
+def demo_tune(settings: Settings, out: Path, config: Path | None) -> Tuned:
+    """A short tune: the settings' own configuration against resize TUNE_SIZE at their coreset ratio, on TUNE_GOOD
+    good images and synthetic defects. It shows what `stream-ad tune` writes; the demo streams the settings as
+    given, whatever it chose."""
+    default = default_candidate(settings)
+    print(f"tuning (short demo step: {default.name} against resize {TUNE_SIZE} on {TUNE_GOOD} good images and "
+          f"synthetic defects) ...", file=sys.stderr, flush=True)
+    tuned = tune_line(settings, out, config=config, synthetic=True, max_good=TUNE_GOOD,
+                      candidates=[Candidate("resize", TUNE_SIZE, default.coreset_ratio)])
+    print(f"tuned in {tuned.seconds:.1f} s: {tuned.chosen.name} ({tuned.why})", file=sys.stderr, flush=True)
+    return tuned
+
+
 def verdicts_against_labels(path: Path) -> str:
     """The demo's test images sit in test/<good|defect>/: how the verdicts compare with those folder labels."""
     counts: Counter[tuple[bool, bool]] = Counter()
@@ -97,10 +118,13 @@ def demo(
     metrics_port: int | None = None,
     summary_json: Path | None = None,
     verbose: bool = False,
+    config: Path | None = None,
 ) -> int:
+    """`config`: the settings file `settings` were read from, which the tune step's pipeline.yaml extends."""
     demo_dir = settings.output_dir / "demo"
     model_dir = demo_dir / model_dir_name(settings)
     verdicts = demo_dir / "verdicts.jsonl"
+    tuned = demo_tune(settings, demo_dir / "tune", config)
     try:
         calibration, cached = demo_model(settings, model_dir)
         threshold = float(calibration["value"])
@@ -139,5 +163,7 @@ def demo(
         print(quality)
     print(f"decision threshold {threshold:.4f}: {calibration['description']}")
     print(f"verdicts: {verdicts}")
+    print(f"tune (short demo step, {tuned.seconds:.0f} s): {tuned.chosen.name}; settings {tuned.pipeline}, report "
+          f"{tuned.report_md} (`stream-ad tune --out DIR` tries the whole grid)")
     write_summary(summary, summary_json, {"calibration": calibration})
     return 0 if summary.unaccounted == 0 else 1

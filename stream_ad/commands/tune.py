@@ -1,13 +1,18 @@
-"""`stream-ad tune`: try a grid of preprocessings and coreset ratios on the line's own good images within a time
-budget, and write the best as a pipeline YAML, with a report of every candidate (stream_ad.tuning)."""
+"""`stream-ad tune`: try the settings' own configuration and a grid of preprocessings and coreset ratios on the line's
+own good images within a time budget; write the settings' own, or a candidate that beats it beyond noise, as a
+pipeline YAML, with a report of every candidate (stream_ad.tuning)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import yaml
 
 from stream_ad.calibration.holdout import split_good
@@ -21,11 +26,13 @@ from stream_ad.tuning import (
     Candidate,
     ValidationSet,
     candidate_grid,
+    default_candidate,
     labelled_validation,
     rank,
     search,
     synthetic_validation,
     with_candidate,
+    with_default,
     write_reports,
 )
 from stream_ad.tuning.report import table
@@ -56,42 +63,86 @@ def _chosen_yaml(config: Path | None, candidate: Candidate) -> str:
             + yaml.safe_dump(tree, sort_keys=False))
 
 
-def tune(
+@dataclass(frozen=True)
+class Tuned:
+    """What a tune wrote and chose: for `tune` to print and the demo to point at."""
+
+    chosen: Candidate
+    why: str
+    pipeline: Path
+    report_json: Path
+    report_md: Path
+    table: str
+    candidates: int
+    skipped: int
+    seconds: float
+
+
+def _sample(paths: Sequence[Path], max_good: int | None, seed: int) -> list[Path]:
+    """At most `max_good` of the good images, a seeded sample, logged: a shorter tune on fewer images."""
+    if max_good is None or len(paths) <= max_good:
+        return list(paths)
+    keep = np.random.default_rng(seed).permutation(len(paths))[:max_good]
+    log.info("tuning on %d of the %d good images (a seeded sample, max_good)", max_good, len(paths))
+    return sorted(paths[i] for i in keep)
+
+
+def tune_line(
     settings: Settings, out: Path, *, config: Path | None = None, good: Path | None = None, defects: Path | None = None,
     masks: Path | None = None, synthetic: bool = False, budget_min: float = 20.0,
-    candidates: Sequence[Candidate] | None = None,
-) -> int:
+    candidates: Sequence[Candidate] | None = None, confidence: float = 0.95, max_good: int | None = None,
+) -> Tuned:
     """`config`: the settings file `settings` were read from (the chosen pipeline.yaml is it with the chosen keys);
-    `candidates`: the grid to try (default: candidate_grid for the frames' size)."""
+    `candidates`: the grid to try besides the settings' own configuration, which is always tried first and kept
+    unless one beats it beyond noise at `confidence` (default: candidate_grid for the frames' size); `max_good`: at
+    most this many good images (a seeded sample; None: all)."""
+    start = time.perf_counter()
+    if max_good is not None and max_good < 2:
+        raise CommandError(f"tune --max-good must be at least 2 (some to fit, some held out), not {max_good}")
+    if not 0.5 <= confidence < 1.0:
+        raise CommandError(f"tune --confidence must be in [0.5, 1), not {confidence}")
     if masks is not None and defects is None:
         raise CommandError("tune --masks needs --defects: the masks of the labelled defective images")
     if synthetic and defects is not None:
         raise CommandError("tune takes --defects or --synthetic, not both")
     images = good_folder_of(settings, good)
-    split = split_good(images.paths, settings.calibration)
+    split = split_good(_sample(images.paths, max_good, settings.calibration.seed), settings.calibration)
     if not split.held_out:
         raise CommandError(f"tune scores candidates on held-out good images, and calibration.holdout_fraction "
                            f"{settings.calibration.holdout_fraction} of {len(images.paths)} holds out none")
     validation = _validation(settings, split.held_out, good, defects, masks, synthetic)
-    grid = list(candidates) if candidates is not None else candidate_grid(*validation.shape)
+    default = default_candidate(settings)
+    grid = with_default(default, candidates if candidates is not None else candidate_grid(*validation.shape))
     log.info("tuning on %d good images of %s: %d candidates, scored on %d held-out good images and %s, budget %g "
              "min", len(split.fit), images.root, len(grid), len(split.held_out), validation.defects, budget_min)
     trials = search(settings, grid, split.fit, validation, budget_min * 60,
                     settings.pipeline.source.max_image_pixels)
-    outcomes = rank(trials)
-    chosen = next(o.trial.candidate for o in outcomes if o.chosen)
+    outcomes = rank(trials, validation.labels, confidence, settings.runtime.seed)
+    winner = next(o for o in outcomes if o.chosen)
+    chosen = winner.trial.candidate
     out.mkdir(parents=True, exist_ok=True)
     pipeline = out / "pipeline.yaml"
     pipeline.write_text(_chosen_yaml(config, chosen))
     extra = {"good_images": str(images.root), "fitted": len(split.fit), "held_out_good": len(split.held_out),
              "defects": validation.defects, "frame_size": "x".join(map(str, validation.shape[::-1])),
-             "budget_min": budget_min, "cpu_cores": os.cpu_count(), "chosen": chosen.name}
+             "budget_min": budget_min, "cpu_cores": os.cpu_count(), "default": default.name,
+             "confidence": confidence, "chosen": chosen.name}
     json_path, md_path = write_reports(out, outcomes, extra)
-    print(table(outcomes))
     skipped = sum(o.trial.figures is None for o in outcomes)
-    if skipped:
-        print(f"{skipped} of {len(outcomes)} candidates skipped to stay within the budget of {budget_min:g} min")
-    print(f"chosen: {chosen.name}\nsettings: {pipeline}\nreport: {json_path}, {md_path}")
+    return Tuned(chosen, winner.why, pipeline, json_path, md_path, table(outcomes), len(outcomes), skipped,
+                 time.perf_counter() - start)
+
+
+def tune(settings: Settings, out: Path, *, good: Path | None = None, budget_min: float = 20.0,
+         **options: Any) -> int:
+    """`stream-ad tune`: tune_line (its options), then its table, the choice and where it was written."""
+    tuned = tune_line(settings, out, good=good, budget_min=budget_min, **options)
+    print(tuned.table)
+    if tuned.skipped:
+        print(f"{tuned.skipped} of {tuned.candidates} candidates skipped to stay within the budget of "
+              f"{budget_min:g} min")
+    print(f"chosen: {tuned.chosen.name} ({tuned.why})\nsettings: {tuned.pipeline}\n"
+          f"report: {tuned.report_json}, {tuned.report_md}")
     good_flag = f" --good {good}" if good is not None else ""
-    print(f"next: stream-ad fit -c {pipeline}{good_flag}, then stream-ad calibrate -c {pipeline}")
+    print(f"next: stream-ad fit -c {tuned.pipeline}{good_flag}, then stream-ad calibrate -c {tuned.pipeline}")
     return 0

@@ -2,16 +2,26 @@
 
 candidates.py  the grid of configurations tried, from the frames' size
 validation.py  held-out good images plus labelled defects, else synthetic ones (stream_ad.data.synthetic)
-search.py      fit and score each candidate within a time budget; rank them
+search.py      fit and score each candidate within a time budget; keep the default unless one beats it
+guard.py       whether a candidate beats the default beyond the validation set's noise (a paired bootstrap)
 report.py      the candidates' figures as a table, JSON and Markdown
 """
 
-from stream_ad.tuning.candidates import Candidate, candidate_grid, settings_for, with_candidate
+from stream_ad.tuning.candidates import (
+    Candidate,
+    candidate_grid,
+    default_candidate,
+    settings_for,
+    with_candidate,
+    with_default,
+)
+from stream_ad.tuning.guard import Interval, intervals_against_default
 from stream_ad.tuning.report import write_reports
 from stream_ad.tuning.search import Figures, Outcome, Trial, rank, search
 from stream_ad.tuning.validation import ValidationSet, labelled_validation, synthetic_validation
 
 __all__ = [
-    "Candidate", "Figures", "Outcome", "Trial", "ValidationSet", "candidate_grid", "labelled_validation", "rank",
-    "search", "settings_for", "synthetic_validation", "with_candidate", "write_reports",
+    "Candidate", "Figures", "Interval", "Outcome", "Trial", "ValidationSet", "candidate_grid", "default_candidate",
+    "intervals_against_default", "labelled_validation", "rank", "search", "settings_for", "synthetic_validation",
+    "with_candidate", "with_default", "write_reports",
 ]

@@ -3,10 +3,12 @@ coreset ratio, chosen from the frames' size as the README's "Resize, letterbox o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from stream_ad.geometry import tile_starts
+from stream_ad.scorers.patchcore.model import PatchCoreParams
 from stream_ad.settings import Settings, settings_from_record
 
 CORESET_RATIOS = (0.01, 0.1)
@@ -59,6 +61,23 @@ def candidate_grid(height: int, width: int) -> list[Candidate]:
     if max(height, width) >= 2 * TILE:
         grid += [Candidate("tile", TILE, ratio) for ratio in TILE_CORESET_RATIOS]
     return grid
+
+
+def default_candidate(settings: Settings) -> Candidate:
+    """What the settings fit without tuning: their geometry and size, and their PatchCore coreset ratio (PatchCore's
+    own default where they set none, or where they name another method: the grid is PatchCore's)."""
+    ratio = PatchCoreParams.model_fields["coreset_ratio"].default
+    if settings.scorer.method == "patchcore":
+        # float(): params stay an unvalidated mapping in settings, and a STREAM_AD_* variable gives a string
+        ratio = float(settings.scorer.params.get("coreset_ratio", ratio))
+    p = settings.preprocess
+    return Candidate(p.mode, p.tile_size if p.mode == "tile" else p.image_size, ratio)
+
+
+def with_default(default: Candidate, grid: Sequence[Candidate]) -> list[Candidate]:
+    """The default first (the first candidate always runs, and the others are measured against it), then the grid
+    without it."""
+    return [default] + [c for c in grid if c != default]
 
 
 def with_candidate(tree: dict[str, Any], candidate: Candidate) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from stream_ad.tuning.search import Outcome
 
-COLUMNS = ("candidate", "fit s", "score s", "image AUROC", "pixel AUROC", "chosen", "why")
+COLUMNS = ("candidate", "fit s", "score s", "image AUROC", "pixel AUROC", "vs default [interval]", "chosen", "why")
 
 
 def _cells(outcome: Outcome) -> list[str]:
@@ -20,7 +20,14 @@ def _cells(outcome: Outcome) -> list[str]:
         return "-" if value is None else f"{value:.{digits}f}"
 
     return [outcome.trial.candidate.name, num(f and f.fit_s, 1), num(f and f.score_s, 1),
-            num(f and f.image_auroc, 4), num(f and f.pixel_auroc, 4), "yes" if outcome.chosen else "", outcome.why]
+            num(f and f.image_auroc, 4), num(f and f.pixel_auroc, 4), _versus(outcome),
+            "yes" if outcome.chosen else "", outcome.why]
+
+
+def _versus(outcome: Outcome) -> str:
+    if outcome.interval is not None:
+        return str(outcome.interval)
+    return "-" if outcome.trial.figures is None else "(the default)"
 
 
 def table(outcomes: Sequence[Outcome]) -> str:
@@ -39,7 +46,7 @@ def to_json(outcomes: Sequence[Outcome], extra: dict[str, Any]) -> dict[str, Any
     return {**extra, "candidates": [
         {"name": o.trial.candidate.name, "settings": o.trial.candidate.overrides(),
          "figures": None if o.trial.figures is None else asdict(o.trial.figures), "skipped": o.trial.skipped,
-         "chosen": o.chosen, "why": o.why}
+         "versus_default": None if o.interval is None else asdict(o.interval), "chosen": o.chosen, "why": o.why}
         for o in outcomes
     ]}
 

@@ -1,5 +1,5 @@
-"""Fit and score each candidate on the validation set within a time budget, then rank them: image AUROC first,
-pixel AUROC (where the defects have masks) to break ties, the faster fit last."""
+"""Fit and score each candidate on the validation set within a time budget, then choose: the default (the first
+candidate) unless another beats its image AUROC beyond the validation set's noise (stream_ad.tuning.guard)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from stream_ad.evaluation import image_auroc, pixel_auroc
 from stream_ad.model import AnomalyModel
 from stream_ad.settings import Settings
 from stream_ad.tuning.candidates import Candidate, settings_for
+from stream_ad.tuning.guard import Interval, intervals_against_default
 from stream_ad.tuning.validation import ValidationSet
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class Figures:
     score_s: float
     image_auroc: float
     pixel_auroc: float | None  # None where the defects have no masks
+    scores: tuple[float, ...]  # per validation image, in its order: what the guard resamples
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Outcome:
     trial: Trial
     chosen: bool
     why: str
+    interval: Interval | None = None  # its image-AUROC difference from the default; None: the default, or not run
 
 
 def _score(model: AnomalyModel, validation: ValidationSet) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -67,7 +70,8 @@ def figures_on(model: AnomalyModel, validation: ValidationSet, fit_s: float) -> 
     scores, maps = _score(model, validation)
     score_s = time.perf_counter() - start
     pixel = None if validation.masks is None else pixel_auroc(validation.masks, maps).value
-    return Figures(round(fit_s, 2), round(score_s, 2), image_auroc(validation.labels, scores), pixel)
+    return Figures(round(fit_s, 2), round(score_s, 2), image_auroc(validation.labels, scores), pixel,
+                   tuple(float(s) for s in scores))
 
 
 def search(
@@ -102,31 +106,51 @@ def search(
     return trials
 
 
-def _key(figures: Figures) -> tuple[float, float, float]:
-    return figures.image_auroc, -1.0 if figures.pixel_auroc is None else figures.pixel_auroc, -figures.fit_s
+def _default_why(default: Figures, confidence: float, better: int) -> str:
+    if better:
+        return f"default: {better} candidate(s) beat it beyond noise"
+    if default.image_auroc == 1.0:
+        return "default kept: its image AUROC is 1.0 (saturated), so no candidate can beat it"
+    return f"default kept: no candidate beats it beyond noise at {confidence:.0%}"
 
 
-def _why_not(figures: Figures, best: Figures) -> str:
-    if figures.image_auroc < best.image_auroc:
-        return f"image AUROC {figures.image_auroc:.4f} below the chosen {best.image_auroc:.4f}"
-    if figures.pixel_auroc is not None and best.pixel_auroc is not None and figures.pixel_auroc < best.pixel_auroc:
-        return f"same image AUROC; pixel AUROC {figures.pixel_auroc:.4f} below the chosen {best.pixel_auroc:.4f}"
-    return f"same AUROCs; fit {figures.fit_s:.1f} s, the chosen one's {best.fit_s:.1f} s"
+def _why(interval: Interval, winner: Interval | None, chosen: bool, confidence: float, compared: int) -> str:
+    """Why (not), beside the interval the report shows in its own column."""
+    level = f"{confidence:.0%} over {compared} candidate{'' if compared == 1 else 's'}"
+    if chosen:
+        return f"beats the default beyond noise ({level}), by the largest lower bound"
+    if interval.high < 0.0:
+        return f"worse than the default ({level})"
+    if not interval.beats_default:
+        return f"not beyond noise ({level})"
+    assert winner is not None  # one that beats the default means there is a winner
+    if interval.low == winner.low:
+        return "beats the default, ties the chosen one's lower bound; the chosen one is cheaper (tried first)"
+    return f"beats the default, by a lower bound below the chosen one's {winner.low:+.4f}"
 
 
-def rank(trials: Sequence[Trial]) -> list[Outcome]:
-    """The trials in their order, the best of those run marked chosen, each with why (not)."""
-    ran = [t for t in trials if t.figures is not None]
-    if not ran:
-        raise ValueError("no candidate was run")
-    best = max(ran, key=lambda t: _key(t.figures))  # type: ignore[arg-type]
-    assert best.figures is not None
-    outcomes = []
-    for trial in trials:
+def rank(trials: Sequence[Trial], labels: Sequence[int], confidence: float = 0.95, seed: int = 0) -> list[Outcome]:
+    """The trials in their order, one chosen, each with why (not). The first trial is the default and must have run
+    (search always runs it); another is chosen only if the lower end of its image-AUROC difference from the default
+    is above 0 (guard.py: a paired bootstrap at `confidence`, Bonferroni over the candidates run). Of several, the
+    one with the largest lower bound; ties (saturated candidates) go to the one tried first, the cheaper. Pixel
+    AUROC is reported, not ranked on: resampling it by image is too slow for the few seconds a choice may take."""
+    default = trials[0].figures
+    if default is None:
+        raise ValueError("the default (first) candidate was not run")
+    ran = [t for t in trials[1:] if t.figures is not None]
+    scores = [f.scores for f in (t.figures for t in ran) if f is not None]
+    intervals = intervals_against_default(labels, default.scores, scores, confidence, seed)
+    of = {id(t): i for t, i in zip(ran, intervals, strict=True)}
+    better = [t for t, i in zip(ran, intervals, strict=True) if i.beats_default]
+    # max() keeps the first of equal keys: the one tried first, the cheaper.
+    winner = max(better, key=lambda t: of[id(t)].low) if better else trials[0]
+    outcomes = [Outcome(trials[0], winner is trials[0], _default_why(default, confidence, len(better)))]
+    for trial in trials[1:]:
         if trial.figures is None:
             outcomes.append(Outcome(trial, False, f"skipped: {trial.skipped}"))
-        elif trial is best:
-            outcomes.append(Outcome(trial, True, "highest image AUROC, then pixel AUROC, then fastest fit"))
-        else:
-            outcomes.append(Outcome(trial, False, _why_not(trial.figures, best.figures)))
+            continue
+        interval = of[id(trial)]
+        why = _why(interval, of.get(id(winner)), trial is winner, confidence, len(ran))
+        outcomes.append(Outcome(trial, trial is winner, why, interval))
     return outcomes

@@ -1,7 +1,7 @@
-"""`stream-ad tune` on a real PIPED category and real PatchCore fits: the chosen pipeline.yaml loads, the report
-lists every candidate, a spent budget lists the skipped ones, labelled defects are used where the user has them
-(with masks: pixel AUROC too),
-and bad inputs are one-line errors naming them."""
+"""`stream-ad tune` on a real PIPED category and real PatchCore fits: the settings' own configuration is tried first
+and kept unless a candidate beats it beyond noise, the chosen pipeline.yaml loads, the report lists every candidate
+with its interval against the default, a spent budget lists the skipped ones, labelled defects are used where the
+user has them (with masks: pixel AUROC too), and bad inputs are one-line errors naming them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import yaml
 
 from stream_ad.commands.tune import tune
 from stream_ad.settings import load_settings
-from stream_ad.tuning import Candidate
+from stream_ad.tuning import Candidate, default_candidate
 from tests.commands.conftest import CATEGORY, cli
 
 # Small inputs keep each fit to a few seconds on 2 cores.
@@ -35,24 +35,38 @@ def test_tune_with_synthetic_defects_writes_a_loadable_pipeline_and_every_candid
     assert tune(load_settings(config), out, config=config, good=CATEGORY / "train" / "good", candidates=SMALL) == 0
     report = json.loads((out / "tune_report.json").read_text())
     assert "synthetic defects (cut_paste, perlin, scratch)" in report["defects"]
+    default = default_candidate(load_settings(config))
+    tried = [default, *SMALL]  # the settings' own configuration first
+    assert report["default"] == default.name == "patchcore resize 224 ratio 0.01" and report["confidence"] == 0.95
     rows = report["candidates"]
-    assert [r["name"] for r in rows] == [c.name for c in SMALL]
+    assert [r["name"] for r in rows] == [c.name for c in tried]
     assert sum(r["chosen"] for r in rows) == 1 and all(r["skipped"] is None for r in rows)
     for row in rows:
         figures = row["figures"]
         assert 0.5 < figures["image_auroc"] <= 1.0 and 0.5 < figures["pixel_auroc"] <= 1.0  # better than chance
-        assert figures["fit_s"] > 0 and row["why"]
-    chosen = next(c for c, r in zip(SMALL, rows, strict=True) if r["chosen"])
+        assert figures["fit_s"] > 0 and row["why"] and len(figures["scores"]) == 32  # 8 good held out, 24 defects
+    # Each candidate's interval against the default; one is chosen over the default only if its lower end is above 0.
+    assert rows[0]["versus_default"] is None
+    for row in rows[1:]:
+        interval = row["versus_default"]
+        assert interval["low"] <= interval["difference"] <= interval["high"]
+        gain = row["figures"]["image_auroc"] - rows[0]["figures"]["image_auroc"]
+        assert interval["difference"] == pytest.approx(gain)
+        assert (interval["low"] > 0) == ("beats the default" in row["why"])
+    assert rows[0]["chosen"] == all(r["versus_default"]["low"] <= 0 for r in rows[1:])
+    chosen = next(c for c, r in zip(tried, rows, strict=True) if r["chosen"])
     # The user's file with the chosen keys: what they set stays, and it loads as `fit` and `run` load it.
     written = yaml.safe_load((out / "pipeline.yaml").read_text())
     assert written["data"] == {"root": str(CATEGORY)} and written["runtime"]["threads"] == 2
     settings = load_settings(out / "pipeline.yaml")
     assert (settings.preprocess.mode, settings.preprocess.image_size, settings.preprocess.pad_value) == (
         "resize", chosen.size, 114)
-    assert settings.scorer.params == {"coreset_ratio": 0.1}
+    assert settings.scorer.params == {"coreset_ratio": chosen.coreset_ratio}
     stdout = capsys.readouterr().out
-    assert all(c.name in stdout for c in SMALL) and f"chosen: {chosen.name}" in stdout
-    assert "| candidate |" in (out / "tune_report.md").read_text()
+    assert all(c.name in stdout for c in tried) and f"chosen: {chosen.name} (" in stdout
+    assert "vs default [interval]" in stdout and "(the default)" in stdout
+    markdown = (out / "tune_report.md").read_text()
+    assert "| vs default [interval] |" in markdown and "- default: patchcore resize 224 ratio 0.01" in markdown
 
 
 def test_tune_uses_the_labelled_defects_of_the_data_root(config: Path, tmp_path: Path, shared: Path) -> None:
@@ -60,7 +74,7 @@ def test_tune_uses_the_labelled_defects_of_the_data_root(config: Path, tmp_path:
     tune(load_settings(config), out, config=config, candidates=SMALL[:1])
     report = json.loads((out / "tune_report.json").read_text())
     assert report["defects"] == f"48 labelled defects ({CATEGORY}/test)"
-    assert report["candidates"][0]["figures"]["pixel_auroc"] is not None  # ground_truth/ masks used
+    assert all(r["figures"]["pixel_auroc"] is not None for r in report["candidates"])  # ground_truth/ masks used
 
 
 def test_a_spent_budget_runs_the_first_candidate_and_lists_the_skipped_ones(
@@ -91,6 +105,7 @@ def test_an_empty_good_folder_is_an_error_naming_it(config: Path, tmp_path: Path
 @pytest.mark.parametrize(("flags", "expected"), [
     (["--masks", "m"], "stream-ad: tune --masks needs --defects"),
     (["--defects", "d", "--synthetic"], "stream-ad: tune takes --defects or --synthetic, not both"),
+    (["--confidence", "1"], "stream-ad: tune --confidence must be in [0.5, 1), not 1.0"),
 ])
 def test_flags_that_do_not_go_together_are_named(flags: list[str], expected: str, config: Path,
                                                  tmp_path: Path) -> None:

@@ -8,7 +8,15 @@ import pytest
 
 from stream_ad.scorers import scorer_params
 from stream_ad.settings import load_settings
-from stream_ad.tuning import Candidate, ValidationSet, candidate_grid, settings_for, with_candidate
+from stream_ad.tuning import (
+    Candidate,
+    ValidationSet,
+    candidate_grid,
+    default_candidate,
+    settings_for,
+    with_candidate,
+    with_default,
+)
 from stream_ad.tuning.candidates import TILE_CORESET_POOL, TILE_CORESET_RATIOS
 
 
@@ -59,3 +67,22 @@ def test_the_grid_is_chosen_for_the_largest_frame() -> None:
     validation = ValidationSet(frames, (0, 0, 1), None, "none")
     assert validation.shape == (500, 700)
     assert ("tile", 224) in geometries(*validation.shape)
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({}, Candidate("resize", 224, 0.01)),  # the built-in defaults: PatchCore's own coreset ratio
+    ({"preprocess": {"mode": "tile", "tile_size": 256}, "scorer": {"params": {"coreset_ratio": 0.05}}},
+     Candidate("tile", 256, 0.05)),
+    ({"preprocess": {"mode": "letterbox", "image_size": 320}, "scorer": {"method": "vae", "params": {"epochs": 2}}},
+     Candidate("letterbox", 320, 0.01)),  # another method: its geometry, PatchCore's default ratio
+    ({"scorer": {"params": {"coreset_ratio": "0.05"}}}, Candidate("resize", 224, 0.05)),  # as a variable gives it
+])
+def test_the_default_candidate_is_what_the_settings_fit_untuned(overrides: dict, expected: Candidate) -> None:
+    assert default_candidate(load_settings(**overrides)) == expected
+
+
+def test_the_default_is_tried_first_and_only_once() -> None:
+    grid = candidate_grid(640, 640)
+    assert with_default(grid[0], grid) == grid
+    outside = Candidate("resize", 256, 0.05)
+    assert with_default(outside, grid) == [outside, *grid]

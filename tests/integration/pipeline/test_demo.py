@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from stream_ad.cli import main
+from stream_ad.settings import load_settings
 from tests.integration.conftest import (
     CATEGORY,
     DEMO_TARGET_FPR,
@@ -37,6 +38,25 @@ def test_demo_streams_every_test_image_through_the_stages(demo_run: DemoRun) -> 
     assert summary["unaccounted"] == 0 and summary["in_flight_at_end"] == 0
     assert summary["scored"] >= TEST_IMAGES // 2
     assert abs(summary["source_fps"] - 20) < 2.0  # the camera ran at its rate
+
+
+def test_demo_runs_a_short_tune_and_points_to_what_it_wrote(demo_run: DemoRun) -> None:
+    """The tune step tries the settings' own configuration (the fixture's coreset ratio 0.05) against resize 320 on
+    synthetic defects and says what it chose, why, and where it wrote the pipeline YAML and the report."""
+    err, out = demo_run.proc.stderr, demo_run.proc.stdout
+    assert "tuning (short demo step: patchcore resize 224 ratio 0.05 against resize 320" in err
+    [line] = [line for line in out.splitlines() if line.startswith("tune (short demo step, ")]
+    tune_dir = demo_run.output_dir / "demo" / "tune"
+    assert f"settings {tune_dir / 'pipeline.yaml'}, report {tune_dir / 'tune_report.md'}" in line
+    report = json.loads((tune_dir / "tune_report.json").read_text())
+    assert report["default"] == "patchcore resize 224 ratio 0.05" and "synthetic defects" in report["defects"]
+    assert [r["name"] for r in report["candidates"]] == [report["default"], "patchcore resize 320 ratio 0.05"]
+    chosen = next(r for r in report["candidates"] if r["chosen"])
+    assert f": {chosen['name']}; settings" in line and f"({chosen['why']})" in err
+    assert report["candidates"][1]["versus_default"]["low"] <= report["candidates"][1]["versus_default"]["high"]
+    written = load_settings(tune_dir / "pipeline.yaml")
+    assert (written.preprocess.image_size, written.scorer.params["coreset_ratio"]) == (
+        int(chosen["name"].split()[2]), 0.05)
 
 
 def test_demo_verdict_log_and_sinks(demo_run: DemoRun) -> None:
