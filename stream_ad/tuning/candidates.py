@@ -1,5 +1,6 @@
-"""The configurations `stream-ad tune` tries: a geometry (resize, letterbox, tile) and input size, and PatchCore's
-coreset ratio, chosen from the frames' size as the README's "Resize, letterbox or tile?" advises."""
+"""The configurations `stream-ad tune` tries: a geometry (resize, letterbox, tile) and input size, and the method:
+PatchCore at a coreset ratio, or PaDiM (a Gaussian per position: for parts in a fixture), chosen from the frames' size
+as the README's "Resize, letterbox or tile?" advises."""
 
 from __future__ import annotations
 
@@ -26,18 +27,19 @@ SQUARE = 1.1  # frames whose sides differ by less than this factor letterbox as 
 class Candidate:
     mode: Literal["resize", "letterbox", "tile"]
     size: int  # image_size, or tile_size in tile mode
-    coreset_ratio: float
+    coreset_ratio: float | None  # PatchCore's; None for a method without a memory bank
     method: str = "patchcore"
 
     @property
     def name(self) -> str:
-        return f"{self.method} {self.mode} {self.size} ratio {self.coreset_ratio:g}"
+        ratio = "" if self.coreset_ratio is None else f" ratio {self.coreset_ratio:g}"
+        return f"{self.method} {self.mode} {self.size}{ratio}"
 
     def overrides(self) -> dict[str, Any]:
         """The settings this candidate sets: preprocess and scorer."""
         size_key = "tile_size" if self.mode == "tile" else "image_size"
-        params: dict[str, Any] = {"coreset_ratio": self.coreset_ratio}
-        if self.mode == "tile":
+        params: dict[str, Any] = {} if self.coreset_ratio is None else {"coreset_ratio": self.coreset_ratio}
+        if self.mode == "tile" and self.method == "patchcore":
             params["coreset_pool"] = TILE_CORESET_POOL
         return {"preprocess": {"mode": self.mode, size_key: self.size},
                 "scorer": {"method": self.method, "params": params}}
@@ -52,26 +54,32 @@ class Candidate:
 
 def candidate_grid(height: int, width: int) -> list[Candidate]:
     """Cheapest first, so a short budget still tries the default: resize 224; letterbox 224 and 320 for frames far
-    from square, else resize 320; each at CORESET_RATIOS; tile 224 at native size, at TILE_CORESET_RATIOS, when a
-    side is at least twice the tile."""
+    from square, else resize 320; each with PatchCore at CORESET_RATIOS and with PaDiM (its fit is one pass of
+    sums, cheaper than a coreset); tile 224 at native size, PatchCore at TILE_CORESET_RATIOS, when a side is at least
+    twice the tile (no PaDiM there: a position inside a tile is no position on the part)."""
     square = max(height, width) < SQUARE * min(height, width)
     geometries: list[tuple[Literal["resize", "letterbox", "tile"], int]] = [("resize", 224)]
     geometries += [("resize", 320)] if square else [("letterbox", 224), ("letterbox", 320)]
     grid = [Candidate(mode, size, ratio) for mode, size in geometries for ratio in CORESET_RATIOS]
+    grid += [Candidate(mode, size, None, "padim") for mode, size in geometries]
     if max(height, width) >= 2 * TILE:
         grid += [Candidate("tile", TILE, ratio) for ratio in TILE_CORESET_RATIOS]
     return grid
 
 
 def default_candidate(settings: Settings) -> Candidate:
-    """What the settings fit without tuning: their geometry and size, and their PatchCore coreset ratio (PatchCore's
-    own default where they set none, or where they name another method: the grid is PatchCore's)."""
+    """What the settings fit without tuning: their geometry and size, and PaDiM where they name it, else PatchCore at
+    their coreset ratio (PatchCore's own default where they set none, or where they name a method tune does not
+    try)."""
+    p = settings.preprocess
+    size = p.tile_size if p.mode == "tile" else p.image_size
+    if settings.scorer.method == "padim":
+        return Candidate(p.mode, size, None, "padim")
     ratio = PatchCoreParams.model_fields["coreset_ratio"].default
     if settings.scorer.method == "patchcore":
         # float(): params stay an unvalidated mapping in settings, and a STREAM_AD_* variable gives a string
         ratio = float(settings.scorer.params.get("coreset_ratio", ratio))
-    p = settings.preprocess
-    return Candidate(p.mode, p.tile_size if p.mode == "tile" else p.image_size, ratio)
+    return Candidate(p.mode, size, ratio)
 
 
 def with_default(default: Candidate, grid: Sequence[Candidate]) -> list[Candidate]:

@@ -88,10 +88,10 @@ def test_a_spent_budget_runs_the_first_candidate_and_lists_the_skipped_ones(
     report = json.loads((out / "tune_report.json").read_text())
     assert report["defects"] == f"48 labelled defects ({CATEGORY / 'test' / 'defect'})"
     rows = report["candidates"]
-    assert len(rows) == 4  # 128 x 128 frames: resize 224 and 320 at two coreset ratios
+    assert len(rows) == 6  # 128 x 128 frames: resize 224 and 320, PatchCore at two coreset ratios and PaDiM
     assert rows[0]["chosen"] and rows[0]["figures"]["pixel_auroc"] is None
     assert all(r["figures"] is None and r["skipped"].startswith("budget: ") for r in rows[1:])
-    assert "3 of 4 candidates skipped to stay within the budget of 0 min" in run.stdout
+    assert "5 of 6 candidates skipped to stay within the budget of 0 min" in run.stdout
 
 
 def test_an_empty_good_folder_is_an_error_naming_it(config: Path, tmp_path: Path) -> None:

@@ -33,7 +33,9 @@ def test_the_grid_follows_the_frames_shape(height: int, width: int, expected: li
     assert geometries(height, width) == expected
     grid = candidate_grid(height, width)
     assert grid[0] == Candidate("resize", 224, 0.01)  # the cheapest first: a short budget still tries it
-    assert len(set(grid)) == len(grid) == 2 * len(expected)
+    flat = [g for g in expected if g[0] != "tile"]
+    assert len(set(grid)) == len(grid) == 2 * len(expected) + len(flat)  # + PaDiM at each geometry but tiles
+    assert sorted((c.mode, c.size) for c in grid if c.method == "padim") == flat
     assert {c.coreset_ratio for c in grid if c.mode == "tile"} <= set(TILE_CORESET_RATIOS)
 
 
@@ -60,6 +62,11 @@ def test_settings_for_a_candidate_validate_with_the_methods_params() -> None:
     assert (settings.preprocess.mode, settings.preprocess.tile_size, settings.runtime.threads) == ("tile", 224, 2)
     params = scorer_params(settings.scorer)
     assert (params.coreset_ratio, params.coreset_pool) == (0.002, TILE_CORESET_POOL)
+    padim = settings_for(load_settings(scorer={"method": "patchcore", "params": {"coreset_ratio": 0.1}}),
+                         Candidate("letterbox", 320, None, "padim"))
+    assert padim.scorer.method == "padim" and padim.preprocess.image_size == 320
+    assert scorer_params(padim.scorer).d > 0  # no PatchCore key carried over: PaDiM's params validate
+    assert Candidate("resize", 224, None, "padim").name == "padim resize 224"
 
 
 def test_the_grid_is_chosen_for_the_largest_frame() -> None:
@@ -76,6 +83,7 @@ def test_the_grid_is_chosen_for_the_largest_frame() -> None:
     ({"preprocess": {"mode": "letterbox", "image_size": 320}, "scorer": {"method": "vae", "params": {"epochs": 2}}},
      Candidate("letterbox", 320, 0.01)),  # another method: its geometry, PatchCore's default ratio
     ({"scorer": {"params": {"coreset_ratio": "0.05"}}}, Candidate("resize", 224, 0.05)),  # as a variable gives it
+    ({"scorer": {"method": "padim"}}, Candidate("resize", 224, None, "padim")),
 ])
 def test_the_default_candidate_is_what_the_settings_fit_untuned(overrides: dict, expected: Candidate) -> None:
     assert default_candidate(load_settings(**overrides)) == expected
