@@ -1,5 +1,5 @@
-"""Where each model input's pixels come from in its frame, and the CPU preprocessing built on it (OpenCV and numpy
-only): the geometry every preprocessing path shares (OpenCV on the CPU, tensor operations on the device, the
+"""Where each model input's pixels come from in its frame, and the CPU preprocessing built on it (Pillow, OpenCV and
+numpy only): the geometry every preprocessing path shares (on the CPU, as tensor operations on the device, in the
 torch-free line runtime), and the mapping of scores back to each frame.
 
 Torch-free on purpose: a line PC serving an exported runtime artefact (stream_ad.line) preprocesses with exactly
@@ -14,6 +14,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,19 @@ def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
     return starts
 
 
+# How frames are resampled to the model's input: part of what a saved model was fitted with (Preprocessor.describe).
+RESAMPLING = "bilinear-antialiased"
+
+
 def resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
-    shrinking = h * w < img.shape[0] * img.shape[1]
-    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    """Bilinear, antialiased along each axis that shrinks: a triangle filter widened by that axis's own shrink factor
+    (PIL's BILINEAR; torch's antialias=True, the device path's and torchvision's Resize, is the same filter).
+
+    Not OpenCV's: INTER_AREA averages only when both axes shrink, so a frame shrunk along one axis and enlarged along
+    the other (magnetic_tile's 632 x 222 to 224 x 224) was sampled without any filter; and its box filter passes about
+    4x the triangle's aliasing of fine stripes squeezed 5.6x (a 500 x 1250 frame to 224 x 224), a moire that moves
+    with the part and reads as anomalous patches. tests/data/test_preprocess.py holds both cases."""
+    return np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BILINEAR))
 
 
 def as_rgb(i: int, frame: np.ndarray) -> np.ndarray:
