@@ -274,6 +274,15 @@ def test_missing_sums_and_the_format_before_them_are_refused(copy_of: Path) -> N
         load_model(copy_of)
 
 
+def test_a_model_fitted_on_opencv_resampled_frames_is_refused(copy_of: Path) -> None:
+    """Its manifest's preprocessing has no "resampling": served with today's antialiased inputs it would mis-score."""
+    manifest = read_manifest(copy_of)
+    before = {k: v for k, v in manifest.preprocessing.items() if k != "resampling"}
+    write_manifest(copy_of, dataclasses.replace(manifest, preprocessing=before))
+    with pytest.raises(ArtefactError, match="'resampling': 'bilinear-antialiased'.*resampled otherwise; refit it"):
+        load_model(copy_of)
+
+
 def test_a_nan_in_the_memory_bank_is_refused_naming_the_tensor(copy_of: Path) -> None:
     """A bank row set to NaN after saving and re-summed: only the NaN check can catch it (the probe's bare
     IndexError)."""

@@ -3,7 +3,7 @@
 Frames of one shape are stacked and uploaded together through a reused pinned host buffer (non-blocking copy), then
 resized, letterboxed or cut into tiles and normalised there, in the batch. The geometry (placements, tile origins,
 letterbox sizes) is the CPU path's (stream_ad.geometry), and so is the resampling: torch's antialiased bilinear is
-the filter of the CPU path's Pillow BILINEAR, which rounds to grey levels (tests/data/test_device_preprocess.py).
+the filter of the CPU path's Pillow BILINEAR, both in float32 (tests/data/test_device_preprocess.py).
 The same code runs on CPU tensors, which is how the CPU tests check it.
 """
 
