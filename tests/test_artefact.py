@@ -29,6 +29,7 @@ from stream_ad.artefact import (
     write_manifest,
 )
 from stream_ad.data import MVTecCategory
+from stream_ad.geometry import RESAMPLING
 from stream_ad.model import AnomalyModel
 from stream_ad.runtime.checksums import sha256_bytes, sha256_file, write_sums
 from stream_ad.settings import Settings, load_settings
@@ -279,7 +280,7 @@ def test_a_model_fitted_on_opencv_resampled_frames_is_refused(copy_of: Path) -> 
     manifest = read_manifest(copy_of)
     before = {k: v for k, v in manifest.preprocessing.items() if k != "resampling"}
     write_manifest(copy_of, dataclasses.replace(manifest, preprocessing=before))
-    with pytest.raises(ArtefactError, match="'resampling': 'bilinear-antialiased'.*resampled otherwise; refit it"):
+    with pytest.raises(ArtefactError, match=f"'resampling': '{RESAMPLING}'.*resampled otherwise; refit it"):
         load_model(copy_of)
 
 
