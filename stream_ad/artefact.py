@@ -290,9 +290,11 @@ def load_model(directory: Path, settings: Settings | None = None, *, max_batch: 
             "weights"
         )
     if manifest.preprocessing != model.preprocessor.describe():
+        # No "resampling": fitted before frames were resampled antialiased (geometry.resize).
+        older = "" if "resampling" in manifest.preprocessing else ": its inputs were resampled otherwise; refit it"
         raise ArtefactError(
             f"model artefact {directory} expects preprocessing {manifest.preprocessing}, "
-            f"got {model.preprocessor.describe()}"
+            f"got {model.preprocessor.describe()}{older}"
         )
     model.scorer.load_state_tensors(_state_tensors(directory, manifest))
     if manifest.teaching:

@@ -1,5 +1,5 @@
-"""Where each model input's pixels come from in its frame, and the CPU preprocessing built on it (OpenCV and numpy
-only): the geometry every preprocessing path shares (OpenCV on the CPU, tensor operations on the device, the
+"""Where each model input's pixels come from in its frame, and the CPU preprocessing built on it (Pillow, OpenCV and
+numpy only): the geometry every preprocessing path shares (on the CPU, as tensor operations on the device, in the
 torch-free line runtime), and the mapping of scores back to each frame.
 
 Torch-free on purpose: a line PC serving an exported runtime artefact (stream_ad.line) preprocesses with exactly
@@ -14,6 +14,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,24 @@ def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
     return starts
 
 
+# How frames are resampled to the model's input: part of what a saved model was fitted with (Preprocessor.describe).
+RESAMPLING = "bilinear-antialiased-float32"
+
+
 def resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
-    shrinking = h * w < img.shape[0] * img.shape[1]
-    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    """uint8 (H, W, 3) -> float32 (h, w, 3) on 0..255: bilinear, antialiased along each axis that shrinks, a triangle
+    filter widened by that axis's own shrink factor (Pillow's BILINEAR; torch's antialias=True, the device path's and
+    torchvision's Resize, is the same filter).
+
+    Not OpenCV's: INTER_AREA averages only when both axes shrink, so a frame shrunk along one axis and enlarged along
+    the other (magnetic_tile's 632 x 222 to 224 x 224) was sampled without any filter; and its box filter passes about
+    4x the triangle's aliasing of fine stripes squeezed 5.6x (a 500 x 1250 frame to 224 x 224), a moire that moves
+    with the part and reads as anomalous patches. Kept in float, not rounded to grey levels: a pixel averaged from
+    many (12 per input pixel there) is known to a fraction of a level, and rounding puts steps into smooth dark
+    surfaces (on the 500 x 1250 magnetic_tile set, pixel AUROC 0.698 rounded, 0.742 not). tests/data/test_preprocess.py
+    holds these cases."""
+    channels = [Image.fromarray(np.ascontiguousarray(img[..., c])).convert("F") for c in range(img.shape[2])]
+    return np.stack([np.asarray(c.resize((w, h), Image.Resampling.BILINEAR)) for c in channels], axis=-1)
 
 
 def as_rgb(i: int, frame: np.ndarray) -> np.ndarray:
@@ -88,14 +104,15 @@ def as_rgb(i: int, frame: np.ndarray) -> np.ndarray:
 
 
 def place(geometry: Geometry, index: int, img: np.ndarray) -> tuple[list[np.ndarray], list[Placement]]:
-    """Frame `index` -> its (S, S, 3) uint8 inputs (one, or a tile each) and where each came from."""
+    """Frame `index` -> its (S, S, 3) inputs on 0..255 (one, or a tile each) and where each came from: float32 where
+    resampled (resize, letterbox), uint8 tiles cut at native resolution."""
     h, w = img.shape[:2]
     s, mode = geometry.input_size, geometry.mode
     if mode == "resize":
         return [resize(img, s, s)], [Placement(index, s, s, 0, h, 0, w)]
     if mode == "letterbox":
         th, tw = letterbox_size(h, w, s)
-        canvas = np.full((s, s, 3), geometry.pad_value, dtype=np.uint8)
+        canvas = np.full((s, s, 3), geometry.pad_value, dtype=np.float32)
         canvas[:th, :tw] = resize(img, th, tw)
         return [canvas], [Placement(index, th, tw, 0, h, 0, w)]
     tiles, places = [], []
@@ -113,7 +130,8 @@ def place(geometry: Geometry, index: int, img: np.ndarray) -> tuple[list[np.ndar
 
 
 def place_frames(geometry: Geometry, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, Prepared]:
-    """Frames -> their stacked (N, S, S, 3) uint8 inputs, and a Prepared holding no inputs yet (placements, shapes)."""
+    """Frames -> their stacked (N, S, S, 3) inputs (place: float32 or uint8), and a Prepared holding no inputs yet
+    (placements, shapes)."""
     arrays: list[np.ndarray] = []
     placements: list[Placement] = []
     shapes: list[tuple[int, int]] = []
@@ -127,8 +145,8 @@ def place_frames(geometry: Geometry, frames: Sequence[np.ndarray]) -> tuple[np.n
 
 
 def normalise(pixels: np.ndarray, mean255: np.ndarray, std255: np.ndarray) -> np.ndarray:
-    """(N, S, S, 3) uint8 -> (N, 3, S, S) float32 (x - mean) / std, with mean and std (3,) float32 on 0..255: the
-    same float32 operations as the torch path, so the same values."""
+    """(N, S, S, 3) on 0..255 (place_frames) -> (N, 3, S, S) float32 (x - mean) / std, with mean and std (3,) float32
+    on 0..255: the same float32 operations as the torch path, so the same values."""
     x = pixels.transpose(0, 3, 1, 2).astype(np.float32)
     return np.ascontiguousarray((x - mean255.reshape(1, 3, 1, 1)) / std255.reshape(1, 3, 1, 1))
 

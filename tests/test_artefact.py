@@ -29,6 +29,7 @@ from stream_ad.artefact import (
     write_manifest,
 )
 from stream_ad.data import MVTecCategory
+from stream_ad.geometry import RESAMPLING
 from stream_ad.model import AnomalyModel
 from stream_ad.runtime.checksums import sha256_bytes, sha256_file, write_sums
 from stream_ad.settings import Settings, load_settings
@@ -271,6 +272,15 @@ def test_missing_sums_and_the_format_before_them_are_refused(copy_of: Path) -> N
     del raw["files"]
     (copy_of / "manifest.json").write_text(json.dumps({**raw, "format_version": 1}))
     with pytest.raises(ArtefactError, match="has artefact format 1; .* reads format 2: refit the model"):
+        load_model(copy_of)
+
+
+def test_a_model_fitted_on_opencv_resampled_frames_is_refused(copy_of: Path) -> None:
+    """Its manifest's preprocessing has no "resampling": served with today's antialiased inputs it would mis-score."""
+    manifest = read_manifest(copy_of)
+    before = {k: v for k, v in manifest.preprocessing.items() if k != "resampling"}
+    write_manifest(copy_of, dataclasses.replace(manifest, preprocessing=before))
+    with pytest.raises(ArtefactError, match=f"'resampling': '{RESAMPLING}'.*resampled otherwise; refit it"):
         load_model(copy_of)
 
 

@@ -2,10 +2,9 @@
 
 Frames of one shape are stacked and uploaded together through a reused pinned host buffer (non-blocking copy), then
 resized, letterboxed or cut into tiles and normalised there, in the batch. The geometry (placements, tile origins,
-letterbox sizes) is the CPU path's (stream_ad.geometry); the resampling is torch's bilinear, antialiased
-when shrinking: on magnetic_tile frames about 0.3-1 grey level from OpenCV's INTER_AREA / INTER_LINEAR on average
-(torch's "area" mode was 1-3; tests/data/test_device_preprocess.py). The same code runs on CPU tensors, which is how
-the CPU tests check it.
+letterbox sizes) is the CPU path's (stream_ad.geometry), and so is the resampling: torch's antialiased bilinear is
+the filter of the CPU path's Pillow BILINEAR, both in float32 (tests/data/test_device_preprocess.py).
+The same code runs on CPU tensors, which is how the CPU tests check it.
 """
 
 from __future__ import annotations
@@ -21,11 +20,12 @@ from stream_ad.settings import PreprocessSettings
 
 
 def resize_batch(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(N, 3, H, W) float -> (N, 3, h, w), bilinear; antialiased when shrinking, as INTER_AREA averages."""
+    """(N, 3, H, W) float -> (N, 3, h, w), bilinear, antialiased along each axis that shrinks (geometry.resize)."""
     if (h, w) == tuple(x.shape[-2:]):
         return x
-    shrinking = h * w < x.shape[-2] * x.shape[-1]
-    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=shrinking)
+    # antialias acts per axis (an enlarged axis gets plain bilinear): deciding by area left an axis shrunk while the
+    # other grew unfiltered.
+    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
 
 
 class PinnedUploader:

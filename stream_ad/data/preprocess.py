@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from stream_ad.data.device_preprocess import DevicePreprocess
-from stream_ad.geometry import Geometry, Prepared, as_rgb, place_frames, to_frames
+from stream_ad.geometry import RESAMPLING, Geometry, Prepared, as_rgb, place_frames, to_frames
 from stream_ad.settings import PreprocessSettings
 
 
@@ -47,6 +47,8 @@ class Preprocessor:
         """What a saved model must be served with; compared on load."""
         return {
             **self.cfg.model_dump(),
+            # A model fitted on other resampling (OpenCV's, before) sees other inputs: it must not load silently.
+            "resampling": RESAMPLING,
             "mean": [round(float(v) / 255.0, 6) for v in self.mean.flatten()],
             "std": [round(float(v) / 255.0, 6) for v in self.std.flatten()],
         }

@@ -38,7 +38,7 @@ from stream_ad.settings import Settings, format_errors, settings_from_record
 from stream_ad.settings.serving import conflicts, served
 
 KIND = "runtime"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: frames resampled antialiased (geometry.RESAMPLING); a format 1 graph saw OpenCV's
 MANIFEST = "manifest.json"
 GRAPH_XML = "scoring.xml"
 GRAPH_BIN = "scoring.bin"

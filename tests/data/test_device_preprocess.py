@@ -1,5 +1,6 @@
-"""Preprocessing as tensor operations (the GPU path), checked on CPU tensors against the OpenCV path: same geometry,
-resampling within a grey level or so, the same PatchCore verdicts; and on CUDA where there is one."""
+"""Preprocessing as tensor operations (the GPU path), checked on CPU tensors against the CPU path: same geometry,
+the same resampling (antialiased bilinear in float32), the same PatchCore verdicts; and on CUDA where there
+is one."""
 
 from __future__ import annotations
 
@@ -23,14 +24,15 @@ def frames() -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("mode", ["resize", "letterbox", "tile"])
-def test_tensor_path_matches_opencv_path(frames: list[np.ndarray], mode: str) -> None:
+def test_tensor_path_matches_cpu_path(frames: list[np.ndarray], mode: str) -> None:
     cfg = PreprocessSettings(mode=mode, tile_size=128)
     cpu = Preprocessor(cfg, HALF, HALF)(frames)
     tensors = Preprocessor(cfg, HALF, HALF, on_device=True)(frames)
     assert tensors.placements == cpu.placements and tensors.frame_shapes == cpu.frame_shapes
     assert tensors.inputs.shape == cpu.inputs.shape
     grey_levels = (tensors.inputs - cpu.inputs).abs() * 127.5  # mean/std 0.5: one unit is 127.5 grey levels
-    assert float(grey_levels.mean()) < 1.5
+    # One filter in float32 on both paths: OpenCV's resampling, rounded, differed by 0.3-1 grey level on average.
+    assert float(grey_levels.max()) < 0.01
     if mode == "resize":  # the repeated frame went through the batched same-shape path: identical rows
         assert torch.equal(tensors.inputs[-1], tensors.inputs[0])
 

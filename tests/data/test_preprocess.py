@@ -17,6 +17,39 @@ def test_normalisation_uses_the_backbones_mean_and_std() -> None:
     np.testing.assert_allclose(out.numpy(), 1.0)  # (1 - 0.5) / 0.5
 
 
+def resized_grey(frame: np.ndarray, size: int = 224) -> np.ndarray:
+    """The resize input of a grey frame, back on 0..255."""
+    return make("resize", image_size=size)([frame]).inputs[0, 0].numpy() * 127.5 + 127.5
+
+
+def test_an_axis_shrunk_while_the_other_grows_is_filtered() -> None:
+    # Rows alternating 0/255, 632 x 222 -> 224 x 224: rows shrink, columns grow. A filtered shrink averages the rows
+    # to mid grey; OpenCV's INTER_AREA (the frame shrinks by area) sampled them unfiltered: std 85 grey levels.
+    frame = np.zeros((632, 222), np.uint8)
+    frame[::2] = 255
+    out = resized_grey(frame)
+    assert out.std() < 12.0 and abs(out.mean() - 127.5) < 2.0
+
+
+def test_stripes_squeezed_far_from_square_alias_little() -> None:
+    # Bars 3 px on, 4 px off across a 500 x 1250 frame squeezed 5.6x: beyond the input's Nyquist, so a good filter
+    # leaves a near flat image. INTER_AREA's box filter left a moire of std 27 grey levels; the triangle about 7.
+    frame = np.zeros((500, 1250), np.uint8)
+    for on in range(3):
+        frame[:, on::7] = 255
+    assert resized_grey(frame).std() < 10.0
+
+
+def test_a_shrunk_ramp_keeps_its_fractions_of_a_grey_level() -> None:
+    # A dark, noisy surface brightening by 3 grey levels over 1250 px: averaged down, each input pixel is known to a
+    # fraction of a level. Rounded (OpenCV's uint8 output) it was 0.26 level off on average, in bands; now 0.06.
+    ramp = np.linspace(10.0, 13.0, 1250)
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, (500, 1250))
+    frame = (ramp + noise).round().astype(np.uint8)
+    truth = np.interp((np.arange(224) + 0.5) * 1250 / 224 - 0.5, np.arange(1250), ramp)  # at the pixels' centres
+    assert np.abs(resized_grey(frame) - truth).mean() < 0.1
+
+
 def test_tile_starts_cover_the_axis() -> None:
     assert tile_starts(100, 100, 0.25) == [0]
     starts = tile_starts(1000, 224, 0.25)
