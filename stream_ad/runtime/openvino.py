@@ -70,7 +70,6 @@ class Requests:
     """Calls of a compiled model: one request, or `streams` of them running the calls side by side."""
 
     def __init__(self, compiled: Any, streams: int = 1) -> None:
-        self.compiled = compiled
         self.streams = streams
         self.requests = [compiled.create_infer_request() for _ in range(streams)]
 
