@@ -64,7 +64,9 @@ def test_an_operator_teaches_a_flagged_part_in_the_browser(console_run: ConsoleR
     shown = src(f"{card} img")
     wait_for(lambda: int(text(f"{card} .frame-id") or 0) > first + 2, 30, "the page's frames to update")
     assert src(f"{card} img") != shown
-    assert browser.execute_script(f"return document.querySelector('{card} img').naturalWidth") > 0  # drawn
+    # Drawn: the page asks for the next frame only once the last one has loaded, so one always shows.
+    wait_for(lambda: browser.execute_script(f"return document.querySelector('{card} img').naturalWidth") > 0, 10,
+             "the camera's frame to be drawn")
     browser.save_screenshot(str(tmp_path / "1-live.png"))
 
     browser.find_element(By.ID, "token").send_keys(TOKEN, Keys.TAB)
