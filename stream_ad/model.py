@@ -71,6 +71,10 @@ class AnomalyModel:
     def predict(self, frames: Sequence[np.ndarray]) -> FramePrediction:
         return self.score_prepared(self.preprocessor(frames))
 
+    def parallel_calls(self) -> int:
+        """Batches score_prepared() may score at once, from as many threads (Scorer.parallel_calls)."""
+        return self.scorer.parallel_calls()
+
     def score_prepared(self, prepared: Prepared) -> FramePrediction:
         """Score a preprocessed batch (the infer stage's, or predict's own) into one score and map per frame."""
         out = self.scorer.score(prepared.inputs)

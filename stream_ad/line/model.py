@@ -72,3 +72,7 @@ class LineModel:
 
     def predict(self, frames: Sequence[np.ndarray]) -> FramePrediction:
         return self.score_prepared(self.preprocessor(frames))
+
+    def parallel_calls(self) -> int:
+        """Batches score_prepared() may score at once, from as many threads: one per request."""
+        return self.requests.streams

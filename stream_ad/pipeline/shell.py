@@ -5,6 +5,9 @@ signals, and the notices that let the supervisor account for every frame.
         --worker: get_batch(max_batch, max_wait)--> stage.process(batch) --> [PUSH, connected downstream]
                                                                               (or: FrameDone notices)
 
+A stage that can take batches side by side (Stage.concurrent_batches) gets that many workers: one takes the next
+batch while the others' run, and batches leave in the order they were taken (stream_ad.pipeline.turns).
+
 The source stage has no input: its worker iterates the camera and never waits on what follows (a full downstream
 pipe drops the frame, counted), unless the policy is block (offline files only). The last stage has no output: the
 frames it returns have reached their verdict.
@@ -45,6 +48,7 @@ from stream_ad.pipeline.notices import (
 )
 from stream_ad.pipeline.plan import StageSpec
 from stream_ad.pipeline.stages.base import BadFrame, Stage, StageFailed
+from stream_ad.pipeline.turns import Turns
 from stream_ad.pipeline.wire import BadMessage, decode, encode
 from stream_ad.settings import SourceSettings
 from stream_ad.sources import Camera
@@ -129,7 +133,11 @@ class StageShell:
         self.drain_deadline = float("inf")  # set when SIGTERM starts the drain
         self.drain_s = 2.5
         self.bad_log = _LogLimiter()
-        self._rejected: set[int] = set()  # ids of the frames of the batch in hand that were dropped with a reason
+        # Per worker thread: ids of the frames of its batch in hand that were dropped with a reason.
+        self._batch_state = threading.local()
+        self._taking = threading.Lock()  # one worker takes a batch (and its ticket) at a time
+        self.turns = Turns()
+        self._failure: StageFailed | None = None  # a worker's, raised by run() once every worker stopped
         metrics.queue_capacity.set(spec.queue_size)
         self.queue: BoundedQueue[Frame] = BoundedQueue(spec.queue_size, spec.policy, metrics.queue_depth.set,
                                                        key=lambda frame: frame.camera)
@@ -215,7 +223,30 @@ class StageShell:
                     break
         sock.close(linger=0)
 
-    def _process(self, stage: Stage, items: list[Queued[Frame]]) -> None:
+    @property
+    def _rejected(self) -> set[int]:
+        state = self._batch_state
+        if not hasattr(state, "rejected"):
+            state.rejected = set()
+        return state.rejected
+
+    def _process(self, stage: Stage, items: list[Queued[Frame]], ticket: int) -> None:
+        """Process a batch, then emit its frames in the turn of `ticket` (the order the batches were taken)."""
+        try:
+            frames, out = self._run_stage(stage, items)
+        except BaseException:
+            with self.turns.turn(ticket):  # later batches do not wait for this one
+                raise
+        with self.turns.turn(ticket):
+            returned = {id(f) for f in out}
+            for f in frames:
+                if id(f) not in returned and id(f) not in self._rejected:
+                    self.notifier.drop(f, DropReason.FILTERED, f"{self.spec.label} returned no result for it")
+            for f in out:
+                self.emit(f)
+
+    def _run_stage(self, stage: Stage, items: list[Queued[Frame]]) -> tuple[list[Frame], list[Frame]]:
+        """The batch's frames and what the stage returned for them; a frame that makes it raise is retried alone."""
         self._rejected.clear()
         now = time.time()
         frames = [q.item for q in items]
@@ -239,12 +270,7 @@ class StageShell:
                     except Exception as one:  # noqa: BLE001
                         self._reject(f, one)
         self.metrics.processing.observe(time.perf_counter() - start)
-        returned = {id(f) for f in out}
-        for f in frames:
-            if id(f) not in returned and id(f) not in self._rejected:
-                self.notifier.drop(f, DropReason.FILTERED, f"{self.spec.label} returned no result for it")
-        for f in out:
-            self.emit(f)
+        return frames, out
 
     def drop(self, frame: Frame, reason: str, detail: str) -> None:
         """A stage drops a frame with a reason of its own (StageContext.drop); the stage logs why."""
@@ -275,21 +301,16 @@ class StageShell:
         receiver.start()
         self.notifier.send(StageReady())
         self.liveness.start()
-        max_wait = self.spec.max_wait_ms / 1000.0
-        while not self.stopping.is_set():
-            self.liveness.tick()
-            if self.parent_gone():
-                log.error("%s: the supervisor is gone; stopping", self.spec.label)
-                self.stopping.set()
-                break
-            batch = self.queue.get_batch(self.spec.max_batch, max_wait, timeout=POLL_MS / 1000.0)
-            if batch:
-                try:
-                    self._process(stage, batch)
-                except StageFailed:
-                    self.stopping.set()  # the receiver closes its socket before the process ends ZeroMQ
-                    receiver.join(timeout=2.0)
-                    raise
+        workers = [threading.Thread(target=self._work, args=(stage,), name=f"batches-{i}", daemon=True)
+                   for i in range(1, stage.concurrent_batches)]
+        for worker in workers:
+            worker.start()
+        self._work(stage)
+        for worker in workers:
+            worker.join()
+        if self._failure is not None:
+            receiver.join(timeout=2.0)  # the receiver closes its socket before the process ends ZeroMQ
+            raise self._failure
         # Draining: what is queued still gets processed, for at most drain_s.
         receiver.join(timeout=2.0)
         self.queue.close()
@@ -299,11 +320,31 @@ class StageShell:
             batch = self.queue.get_batch(self.spec.max_batch, 0.0, timeout=0)
             if not batch:
                 break
-            self._process(stage, batch)
+            self._process(stage, batch, self.turns.take())
         self.hard_stop.set()
         for f in self.queue.drain():
             self.notifier.drop(f, DropReason.SHUTDOWN, f"still queued at {self.spec.label} when it stopped")
         return 0
+
+    def _work(self, stage: Stage) -> None:
+        """One worker: take a batch, process it, emit it in its turn, until the stage stops or the stage fails."""
+        max_wait = self.spec.max_wait_ms / 1000.0
+        while not self.stopping.is_set():
+            self.liveness.tick()
+            if self.parent_gone():
+                log.error("%s: the supervisor is gone; stopping", self.spec.label)
+                self.stopping.set()
+                break
+            with self._taking:
+                batch = self.queue.get_batch(self.spec.max_batch, max_wait, timeout=POLL_MS / 1000.0)
+                ticket = self.turns.take() if batch else -1
+            if not batch:
+                continue
+            try:
+                self._process(stage, batch, ticket)
+            except StageFailed as exc:
+                self._failure = exc
+                self.stopping.set()
 
     # ---- the source ----
     def run_source(self, camera: Camera, cfg: SourceSettings, first_id: int) -> int:

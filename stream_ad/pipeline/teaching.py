@@ -4,11 +4,11 @@
                                                <-- TeachReply (JSON) --
 
 The request is the frame on the wire (stream_ad.pipeline.wire: its image, the score it alarmed with, the operator in
-meta "operator"). The channel's thread takes the model lock (no batch is scored meanwhile), adds the frame's patches
-to the memory bank until the frame scores within TEACH_MARGIN of the threshold, scores it again, and saves the
-teaching as the artefact's next version (stream_ad.artefact.save_teaching) before it answers: the next frame the
-stage scores already meets the new bank, and a restart loads it. A scorer that learns only by fitting answers
-refit_needed. Each request, taught or not, is one log line.
+meta "operator"). The channel's thread has the model alone (ModelLock.exclusive: no batch is scored meanwhile),
+adds the frame's patches to the memory bank until the frame scores within TEACH_MARGIN of the threshold, scores it
+again, and saves the teaching as the artefact's next version (stream_ad.artefact.save_teaching) before it answers:
+the next frame the stage scores already meets the new bank, and a restart loads it. A scorer that learns only by
+fitting answers refit_needed. Each request, taught or not, is one log line.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import zmq
 from stream_ad.artefact import Teaching, read_manifest, save_teaching, taught_items
 from stream_ad.frames import Frame
 from stream_ad.model import AnomalyModel
+from stream_ad.pipeline.model_lock import ModelLock
 from stream_ad.pipeline.wire import BadMessage, decode, encode
 
 log = logging.getLogger("stream_ad.pipeline.teaching")
@@ -49,7 +50,7 @@ class TeachReply:
 
 class TeachingChannel:
     def __init__(self, endpoint: str, model: AnomalyModel, model_dir: Path, threshold: float, max_patches: int,
-                 lock: threading.Lock) -> None:
+                 lock: ModelLock) -> None:
         self.model = model
         self.model_dir = model_dir
         self.within = TEACH_MARGIN * threshold
@@ -92,7 +93,7 @@ class TeachingChannel:
                         "max_taught_patches (%d) already", operator, frame.key, self.max_patches)
             return TeachReply("refused", f"the model holds pipeline.console.max_taught_patches ({self.max_patches}) "
                                          "taught patches: refit on the good images, or roll a teaching back")
-        with self.lock:
+        with self.lock.exclusive():
             prepared = self.model.preprocessor([frame.image])
             before = float(self.model.score_prepared(prepared).scores[0])
             items = scorer.add_good(prepared.inputs, self.within, budget)

@@ -4,7 +4,10 @@ compiling for the CPU. Shared by runtime.accelerate (which converts torch module
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -67,15 +70,18 @@ def compile_for_cpu(model: Any, threads: int, streams: int = 1) -> Any:
 
 
 class Requests:
-    """Calls of a compiled model: one request, or `streams` of them running the calls side by side."""
+    """Calls of a compiled model on a pool of `streams` infer requests, safe to use from several threads at once:
+    one thread's batch split across the free requests, or as many threads' batches side by side."""
 
     def __init__(self, compiled: Any, streams: int = 1) -> None:
         self.streams = streams
-        self.requests = [compiled.create_infer_request() for _ in range(streams)]
+        self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(streams):
+            self._free.put(compiled.create_infer_request())
 
     def run_batch(self, x: np.ndarray, outputs: Sequence[Any], most: int = 0) -> list[np.ndarray]:
         """A batch (N >= 1, ...) -> each of `outputs` for all N: in calls of at most `most` images (0: any number), in
-        as many calls as there are streams where N allows, run side by side."""
+        as many calls as there are streams where N allows, run side by side on the requests free at the time."""
         size = -(-len(x) // min(self.streams, len(x)))
         if most:
             size = min(size, most)
@@ -84,17 +90,45 @@ class Requests:
 
     def _run(self, calls: Sequence[np.ndarray], outputs: Sequence[Any]) -> list[list[np.ndarray]]:
         if len(calls) == 1:  # infer() returns copies of the outputs
-            result = self.requests[0].infer([np.ascontiguousarray(calls[0])])
+            request = self._free.get()
+            try:
+                result = request.infer([np.ascontiguousarray(calls[0])])
+            finally:
+                self._free.put(request)
             return [[result[port] for port in outputs]]
         # Started and collected from this thread, no completion callbacks: Python code on OpenVINO's threads can
         # run the garbage collector there, and a compiled model freed from its own thread aborts the process.
-        results = []
-        for start in range(0, len(calls), self.streams):
-            group = list(zip(self.requests, calls[start : start + self.streams]))
-            for request, x in group:
+        results: list[list[np.ndarray]] = []
+        running: deque[Any] = deque()
+        try:
+            for x in calls:
+                try:
+                    request = self._free.get_nowait()
+                except queue.Empty:
+                    # None free: reuse this call's oldest (never wait on the pool holding requests, which would
+                    # deadlock two threads each waiting for the other's), else wait for another thread's.
+                    request = self._collect(running, outputs, results) if running else self._free.get()
+                running.append(request)
                 request.start_async([np.ascontiguousarray(x)])
-            for request, _ in group:
-                request.wait()
-                # results are views of the request's buffers, which its next call overwrites
-                results.append([np.array(request.results[port], copy=True) for port in outputs])
+            while running:
+                self._free.put(self._collect(running, outputs, results))
+        finally:
+            while running:  # a call failed: the others' requests go back to the pool once idle
+                request = running.popleft()
+                with contextlib.suppress(Exception):
+                    request.wait()
+                self._free.put(request)
         return results
+
+    def _collect(self, running: deque[Any], outputs: Sequence[Any], results: list[list[np.ndarray]]) -> Any:
+        """Wait for the oldest running request, keep copies of its outputs, and return it (to the pool if it
+        failed)."""
+        request = running.popleft()
+        try:
+            request.wait()
+            # results are views of the request's buffers, which its next call overwrites
+            results.append([np.array(request.results[port], copy=True) for port in outputs])
+        except BaseException:
+            self._free.put(request)
+            raise
+        return request

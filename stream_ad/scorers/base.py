@@ -148,6 +148,12 @@ class Scorer(ABC):
         """Most images the scoring graph takes in one call (0: any number)."""
         return 0
 
+    def parallel_calls(self) -> int:
+        """Calls of score() that may run at once, from as many threads: more than 1 only where the whole scoring
+        is one OpenVINO graph on that many requests (runtime.openvino.Requests); other paths would fight over the
+        cores (torch's threads) or change state as they score."""
+        return 1
+
     def add_good(self, batch: torch.Tensor, within: float, limit: int) -> torch.Tensor:
         """Teach (teachable scorers): good images (B, 3, H, W) the model flagged join it until each of their patches
         scores within `within`, adding at most `limit` memory items. The items added (N, D), to keep and replay with

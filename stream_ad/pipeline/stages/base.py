@@ -78,6 +78,11 @@ class Stage(ABC):
     cannot process raises BadFrame; one it drops for a reason of its own goes to ctx.drop; a stage that returns fewer
     frames than it got has filtered the others (counted). StageFailed stops the run."""
 
+    # Batches the shell may hand process() at once, from as many threads (set by open(); the frames still leave in
+    # the order their batches were taken). More than 1 only for a stage whose process() is thread-safe and gains
+    # from it: the infer stage on OpenVINO requests side by side.
+    concurrent_batches: int = 1
+
     def open(self, ctx: StageContext) -> None:  # a stage that needs nothing opened keeps this one
         """Acquire what process() needs."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ from stream_ad.frames import Frame
 from stream_ad.geometry import Placement, Prepared
 from stream_ad.line.artefact import is_runtime_artefact
 from stream_ad.line.model import LineModel
+from stream_ad.pipeline.model_lock import ModelLock
 from stream_ad.pipeline.stages.base import BadFrame, BadScore, Stage, StageContext
 
 log = logging.getLogger("stream_ad.pipeline.stages")
@@ -59,8 +59,11 @@ class Infer(Stage):
         self.send_maps = ctx.plan.send_maps
         self.delay_s = cfg.delay_ms / 1000.0
         self._warm_up(cfg.max_batch)
-        # Scoring and the console's teaching (its own thread) take turns on the model.
-        self.lock = threading.Lock()
+        # Batches side by side, each on its own OpenVINO request: one is taken while the others are scored, where
+        # a lone request would leave cores idle between batches (and with batches of one, always all but one).
+        self.concurrent_batches = self.model.parallel_calls()
+        # Batches share the model; the console's teaching (its own thread) has it alone.
+        self.lock = ModelLock()
         self.teaching = None
         if ctx.plan.console is not None:
             from stream_ad.pipeline.teaching import TeachingChannel
@@ -68,8 +71,9 @@ class Infer(Stage):
             self.teaching = TeachingChannel(ctx.plan.console.control(ctx.model.key), self.model, model_dir,
                                             ctx.model.threshold, settings.pipeline.console.max_taught_patches,
                                             self.lock)
-        log.info("infer: model %s on %s, %d threads, %d stream%s, batches up to %d", model_dir, self.model.device,
-                 threads, streams, "" if streams == 1 else "s", cfg.max_batch)
+        log.info("infer: model %s on %s, %d threads, %d stream%s, batches up to %d, %d at once", model_dir,
+                 self.model.device, threads, streams, "" if streams == 1 else "s", cfg.max_batch,
+                 self.concurrent_batches)
 
     def _warm_up(self, max_batch: int) -> None:
         """First calls allocate and pick kernels (torch.compile: one graph per power-of-two batch bucket); do it for
@@ -83,7 +87,7 @@ class Infer(Stage):
     def process(self, frames: list[Frame]) -> list[Frame]:
         on_device = self.model.preprocessor.on_device is not None
         prepared = self._prepare_frames(frames) if on_device else self._gather_inputs(frames)
-        with self.lock:
+        with self.lock.shared():
             pred = self.model.score_prepared(prepared)
         bad = [frame.key for frame, score in zip(frames, pred.scores) if not math.isfinite(score)]
         if bad:

@@ -160,6 +160,9 @@ class Padim(Scorer):
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self._set_state(tensors["channels"].long(), tensors["mean"].float(), tensors["inv_covariance"].float())
 
+    def parallel_calls(self) -> int:
+        return 1 if self._graph is None else self._graph.requests.streams
+
     @torch.inference_mode()
     def score(self, batch: torch.Tensor) -> Scores:
         channels, mean, inverse = self._flat_state()

@@ -185,6 +185,9 @@ class PatchCore(Scorer):
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self._set_memory(tensors["memory_bank"].float().contiguous())
 
+    def parallel_calls(self) -> int:
+        return 1 if self._graph is None else self._graph.requests.streams
+
     @torch.inference_mode()
     def score(self, batch: torch.Tensor) -> Scores:
         if self._index is None or self.memory is None or self._neighbours is None:
