@@ -89,9 +89,18 @@ def resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
     with the part and reads as anomalous patches. Kept in float, not rounded to grey levels: a pixel averaged from
     many (12 per input pixel there) is known to a fraction of a level, and rounding puts steps into smooth dark
     surfaces (on the 500 x 1250 magnetic_tile set, pixel AUROC 0.698 rounded, 0.742 not). tests/data/test_preprocess.py
-    holds these cases."""
-    channels = [Image.fromarray(np.ascontiguousarray(img[..., c])).convert("F") for c in range(img.shape[2])]
-    return np.stack([np.asarray(c.resize((w, h), Image.Resampling.BILINEAR)) for c in channels], axis=-1)
+    holds these cases.
+
+    A grey frame given as RGB (three equal planes, as image files and most mono cameras are read) is resized once:
+    the same result for a third of the work."""
+    planes = [np.ascontiguousarray(img[..., c]) for c in range(img.shape[2])]
+    if all(np.array_equal(planes[0], plane) for plane in planes[1:]):
+        return np.repeat(_resize_plane(planes[0], h, w)[:, :, None], len(planes), axis=2)
+    return np.stack([_resize_plane(plane, h, w) for plane in planes], axis=-1)
+
+
+def _resize_plane(plane: np.ndarray, h: int, w: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(plane).convert("F").resize((w, h), Image.Resampling.BILINEAR))
 
 
 def as_rgb(i: int, frame: np.ndarray) -> np.ndarray:
@@ -154,16 +163,26 @@ def normalise(pixels: np.ndarray, mean255: np.ndarray, std255: np.ndarray) -> np
 def to_frames(prepared: Prepared, image_scores: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Per-input scores and (S, S) maps -> per-frame score (max over its tiles) and map at the frame's size."""
     n = len(prepared.frame_shapes)
+    if [p.frame for p in prepared.placements] == list(range(n)) and all(
+        (p.y1 - p.y0, p.x1 - p.x0) == prepared.frame_shapes[p.frame] for p in prepared.placements
+    ):  # input i covers frame i whole (resize, letterbox): its score and map are the frame's, no mean to take
+        return (np.asarray(image_scores, dtype=np.float32).reshape(n),
+                [_at_frame_size(p, m) for p, m in zip(prepared.placements, maps)])
     frame_scores = np.full(n, -np.inf, dtype=np.float32)
     sums = [np.zeros(shape, dtype=np.float32) for shape in prepared.frame_shapes]
     counts = [np.zeros(shape, dtype=np.float32) for shape in prepared.frame_shapes]
     for p, score, m in zip(prepared.placements, image_scores, maps):
         frame_scores[p.frame] = max(frame_scores[p.frame], float(score))
-        content = m[: p.th, : p.tw]
         region = (slice(p.y0, p.y1), slice(p.x0, p.x1))
-        target = (p.y1 - p.y0, p.x1 - p.x0)
-        if content.shape != target:
-            content = cv2.resize(content, (target[1], target[0]), interpolation=cv2.INTER_LINEAR)
-        sums[p.frame][region] += content
+        sums[p.frame][region] += _at_frame_size(p, m)
         counts[p.frame][region] += 1.0
     return frame_scores, [s / c for s, c in zip(sums, counts)]
+
+
+def _at_frame_size(p: Placement, m: np.ndarray) -> np.ndarray:
+    """An input's (S, S) map -> the map of the frame region it came from, at that region's size."""
+    content = m[: p.th, : p.tw]
+    target = (p.y1 - p.y0, p.x1 - p.x0)
+    if content.shape == target:
+        return np.array(content, dtype=np.float32)
+    return cv2.resize(content, (target[1], target[0]), interpolation=cv2.INTER_LINEAR)

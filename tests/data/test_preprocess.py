@@ -1,8 +1,9 @@
+import cv2
 import numpy as np
 import pytest
 
 from stream_ad.data import Preprocessor
-from stream_ad.geometry import tile_starts
+from stream_ad.geometry import resize, tile_starts
 from stream_ad.settings import PreprocessSettings
 
 
@@ -90,6 +91,34 @@ def test_letterbox_keeps_aspect_and_maps_back() -> None:
     _, maps = pre.to_frames(prepared, np.zeros(1, np.float32), amap)
     assert maps[0].shape == (50, 200)
     np.testing.assert_allclose(maps[0], 5.0)
+
+
+def test_one_input_per_frame_maps_back_to_each_frame_at_its_size() -> None:
+    """Resize: each frame's map is its input's map stretched back to the frame (bilinear), its score the input's."""
+    pre = make("resize", image_size=64)
+    frames = [np.zeros((50, 200, 3), np.uint8), np.zeros((64, 64), np.uint8), np.zeros((120, 30, 3), np.uint8)]
+    prepared = pre(frames)
+    maps = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
+    scores, frame_maps = pre.to_frames(prepared, np.array([3.0, 1.0, 2.0], np.float32), maps)
+    assert scores.tolist() == [3.0, 1.0, 2.0]
+    for frame, amap, got in zip(frames, maps, frame_maps):
+        h, w = frame.shape[:2]
+        want = amap if (h, w) == (64, 64) else cv2.resize(amap, (w, h), interpolation=cv2.INTER_LINEAR)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_grey_frame_given_as_rgb_resizes_as_each_plane_would() -> None:
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 256, (373, 248), dtype=np.uint8)
+    as_rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    colour = as_rgb.copy()
+    colour[0, 0, 2] ^= 1  # one pixel off in one plane: resized plane by plane
+    got, got_colour = resize(as_rgb, 224, 224), resize(colour, 224, 224)
+    assert got.shape == (224, 224, 3) and got.dtype == np.float32
+    for c in range(3):
+        np.testing.assert_array_equal(got[..., c], got_colour[..., 0])
+    assert not np.array_equal(got_colour[..., 2], got_colour[..., 0])
 
 
 def test_bad_frame_is_rejected() -> None:
