@@ -61,7 +61,7 @@ def mann_whitney_greater(x: np.ndarray, y: np.ndarray) -> float:
     u = float(mean_rank[index[:n1]].sum()) - n1 * (n1 + 1) / 2.0
     if min(n1, n2) <= MWU_EXACT_MAX and ties.max() == 1:
         counts = _u_counts(min(n1, n2), max(n1, n2))
-        return sum(counts[int(u):]) / math.comb(n1 + n2, n1)
+        return sum(counts[round(u):]) / math.comb(n1 + n2, n1)
     n = n1 + n2
     sd = math.sqrt(n1 * n2 / 12.0 * ((n + 1) - float((ties**3 - ties).sum()) / (n * (n - 1))))
     if sd == 0.0:  # every value tied: scipy's z is -inf

@@ -56,7 +56,7 @@ def test_mann_whitney_matches_scipy_on_both_sides_of_its_exact_switch(tied: bool
     sizes = [(1, 1), (1, 9), (3, 4), (MWU_EXACT_MAX, 50), (5, 300), (MWU_EXACT_MAX + 1, MWU_EXACT_MAX + 1),
              (50, 190), (50, 1000), (400, 1000)]
     for n1, n2 in sizes:
-        for shift in (-0.5, 0.0, 0.7):
+        for shift in (-0.5, 0.0, 0.7, 3.0):  # 3.0: p-values far in the tail (1e-40 and below)
             x, y = _samples(rng, n1, tied, shift), _samples(rng, n2, tied)
             want = float(mannwhitneyu(x, y, alternative="greater").pvalue)
             assert mann_whitney_greater(x, y) == pytest.approx(want, rel=P_REL, abs=P_ABS), (n1, n2, shift)
@@ -93,7 +93,7 @@ def test_ks_matches_scipy_exact_approximate_and_where_its_count_overflows(tied: 
     sizes = [(1, 1), (1, 7), (5, 5), (10, 15), (100, 100), (100, 200), (100, 1000), (37, 1000), (400, 1000),
              (20, KS_EXACT_MAX), (20, KS_EXACT_MAX + 1)]
     for n1, n2 in sizes:
-        for shift in (-0.3, 0.0, 0.4):
+        for shift in (-0.3, 0.0, 0.4, 3.0):
             x, y = _samples(rng, n1, tied, shift), _samples(rng, n2, tied)
             want_d, want_p = _scipy_ks(x, y)
             d, p = ks_less(x, y)
