@@ -7,6 +7,8 @@ patchcore.py           stream_ad's PatchCore side by side with anomalib's (accur
 accel.py               the runtime.accelerate paths side by side, anomalib's OpenVINO export as the CPU peer
 pipeline.py            the multi-process pipeline against in-process scoring, the highest sustained camera rate
 cameras.py             N cameras in one pipeline against N single-camera pipelines (frames/s, latency, memory)
+ready.py               start-up to READY=1 of `stream-ad run`, installs side by side (stdlib only: `python
+                       benchmarks/ready.py`, from a line install too)
 harness.py             one measured job in a child process (same fit, same images, same timing for every side)
 anomalib_peer.py       anomalib's PatchCore on the same backbone weights
 anomalib_openvino.py   anomalib's OpenVINO export of it

@@ -50,11 +50,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 if [ "${LINE_VENV:-1}" != 0 ]; then
-  [ -x .venv-line/bin/python ] || "$python" -m venv .venv-line
   line_want="$(sha256sum pyproject.toml | cut -d' ' -f1) line"
   if [ "$(cat .venv-line/.stream-ad-setup 2>/dev/null)" != "$line_want" ]; then
-    .venv-line/bin/python -m pip install -q --upgrade pip
-    .venv-line/bin/python -m pip install -q -e ".[line]"
+    # Made anew, as a line PC's (README, "A line PC without torch"): nothing the line extra no longer pulls (scipy)
+    # lingers, and no pip of its own (26 MB): .venv's pip installs into it.
+    rm -rf .venv-line && "$python" -m venv --without-pip .venv-line
+    .venv/bin/python -m pip --python .venv-line/bin/python install -q -e ".[line]"
     echo "$line_want" > .venv-line/.stream-ad-setup
   fi
 fi

@@ -1,4 +1,5 @@
-"""How sure a false-alarm rate measured on n good images is: exact one-sided Clopper-Pearson bounds (scipy).
+"""How sure a false-alarm rate measured on n good images is: exact one-sided Clopper-Pearson bounds
+(stream_ad.calibration.stats).
 
 Setting the threshold at the (k+1)-th highest of n good scores makes its true false-alarm rate a Beta(k+1, n-k)
 variable (order statistics of exchangeable scores), whose `confidence` quantile is exactly the Clopper-Pearson upper
@@ -10,14 +11,13 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-from scipy.stats import binomtest
+from stream_ad.calibration.stats import clopper_pearson_upper
 
 
-@lru_cache(maxsize=4096)  # scipy finds the bound by root search; callers ask the same (k, n) repeatedly
+@lru_cache(maxsize=4096)  # the bound is found by bisection; callers ask the same (k, n) repeatedly
 def fpr_upper_bound(false_alarms: int, n: int, confidence: float) -> float:
     """Exact one-sided upper confidence bound on a rate of which `false_alarms` of `n` were observed."""
-    ci = binomtest(false_alarms, n, alternative="less").proportion_ci(confidence_level=confidence, method="exact")
-    return float(ci.high)
+    return clopper_pearson_upper(false_alarms, n, confidence)
 
 
 def images_needed(target_fpr: float, confidence: float) -> int:

@@ -4,11 +4,12 @@ by stream_ad.pipeline.calibration_check).
 
 Which test: a line streams defective parts too, and nothing tells the check which frames are good. So it compares
 only the lower part of the two distributions: in both samples every score above the calibration's median is capped
-at that median, and a one-sided Mann-Whitney U test (scipy) asks whether the live scores sit higher. A defect,
-however high it scores, then weighs no more than a good part that scored just above the median: defects on a
-minority of frames barely move the test, while a change of the images themselves (compression, scaling, colour
-conversion) moves every frame's score, the lower half included, and shows. What it cannot do: tell a start-up
-window of mostly defective parts from such a shift (both put the live frames above the calibration's median).
+at that median, and a one-sided Mann-Whitney U test (stream_ad.calibration.stats) asks whether the live scores sit
+higher. A defect, however high it scores, then weighs no more than a good part that scored just above the median:
+defects on a minority of frames barely move the test, while a change of the images themselves (compression,
+scaling, colour conversion) moves every frame's score, the lower half included, and shows. What it cannot do: tell
+a start-up window of mostly defective parts from such a shift (both put the live frames above the calibration's
+median).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import mannwhitneyu
+
+from stream_ad.calibration.stats import mann_whitney_greater
 
 # The record keeps up to this many sorted good scores; more are kept as this many evenly spaced quantiles.
 SAMPLE_SIZE = 1000
@@ -84,7 +86,7 @@ def compare_scores(reference: GoodScores, live: Sequence[float] | np.ndarray) ->
     ref = np.minimum(np.asarray(reference.sample), cap)
     got = np.minimum(scores, cap)
     # All tied (every score at or above the cap in both samples): nothing tells them apart.
-    p = 1.0 if np.ptp(np.r_[ref, got]) == 0 else float(mannwhitneyu(got, ref, alternative="greater").pvalue)
+    p = 1.0 if np.ptp(np.r_[ref, got]) == 0 else mann_whitney_greater(got, ref)
     return ScoreShift(p_value=p, n_live=int(scores.size), live_median=float(np.median(scores)),
                       live_p95=float(np.quantile(scores, 0.95)), reference_median=cap,
                       reference_p95=reference.p95)

@@ -1,6 +1,6 @@
 """Thresholds from scores: the image threshold for a target false-alarm rate, the pixel threshold of the map, and
 what labelled defects say about it (max-F1 threshold, recall), and whether a threshold can decide at all
-(checked_threshold). Pure numpy/scipy/sklearn, no model."""
+(checked_threshold). Pure numpy (sklearn for the defect report), no model."""
 
 from __future__ import annotations
 

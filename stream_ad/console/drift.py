@@ -3,12 +3,13 @@
 Which test: per camera, the scores of the last `window` frames judged ok against the good scores the threshold was
 calibrated on, both taken below the threshold only (a live frame above it is an alarm, not an ok frame: cutting the
 calibration's sample there too compares like with like), by a one-sided two-sample Kolmogorov-Smirnov test
-(scipy.stats.ks_2samp, alternative "less": somewhere the live scores' distribution function lies below the
-calibration's, i.e. the live scores sit higher). A change of material or light moves every good frame's score, the
-bulk of them well below the threshold first, so the whole distribution shifts before its tail crosses the threshold
-often enough to break the calibrated false-alarm bound: the test sees the bulk move. The statistic D (0: alike; 1:
-every live score above every calibration score) is the gauge; p below `significance` raises the warning, and it
-stays raised until p climbs above CLEAR_FACTOR times that (a p-value hovering at the level would make it flap).
+(stream_ad.calibration.stats.ks_less: scipy's ks_2samp with alternative "less": somewhere the live scores'
+distribution function lies below the calibration's, i.e. the live scores sit higher). A change of material or light
+moves every good frame's score, the bulk of them well below the threshold first, so the whole distribution shifts
+before its tail crosses the threshold often enough to break the calibrated false-alarm bound: the test sees the bulk
+move. The statistic D (0: alike; 1: every live score above every calibration score) is the gauge; p below
+`significance` raises the warning, and it stays raised until p climbs above CLEAR_FACTOR times that (a p-value
+hovering at the level would make it flap).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import ks_2samp
 
+from stream_ad.calibration.stats import ks_less
 from stream_ad.settings import DriftSettings
 
 MIN_REFERENCE = 5  # calibration scores below the threshold needed for a test at all
@@ -54,7 +55,6 @@ class DriftWatch:
         ref_median = float(np.median(self.reference))
         if live.size < self.cfg.window:
             return DriftStatus(live.size, 0.0, 1.0, False, float(np.median(live)), ref_median)
-        test = ks_2samp(live, self.reference, alternative="less")
-        p = float(test.pvalue)
+        statistic, p = ks_less(live, self.reference)
         self.drifting = p < self.cfg.significance * (CLEAR_FACTOR if self.drifting else 1.0)
-        return DriftStatus(live.size, float(test.statistic), p, self.drifting, float(np.median(live)), ref_median)
+        return DriftStatus(live.size, statistic, p, self.drifting, float(np.median(live)), ref_median)

@@ -6,13 +6,11 @@ images   the alarm store: per alarm the frame, a readable overlay (stream_ad/ove
          (alarm_store.py)
 
 PLC sinks (Modbus TCP, OPC UA, MQTT) plug in behind the same interface: subclass Sink, register its kind; they share
-the outbox (plc.py, outbox.py) and the reading of their security files and password (credentials.py).
+the outbox (plc.py, outbox.py) and the reading of their security files and password (credentials.py). Each kind's
+module is imported when a pipeline first asks for it (base.LAZY_SINKS).
 """
 
 from stream_ad.frames import Verdict
 from stream_ad.sinks.base import SINKS, Sink, make_sink, register_sink
-from stream_ad.sinks.images import ImageSink
-from stream_ad.sinks.jsonl import JsonlSink
-from stream_ad.sinks.stdout import StdoutSink
 
-__all__ = ["SINKS", "ImageSink", "JsonlSink", "Sink", "StdoutSink", "Verdict", "make_sink", "register_sink"]
+__all__ = ["SINKS", "Sink", "Verdict", "make_sink", "register_sink"]

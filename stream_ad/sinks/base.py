@@ -47,8 +47,9 @@ class Sink(ABC):
         return [v for v in verdicts if v.alarm] if self.cfg.only_alarms else verdicts
 
 
-# Imported when first asked for: their protocol libraries are not loaded by pipelines that do not use them.
-LAZY_SINKS = ("modbus", "opcua", "mqtt")
+# Every built-in kind, imported when first asked for: a process loads only the sinks it runs, not their libraries
+# (OpenCV for images, the PLC protocols) at every stage process's start-up.
+LAZY_SINKS = ("jsonl", "stdout", "images", "modbus", "opcua", "mqtt")
 
 
 class _Registry(dict[str, type[Sink]]):

@@ -4,6 +4,9 @@ folder  images in a folder (sorted, recursive), played at a fixed fps, once or l
 video   a video file (PyAV), at its own or a fixed fps, once or looped
 rtsp    an IP camera over RTSP (PyAV), reconnecting with exponential backoff
 gige    a GigE Vision camera (aravis), NewestOnly buffers, reconnecting with exponential backoff
+
+open_source imports only the configured kind's module: every stage process imports this package, and PyAV (video,
+rtsp) or Pillow (folder) would add to each one's start-up what only the source process of that kind needs.
 """
 
 from __future__ import annotations
@@ -13,10 +16,6 @@ from pathlib import Path
 
 from stream_ad.settings import SourceSettings
 from stream_ad.sources.base import Camera, Pacer
-from stream_ad.sources.folder import FolderSource
-from stream_ad.sources.gige import GigeSource
-from stream_ad.sources.rtsp import RtspSource
-from stream_ad.sources.video import VideoSource
 
 
 def open_source(
@@ -26,17 +25,25 @@ def open_source(
     """The configured source; `skip` frames are passed over (a restarted file source resumes where it stopped).
     A folder source without cfg.path streams `default_folder`, which comes from the setting `default_setting`."""
     if cfg.kind == "folder":
+        from stream_ad.sources.folder import FolderSource
+
         if cfg.path is not None:
             return FolderSource(cfg.path, cfg.fps, cfg.loop, cfg.preload, skip, cfg.max_image_pixels)
         return FolderSource(default_folder, cfg.fps, cfg.loop, cfg.preload, skip, cfg.max_image_pixels,
                             setting=default_setting)
     if cfg.kind == "video":
+        from stream_ad.sources.video import VideoSource
+
         assert cfg.path is not None
         return VideoSource(cfg.path, cfg.fps, cfg.loop, skip, cfg.max_image_pixels)
     if cfg.kind == "gige":
+        from stream_ad.sources.gige import GigeSource
+
         return GigeSource(cfg, stop)
+    from stream_ad.sources.rtsp import RtspSource
+
     assert cfg.url is not None
     return RtspSource(cfg, stop)
 
 
-__all__ = ["Camera", "FolderSource", "GigeSource", "Pacer", "RtspSource", "VideoSource", "open_source"]
+__all__ = ["Camera", "Pacer", "open_source"]

@@ -12,7 +12,9 @@ import pytest
 
 from stream_ad.frames import Capture
 from stream_ad.settings import SourceSettings
-from stream_ad.sources import FolderSource, Pacer, VideoSource, open_source
+from stream_ad.sources import Pacer, open_source
+from stream_ad.sources.folder import FolderSource
+from stream_ad.sources.video import VideoSource
 from tests.conftest import PIPED
 
 CATEGORY = PIPED / "PA_BDP01_TL"

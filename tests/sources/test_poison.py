@@ -15,7 +15,9 @@ import av
 import pytest
 
 from stream_ad.settings import SourceSettings
-from stream_ad.sources import FolderSource, RtspSource, VideoSource
+from stream_ad.sources.folder import FolderSource
+from stream_ad.sources.rtsp import RtspSource
+from stream_ad.sources.video import VideoSource
 from tests.conftest import PIPED
 from tests.sources.test_files import _images, make_video
 
