@@ -30,6 +30,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text}")
+    return value
+
+
 def _positive_ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(_positive_int(part) for part in text.split(","))
@@ -93,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=15.0, help="seconds of the run at the common rate (15)")
     p.add_argument("--search-duration", type=float, default=10.0, help="seconds per run of the rate search (10)")
     p.add_argument("--search-runs", type=_positive_int, default=3, help="runs of each rate search (default 3)")
+    p.add_argument("--search-precision", type=_fraction, default=0.1, help="a search stops once the highest rate "
+                   "that held and the lowest that dropped lie within this fraction of the latter (default 0.1)")
     p.add_argument("--model", type=Path, help="model artefact (default: the demo's, fitted and cached if missing)")
     p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/cameras.json)")
     p.add_argument("--plot", type=Path, help="plot (default: the figures file's name, .png)")

@@ -63,6 +63,7 @@ class CamerasBenchOptions:
     duration: float = 15.0  # seconds of the run at the common rate
     search_duration: float = 10.0  # seconds per run of the rate search
     search_runs: int = 3  # runs of each search
+    search_precision: float = 0.1  # a search stops once its bracket is within this fraction of its top
     model: Path | None = None  # model artefact; None: the demo's, fitted and cached if missing
     json: Path | None = None  # figures file; None: OUTPUT_DIR/bench/cameras.json
     plot: Path | None = None  # plot; None: next to the figures file, cameras.png
@@ -344,7 +345,7 @@ def search(settings: Settings, served: Served, mode: str, n: int, start: float, 
         _say(f"  search {_describe(r)} -> {'sustained' if r.sustained else 'drops'}")
         return r.sustained
 
-    return highest_sustained(sustains, start, options.search_runs), runs
+    return highest_sustained(sustains, start, options.search_runs, options.search_precision), runs
 
 
 @dataclass(frozen=True)

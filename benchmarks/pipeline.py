@@ -242,9 +242,10 @@ def pipeline_run(settings: Settings, model_dir: Path, threshold: float, fps: flo
     return {"fps": fps, "seconds": seconds, **summary_figures(s.to_json())}
 
 
-def highest_sustained(sustains: Callable[[float], bool], start: float, runs: int) -> float:
+def highest_sustained(sustains: Callable[[float], bool], start: float, runs: int, precision: float = 0.1) -> float:
     """The highest rate at which `sustains(rate)` (one run) held, in at most `runs` runs: up by half from `start`
-    while it holds, then bisection until the bracket is within 10 %; 0.0 if it never held."""
+    while it holds, then bisection until the bracket is within `precision` (a fraction of its top); 0.0 if it never
+    held."""
     lo, hi = 0.0, None
     rate = start
     for _ in range(runs):
@@ -253,7 +254,7 @@ def highest_sustained(sustains: Callable[[float], bool], start: float, runs: int
         else:
             hi = rate if hi is None else min(hi, rate)
         rate = round((lo + hi) / 2, 1) if hi is not None else round(rate * 1.5, 1)
-        if hi is not None and hi - lo < 0.1 * hi:
+        if hi is not None and hi - lo < precision * hi:
             break
     return lo
 

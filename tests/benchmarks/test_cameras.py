@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks.__main__ import build_parser, options_of
 from benchmarks.cameras import CamerasBenchOptions, pipeline_cameras, pipeline_settings, pooled_batch_mean
+from benchmarks.pipeline import highest_sustained
 from stream_ad.settings import Settings, load_settings
 
 
@@ -20,6 +21,23 @@ def test_parser_takes_camera_counts_and_refuses_zero() -> None:
     for bad in ("0", "2,0", "two"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["cameras", "--cameras", bad])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["cameras", "--search-precision", "1.5"])
+
+
+@pytest.mark.parametrize("precision", [0.1, 0.03])
+def test_the_rate_search_closes_its_bracket_to_the_precision_asked(precision: float) -> None:
+    limit = 37.3  # the highest rate that holds
+    tried: list[float] = []
+
+    def sustains(rate: float) -> bool:
+        tried.append(rate)
+        return rate <= limit
+
+    found = highest_sustained(sustains, 19.8, runs=20, precision=precision)
+    assert limit * (1 - precision) <= found <= limit
+    dropped = min(rate for rate in tried if rate > limit)
+    assert dropped - found < precision * dropped
 
 
 @pytest.mark.parametrize("mode", ["one", "separate"])
