@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search-runs", type=_positive_int, default=3, help="runs of each rate search (default 3)")
     p.add_argument("--search-precision", type=_fraction, default=0.1, help="a search stops once the highest rate "
                    "that held and the lowest that dropped lie within this fraction of the latter (default 0.1)")
+    p.add_argument("--max-p99-ms", type=float, help="a search run holds only if its p99 (capture to verdict) is at "
+                   "most this too: both modes compared at equal p99 (default: no drops is enough)")
     p.add_argument("--model", type=Path, help="model artefact (default: the demo's, fitted and cached if missing)")
     p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/cameras.json)")
     p.add_argument("--plot", type=Path, help="plot (default: the figures file's name, .png)")

@@ -18,6 +18,9 @@ def test_parser_takes_camera_counts_and_refuses_zero() -> None:
     options = options_of(args, CamerasBenchOptions)
     assert (options.cameras, options.fps, options.search_runs) == ((1, 4), 6.0, 2)
     assert options_of(build_parser().parse_args(["cameras"]), CamerasBenchOptions).cameras == (1, 2, 4, 8)
+    assert options.max_p99_ms is None
+    bounded = build_parser().parse_args(["cameras", "--max-p99-ms", "100", "--search-precision", "0.03"])
+    assert (options_of(bounded, CamerasBenchOptions).max_p99_ms, bounded.search_precision) == (100.0, 0.03)
     for bad in ("0", "2,0", "two"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["cameras", "--cameras", bad])
