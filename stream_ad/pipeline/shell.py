@@ -137,7 +137,9 @@ class StageShell:
         self._batch_state = threading.local()
         self._taking = threading.Lock()  # one worker takes a batch (and its ticket) at a time
         self.turns = Turns()
-        self._failure: StageFailed | None = None  # a worker's, raised by run() once every worker stopped
+        # The first worker's exception (StageFailed, or a fault the shell does not isolate), raised by run() once every
+        # worker stopped: it ends the stage process as it would with one worker.
+        self._failure: Exception | None = None
         metrics.queue_capacity.set(spec.queue_size)
         self.queue: BoundedQueue[Frame] = BoundedQueue(spec.queue_size, spec.policy, metrics.queue_depth.set,
                                                        key=lambda frame: frame.camera)
@@ -342,8 +344,9 @@ class StageShell:
                 continue
             try:
                 self._process(stage, batch, ticket)
-            except StageFailed as exc:
-                self._failure = exc
+            except Exception as exc:  # noqa: BLE001 - raised again by run(), in the main thread
+                if self._failure is None:
+                    self._failure = exc
                 self.stopping.set()
 
     # ---- the source ----
