@@ -4,10 +4,15 @@ settings that validate."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
+from stream_ad.backbones import load_backbone
 from stream_ad.scorers import scorer_params
+from stream_ad.scorers.patchcore.graph import patch_embedding
 from stream_ad.settings import load_settings
 from stream_ad.tuning import (
     Candidate,
@@ -131,6 +136,30 @@ def test_settings_with_other_taps_get_the_built_in_ones_as_an_alternative() -> N
     grid = line_grid(mine, "mobilenet_v2", 500, 1250)
     assert grid[:1 + len(taps)] == [mine, *taps] and grid[1 + len(taps):] == candidate_grid(500, 1250)
     assert taps_note(mine, "mobilenet_v2").startswith(f"the settings' own ({'+'.join(OTHER)}), and features.6+")
+
+
+def test_mobilenet_v2_tries_the_stride_4_stage_at_the_defaults_configuration_second() -> None:
+    default = Candidate("letterbox", 320, 0.05, layers=OWN)  # a ratio outside the grid: the grid stays whole
+    stride_4 = Candidate("letterbox", 320, 0.05, layers=("features.6", "features.3", "features.13"))
+    assert tap_candidates(default, "mobilenet_v2") == [stride_4]  # features.6 first: its stride-8 grid is kept
+    assert line_grid(default, "mobilenet_v2", 500, 1250) == [default, stride_4, *candidate_grid(500, 1250)]
+    assert taps_note(default, "mobilenet_v2") == ("the settings' own (features.6+features.13), and "
+                                                  "features.6+features.3+features.13 at the default's configuration")
+
+
+@pytest.mark.parametrize("taps", TAP_SETS["mobilenet_v2"])
+def test_mobilenet_v2s_tap_sets_are_its_nodes_and_keep_patchcores_stride_8_grid(taps: tuple[str, ...],
+                                                                                 shared: Path) -> None:
+    settings = settings_for(load_settings(), Candidate("resize", 64, 0.01, layers=taps))
+    with torch.no_grad():
+        emb = patch_embedding(load_backbone(settings.backbone)(torch.zeros(1, 3, 64, 64)), 3, None)
+    assert emb.shape[-2:] == (8, 8)  # 64 / 8: as many patches as the built-in taps, so a fit costs about the same
+
+
+def test_a_padim_default_keeps_its_own_taps_and_says_so() -> None:
+    padim = Candidate("resize", 224, None, "padim", OTHER)
+    assert tap_candidates(padim, "mobilenet_v2") == []
+    assert taps_note(padim, "mobilenet_v2") == "only the settings' own: other taps are tried with patchcore, not padim"
 
 
 def test_another_backbone_keeps_its_own_taps_and_says_so() -> None:
