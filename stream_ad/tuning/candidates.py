@@ -26,8 +26,9 @@ SQUARE = 1.1  # frames whose sides differ by less than this factor letterbox as 
 # keeps the settings' own: other networks' node names (and what their stages are worth) are not known here.
 # MobileNetV2's other set adds the stride-4 stage (features.3, 24 channels) resampled onto features.6's stride-8
 # grid (PatchCore's grid is the first tap's: as many patches, no deeper network, a fit no slower). Measured on the 13
-# shared sets (README, "Tuning to a line"): pixel AUROC up on all, PRO on 12, the worst image AUROC 0.874 -> 0.915,
-# but image AUROC down on magnetic_tile (-0.013) and bsdata (-0.012): a candidate for the guard, not the default.
+# shared sets (README, "Tuning to a line"): pixel AUROC up on 11 and level on 2, PRO up on 12, the worst image AUROC
+# 0.874 -> 0.915, but image AUROC down on magnetic_tile (-0.013, beyond noise) and bsdata (-0.012): a candidate for
+# the guard, not the default.
 # Adding stride 32 (features.16) lost PRO on all 13, features.10 gained nothing on average: not tried.
 TAP_SETS: dict[str, tuple[tuple[str, ...], ...]] = {
     "mobilenet_v2": (("features.6", "features.13"), ("features.6", "features.3", "features.13")),
