@@ -28,13 +28,12 @@ from stream_ad.data import MVTecCategory
 from stream_ad.settings import load_settings
 from stream_ad.tuning import (
     Trial,
-    candidate_grid,
     default_candidate,
     labelled_validation,
+    line_grid,
     rank,
     settings_for,
     synthetic_validation,
-    with_default,
 )
 from stream_ad.tuning.report import table
 from stream_ad.tuning.search import figures_on, fit_candidate
@@ -60,7 +59,7 @@ def measure(root: Path, goods: int, defects: int, seed: int, config: Path | None
     max_pixels = settings.pipeline.source.max_image_pixels
     sets = {"synthetic": synthetic_validation(split.held_out, settings.calibration.seed, max_pixels),
             "real": labelled_validation(split.held_out, real, f"{root}/test", max_pixels)}
-    grid = with_default(default_candidate(settings), candidate_grid(*sets["real"].shape))
+    grid = line_grid(default_candidate(settings), settings.backbone.name, *sets["real"].shape)
     trials: dict[str, list[Trial]] = {name: [] for name in sets}
     load = [os.getloadavg()[0]]
     for candidate in tqdm(grid, desc=root.name, unit="candidate"):

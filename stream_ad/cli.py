@@ -133,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_fit)
 
     p = sub.add_parser(
-        "tune", help="choose preprocessing and coreset ratio from the line's good images (held out) and labelled or "
-        "synthetic defects; write the best as a pipeline YAML and a report of every candidate")
+        "tune", help="choose preprocessing, method, coreset ratio and feature taps from the line's good images (held "
+        "out) and labelled or synthetic defects; write the best as a pipeline YAML and a report of every candidate")
     p.add_argument("--good", type=Path, help="a folder of good images, searched recursively (default: "
                    "data.root/train/good)")
     p.add_argument("--defects", type=Path, help="labelled defective images, a subfolder per type (default: "

@@ -1,6 +1,6 @@
-"""`stream-ad tune`: try the settings' own configuration and a grid of preprocessings and coreset ratios on the line's
-own good images within a time budget; write the settings' own, or a candidate that beats it beyond noise, as a
-pipeline YAML, with a report of every candidate (stream_ad.tuning)."""
+"""`stream-ad tune`: try the settings' own configuration and a grid of preprocessings, coreset ratios and feature taps
+on the line's own good images within a time budget; write the settings' own, or a candidate that beats it beyond
+noise, as a pipeline YAML, with a report of every candidate (stream_ad.tuning)."""
 
 from __future__ import annotations
 
@@ -25,12 +25,13 @@ from stream_ad.settings.load import read_settings_file
 from stream_ad.tuning import (
     Candidate,
     ValidationSet,
-    candidate_grid,
     default_candidate,
     labelled_validation,
+    line_grid,
     rank,
     search,
     synthetic_validation,
+    taps_note,
     with_candidate,
     with_default,
     write_reports,
@@ -94,8 +95,8 @@ def tune_line(
 ) -> Tuned:
     """`config`: the settings file `settings` were read from (the chosen pipeline.yaml is it with the chosen keys);
     `candidates`: the grid to try besides the settings' own configuration, which is always tried first and kept
-    unless one beats it beyond noise at `confidence` (default: candidate_grid for the frames' size); `max_good`: at
-    most this many good images (a seeded sample; None: all)."""
+    unless one beats it beyond noise at `confidence` (default: line_grid, the backbone's other taps and
+    candidate_grid for the frames' size); `max_good`: at most this many good images (a seeded sample; None: all)."""
     start = time.perf_counter()
     if max_good is not None and max_good < 2:
         raise CommandError(f"tune --max-good must be at least 2 (some to fit, some held out), not {max_good}")
@@ -112,7 +113,14 @@ def tune_line(
                            f"{settings.calibration.holdout_fraction} of {len(images.paths)} holds out none")
     validation = _validation(settings, split.held_out, good, defects, masks, synthetic)
     default = default_candidate(settings)
-    grid = with_default(default, candidates if candidates is not None else candidate_grid(*validation.shape))
+    backbone = settings.backbone.name
+    if candidates is not None:
+        grid = with_default(default, candidates)
+        taps = "only the settings' own: the candidates were given"
+    else:
+        grid = line_grid(default, backbone, *validation.shape)
+        taps = taps_note(default, backbone)
+    log.info("feature taps (%s): %s", backbone, taps)
     log.info("tuning on %d good images of %s: %d candidates, scored on %d held-out good images and %s, budget %g "
              "min", len(split.fit), images.root, len(grid), len(split.held_out), validation.defects, budget_min)
     trials = search(settings, grid, split.fit, validation, budget_min * 60,
@@ -125,7 +133,7 @@ def tune_line(
     pipeline.write_text(_chosen_yaml(config, chosen))
     extra = {"good_images": str(images.root), "fitted": len(split.fit), "held_out_good": len(split.held_out),
              "defects": validation.defects, "frame_size": "x".join(map(str, validation.shape[::-1])),
-             "budget_min": budget_min, "cpu_cores": os.cpu_count(), "default": default.name,
+             "budget_min": budget_min, "cpu_cores": os.cpu_count(), "default": default.name, "taps": taps,
              "confidence": confidence, "chosen": chosen.name}
     json_path, md_path = write_reports(out, outcomes, extra)
     skipped = sum(o.trial.figures is None for o in outcomes)

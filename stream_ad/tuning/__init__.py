@@ -1,6 +1,7 @@
-"""`stream-ad tune`: choose a line's preprocessing and PatchCore's coreset ratio from its own good images.
+"""`stream-ad tune`: choose a line's preprocessing, method, PatchCore's coreset ratio and the feature taps from its own
+good images.
 
-candidates.py  the grid of configurations tried, from the frames' size
+candidates.py  the grid of configurations tried, from the frames' size and the backbone
 validation.py  held-out good images plus labelled defects, else synthetic ones (stream_ad.data.synthetic)
 search.py      fit and score each candidate within a time budget; keep the default unless one beats it
 guard.py       whether a candidate beats the default beyond the validation set's noise (a paired bootstrap)
@@ -11,7 +12,10 @@ from stream_ad.tuning.candidates import (
     Candidate,
     candidate_grid,
     default_candidate,
+    line_grid,
     settings_for,
+    tap_candidates,
+    taps_note,
     with_candidate,
     with_default,
 )
@@ -22,6 +26,6 @@ from stream_ad.tuning.validation import ValidationSet, labelled_validation, synt
 
 __all__ = [
     "Candidate", "Figures", "Interval", "Outcome", "Trial", "ValidationSet", "candidate_grid", "default_candidate",
-    "intervals_against_default", "labelled_validation", "rank", "search", "settings_for", "synthetic_validation",
-    "with_candidate", "with_default", "write_reports",
+    "intervals_against_default", "labelled_validation", "line_grid", "rank", "search", "settings_for",
+    "synthetic_validation", "tap_candidates", "taps_note", "with_candidate", "with_default", "write_reports",
 ]

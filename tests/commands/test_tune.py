@@ -13,7 +13,8 @@ import yaml
 
 from stream_ad.commands.tune import tune
 from stream_ad.settings import load_settings
-from stream_ad.tuning import Candidate, default_candidate
+from stream_ad.tuning import Candidate, default_candidate, taps_note
+from stream_ad.tuning.candidates import TAP_SETS
 from tests.commands.conftest import CATEGORY, cli
 
 # Small inputs keep each fit to a few seconds on 2 cores.
@@ -37,7 +38,8 @@ def test_tune_with_synthetic_defects_writes_a_loadable_pipeline_and_every_candid
     assert "synthetic defects (cut_paste, perlin, scratch)" in report["defects"]
     default = default_candidate(load_settings(config))
     tried = [default, *SMALL]  # the settings' own configuration first
-    assert report["default"] == default.name == "patchcore resize 224 ratio 0.01" and report["confidence"] == 0.95
+    assert report["default"] == default.name == "patchcore resize 224 ratio 0.01 taps features.6+features.13"
+    assert report["confidence"] == 0.95 and report["taps"] == "only the settings' own: the candidates were given"
     rows = report["candidates"]
     assert [r["name"] for r in rows] == [c.name for c in tried]
     assert sum(r["chosen"] for r in rows) == 1 and all(r["skipped"] is None for r in rows)
@@ -66,7 +68,7 @@ def test_tune_with_synthetic_defects_writes_a_loadable_pipeline_and_every_candid
     assert all(c.name in stdout for c in tried) and f"chosen: {chosen.name} (" in stdout
     assert "vs default [interval]" in stdout and "(the default)" in stdout
     markdown = (out / "tune_report.md").read_text()
-    assert "| vs default [interval] |" in markdown and "- default: patchcore resize 224 ratio 0.01" in markdown
+    assert "| vs default [interval] |" in markdown and f"- default: {default.name}" in markdown
 
 
 def test_tune_uses_the_labelled_defects_of_the_data_root(config: Path, tmp_path: Path, shared: Path) -> None:
@@ -88,10 +90,32 @@ def test_a_spent_budget_runs_the_first_candidate_and_lists_the_skipped_ones(
     report = json.loads((out / "tune_report.json").read_text())
     assert report["defects"] == f"48 labelled defects ({CATEGORY / 'test' / 'defect'})"
     rows = report["candidates"]
-    assert len(rows) == 6  # 128 x 128 frames: resize 224 and 320, PatchCore at two coreset ratios and PaDiM
+    taps = len(TAP_SETS["mobilenet_v2"]) - 1  # the default's configuration with the other taps, tried second
+    assert len(rows) == 1 + taps + 5  # 128 x 128 frames: resize 224 and 320, PatchCore at two ratios and PaDiM
     assert rows[0]["chosen"] and rows[0]["figures"]["pixel_auroc"] is None
     assert all(r["figures"] is None and r["skipped"].startswith("budget: ") for r in rows[1:])
-    assert "5 of 6 candidates skipped to stay within the budget of 0 min" in run.stdout
+    assert all(r["settings"]["backbone"]["layers"] != rows[0]["settings"]["backbone"]["layers"]
+               for r in rows[1:1 + taps])
+    assert f"{taps + 5} of {taps + 6} candidates skipped to stay within the budget of 0 min" in run.stdout
+
+
+def test_the_settings_own_taps_are_the_default_and_written_to_pipeline_yaml(tmp_path: Path, shared: Path) -> None:
+    """Settings with other taps than the built-in ones: theirs are the default, named in the report and written to
+    pipeline.yaml beside the backbone keys the user set; the built-in taps are the alternative."""
+    mine = ["features.6", "features.10", "features.13"]
+    config = tmp_path / "line.yaml"
+    config.write_text(f"data: {{root: {CATEGORY}}}\nbackbone: {{layers: {mine}, mean: [0.5, 0.5, 0.5], "
+                      f"std: [0.5, 0.5, 0.5]}}\n{FAST}")
+    out = tmp_path / "tuned"
+    tune(load_settings(config), out, config=config, budget_min=0)  # the default alone runs, so it is chosen
+    report = json.loads((out / "tune_report.json").read_text())
+    assert report["default"] == report["chosen"] == f"patchcore resize 224 ratio 0.01 taps {'+'.join(mine)}"
+    assert report["taps"] == taps_note(default_candidate(load_settings(config)), "mobilenet_v2")
+    assert report["candidates"][1]["name"] == "patchcore resize 224 ratio 0.01 taps features.6+features.13"
+    written = yaml.safe_load((out / "pipeline.yaml").read_text())
+    assert written["backbone"] == {"layers": mine, "mean": [0.5] * 3, "std": [0.5] * 3}
+    assert load_settings(out / "pipeline.yaml").backbone.layers == mine
+    assert f"taps {'+'.join(mine)}" in (out / "tune_report.md").read_text()
 
 
 def test_an_empty_good_folder_is_an_error_naming_it(config: Path, tmp_path: Path) -> None:

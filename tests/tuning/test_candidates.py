@@ -1,23 +1,35 @@
-"""The candidate grid follows the frames' shape (the largest frame's); a candidate's keys merge into a whole
-settings dump or a user's partial YAML alike, and give settings that validate."""
+"""The candidate grid follows the frames' shape (the largest frame's) and the backbone (other taps for the one whose
+node names tune knows); a candidate's keys merge into a whole settings dump or a user's partial YAML alike, and give
+settings that validate."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
+from stream_ad.backbones import load_backbone
 from stream_ad.scorers import scorer_params
+from stream_ad.scorers.patchcore.graph import patch_embedding
 from stream_ad.settings import load_settings
 from stream_ad.tuning import (
     Candidate,
     ValidationSet,
     candidate_grid,
     default_candidate,
+    line_grid,
     settings_for,
+    tap_candidates,
+    taps_note,
     with_candidate,
     with_default,
 )
-from stream_ad.tuning.candidates import TILE_CORESET_POOL, TILE_CORESET_RATIOS
+from stream_ad.tuning.candidates import TAP_SETS, TILE_CORESET_POOL, TILE_CORESET_RATIOS
+
+OWN = ("features.6", "features.13")  # the built-in taps
+OTHER = ("features.6", "features.10", "features.13")  # another tap set
 
 
 def geometries(height: int, width: int) -> list[tuple[str, int]]:
@@ -77,13 +89,15 @@ def test_the_grid_is_chosen_for_the_largest_frame() -> None:
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
-    ({}, Candidate("resize", 224, 0.01)),  # the built-in defaults: PatchCore's own coreset ratio
+    ({}, Candidate("resize", 224, 0.01, layers=OWN)),  # the built-in defaults: PatchCore's own coreset ratio
     ({"preprocess": {"mode": "tile", "tile_size": 256}, "scorer": {"params": {"coreset_ratio": 0.05}}},
-     Candidate("tile", 256, 0.05)),
+     Candidate("tile", 256, 0.05, layers=OWN)),
     ({"preprocess": {"mode": "letterbox", "image_size": 320}, "scorer": {"method": "vae", "params": {"epochs": 2}}},
-     Candidate("letterbox", 320, 0.01)),  # another method: its geometry, PatchCore's default ratio
-    ({"scorer": {"params": {"coreset_ratio": "0.05"}}}, Candidate("resize", 224, 0.05)),  # as a variable gives it
-    ({"scorer": {"method": "padim"}}, Candidate("resize", 224, None, "padim")),
+     Candidate("letterbox", 320, 0.01, layers=OWN)),  # another method: its geometry, PatchCore's default ratio
+    ({"scorer": {"params": {"coreset_ratio": "0.05"}}}, Candidate("resize", 224, 0.05, layers=OWN)),  # a variable's
+    ({"scorer": {"method": "padim"}}, Candidate("resize", 224, None, "padim", OWN)),
+    ({"backbone": {"layers": ["features.10", "features.13"]}},
+     Candidate("resize", 224, 0.01, layers=("features.10", "features.13"))),
 ])
 def test_the_default_candidate_is_what_the_settings_fit_untuned(overrides: dict, expected: Candidate) -> None:
     assert default_candidate(load_settings(**overrides)) == expected
@@ -94,3 +108,63 @@ def test_the_default_is_tried_first_and_only_once() -> None:
     assert with_default(grid[0], grid) == grid
     outside = Candidate("resize", 256, 0.05)
     assert with_default(outside, grid) == [outside, *grid]
+    # A grid candidate with the settings' own taps (None) is the default that names them.
+    default = Candidate("resize", 224, 0.01, layers=OWN)
+    assert with_default(default, grid) == [default, *grid[1:]]
+    assert with_default(default, [Candidate("resize", 224, 0.01, layers=OTHER)])[1].layers == OTHER
+
+
+def test_a_candidates_taps_are_named_and_written_to_backbone_layers_keeping_its_other_keys() -> None:
+    other = Candidate("resize", 224, 0.01, layers=OTHER)
+    assert other.name == f"patchcore resize 224 ratio 0.01 taps {'+'.join(OTHER)}"
+    assert other.overrides()["backbone"] == {"layers": list(OTHER)}
+    assert "backbone" not in Candidate("resize", 224, 0.01).overrides()  # None: the settings' own, not written
+    tree = {"backbone": {"weights_path": "${shared_dir}/w.pth", "layers": list(OWN)}}
+    merged = with_candidate(tree, other)
+    assert merged["backbone"] == {"weights_path": "${shared_dir}/w.pth", "layers": list(OTHER)}
+    assert tree["backbone"]["layers"] == list(OWN)  # the input is not changed
+    assert with_candidate(tree, Candidate("resize", 320, 0.01))["backbone"] == tree["backbone"]
+    assert settings_for(load_settings(), other).backbone.layers == list(OTHER)
+
+
+def test_settings_with_other_taps_get_the_built_in_ones_as_an_alternative() -> None:
+    assert TAP_SETS["mobilenet_v2"][0] == tuple(load_settings().backbone.layers) == OWN
+    mine = Candidate("letterbox", 320, 0.05, layers=OTHER)  # a ratio outside the grid: the grid stays whole
+    assert tap_candidates(mine, "mobilenet_v2")[0] == Candidate("letterbox", 320, 0.05, layers=OWN)
+    assert OTHER not in {c.layers for c in tap_candidates(mine, "mobilenet_v2")}  # not twice
+    taps = tap_candidates(mine, "mobilenet_v2")
+    grid = line_grid(mine, "mobilenet_v2", 500, 1250)
+    assert grid[:1 + len(taps)] == [mine, *taps] and grid[1 + len(taps):] == candidate_grid(500, 1250)
+    assert taps_note(mine, "mobilenet_v2").startswith(f"the settings' own ({'+'.join(OTHER)}), and features.6+")
+
+
+def test_mobilenet_v2_tries_the_stride_4_stage_at_the_defaults_configuration_second() -> None:
+    default = Candidate("letterbox", 320, 0.05, layers=OWN)  # a ratio outside the grid: the grid stays whole
+    stride_4 = Candidate("letterbox", 320, 0.05, layers=("features.6", "features.3", "features.13"))
+    assert tap_candidates(default, "mobilenet_v2") == [stride_4]  # features.6 first: its stride-8 grid is kept
+    assert line_grid(default, "mobilenet_v2", 500, 1250) == [default, stride_4, *candidate_grid(500, 1250)]
+    assert taps_note(default, "mobilenet_v2") == ("the settings' own (features.6+features.13), and "
+                                                  "features.6+features.3+features.13 at the default's configuration")
+
+
+@pytest.mark.parametrize("taps", TAP_SETS["mobilenet_v2"])
+def test_mobilenet_v2s_tap_sets_are_its_nodes_and_keep_patchcores_stride_8_grid(taps: tuple[str, ...],
+                                                                                 shared: Path) -> None:
+    settings = settings_for(load_settings(), Candidate("resize", 64, 0.01, layers=taps))
+    with torch.no_grad():
+        emb = patch_embedding(load_backbone(settings.backbone)(torch.zeros(1, 3, 64, 64)), 3, None)
+    assert emb.shape[-2:] == (8, 8)  # 64 / 8: as many patches as the built-in taps, so a fit costs about the same
+
+
+def test_a_padim_default_keeps_its_own_taps_and_says_so() -> None:
+    padim = Candidate("resize", 224, None, "padim", OTHER)
+    assert tap_candidates(padim, "mobilenet_v2") == []
+    assert taps_note(padim, "mobilenet_v2") == "only the settings' own: other taps are tried with patchcore, not padim"
+
+
+def test_another_backbone_keeps_its_own_taps_and_says_so() -> None:
+    default = Candidate("resize", 224, 0.01, layers=("layer2", "layer3"))
+    assert tap_candidates(default, "resnet18") == []
+    assert line_grid(default, "resnet18", 128, 128) == [default, *candidate_grid(128, 128)[1:]]  # [0]: the default
+    assert taps_note(default, "resnet18") == ("only the settings' own: tune knows the node names of mobilenet_v2, "
+                                              "not resnet18")

@@ -45,12 +45,13 @@ def test_demo_runs_a_short_tune_and_points_to_what_it_wrote(demo_run: DemoRun) -
     """The tune step tries the settings' own configuration (the fixture's coreset ratio 0.05) against resize 320 on
     synthetic defects and says what it chose, why, and where it wrote the pipeline YAML and the report."""
     err, out = demo_run.proc.stderr, demo_run.proc.stdout
-    assert "tuning (short demo step: patchcore resize 224 ratio 0.05 against resize 320" in err
+    default = "patchcore resize 224 ratio 0.05 taps features.6+features.13"  # the settings' own taps, named
+    assert f"tuning (short demo step: {default} against resize 320" in err
     [line] = [line for line in out.splitlines() if line.startswith("tune (short demo step, ")]
     tune_dir = demo_run.output_dir / "demo" / "tune"
     assert f"settings {tune_dir / 'pipeline.yaml'}, report {tune_dir / 'tune_report.md'}" in line
     report = json.loads((tune_dir / "tune_report.json").read_text())
-    assert report["default"] == "patchcore resize 224 ratio 0.05" and "synthetic defects" in report["defects"]
+    assert report["default"] == default and "synthetic defects" in report["defects"]
     assert [r["name"] for r in report["candidates"]] == [report["default"], "patchcore resize 320 ratio 0.05"]
     chosen = next(r for r in report["candidates"] if r["chosen"])
     assert f": {chosen['name']}; settings" in line and f"({chosen['why']})" in err
