@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+def blur_radius(sigma: float, height: int, width: int) -> int:
+    """The kernel's radius: 4 sigma, at most one less than the map's shorter side (reflect padding needs pad < size)."""
+    return min(int(math.ceil(4.0 * sigma)), width - 1, height - 1)
+
+
+def gaussian_kernel(sigma: float, radius: int) -> np.ndarray:
+    """The normalised 1-D kernel (2 radius + 1,) float64. In numpy: a traced graph holds it as a constant."""
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    return kernel / kernel.sum()
 
 
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -15,11 +27,8 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     """
     if sigma <= 0:
         return maps
-    radius = int(math.ceil(4.0 * sigma))
-    radius = min(radius, maps.shape[-1] - 1, maps.shape[-2] - 1)  # reflect padding needs pad < size
-    x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    kernel = kernel / kernel.sum()
+    radius = blur_radius(sigma, maps.shape[-2], maps.shape[-1])
+    kernel = torch.from_numpy(gaussian_kernel(sigma, radius)).to(maps)
     out = F.pad(maps, (radius, radius, radius, radius), mode="reflect")
     out = F.conv2d(out, kernel.view(1, 1, 1, -1))
     return F.conv2d(out, kernel.view(1, 1, -1, 1))

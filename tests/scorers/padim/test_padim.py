@@ -156,7 +156,7 @@ def test_the_compiled_graph_s_cache_key_covers_the_shared_map_code() -> None:
     from stream_ad.runtime.accelerate import source_sha256
     from stream_ad.scorers.padim.graph import ScoringGraph
 
-    files = sorted(Path(f) for f in (maps.__file__, maps.gaussian_blur.__code__.co_filename,
+    files = sorted(Path(f) for f in (maps.__file__, maps.gaussian_kernel.__code__.co_filename,
                                      ScoringGraph.forward.__code__.co_filename))
     h = hashlib.sha256()
     for f in files:
