@@ -19,6 +19,8 @@ from benchmarks.patchcore import PatchcoreBenchOptions
 from benchmarks.patchcore import run_bench as run_patchcore
 from benchmarks.pipeline import PipelineBenchOptions
 from benchmarks.pipeline import run_bench as run_pipeline
+from benchmarks.stages import KINDS, StagesBenchOptions
+from benchmarks.stages import run_bench as run_stages
 from stream_ad.commands.checked_settings import load_checked_settings
 from stream_ad.settings import ConfigError
 
@@ -42,6 +44,24 @@ def _positive_ints(text: str) -> tuple[int, ...]:
         return tuple(_positive_int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}") from None
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(text.split(","))
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown camera kind {unknown[0]!r}: expected {', '.join(KINDS)}")
+    return kinds
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (_positive_int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if width % 2 or height % 2:  # H.264 in yuv420p halves both
+        raise argparse.ArgumentTypeError(f"expected even sides (H.264's yuv420p), got {text}")
+    return width, height
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/cameras.json)")
     p.add_argument("--plot", type=Path, help="plot (default: the figures file's name, .png)")
     p.set_defaults(run=run_cameras, options=CamerasBenchOptions)
+
+    p = sub.add_parser("stages", help="CPU per frame of each pipeline stage (decoding, preprocessing, scoring) for "
+                       "image files and an H.264 camera, and the preprocessing's steps in-process")
+    p.add_argument("--kinds", type=_kinds, default=KINDS, metavar="KIND,KIND",
+                   help=f"camera kinds, of {', '.join(KINDS)} (default both)")
+    p.add_argument("--fps", type=float, default=20.0, help="the camera's rate (default 20)")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per run (default 20)")
+    p.add_argument("--video-size", type=_size, default=(640, 480), metavar="WxH",
+                   help="the H.264 video's frame size (default 640x480)")
+    p.add_argument("--model", type=Path, help="model artefact (default: the demo's, fitted and cached if missing)")
+    p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/stages.json)")
+    p.set_defaults(run=run_stages, options=StagesBenchOptions)
     return parser
 
 

@@ -48,7 +48,7 @@ from benchmarks.pipeline import (
 )
 from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.supervisor import Supervisor
-from stream_ad.settings import Settings
+from stream_ad.settings import Settings, SourceSettings
 
 MODES = ("one", "separate")
 SAMPLE_EVERY_S = 0.5
@@ -108,6 +108,9 @@ class FleetRun:
     memory: Memory | None
     load_avg: float
     pipelines: tuple[dict[str, Any], ...]  # summary_figures of each pipeline
+    # Each stage's CPU per frame scored, ms, over the run's steady part (all its processes and pipelines summed; the
+    # per-frame figure assumes frames were scored at the run's mean rate throughout).
+    stage_cpu_ms: dict[str, float]
 
     @property
     def sustained(self) -> bool:
@@ -161,10 +164,13 @@ def pipeline_cameras(mode: str, n: int) -> list[list[str]]:
     return [names] if mode == "one" else [[name] for name in names]
 
 
+CameraFactory = Callable[[Settings, float, str], SourceSettings]  # (settings, fps, name) -> the camera's settings
+
+
 def pipeline_settings(settings: Settings, model_dir: Path, cameras: list[str], fps: float, seconds: float,
-                      verdicts: Path, mode: str) -> Settings:
+                      verdicts: Path, mode: str, camera: CameraFactory = folder_camera) -> Settings:
     """One pipeline of the fleet: its cameras as pipeline.cameras (one pipeline) or pipeline.source (separate)."""
-    sources = [folder_camera(settings, fps, name) for name in cameras]
+    sources = [camera(settings, fps, name) for name in cameras]
     if mode == "one":
         return streaming_settings(settings, model_dir, seconds, verdicts, cameras=sources)
     return streaming_settings(settings, model_dir, seconds, verdicts, source=sources[0])
@@ -247,14 +253,42 @@ def _kb(path: str, key: str) -> int:
         return 0
 
 
-class MemorySampler:
-    """Every SAMPLE_EVERY_S in a thread: VmRSS of the process trees summed (the highest sum kept); PSS once, at
-    `pss_at` (monotonic)."""
+WORKER = "stream_ad.pipeline.worker"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CPU_WARMUP_S = 2.0  # the stage CPU window opens this long after the sources start (their own start-up left out)
 
-    def __init__(self, roots: list[int], pss_at: float) -> None:
-        self.roots = roots
-        self.pss_at = pss_at
+
+def _stage_of(pid: int) -> str | None:
+    """What a process of the service runs: its stage (the worker's label up to the camera and model suffix),
+    "supervisor" for the pipeline's own process; None once it is gone."""
+    try:
+        args = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    except OSError:
+        return None
+    if WORKER in args:
+        return args[args.index(WORKER) + 2].split("-")[0]
+    return "supervisor" if "benchmarks.cameras" in args else "other"
+
+
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (None once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class ServiceSampler:
+    """Every SAMPLE_EVERY_S in a thread: VmRSS of the process trees summed (the highest sum kept), each process's
+    CPU time from `cpu_from` (monotonic) on, by stage; PSS once, at `pss_at` (None: never)."""
+
+    def __init__(self, roots: list[int], cpu_from: float, pss_at: float | None) -> None:
+        self.roots, self.cpu_from, self.pss_at = roots, cpu_from, pss_at
         self.rss_kb = self.pss_kb = self.processes = 0
+        self.cpu_start: dict[int, tuple[str, float]] = {}  # pid -> (stage, CPU s) when the window opened
+        self.cpu_last: dict[int, float] = {}
+        self.window: tuple[float, float] | None = None
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
@@ -265,13 +299,36 @@ class MemorySampler:
             rss = sum(_kb(f"/proc/{pid}/status", "VmRSS:") for pid in pids)
             if rss > self.rss_kb:
                 self.rss_kb, self.processes = rss, len(pids)
-            if not self.pss_kb and time.monotonic() >= self.pss_at:
+            if self.pss_at is not None and not self.pss_kb and time.monotonic() >= self.pss_at:
                 self.pss_kb = sum(_kb(f"/proc/{pid}/smaps_rollup", "Pss:") for pid in pids)
+            self._sample_cpu(pids)
 
-    def stop(self) -> Memory:
+    def _sample_cpu(self, pids: list[int]) -> None:
+        now = time.monotonic()
+        if now < self.cpu_from:
+            return
+        opening = self.window is None
+        for pid in pids:
+            cpu, stage = _cpu_s(pid), _stage_of(pid)
+            if cpu is None or stage is None:
+                continue
+            if opening:
+                self.cpu_start[pid] = (stage, cpu)
+            elif pid in self.cpu_start:
+                self.cpu_last[pid] = cpu
+        self.window = (now, now) if opening else (self.window[0], now)  # type: ignore[index]
+
+    def stop(self) -> tuple[Memory, dict[str, float]]:
+        """The service's memory, and each stage's CPU over the window in cores (CPU seconds per second), summed over
+        its processes (a process that ended within the window counts up to its last sample)."""
         self.done.set()
         self.thread.join()
-        return Memory(self.rss_kb / 1024, self.pss_kb / 1024, self.processes)
+        cores: dict[str, float] = {}
+        if self.window is not None and self.window[1] > self.window[0]:
+            seconds = self.window[1] - self.window[0]
+            for pid, (stage, start) in self.cpu_start.items():
+                cores[stage] = cores.get(stage, 0.0) + (self.cpu_last.get(pid, start) - start) / seconds
+        return Memory(self.rss_kb / 1024, self.pss_kb / 1024, self.processes), cores
 
 
 def verdict_latencies(paths: list[Path]) -> np.ndarray:
@@ -289,17 +346,21 @@ def pooled_batch_mean(pipelines: list[dict[str, Any]]) -> float | None:
 
 
 def run_fleet(settings: Settings, served: Served, mode: str, n: int, fps: float, seconds: float, work: Path, *,
-              memory: bool = False) -> FleetRun:
-    """N cameras at `fps` each for `seconds`, as one pipeline or N; `memory`: sample the service's memory."""
+              memory: bool = False, camera: CameraFactory = folder_camera) -> FleetRun:
+    """N cameras at `fps` each for `seconds`, as one pipeline or N; `memory`: report the service's memory;
+    `camera`: what each camera is (default the frame folder, preloaded)."""
     work.mkdir(parents=True, exist_ok=True)
     children: list[Child] = []
     try:
         for i, cameras in enumerate(pipeline_cameras(mode, n)):
             verdicts = work / f"p{i}.verdicts.jsonl"
-            child_settings = pipeline_settings(settings, served.model_dir, cameras, fps, seconds, verdicts, mode)
+            child_settings = pipeline_settings(settings, served.model_dir, cameras, fps, seconds, verdicts, mode,
+                                               camera)
             children.append(launch(child_settings, served, work, f"p{i}", verdicts))
         await_ready(children, settings.pipeline.supervisor.startup_timeout_s)
-        sampler = MemorySampler([c.proc.pid for c in children], time.monotonic() + seconds / 2) if memory else None
+        now = time.monotonic()
+        sampler = ServiceSampler([c.proc.pid for c in children], now + CPU_WARMUP_S,
+                                 now + seconds / 2 if memory else None)
         for child in children:
             assert child.proc.stdin is not None
             child.proc.stdin.write(GO)
@@ -308,18 +369,21 @@ def run_fleet(settings: Settings, served: Served, mode: str, n: int, fps: float,
         deadline = time.monotonic() + seconds + sup.drain_timeout_s + sup.stop_timeout_s + 60
         for child in children:
             child.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        mem = sampler.stop() if sampler else None
+        mem, cores = sampler.stop()
     finally:
         stop(children)
     pipelines = [summary_figures(json.loads(c.summary.read_text())) for c in children]
     lat = verdict_latencies([c.verdicts for c in children])
+    scored_fps = sum(p["scored"] for p in pipelines) / seconds
     return FleetRun(
         mode=mode, cameras=n, fps=fps, seconds=seconds,
         frames_in=sum(p["frames_in"] for p in pipelines), scored=sum(p["scored"] for p in pipelines),
         dropped=sum(p["dropped"] for p in pipelines), unaccounted=sum(p["unaccounted"] for p in pipelines),
         p50_ms=float(np.percentile(lat, 50)) if lat.size else float("nan"),
         p99_ms=float(np.percentile(lat, 99)) if lat.size else float("nan"),
-        batch_mean=pooled_batch_mean(pipelines), memory=mem, load_avg=os.getloadavg()[0], pipelines=tuple(pipelines),
+        batch_mean=pooled_batch_mean(pipelines), memory=mem if memory else None, load_avg=os.getloadavg()[0],
+        pipelines=tuple(pipelines),
+        stage_cpu_ms={stage: 1000 * busy / scored_fps for stage, busy in cores.items()} if scored_fps else {},
     )
 
 
@@ -334,6 +398,13 @@ def _describe(r: FleetRun) -> str:
     mem = f", RSS {r.memory.rss_mb:.0f} MB, PSS {r.memory.pss_mb:.0f} MB" if r.memory else ""
     return (f"{r.cameras} x {r.fps:.1f} fps {r.mode}: scored {r.scored}, dropped {r.dropped}, unaccounted "
             f"{r.unaccounted}, p50 {r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms{mem}, load {r.load_avg:.1f}")
+
+
+def stage_cpu_line(r: FleetRun) -> str:
+    """Each stage's CPU per frame scored, the busiest first, and their total."""
+    parts = sorted(r.stage_cpu_ms.items(), key=lambda kv: -kv[1])
+    return ("CPU per frame scored: " + ", ".join(f"{stage} {ms:.2f}" for stage, ms in parts)
+            + f"; total {sum(r.stage_cpu_ms.values()):.2f} ms")
 
 
 def search(settings: Settings, served: Served, mode: str, n: int, start: float, options: CamerasBenchOptions,
@@ -378,7 +449,7 @@ def measure(settings: Settings, served: Served, n: int, guess: float, options: C
     rows = []
     for mode, (best, runs) in found.items():
         measured = run_fleet(settings, served, mode, n, common, options.duration, work / f"{mode}{n}", memory=True)
-        _say(f"measured {_describe(measured)}")
+        _say(f"measured {_describe(measured)}\n  {stage_cpu_line(measured)}")
         rows.append(Row(n, mode, best, tuple(runs), measured))
     return rows
 
