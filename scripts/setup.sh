@@ -54,8 +54,7 @@ if [ "${LINE_VENV:-1}" != 0 ]; then
   if [ "$(cat .venv-line/.stream-ad-setup 2>/dev/null)" != "$line_want" ]; then
     # Made anew, as a line PC's (README, "A line PC without torch"): nothing the line extra no longer pulls (scipy)
     # lingers, and no pip of its own (26 MB): .venv's pip installs into it.
-    rm -rf .venv-line && "$python" -m venv --without-pip .venv-line
-    .venv/bin/python -m pip --python .venv-line/bin/python install -q -e ".[line]"
+    PIP=".venv/bin/python -m pip" PYTHON="$python" bash scripts/line-install.sh .venv-line -e ".[line]"
     echo "$line_want" > .venv-line/.stream-ad-setup
   fi
 fi
