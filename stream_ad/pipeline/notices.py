@@ -17,6 +17,7 @@ raises BadNotice saying what is wrong, so the supervisor logs a malformed notice
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
 import typing
@@ -170,6 +171,13 @@ def _typed(value: Any, hint: Any, key: str) -> Any:
     raise BadNotice(f"field {key!r} must be {shown}, got {value!r}")
 
 
+@functools.cache
+def _field_types(cls: type) -> tuple[dict[str, Any], frozenset[str]]:
+    """A notice class's field types and names, resolved once: the supervisor decodes a few notices per frame, and
+    resolving the (string) annotations took most of a decode's 50 us."""
+    return typing.get_type_hints(cls), frozenset(f.name for f in fields(cls))
+
+
 def decode(data: bytes) -> Envelope:
     """Bytes -> Envelope; BadNotice naming what is wrong (not JSON, unknown kind, a missing or mistyped field)."""
     try:
@@ -185,8 +193,7 @@ def decode(data: bytes) -> Envelope:
         raise BadNotice(f"unknown notice kind {kind!r}; known: {', '.join(NoticeKind)}") from None
     stage = _typed(body.pop("stage", None), str, "stage")
     pid = _typed(body.pop("pid", None), int, "pid")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
+    hints, known = _field_types(cls)
     if body.keys() - known:
         raise BadNotice(f"{cls.__name__} has no field(s) {sorted(body.keys() - known)}")
     values = {name: _typed(body[name], hints[name], name) for name in known if name in body}
