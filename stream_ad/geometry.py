@@ -160,23 +160,28 @@ def normalise(pixels: np.ndarray, mean255: np.ndarray, std255: np.ndarray) -> np
     return np.ascontiguousarray((x - mean255.reshape(1, 3, 1, 1)) / std255.reshape(1, 3, 1, 1))
 
 
+def frame_scores(prepared: Prepared, image_scores: np.ndarray) -> np.ndarray:
+    """Per-input scores -> per-frame score (N,) float32: the highest of the frame's inputs (its tiles)."""
+    scores = np.full(len(prepared.frame_shapes), -np.inf, dtype=np.float32)
+    np.maximum.at(scores, [p.frame for p in prepared.placements], np.asarray(image_scores, dtype=np.float32))
+    return scores
+
+
 def to_frames(prepared: Prepared, image_scores: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Per-input scores and (S, S) maps -> per-frame score (max over its tiles) and map at the frame's size."""
     n = len(prepared.frame_shapes)
+    scores = frame_scores(prepared, image_scores)
     if [p.frame for p in prepared.placements] == list(range(n)) and all(
         (p.y1 - p.y0, p.x1 - p.x0) == prepared.frame_shapes[p.frame] for p in prepared.placements
-    ):  # input i covers frame i whole (resize, letterbox): its score and map are the frame's, no mean to take
-        return (np.asarray(image_scores, dtype=np.float32).reshape(n),
-                [_at_frame_size(p, m) for p, m in zip(prepared.placements, maps)])
-    frame_scores = np.full(n, -np.inf, dtype=np.float32)
+    ):  # input i covers frame i whole (resize, letterbox): its map is the frame's, no mean to take
+        return scores, [_at_frame_size(p, m) for p, m in zip(prepared.placements, maps)]
     sums = [np.zeros(shape, dtype=np.float32) for shape in prepared.frame_shapes]
     counts = [np.zeros(shape, dtype=np.float32) for shape in prepared.frame_shapes]
-    for p, score, m in zip(prepared.placements, image_scores, maps):
-        frame_scores[p.frame] = max(frame_scores[p.frame], float(score))
+    for p, m in zip(prepared.placements, maps):
         region = (slice(p.y0, p.y1), slice(p.x0, p.x1))
         sums[p.frame][region] += _at_frame_size(p, m)
         counts[p.frame][region] += 1.0
-    return frame_scores, [s / c for s, c in zip(sums, counts)]
+    return scores, [s / c for s, c in zip(sums, counts)]
 
 
 def _at_frame_size(p: Placement, m: np.ndarray) -> np.ndarray:

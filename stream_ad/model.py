@@ -15,7 +15,7 @@ import torch
 
 from stream_ad.backbones import resolve_normalisation
 from stream_ad.data import ImageBatches, Prepared, Preprocessor
-from stream_ad.geometry import FramePrediction
+from stream_ad.geometry import FramePrediction, frame_scores
 from stream_ad.runtime.accelerate import AccelerateSpec
 from stream_ad.runtime.device import resolve_device
 from stream_ad.scorers import Scorer, ScorerContext, build_scorer
@@ -82,6 +82,11 @@ class AnomalyModel:
             prepared, out.image.float().cpu().numpy(), out.maps.float().cpu().numpy()
         )
         return FramePrediction(scores, maps)
+
+    def score_frames(self, prepared: Prepared) -> np.ndarray:
+        """score_prepared's per-frame scores alone, for a caller that has no use for maps: they are not brought to
+        each frame's size."""
+        return frame_scores(prepared, self.scorer.score(prepared.inputs).image.float().cpu().numpy())
 
     def predict_files(self, paths: Sequence[Path]) -> Iterator[FramePrediction]:
         for frames in self.image_batches(paths).frames():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_ad.geometry import FramePrediction, Prepared, normalise, place_frames, to_frames
+from stream_ad.geometry import FramePrediction, Prepared, frame_scores, normalise, place_frames, to_frames
 from stream_ad.line.artefact import OUTPUTS, Preprocessing, RuntimeManifest, read_graph, read_runtime_manifest
 from stream_ad.runtime.openvino import Requests, compile_for_cpu
 
@@ -69,6 +69,10 @@ class LineModel:
         image, maps = self.scores(prepared.inputs)
         scores, frame_maps = to_frames(prepared, image, maps)
         return FramePrediction(scores, frame_maps)
+
+    def score_frames(self, prepared: Prepared) -> np.ndarray:
+        """score_prepared's per-frame scores alone (AnomalyModel.score_frames)."""
+        return frame_scores(prepared, self.scores(prepared.inputs)[0])
 
     def predict(self, frames: Sequence[np.ndarray]) -> FramePrediction:
         return self.score_prepared(self.preprocessor(frames))

@@ -95,9 +95,9 @@ class TeachingChannel:
                                          "taught patches: refit on the good images, or roll a teaching back")
         with self.lock.exclusive():
             prepared = self.model.preprocessor([frame.image])
-            before = float(self.model.score_prepared(prepared).scores[0])
+            before = float(self.model.score_frames(prepared)[0])
             items = scorer.add_good(prepared.inputs, self.within, budget)
-            after = float(self.model.score_prepared(prepared).scores[0])
+            after = float(self.model.score_frames(prepared)[0])
         image = frame.image if frame.image.ndim == 2 else cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
         teaching = Teaching(operator, frame.camera, frame.frame_id, frame.score if frame.score is not None else before,
                             after, cv2.imencode(".png", image)[1].tobytes())

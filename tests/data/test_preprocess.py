@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from stream_ad.data import Preprocessor
-from stream_ad.geometry import resize, tile_starts
+from stream_ad.geometry import frame_scores, resize, tile_starts
 from stream_ad.settings import PreprocessSettings
 
 
@@ -75,6 +75,20 @@ def test_tiles_stitch_back_at_native_resolution() -> None:
     np.testing.assert_allclose(frame_maps[0], np.arange(150, dtype=np.float32)[:, None].repeat(200, 1))
     last_tile_of_first = max(i for i, p in enumerate(prepared.placements) if p.frame == 0)
     assert frame_scores[0] == last_tile_of_first and frame_scores[1] == len(maps) - 1
+
+
+def test_scores_alone_are_the_highest_tile_s_as_with_maps() -> None:
+    """frame_scores (a caller without use for maps: the infer stage when nothing draws them) gives each frame what
+    to_frames gives: its highest input's score, for tiles and for one input per frame."""
+    rng = np.random.default_rng(1)
+    for pre in (make("tile", tile_size=64, tile_overlap=0.5), make("resize", image_size=64)):
+        prepared = pre([np.zeros((150, 200, 3), np.uint8), np.zeros((40, 50), np.uint8), np.zeros((90, 70), np.uint8)])
+        scores = rng.normal(size=len(prepared.placements)).astype(np.float32)
+        with_maps, _ = pre.to_frames(prepared, scores, np.zeros((len(scores), 64, 64), np.float32))
+        alone = frame_scores(prepared, scores)
+        np.testing.assert_array_equal(alone, with_maps)
+        want = [max(s for p, s in zip(prepared.placements, scores) if p.frame == f) for f in range(3)]
+        np.testing.assert_array_equal(alone, np.array(want, np.float32))
 
 
 def test_letterbox_keeps_aspect_and_maps_back() -> None:

@@ -88,19 +88,21 @@ class Infer(Stage):
         on_device = self.model.preprocessor.on_device is not None
         prepared = self._prepare_frames(frames) if on_device else self._gather_inputs(frames)
         with self.lock.shared():
-            pred = self.model.score_prepared(prepared)
-        bad = [frame.key for frame, score in zip(frames, pred.scores) if not math.isfinite(score)]
+            # Maps only where a sink or the console draws them: none brought to each frame's size for nothing.
+            pred = self.model.score_prepared(prepared) if self.send_maps else None
+            scores = pred.scores if pred is not None else self.model.score_frames(prepared)
+        bad = [frame.key for frame, score in zip(frames, scores) if not math.isfinite(score)]
         if bad:
             # Raised before any frame is changed: the shell retries the batch frame by frame, so only these drop.
             raise BadScore(f"the model scored {', '.join(map(str, bad))} NaN or infinite")
         if self.delay_s:
             time.sleep(self.delay_s)
-        for frame, score, amap in zip(frames, pred.scores, pred.maps):
+        for i, (frame, score) in enumerate(zip(frames, scores, strict=True)):
             frame.inputs = None
-            if on_device and not self.send_maps:  # the images sink overlays maps on the frame (preprocess keep_image)
+            if on_device and pred is None:  # the images sink overlays maps on the frame (preprocess keep_image)
                 frame.image = None
             frame.score = float(score)
-            frame.anomaly_map = amap.astype(np.float16) if self.send_maps else None
+            frame.anomaly_map = pred.maps[i].astype(np.float16) if pred is not None else None
         return frames
 
     def close(self) -> None:
