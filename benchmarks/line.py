@@ -31,9 +31,11 @@ from stream_ad.settings import Settings
 
 ROUNDS = 5  # interleaved rounds per row and batch size
 # Where a scoring graph's op belongs, by the name the converter gave it (first match; the networks are submodules).
+# The map's two matmuls (components.maps: upsampling and blur, one matrix per axis) are the numbered ones: the
+# distance matmul is named after the add fused into it.
 PARTS = (
     ("backbone", re.compile(r"^__module\.")),
-    ("map (upsample, blur)", re.compile(r"upsample_bilinear2d/Interpolate_1|aten::pad|aten::_convolution")),
+    ("map (upsample, blur)", re.compile(r"aten::matmul/MatMul_\d+$")),
     ("patch pooling", re.compile(r"avg_pool|upsample_bilinear2d/Interpolate\b|aten::cat")),
     ("nearest neighbour, reweighting", re.compile(
         r"matmul|amin|aten::add|sqrt|clamp|square|aten::sum|linalg|aten::min|aten::max|expand|softmax|gather|select|"
