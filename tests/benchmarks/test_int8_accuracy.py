@@ -28,7 +28,8 @@ def test_a_set_is_fitted_once_and_measured_at_both_precisions(settings: Settings
     row = json.loads(options.json.read_text())["sets"][CATEGORY]  # type: ignore[union-attr]
     assert row["test_images"] == 64 and row["difference"] == row["int8_auroc"] - row["fp32_auroc"]
     assert 0 < row["median_relative_score_change"] < 0.02  # INT8 scores, not fp32's again
-    assert f"worst difference: {row['difference']:+.4f} ({CATEGORY})" in capsys.readouterr().out
+    assert (f"worst difference: {row['difference']:+.4f} ({CATEGORY}); largest |difference|: "
+            f"{abs(row['difference']):.4f} ({CATEGORY})") in capsys.readouterr().out
     assert run_bench(settings, options) == 0
     assert manifest.stat().st_mtime_ns == fitted_at  # the cached model artefact reused, not fitted again
 
