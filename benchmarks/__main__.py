@@ -15,6 +15,8 @@ from benchmarks.accel import AccelBenchOptions
 from benchmarks.accel import run_bench as run_accel
 from benchmarks.cameras import CamerasBenchOptions
 from benchmarks.cameras import run_bench as run_cameras
+from benchmarks.int8_accuracy import Int8AccuracyOptions
+from benchmarks.int8_accuracy import run_bench as run_int8_accuracy
 from benchmarks.patchcore import PatchcoreBenchOptions
 from benchmarks.patchcore import run_bench as run_patchcore
 from benchmarks.pipeline import PipelineBenchOptions
@@ -140,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="model artefact (default: the demo's, fitted and cached if missing)")
     p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/stages.json)")
     p.set_defaults(run=run_stages, options=StagesBenchOptions)
+
+    p = sub.add_parser("int8-accuracy", help="image AUROC of the runtime artefact, fp32 vs INT8 (`export --int8`), "
+                       "on magnetic_tile and each PIPED category")
+    p.add_argument("--sets", help="comma-separated set names (default: magnetic_tile and every PIPED category)")
+    p.add_argument("--models", type=Path, help="fitted model artefacts, one folder per set, fitted there when missing "
+                   "and reused (default: OUTPUT_DIR/bench/int8_models)")
+    p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/int8_accuracy.json)")
+    p.set_defaults(run=run_int8_accuracy, options=Int8AccuracyOptions)
     return parser
 
 

@@ -39,18 +39,7 @@ def export(settings: Settings, model_dir: Path, out: Path, *, int8: bool = False
     (on `calibration_images`, else the model's held-out images: stream_ad.commands.export_int8); 0 when written."""
     if calibration_images is not None and not int8:
         raise CommandError("--calibration-images is for --int8: a float32 export is not calibrated on images")
-    # Built eagerly on the CPU: the scorer's score() and scoring graph are plain torch, as the converter traces them.
-    runtime = settings.runtime.model_copy(update={"device": "cpu", "accelerate": "eager"})
-    model = load_model(model_dir, settings.model_copy(update={"runtime": runtime}))
-    try:
-        graph = model.scorer.scoring_graph().eval()
-    except NotExportable as exc:
-        raise CommandError(f"cannot export {model_dir}: {exc}") from None
-    size = model.preprocessor.input_size
-    ov_model = named_ports(to_openvino(graph, size))
-    unnamed = sorted(model.scorer.graph_constants().keys() - {op.get_friendly_name() for op in ov_model.get_ops()})
-    if unnamed:  # the manifest documents them by these names: they must be there to be found
-        raise CommandError(f"cannot export {model_dir}: the converted graph has no constant {', '.join(unnamed)}")
+    model, graph, ov_model = scoring_graph(settings, model_dir)
     inputs = check_inputs(model, model_dir)
     worst = graph_difference(ov_model, graph, inputs)
     if worst > RTOL:
@@ -73,6 +62,22 @@ def export(settings: Settings, model_dir: Path, out: Path, *, int8: bool = False
         print(f"note: {model_dir} is not calibrated: the runtime artefact has no threshold; calibrate the model "
               "artefact and export again, or set pipeline.decide.threshold")
     return 0
+
+
+def scoring_graph(settings: Settings, model_dir: Path) -> tuple[AnomalyModel, torch.nn.Module, Any]:
+    """The model artefact `model_dir` loaded, its scoring graph, and that graph converted to OpenVINO (unchecked)."""
+    # Built eagerly on the CPU: the scorer's score() and scoring graph are plain torch, as the converter traces them.
+    runtime = settings.runtime.model_copy(update={"device": "cpu", "accelerate": "eager"})
+    model = load_model(model_dir, settings.model_copy(update={"runtime": runtime}))
+    try:
+        graph = model.scorer.scoring_graph().eval()
+    except NotExportable as exc:
+        raise CommandError(f"cannot export {model_dir}: {exc}") from None
+    ov_model = named_ports(to_openvino(graph, model.preprocessor.input_size))
+    unnamed = sorted(model.scorer.graph_constants().keys() - {op.get_friendly_name() for op in ov_model.get_ops()})
+    if unnamed:  # the manifest documents them by these names: they must be there to be found
+        raise CommandError(f"cannot export {model_dir}: the converted graph has no constant {', '.join(unnamed)}")
+    return model, graph, ov_model
 
 
 def named_ports(ov_model: Any) -> Any:

@@ -1,0 +1,121 @@
+"""`python -m benchmarks int8-accuracy`: what `stream-ad export --int8` costs in accuracy, set by set (issue 20).
+
+For magnetic_tile and each PIPED category (`--sets` to choose): the settings given (the defaults: PatchCore, 224 px)
+fitted on the set's train/good as `stream-ad fit` fits (a model artefact cached under `--models`, reused when there),
+exported as fp32 and as INT8 runtime artefacts as `stream-ad export` writes them, and both scored through the line
+runtime (LineModel) on the same test images: image AUROC of each, their difference, and how far the INT8 image scores
+lie from fp32's (median relative change). The figure to judge a quantisation rule by is the worst difference.
+
+Written without export's check of the fp32 graph against torch: it refuses some PIPED models (PA_BFT01_TL and
+PA_FLR01_TL at one thread) for their maps, 2-7e-4 of the scale apart where patch distances near 0 go through a
+square root; their image scores, all this compares, agree.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stream_ad.artefact import has_artefact
+from stream_ad.commands.export import runtime_manifest, scoring_graph
+from stream_ad.commands.export_int8 import write_int8
+from stream_ad.commands.fit import fit_and_save
+from stream_ad.data import MVTecCategory, read_image
+from stream_ad.evaluation import image_auroc
+from stream_ad.line.artefact import write_runtime_artefact
+from stream_ad.line.model import LineModel
+from stream_ad.runtime.openvino import save_ir
+from stream_ad.settings import Settings
+
+CHUNK = 32  # test images read and scored at a time
+
+
+@dataclass(frozen=True)
+class Int8AccuracyOptions:
+    sets: str | None = None  # comma-separated set names; None: magnetic_tile and every PIPED category
+    models: Path | None = None  # fitted model artefacts, one folder per set, reused; None: OUTPUT_DIR/bench/int8_models
+    json: Path | None = None  # figures file; None: OUTPUT_DIR/bench/int8_accuracy.json
+
+
+def set_roots(settings: Settings, names: str | None) -> dict[str, Path]:
+    """The data set folders by name: magnetic_tile and datasets/piped/PA_*, or those named."""
+    datasets = settings.shared_dir / "datasets"
+    roots = {"magnetic_tile": datasets / "magnetic_tile"}
+    roots |= {p.name: p for p in sorted((datasets / "piped").glob("PA_*"))}
+    if names is None:
+        return roots
+    wanted = names.split(",")
+    unknown = [n for n in wanted if n not in roots]
+    if unknown:
+        raise SystemExit(f"int8-accuracy: unknown set(s) {', '.join(unknown)}; known: {', '.join(roots)}")
+    return {n: roots[n] for n in wanted}
+
+
+def fitted(settings: Settings, model_dir: Path) -> Path:
+    """`model_dir`, fitted on settings.data.root first unless an artefact is there already."""
+    if not has_artefact(model_dir):
+        fit_and_save(settings, model_dir)
+    return model_dir
+
+
+def test_scores(line: LineModel, paths: list[Path]) -> np.ndarray:
+    return np.concatenate([line.predict([read_image(p) for p in paths[i : i + CHUNK]]).scores
+                           for i in range(0, len(paths), CHUNK)])
+
+
+def runtime_artefacts(settings: Settings, model_dir: Path, out: Path) -> dict[str, Path]:
+    """`model_dir` written into `out` as fp32 and INT8 runtime artefacts by export's own steps (less its check)."""
+    model, _, ov_model = scoring_graph(settings, model_dir)
+    manifest = runtime_manifest(model, model_dir)
+    write_runtime_artefact(out / "fp32", manifest, lambda xml: save_ir(ov_model, xml))
+    write_int8(model, model_dir, ov_model, manifest, out / "int8", None)
+    return {"fp32": out / "fp32", "int8": out / "int8"}
+
+
+def measure(settings: Settings, model_dir: Path, threads: int) -> dict[str, Any]:
+    """fp32 and INT8 runtime artefacts of `model_dir`, scored on settings.data.root's test images."""
+    samples = MVTecCategory(settings.data.root).test()
+    labels, paths = [s.label for s in samples], [s.path for s in samples]
+    with tempfile.TemporaryDirectory(prefix="stream-ad-int8-accuracy-") as tmp:
+        outs = runtime_artefacts(settings, model_dir, Path(tmp))
+        scores = {precision: test_scores(LineModel(out, threads), paths) for precision, out in outs.items()}
+    fp32, int8 = image_auroc(labels, scores["fp32"]), image_auroc(labels, scores["int8"])
+    change = np.abs(scores["int8"] - scores["fp32"]) / np.maximum(np.abs(scores["fp32"]), 1e-12)
+    return {"test_images": len(paths), "fp32_auroc": fp32, "int8_auroc": int8, "difference": int8 - fp32,
+            "median_relative_score_change": float(np.median(change))}
+
+
+def table(rows: dict[str, dict[str, Any]]) -> str:
+    lines = [f"{'set':<15}{'images':>7}{'fp32 AUROC':>12}{'INT8 AUROC':>12}{'INT8-fp32':>11}{'median rel. change':>20}"]
+    for name, r in rows.items():
+        lines.append(f"{name:<15}{r['test_images']:>7}{r['fp32_auroc']:>12.4f}{r['int8_auroc']:>12.4f}"
+                     f"{r['difference']:>+11.4f}{r['median_relative_score_change']:>20.2%}")
+    worst = min(rows, key=lambda n: rows[n]["difference"])
+    farthest = max(rows, key=lambda n: abs(rows[n]["difference"]))  # "within" a tolerance: a gain counts too
+    lines.append(f"worst difference: {rows[worst]['difference']:+.4f} ({worst}); largest |difference|: "
+                 f"{abs(rows[farthest]['difference']):.4f} ({farthest})")
+    return "\n".join(lines)
+
+
+def run_bench(settings: Settings, options: Int8AccuracyOptions) -> int:
+    threads = settings.runtime.threads or torch.get_num_threads()
+    models = options.models or settings.output_dir / "bench" / "int8_models"
+    rows = {}
+    for name, root in set_roots(settings, options.sets).items():
+        at = settings.model_copy(update={"data": settings.data.model_copy(update={"root": root})})
+        rows[name] = measure(at, fitted(at, models / name), threads)
+        print(f"{name}: fp32 {rows[name]['fp32_auroc']:.4f}, INT8 {rows[name]['int8_auroc']:.4f}", flush=True)
+    print(f"\nimage AUROC of the runtime artefact, fp32 vs INT8 ({settings.scorer.method}, "
+          f"{settings.preprocess.image_size} px, {threads} threads; models: {models})")
+    print(table(rows))
+    out = options.json or settings.output_dir / "bench" / "int8_accuracy.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"threads": threads, "models": str(models), "sets": rows}, indent=2) + "\n")
+    print(f"figures: {out}")
+    return 0
