@@ -53,12 +53,12 @@ class LineModel:
         xml, weights = read_graph(directory, self.manifest)
         # Compiled from the checked bytes themselves: no second read of the files to change in between.
         graph = ov.Core().read_model(model=xml, weights=ov.Tensor(np.frombuffer(weights, dtype=np.uint8)))
-        self.compiled = compile_for_cpu(graph, threads, streams)
+        # A graph that takes one image a call is compiled for that static shape (compile_for_cpu says why).
+        self.images_per_call = int(self.manifest.graph.get("images_per_call", 0))
+        self.compiled = compile_for_cpu(graph, threads, streams, 1 if self.images_per_call == 1 else None)
         self.requests = Requests(self.compiled, streams)
         self.outputs = [self.compiled.output(name) for name in OUTPUTS]
         self.preprocessor = LinePreprocessor(self.manifest.pre)
-        # A graph holding a whole (patches x memory) distance block per call bounds the images per call (0: none).
-        self.images_per_call = int(self.manifest.graph.get("images_per_call", 0))
 
     def scores(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised inputs (N, 3, S, S) -> image scores (N,) and maps (N, S, S), in calls of images_per_call."""

@@ -259,7 +259,9 @@ class OpenVino:
     path = "openvino"
     precision = "fp32"
 
-    def __init__(self, module: torch.nn.Module, input_size: int, cache: Path | None, streams: int = 1) -> None:
+    def __init__(self, module: torch.nn.Module, input_size: int, cache: Path | None, streams: int = 1,
+                 batch: int | None = None) -> None:
+        """`batch`: compiled for that static batch size (compile_for_cpu), else for any."""
         import openvino as ov
 
         if cache is None:
@@ -269,7 +271,7 @@ class OpenVino:
             log.info("openvino: %s model %s", "converted" if built else "cached", cache)
             model = ov.Core().read_model(cache / "model.xml")
         # runtime.threads / the infer stage set torch's threads: OpenVINO's take the same number.
-        self.compiled = compile_for_cpu(model, torch.get_num_threads(), streams)
+        self.compiled = compile_for_cpu(model, torch.get_num_threads(), streams, batch)
         self.compilations = 1
         self.requests = Requests(self.compiled, streams)
         self.outputs = list(self.compiled.outputs)
@@ -360,12 +362,13 @@ def source_sha256(*classes: type) -> str:
 
 
 def openvino_graph(module: torch.nn.Module, backbone: Backbone, input_size: int, spec: AccelerateSpec,
-                   graph: dict[str, object]) -> OpenVino:
-    """A scorer's whole scoring graph around `backbone`, compiled by OpenVINO and cached (on runtime.cache_dir) under
-    the backbone's key plus `graph`, what else the module holds (see cache_key), plus the module's source."""
+                   graph: dict[str, object], batch: int | None = None) -> OpenVino:
+    """A scorer's whole scoring graph around `backbone`, compiled by OpenVINO (for a static `batch`, else any) and
+    cached (on runtime.cache_dir) under the backbone's key plus `graph`, what else the module holds (see cache_key),
+    plus the module's source."""
     key = cache_key(backbone.identity(), "openvino", input_size, spec.max_batch, "fp32",
                     {**graph, "code_sha256": source_sha256(type(module))})
-    return OpenVino(module, input_size, None if spec.cache_dir is None else spec.cache_dir / key, spec.streams)
+    return OpenVino(module, input_size, None if spec.cache_dir is None else spec.cache_dir / key, spec.streams, batch)
 
 
 def accelerate_backbone(

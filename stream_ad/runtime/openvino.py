@@ -48,8 +48,11 @@ def save_ir(model: Any, xml: Path) -> None:
     ov.save_model(model, xml, compress_to_fp16=False)
 
 
-def compile_for_cpu(model: Any, threads: int, streams: int = 1) -> Any:
-    """An OpenVINO model (or the path of its IR) compiled for the CPU at f32 with `threads` inference threads.
+def compile_for_cpu(model: Any, threads: int, streams: int = 1, batch: int | None = None) -> Any:
+    """An OpenVINO model (or the path of its IR) compiled for the CPU at f32 with `threads` inference threads; with
+    `batch`, for that static batch size (its other dimensions as they are): OpenVINO picks faster kernels for static
+    shapes (PatchCore's argmin over the bank, a TopK: 2.5 ms over a dynamic number of patches, 0.49 ms over a static
+    one, one core), so a graph called one image at a time is compiled for exactly that.
 
     One stream (the default) is tuned for latency: one request at a time, all threads on it. `streams` > 1 runs that
     many requests side by side (OpenVINO's CPU streams, at least a thread each): a batch split across them takes
@@ -61,6 +64,10 @@ def compile_for_cpu(model: Any, threads: int, streams: int = 1) -> Any:
     decline_openvino_telemetry()
     import openvino as ov
 
+    if batch is not None:
+        model = ov.Core().read_model(model) if isinstance(model, (str, Path)) else model
+        shape = model.input(0).get_partial_shape()
+        model.reshape({model.input(0): ov.PartialShape([batch, *list(shape)[1:]])})
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}  # CPUs with bf16 units would otherwise run bf16
     if streams > 1:
         config |= {"NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": max(threads, streams)}
