@@ -43,6 +43,7 @@ import stream_ad
 from stream_ad.data import Layout
 from stream_ad.errors import ArtefactError
 from stream_ad.frames import ModelInfo
+from stream_ad.geometry import describe_frame_score
 from stream_ad.line.artefact import KIND as RUNTIME_KIND
 from stream_ad.line.artefact import Thresholded, json_object
 from stream_ad.model import AnomalyModel
@@ -396,7 +397,8 @@ def describe(manifest: Manifest) -> str:
     backbone = ", ".join(f"{k} {v}" for k, v in manifest.backbone.items()) if manifest.backbone else "none"
     pre = manifest.preprocessing
     size = pre["tile_size"] if pre["mode"] == "tile" else pre["image_size"]
-    return f"{manifest.method} ({params}); backbone {backbone}; preprocess {pre['mode']} {size} px"
+    return (f"{manifest.method} ({params}); backbone {backbone}; preprocess {pre['mode']} {size} px; frame score "
+            f"{describe_frame_score(pre.get('map_score_fraction'))}")
 
 
 def _params(settings: Settings, method: str) -> dict[str, Any]:

@@ -167,21 +167,43 @@ def frame_scores(prepared: Prepared, image_scores: np.ndarray) -> np.ndarray:
     return scores
 
 
-def to_frames(prepared: Prepared, image_scores: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Per-input scores and (S, S) maps -> per-frame score (max over its tiles) and map at the frame's size."""
+def map_score(amap: np.ndarray, fraction: float) -> float:
+    """The mean of the map over its highest `fraction` of pixels (at least one): a frame's score from its map."""
+    flat = amap.ravel()
+    top = max(1, round(flat.size * fraction))
+    return float(np.partition(flat, flat.size - top)[flat.size - top:].mean())
+
+
+def describe_frame_score(map_score_fraction: float | None) -> str:
+    """preprocess.map_score_fraction in words, for the one-line descriptions of artefacts."""
+    if map_score_fraction is None:
+        return "the method's image score"
+    return f"the mean of the map's top {map_score_fraction:.2%}"
+
+
+def to_frames(prepared: Prepared, image_scores: np.ndarray, maps: np.ndarray,
+              map_score_fraction: float | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per-input scores and (S, S) maps -> per-frame score and map at the frame's size. The score: the highest of
+    its inputs' (tiles'), or with `map_score_fraction` the map's (map_score; preprocess.map_score_fraction)."""
+    frame_maps = _frame_maps(prepared, maps)
+    if map_score_fraction is None:
+        return frame_scores(prepared, image_scores), frame_maps
+    return np.array([map_score(m, map_score_fraction) for m in frame_maps], dtype=np.float32), frame_maps
+
+
+def _frame_maps(prepared: Prepared, maps: np.ndarray) -> list[np.ndarray]:
     n = len(prepared.frame_shapes)
-    scores = frame_scores(prepared, image_scores)
     if [p.frame for p in prepared.placements] == list(range(n)) and all(
         (p.y1 - p.y0, p.x1 - p.x0) == prepared.frame_shapes[p.frame] for p in prepared.placements
     ):  # input i covers frame i whole (resize, letterbox): its map is the frame's, no mean to take
-        return scores, [_at_frame_size(p, m) for p, m in zip(prepared.placements, maps)]
+        return [_at_frame_size(p, m) for p, m in zip(prepared.placements, maps)]
     sums = [np.zeros(shape, dtype=np.float32) for shape in prepared.frame_shapes]
     counts = [np.zeros(shape, dtype=np.float32) for shape in prepared.frame_shapes]
     for p, m in zip(prepared.placements, maps):
         region = (slice(p.y0, p.y1), slice(p.x0, p.x1))
         sums[p.frame][region] += _at_frame_size(p, m)
         counts[p.frame][region] += 1.0
-    return scores, [s / c for s, c in zip(sums, counts)]
+    return [s / c for s, c in zip(sums, counts)]
 
 
 def _at_frame_size(p: Placement, m: np.ndarray) -> np.ndarray:

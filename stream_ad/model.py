@@ -85,7 +85,9 @@ class AnomalyModel:
 
     def score_frames(self, prepared: Prepared) -> np.ndarray:
         """score_prepared's per-frame scores alone, for a caller that has no use for maps: they are not brought to
-        each frame's size."""
+        each frame's size, unless the scores come from them (preprocess.map_score_fraction)."""
+        if self.preprocessor.scores_need_maps:
+            return self.score_prepared(prepared).scores
         return frame_scores(prepared, self.scorer.score(prepared.inputs).image.float().cpu().numpy())
 
     def predict_files(self, paths: Sequence[Path]) -> Iterator[FramePrediction]:

@@ -18,6 +18,7 @@ from stream_ad.artefact import (
     ArtefactError,
     Manifest,
     default_model_dir,
+    describe,
     fit_differences,
     load_model,
     model_info,
@@ -28,7 +29,7 @@ from stream_ad.artefact import (
     verify_artefact,
     write_manifest,
 )
-from stream_ad.data import MVTecCategory
+from stream_ad.data import MVTecCategory, read_image
 from stream_ad.geometry import RESAMPLING
 from stream_ad.model import AnomalyModel
 from stream_ad.runtime.checksums import sha256_bytes, sha256_file, write_sums
@@ -298,3 +299,35 @@ def test_a_nan_in_the_memory_bank_is_refused_naming_the_tensor(copy_of: Path) ->
     for load in (load_model, verify_artefact):
         with pytest.raises(ArtefactError, match=message):
             load(copy_of)
+
+
+def test_a_frame_score_from_the_map_is_the_artefact_s_own_and_the_line_s(tmp_path: Path, shared: Path) -> None:
+    """preprocess.map_score_fraction: each frame scored by the mean of its map's top fraction, in the model artefact
+    (recorded, and refused when a pipeline file names another), and in its runtime artefact alike; a model without it
+    records nothing, as every artefact fitted before the setting."""
+    from stream_ad.commands.export import export
+    from stream_ad.geometry import map_score
+    from stream_ad.line.model import LineModel
+
+    fitted = settings_for(CATEGORY, preprocess={"image_size": 64, "map_score_fraction": 0.05},
+                          runtime={"accelerate": "eager"}, output_dir=str(tmp_path))
+    model = AnomalyModel(fitted)
+    train = [s.path for s in MVTecCategory(CATEGORY).train()[:4]]
+    model.fit(train)
+    path = save_model(model, tmp_path / "model")
+    frames = [read_image(s.path) for s in MVTecCategory(CATEGORY).test()[::16]]
+    pred = load_model(path).predict(frames)
+    np.testing.assert_allclose(pred.scores, [map_score(m, 0.05) for m in pred.maps], rtol=1e-6)
+    assert read_manifest(path).preprocessing["map_score_fraction"] == 0.05
+    assert "frame score the mean of the map's top 5.00%" in describe(read_manifest(path))
+    with pytest.raises(ArtefactError, match="preprocess.map_score_fraction: the artefact's 0.05, given 0.01"):
+        load_model(path, settings_for(CATEGORY, preprocess={"map_score_fraction": 0.01}))
+    assert export(fitted, path, tmp_path / "runtime") == 0
+    line = LineModel(tmp_path / "runtime", threads=1)
+    np.testing.assert_allclose(line.predict(frames).scores, pred.scores, rtol=1e-4)
+    np.testing.assert_allclose(line.score_frames(line.preprocessor(frames)), pred.scores, rtol=1e-4)
+
+
+def test_a_model_scored_by_its_method_records_no_map_score(piped_patchcore: tuple[AnomalyModel, Path]) -> None:
+    _, path = piped_patchcore
+    assert "map_score_fraction" not in read_manifest(path).preprocessing  # as artefacts from before the setting

@@ -45,8 +45,9 @@ class Preprocessor:
 
     def describe(self) -> dict[str, object]:
         """What a saved model must be served with; compared on load."""
+        # No map_score_fraction where it is None: the frame score every artefact fitted before the setting has.
         return {
-            **self.cfg.model_dump(),
+            **self.cfg.model_dump(exclude={"map_score_fraction"} if self.cfg.map_score_fraction is None else None),
             # A model fitted on other resampling (OpenCV's, before) sees other inputs: it must not load silently.
             "resampling": RESAMPLING,
             "mean": [round(float(v) / 255.0, 6) for v in self.mean.flatten()],
@@ -62,8 +63,13 @@ class Preprocessor:
         prepared.inputs = (batch - self.mean) / self.std
         return prepared
 
+    @property
+    def scores_need_maps(self) -> bool:
+        """Whether a frame's score is taken from its map (preprocess.map_score_fraction)."""
+        return self.cfg.map_score_fraction is not None
+
     def to_frames(
         self, prepared: Prepared, image_scores: np.ndarray, maps: np.ndarray
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Per-input scores and (S, S) maps -> per-frame score (max over its tiles) and map at the frame's size."""
-        return to_frames(prepared, image_scores, maps)
+        """Per-input scores and (S, S) maps -> per-frame score and map at the frame's size (geometry.to_frames)."""
+        return to_frames(prepared, image_scores, maps, self.cfg.map_score_fraction)

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 import stream_ad
 from stream_ad.errors import ArtefactError
 from stream_ad.frames import ModelInfo
-from stream_ad.geometry import Geometry
+from stream_ad.geometry import Geometry, describe_frame_score
 from stream_ad.runtime.checksums import SUMS, checked_read, mismatch_error, sha256_bytes, summed_manifest, write_sums
 from stream_ad.settings import Settings, format_errors, settings_from_record
 from stream_ad.settings.serving import conflicts, served
@@ -58,6 +58,7 @@ class Preprocessing:
     pad_value: int
     mean255: tuple[float, float, float]
     std255: tuple[float, float, float]
+    map_score_fraction: float | None = None  # preprocess.map_score_fraction; None in artefacts from before it
 
     @property
     def geometry(self) -> Geometry:
@@ -130,8 +131,10 @@ class RuntimeManifest(Thresholded):
     @property
     def pre(self) -> Preprocessing:
         raw = self.preprocessing
+        fraction = raw.get("map_score_fraction")
         return Preprocessing(raw["mode"], int(raw["image_size"]), int(raw["tile_size"]), float(raw["tile_overlap"]),
-                             int(raw["pad_value"]), tuple(raw["mean255"]), tuple(raw["std255"]))  # type: ignore[arg-type]
+                             int(raw["pad_value"]), tuple(raw["mean255"]), tuple(raw["std255"]),  # type: ignore[arg-type]
+                             None if fraction is None else float(fraction))
 
 
 def artefact_kind(directory: Path) -> str | None:
@@ -246,5 +249,6 @@ def describe_runtime(manifest: RuntimeManifest) -> str:
     params = ", ".join(f"{k}={v}" for k, v in manifest.scorer_params.items())
     pre = manifest.pre
     return (f"runtime artefact ({manifest.graph.get('precision', 'fp32')} OpenVINO graph) of {manifest.method} "
-            f"({params}); preprocess {pre.mode} {pre.geometry.input_size} px; exported from "
+            f"({params}); preprocess {pre.mode} {pre.geometry.input_size} px; frame score "
+            f"{describe_frame_score(pre.map_score_fraction)}; exported from "
             f"{manifest.exported_from.get('folder')}")

@@ -29,6 +29,11 @@ class LinePreprocessor:
     def __init__(self, pre: Preprocessing) -> None:
         self.geometry = pre.geometry
         self.mean255, self.std255 = pre.arrays()
+        self.map_score_fraction = pre.map_score_fraction
+
+    @property
+    def scores_need_maps(self) -> bool:
+        return self.map_score_fraction is not None
 
     @property
     def input_size(self) -> int:
@@ -67,11 +72,13 @@ class LineModel:
 
     def score_prepared(self, prepared: Prepared) -> FramePrediction:
         image, maps = self.scores(prepared.inputs)
-        scores, frame_maps = to_frames(prepared, image, maps)
+        scores, frame_maps = to_frames(prepared, image, maps, self.preprocessor.map_score_fraction)
         return FramePrediction(scores, frame_maps)
 
     def score_frames(self, prepared: Prepared) -> np.ndarray:
         """score_prepared's per-frame scores alone (AnomalyModel.score_frames)."""
+        if self.preprocessor.scores_need_maps:
+            return self.score_prepared(prepared).scores
         return frame_scores(prepared, self.scores(prepared.inputs)[0])
 
     def predict(self, frames: Sequence[np.ndarray]) -> FramePrediction:

@@ -37,7 +37,8 @@ class BackboneSettings(Strict):
 
 
 class PreprocessSettings(Strict):
-    """How a camera frame becomes the backbone's input. See the README for when to pick which mode."""
+    """How a camera frame becomes the backbone's input, and the model's outputs the frame's score. See the README for
+    when to pick which mode."""
 
     # resize: stretch to image_size x image_size. letterbox: keep the aspect ratio, pad to a square.
     # tile: keep native resolution, score overlapping tile_size tiles and stitch their maps.
@@ -47,6 +48,10 @@ class PreprocessSettings(Strict):
     tile_overlap: float = Field(0.25, ge=0.0, lt=1.0)
     # Grey level of the letterbox padding (and of tile padding at frame edges).
     pad_value: int = Field(0, ge=0, le=255)
+    # A frame's score. None: the method's own image score (PatchCore: its worst patch's distance, reweighted), the
+    # highest of the frame's tiles. A fraction f: the mean of the frame's anomaly map over its highest f of pixels
+    # (geometry.map_score), less swayed by one noisy patch; `stream-ad tune` tries 0.01 (README, "Tuning to a line").
+    map_score_fraction: float | None = Field(None, gt=0.0, le=1.0)
 
 
 class ScorerSettings(Strict):

@@ -14,7 +14,7 @@ import yaml
 from stream_ad.commands.tune import tune
 from stream_ad.settings import load_settings
 from stream_ad.tuning import Candidate, default_candidate, taps_note
-from stream_ad.tuning.candidates import TAP_SETS
+from stream_ad.tuning.candidates import MAP_SCORE_FRACTION, TAP_SETS
 from tests.commands.conftest import CATEGORY, cli
 
 # Small inputs keep each fit to a few seconds on 2 cores.
@@ -91,12 +91,14 @@ def test_a_spent_budget_runs_the_first_candidate_and_lists_the_skipped_ones(
     assert report["defects"] == f"48 labelled defects ({CATEGORY / 'test' / 'defect'})"
     rows = report["candidates"]
     taps = len(TAP_SETS["mobilenet_v2"]) - 1  # the default's configuration with the other taps, tried second
-    assert len(rows) == 1 + taps + 5  # 128 x 128 frames: resize 224 and 320, PatchCore at two ratios and PaDiM
+    # then with the frame score from the map; 128 x 128 frames: resize 224 and 320, PatchCore at two ratios and PaDiM
+    assert len(rows) == 1 + taps + 1 + 5
+    assert rows[1 + taps]["settings"]["preprocess"]["map_score_fraction"] == MAP_SCORE_FRACTION
     assert rows[0]["chosen"] and rows[0]["figures"]["pixel_auroc"] is None
     assert all(r["figures"] is None and r["skipped"].startswith("budget: ") for r in rows[1:])
     assert all(r["settings"]["backbone"]["layers"] != rows[0]["settings"]["backbone"]["layers"]
                for r in rows[1:1 + taps])
-    assert f"{taps + 5} of {taps + 6} candidates skipped to stay within the budget of 0 min" in run.stdout
+    assert f"{taps + 6} of {taps + 7} candidates skipped to stay within the budget of 0 min" in run.stdout
 
 
 def test_the_settings_own_taps_are_the_default_and_written_to_pipeline_yaml(tmp_path: Path, shared: Path) -> None:

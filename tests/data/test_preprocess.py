@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from stream_ad.data import Preprocessor
-from stream_ad.geometry import frame_scores, resize, tile_starts
+from stream_ad.geometry import frame_scores, map_score, resize, tile_starts, to_frames
 from stream_ad.settings import PreprocessSettings
 
 
@@ -89,6 +89,20 @@ def test_scores_alone_are_the_highest_tile_s_as_with_maps() -> None:
         np.testing.assert_array_equal(alone, with_maps)
         want = [max(s for p, s in zip(prepared.placements, scores) if p.frame == f) for f in range(3)]
         np.testing.assert_array_equal(alone, np.array(want, np.float32))
+
+
+def test_a_map_score_is_the_mean_of_the_map_s_highest_fraction() -> None:
+    amap = np.arange(200, dtype=np.float32).reshape(10, 20)  # values 0..199
+    assert map_score(amap, 0.01) == 198.5  # the top 2 of 200 pixels
+    assert map_score(amap, 1e-9) == 199.0  # at least one pixel: the maximum
+    assert map_score(amap, 1.0) == pytest.approx(99.5)  # all of it: the mean
+    tiles = make("tile", tile_size=64, tile_overlap=0.5)
+    prepared = tiles([np.zeros((150, 200, 3), np.uint8)])
+    maps = np.random.default_rng(2).random((len(prepared.placements), 64, 64)).astype(np.float32)
+    scores, frame_maps = tiles.to_frames(prepared, np.zeros(len(maps), np.float32), maps)
+    by_map, same_maps = to_frames(prepared, np.zeros(len(maps), np.float32), maps, 0.02)
+    assert by_map[0] == pytest.approx(map_score(frame_maps[0], 0.02)) and scores[0] == 0.0  # the stitched map's
+    np.testing.assert_array_equal(same_maps[0], frame_maps[0])
 
 
 def test_letterbox_keeps_aspect_and_maps_back() -> None:

@@ -4,6 +4,7 @@ settings that validate."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,13 @@ from stream_ad.tuning import (
     with_candidate,
     with_default,
 )
-from stream_ad.tuning.candidates import TAP_SETS, TILE_CORESET_POOL, TILE_CORESET_RATIOS
+from stream_ad.tuning.candidates import (
+    MAP_SCORE_FRACTION,
+    TAP_SETS,
+    TILE_CORESET_POOL,
+    TILE_CORESET_RATIOS,
+    score_candidates,
+)
 
 OWN = ("features.6", "features.13")  # the built-in taps
 OTHER = ("features.6", "features.10", "features.13")  # another tap set
@@ -134,7 +141,8 @@ def test_settings_with_other_taps_get_the_built_in_ones_as_an_alternative() -> N
     assert OTHER not in {c.layers for c in tap_candidates(mine, "mobilenet_v2")}  # not twice
     taps = tap_candidates(mine, "mobilenet_v2")
     grid = line_grid(mine, "mobilenet_v2", 500, 1250)
-    assert grid[:1 + len(taps)] == [mine, *taps] and grid[1 + len(taps):] == candidate_grid(500, 1250)
+    scored = replace(mine, map_score_fraction=MAP_SCORE_FRACTION)
+    assert grid == [mine, *taps, scored, *candidate_grid(500, 1250)]
     assert taps_note(mine, "mobilenet_v2").startswith(f"the settings' own ({'+'.join(OTHER)}), and features.6+")
 
 
@@ -142,7 +150,8 @@ def test_mobilenet_v2_tries_the_stride_4_stage_at_the_defaults_configuration_sec
     default = Candidate("letterbox", 320, 0.05, layers=OWN)  # a ratio outside the grid: the grid stays whole
     stride_4 = Candidate("letterbox", 320, 0.05, layers=("features.6", "features.3", "features.13"))
     assert tap_candidates(default, "mobilenet_v2") == [stride_4]  # features.6 first: its stride-8 grid is kept
-    assert line_grid(default, "mobilenet_v2", 500, 1250) == [default, stride_4, *candidate_grid(500, 1250)]
+    scored = replace(default, map_score_fraction=MAP_SCORE_FRACTION)
+    assert line_grid(default, "mobilenet_v2", 500, 1250) == [default, stride_4, scored, *candidate_grid(500, 1250)]
     assert taps_note(default, "mobilenet_v2") == ("the settings' own (features.6+features.13), and "
                                                   "features.6+features.3+features.13 at the default's configuration")
 
@@ -162,9 +171,26 @@ def test_a_padim_default_keeps_its_own_taps_and_says_so() -> None:
     assert taps_note(padim, "mobilenet_v2") == "only the settings' own: other taps are tried with patchcore, not padim"
 
 
+def test_the_frame_score_from_the_map_is_tried_once_at_the_default_s_configuration() -> None:
+    """Where the settings score frames by the method's own image score, tune tries the map's top 1 % on the same
+    configuration, written into the pipeline file only by that candidate; settings that already score by the map
+    keep theirs in every candidate (None: the settings' own)."""
+    default = default_candidate(load_settings())
+    assert default.map_score_fraction is None
+    (scored,) = score_candidates(default)
+    assert scored == replace(default, map_score_fraction=MAP_SCORE_FRACTION)
+    assert scored.name.endswith("score map top 1%")
+    assert settings_for(load_settings(), scored).preprocess.map_score_fraction == MAP_SCORE_FRACTION
+    assert "map_score_fraction" not in Candidate("resize", 224, 0.01).overrides()["preprocess"]
+    mine = load_settings(preprocess={"map_score_fraction": 0.05})
+    assert default_candidate(mine).map_score_fraction == 0.05 and score_candidates(default_candidate(mine)) == []
+    assert settings_for(mine, Candidate("resize", 320, 0.1)).preprocess.map_score_fraction == 0.05
+
+
 def test_another_backbone_keeps_its_own_taps_and_says_so() -> None:
     default = Candidate("resize", 224, 0.01, layers=("layer2", "layer3"))
     assert tap_candidates(default, "resnet18") == []
-    assert line_grid(default, "resnet18", 128, 128) == [default, *candidate_grid(128, 128)[1:]]  # [0]: the default
+    scored = replace(default, map_score_fraction=MAP_SCORE_FRACTION)
+    assert line_grid(default, "resnet18", 128, 128) == [default, scored, *candidate_grid(128, 128)[1:]]  # [0]: it
     assert taps_note(default, "resnet18") == ("only the settings' own: tune knows the node names of mobilenet_v2, "
                                               "not resnet18")
