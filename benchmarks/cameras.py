@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import select
 import signal
 import subprocess
@@ -34,6 +33,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from benchmarks.figures import machine as figures_machine
 from benchmarks.pipeline import (
     bench_model,
     folder_camera,
@@ -473,8 +473,7 @@ def target(rows: list[Row], n: int = 4) -> dict[str, Any] | None:
 def run_bench(settings: Settings, options: CamerasBenchOptions) -> int:
     out_json = options.json or settings.output_dir / "bench" / "cameras.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-               "load_avg_at_start": list(os.getloadavg())}
+    machine = figures_machine()
     try:
         model_dir, threshold, origin = bench_model(settings, options.model)
     except PipelineError as exc:

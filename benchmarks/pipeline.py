@@ -13,10 +13,8 @@ One model, one set of frames (data.root/test, decoded once), one run:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.figures import machine, write_figures
 from stream_ad.settings import MAX_IMAGE_PIXELS, JsonlSinkSettings, Settings, SourceSettings
 
 log = logging.getLogger("benchmarks.pipeline")
@@ -283,8 +282,7 @@ def run_bench(settings: Settings, args: PipelineBenchOptions) -> int:
     out_json = args.json or settings.output_dir / "bench" / "pipeline.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg_at_start": list(os.getloadavg())},
+        "machine": machine(),
         "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
     }
     if not args.transport_only:
@@ -357,11 +355,7 @@ def run_bench(settings: Settings, args: PipelineBenchOptions) -> int:
         for k, v in figures["transport"].items():
             _say(f"transport {k}: hop p50 {v['hop_us_p50']:.0f} us (p99 {v['hop_us_p99']:.0f}), serialise+parse "
                  f"{v['serialise_parse_us_p50']:.0f} us")
-    figures["machine"]["load_avg_at_end"] = list(os.getloadavg())
-    out_json.write_text(json.dumps(figures, indent=2) + "\n")
-    print(report(figures))
-    print(f"figures: {out_json}")
-    return 0
+    return write_figures(figures, out_json, report)
 
 
 def report(f: dict[str, Any]) -> str:

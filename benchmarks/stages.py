@@ -12,9 +12,6 @@ two steps (geometry.place_frames's resize, geometry.normalise), and the decoding
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.cameras import FleetRun, Served, run_fleet, stage_cpu_line
+from benchmarks.figures import machine, write_figures
 from benchmarks.pipeline import bench_model, folder_camera, frame_folder, load_frames, scoring_model
 from stream_ad.geometry import as_rgb, normalise, place_frames, resize
 from stream_ad.pipeline.errors import PipelineError
@@ -119,8 +117,7 @@ def run_bench(settings: Settings, options: StagesBenchOptions) -> int:
         print(f"stream-ad: {exc}", file=sys.stderr)
         return 2
     figures: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg_at_start": list(os.getloadavg())},
+        "machine": machine(),
         "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
         "setup": {"model": str(model_dir), "threshold_from": origin, "frame_folder": str(frame_folder(settings)),
                   "fps": options.fps, "duration_s": options.duration, "video_size": list(options.video_size)},
@@ -137,11 +134,7 @@ def run_bench(settings: Settings, options: StagesBenchOptions) -> int:
         runs[kind] = run
     figures["runs"] = {kind: asdict(run) for kind, run in runs.items()}
     figures["in_process_ms"] = in_process_steps(settings, paths, frames, video, model_dir)
-    figures["machine"]["load_avg_at_end"] = list(os.getloadavg())
-    out_json.write_text(json.dumps(figures, indent=2) + "\n")
-    print(report(figures))
-    print(f"figures: {out_json}")
-    return 0
+    return write_figures(figures, out_json, report)
 
 
 def report(f: dict[str, Any]) -> str:

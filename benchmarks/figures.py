@@ -1,0 +1,26 @@
+"""Where a benchmark ran and where its figures go: shared by the benchmarks that write a JSON file and a report."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    """The machine a benchmark runs on: CPUs, platform, Python, and the load average as it starts."""
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "load_avg_at_start": list(os.getloadavg())}
+
+
+def write_figures(figures: dict[str, Any], out_json: Path, report: Callable[[dict[str, Any]], str]) -> int:
+    """The load average at the end noted in figures["machine"], the figures written to `out_json`, the report
+    printed; 0, the benchmark's exit status."""
+    figures["machine"]["load_avg_at_end"] = list(os.getloadavg())
+    out_json.write_text(json.dumps(figures, indent=2) + "\n")
+    print(report(figures))
+    print(f"figures: {out_json}")
+    return 0
