@@ -97,15 +97,22 @@ def test_openvino_reuses_its_cache(images: torch.Tensor, openvino_cache: Path,
     assert len(list(openvino_cache.iterdir())) == len(entries) + 1  # another input shape, another entry
 
 
-def test_openvino_patchcore_scores_match_eager(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.fixture(scope="module")
+def patchcore_fit(tmp_path_factory: pytest.TempPathFactory) -> tuple[AnomalyModel, Path]:
+    """PatchCore fitted once, eagerly, on the category's train images, and saved: what the graph tests serve."""
+    eager = AnomalyModel(settings(accelerate="eager"))
+    eager.fit([s.path for s in MVTecCategory(CATEGORY).train()])
+    return eager, save_model(eager, tmp_path_factory.mktemp("patchcore") / "model")
+
+
+def test_openvino_patchcore_scores_match_eager(patchcore_fit: tuple[AnomalyModel, Path], tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
     """Fitted once (eager), served by both paths: same image scores and maps, the OpenVINO side through one graph
     (backbone to maps) at every batch size, cached on disk for the next load."""
     cat = MVTecCategory(CATEGORY)
-    eager = AnomalyModel(settings(accelerate="eager"))
-    eager.fit([s.path for s in cat.train()])
-    save_model(eager, tmp_path / "model")
+    eager, model = patchcore_fit
     openvino = settings(accelerate="openvino", cache_dir=str(tmp_path / "cache"))
-    ov = load_model(tmp_path / "model", openvino)
+    ov = load_model(model, openvino)
     graph = ov.scorer._graph
     assert graph is not None and not graph.dynamic_batch()  # one image a call, compiled for that shape
     frames = [read_image(s.path) for s in cat.test()[::6]]
@@ -118,26 +125,22 @@ def test_openvino_patchcore_scores_match_eager(tmp_path: Path, caplog: pytest.Lo
         np.testing.assert_allclose(ov.scorer.score(x[:n]).image, eager.scorer.score(x[:n]).image, rtol=1e-3)
     assert graph.compilations == 1
     # Two requests side by side (many cameras' infer stage): the batch's images split across them, same figures.
-    side_by_side = load_model(tmp_path / "model", openvino, streams=2)
+    side_by_side = load_model(model, openvino, streams=2)
     assert side_by_side.scorer._graph.requests.streams == 2
     np.testing.assert_allclose(side_by_side.scorer.score(x).image, ov.scorer.score(x).image, rtol=1e-6)
     with caplog.at_level(logging.INFO, logger="stream_ad.runtime.accelerate"):
-        load_model(tmp_path / "model", openvino)
+        load_model(model, openvino)
     assert caplog.text.count("openvino: cached model") == 2  # the backbone (used to fit) and the scoring graph
 
 
-def test_the_graph_s_maps_are_exact_where_patches_lie_on_bank_items(tmp_path: Path) -> None:
+def test_the_graph_s_maps_are_exact_where_patches_lie_on_bank_items(patchcore_fit: tuple[AnomalyModel, Path]) -> None:
     """Training images scored: their patches the coreset kept lie on bank items, at distance 0. Distances from the
     matmul expansion (||q||^2 + ||m||^2 - 2 q.m) cancel there in float32 and moved maps by 2.5e-4-6.9e-4 of their
     scale on PIPED sets, failing the export's 1e-4 check; the graph recomputes each patch's distance to its nearest
     item directly, as the step-by-step path does."""
-    cat = MVTecCategory(CATEGORY)
-    eager = AnomalyModel(settings(accelerate="eager"))
-    train = [s.path for s in cat.train()]
-    eager.fit(train)
-    save_model(eager, tmp_path / "model")
-    ov = load_model(tmp_path / "model", settings(accelerate="openvino"))
-    frames = [read_image(p) for p in train[:6]]
+    eager, model = patchcore_fit
+    ov = load_model(model, settings(accelerate="openvino"))
+    frames = [read_image(s.path) for s in MVTecCategory(CATEGORY).train()[:6]]
     want, got = eager.predict(frames), ov.predict(frames)
     scale = max(float(np.abs(w).max()) for w in want.maps)
     worst = max(float(np.abs(g - w).max()) for g, w in zip(got.maps, want.maps))
@@ -145,16 +148,15 @@ def test_the_graph_s_maps_are_exact_where_patches_lie_on_bank_items(tmp_path: Pa
     np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5)
 
 
-def test_a_tampered_openvino_graph_is_rebuilt_not_used(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+def test_a_tampered_openvino_graph_is_rebuilt_not_used(patchcore_fit: tuple[AnomalyModel, Path], tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture,
                                                        fault_figures: Callable[[FaultFigures], None]) -> None:
     """The probe's attack: PatchCore's memory bank halved inside the cached OpenVINO graph's model.bin. The next load
     finds the entry stale by its sums, says so in one line, rebuilds it and scores as the eager path does."""
     cat = MVTecCategory(CATEGORY)
-    eager = AnomalyModel(settings(accelerate="eager"))
-    eager.fit([s.path for s in cat.train()])
-    save_model(eager, tmp_path / "model")
+    eager, model = patchcore_fit
     openvino = settings(accelerate="openvino", cache_dir=str(tmp_path / "cache"))
-    load_model(tmp_path / "model", openvino)
+    load_model(model, openvino)
     (entry,) = (tmp_path / "cache").glob("*-graph-*")
     weights = entry / "model.bin"
     data = bytearray(weights.read_bytes())
@@ -171,7 +173,7 @@ def test_a_tampered_openvino_graph_is_rebuilt_not_used(tmp_path: Path, caplog: p
     tampered = ov.Core().compile_model(ov.Core().read_model(entry / "model.xml"), "CPU")
     assert not np.allclose(tampered(x)[0], want, rtol=1e-3)
     with caplog.at_level(logging.INFO, logger="stream_ad.runtime.accelerate"):
-        reloaded = load_model(tmp_path / "model", openvino)
+        reloaded = load_model(model, openvino)
     stale = [r.getMessage() for r in caplog.records if "is stale" in r.getMessage()]
     assert len(stale) == 1 and f"cache entry {entry} is stale (model.bin has sha256" in stale[0], stale
     assert "rebuilding it, never using it" in stale[0]
@@ -182,7 +184,7 @@ def test_a_tampered_openvino_graph_is_rebuilt_not_used(tmp_path: Path, caplog: p
     (entry / "SHA256SUMS").unlink()
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="stream_ad.runtime.accelerate"):
-        load_model(tmp_path / "model", openvino)
+        load_model(model, openvino)
     assert f"cache entry {entry} is stale (it has no SHA256SUMS)" in caplog.text
     assert (entry / "SHA256SUMS").is_file()
 
