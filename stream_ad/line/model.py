@@ -33,7 +33,14 @@ class LinePreprocessor:
 
     @property
     def scores_need_maps(self) -> bool:
+        """Whether a frame's score is taken from its map (preprocess.map_score_fraction)."""
         return self.map_score_fraction is not None
+
+    def to_frames(
+        self, prepared: Prepared, image_scores: np.ndarray, maps: np.ndarray
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Per-input scores and (S, S) maps -> per-frame score and map at the frame's size (geometry.to_frames)."""
+        return to_frames(prepared, image_scores, maps, self.map_score_fraction)
 
     @property
     def input_size(self) -> int:
@@ -72,7 +79,7 @@ class LineModel:
 
     def score_prepared(self, prepared: Prepared) -> FramePrediction:
         image, maps = self.scores(prepared.inputs)
-        scores, frame_maps = to_frames(prepared, image, maps, self.preprocessor.map_score_fraction)
+        scores, frame_maps = self.preprocessor.to_frames(prepared, image, maps)
         return FramePrediction(scores, frame_maps)
 
     def score_frames(self, prepared: Prepared) -> np.ndarray:
