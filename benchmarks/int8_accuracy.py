@@ -3,8 +3,10 @@
 For magnetic_tile and each PIPED category (`--sets` to choose): the settings given (the defaults: PatchCore, 224 px)
 fitted on the set's train/good as `stream-ad fit` fits (a model artefact cached under `--models`, reused when there),
 exported as fp32 and as INT8 runtime artefacts as `stream-ad export` writes them, and both scored through the line
-runtime (LineModel) on the same test images: image AUROC of each, their difference, and how far the INT8 image scores
-lie from fp32's (median relative change). The figure to judge a quantisation rule by is the worst difference.
+runtime (LineModel) on the same test images: image AUROC, pixel AUROC and PRO of each (binned, as `stream-ad eval`
+computes them), their differences, and how far the INT8 image scores lie from fp32's (median relative change). The
+figure to judge a quantisation rule by is the worst difference; the maps' (pixel AUROC, PRO) show what the quantised
+search matmul changes (runtime.quantise), since the image score comes from an exact search of the worst patch.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import torch
 from stream_ad.artefact import has_artefact
 from stream_ad.commands.export import export
 from stream_ad.commands.fit import fit_and_save
-from stream_ad.data import MVTecCategory, read_image
+from stream_ad.data import MVTecCategory, Sample, read_image, read_mask
 from stream_ad.evaluation import image_auroc
+from stream_ad.evaluation.accuracy import PRO_MAX_FPR, PixelCounts, PixelTally
 from stream_ad.line.model import LineModel
 from stream_ad.settings import Settings
 
@@ -57,9 +60,22 @@ def fitted(settings: Settings, model_dir: Path) -> Path:
     return model_dir
 
 
-def test_scores(line: LineModel, paths: list[Path]) -> np.ndarray:
-    return np.concatenate([line.predict([read_image(p) for p in paths[i : i + CHUNK]]).scores
-                           for i in range(0, len(paths), CHUNK)])
+@dataclass(frozen=True)
+class Scored:
+    scores: np.ndarray  # image scores of the test images
+    pixels: PixelCounts  # their maps' pixels counted against the masks
+
+
+def score_test(line: LineModel, samples: list[Sample]) -> Scored:
+    """The test images scored by `line`; their maps tallied as they come (bounded memory)."""
+    tally, scores = PixelTally(), []
+    for i in range(0, len(samples), CHUNK):
+        chunk = samples[i : i + CHUNK]
+        pred = line.predict([read_image(s.path) for s in chunk])
+        scores.append(pred.scores)
+        for sample, amap in zip(chunk, pred.maps, strict=True):
+            tally.add("all", amap.astype(np.float32), read_mask(sample, amap.shape), sample.path)
+    return Scored(np.concatenate(scores), tally.counts(["all"]))
 
 
 def runtime_artefacts(settings: Settings, model_dir: Path, out: Path) -> dict[str, Path]:
@@ -73,25 +89,36 @@ def runtime_artefacts(settings: Settings, model_dir: Path, out: Path) -> dict[st
 def measure(settings: Settings, model_dir: Path, threads: int) -> dict[str, Any]:
     """fp32 and INT8 runtime artefacts of `model_dir`, scored on settings.data.root's test images."""
     samples = MVTecCategory(settings.data.root).test()
-    labels, paths = [s.label for s in samples], [s.path for s in samples]
+    labels = [s.label for s in samples]
     with tempfile.TemporaryDirectory(prefix="stream-ad-int8-accuracy-") as tmp:
         outs = runtime_artefacts(settings, model_dir, Path(tmp))
-        scores = {precision: test_scores(LineModel(out, threads), paths) for precision, out in outs.items()}
-    fp32, int8 = image_auroc(labels, scores["fp32"]), image_auroc(labels, scores["int8"])
-    change = np.abs(scores["int8"] - scores["fp32"]) / np.maximum(np.abs(scores["fp32"]), 1e-12)
-    return {"test_images": len(paths), "fp32_auroc": fp32, "int8_auroc": int8, "difference": int8 - fp32,
+        scored = {precision: score_test(LineModel(out, threads), samples) for precision, out in outs.items()}
+    fp32, int8 = (scored[p] for p in ("fp32", "int8"))
+    figures = {f"{p}_{metric}": value for p, run in scored.items() for metric, value in (
+        ("auroc", image_auroc(labels, run.scores)), ("pixel_auroc", run.pixels.pixel_auroc().value),
+        ("pro", run.pixels.pro_auc(PRO_MAX_FPR).value))}
+    change = np.abs(int8.scores - fp32.scores) / np.maximum(np.abs(fp32.scores), 1e-12)
+    return {"test_images": len(samples), **figures, "difference": figures["int8_auroc"] - figures["fp32_auroc"],
+            "pixel_difference": figures["int8_pixel_auroc"] - figures["fp32_pixel_auroc"],
+            "pro_difference": figures["int8_pro"] - figures["fp32_pro"],
             "median_relative_score_change": float(np.median(change))}
 
 
 def table(rows: dict[str, dict[str, Any]]) -> str:
-    lines = [f"{'set':<15}{'images':>7}{'fp32 AUROC':>12}{'INT8 AUROC':>12}{'INT8-fp32':>11}{'median rel. change':>20}"]
+    lines = [f"{'set':<15}{'images':>7}{'fp32 AUROC':>12}{'INT8 AUROC':>12}{'INT8-fp32':>11}{'median rel. change':>20}"
+             f"{'pixel AUROC fp32 / INT8':>25}{'PRO fp32 / INT8':>18}"]
     for name, r in rows.items():
         lines.append(f"{name:<15}{r['test_images']:>7}{r['fp32_auroc']:>12.4f}{r['int8_auroc']:>12.4f}"
-                     f"{r['difference']:>+11.4f}{r['median_relative_score_change']:>20.2%}")
+                     f"{r['difference']:>+11.4f}{r['median_relative_score_change']:>20.2%}"
+                     f"{r['fp32_pixel_auroc']:>16.4f} / {r['int8_pixel_auroc']:.4f}"
+                     f"{r['fp32_pro']:>9.4f} / {r['int8_pro']:.4f}")
     worst = min(rows, key=lambda n: rows[n]["difference"])
     farthest = max(rows, key=lambda n: abs(rows[n]["difference"]))  # "within" a tolerance: a gain counts too
     lines.append(f"worst difference: {rows[worst]['difference']:+.4f} ({worst}); largest |difference|: "
                  f"{abs(rows[farthest]['difference']):.4f} ({farthest})")
+    for key, what in (("pixel_difference", "pixel AUROC"), ("pro_difference", "PRO")):
+        low = min(rows, key=lambda n: rows[n][key])
+        lines.append(f"worst {what} difference: {rows[low][key]:+.4f} ({low})")
     return "\n".join(lines)
 
 

@@ -96,7 +96,7 @@ def write_int8(model: AnomalyModel, model_dir: Path, fp32: Any, manifest: Runtim
                calibration_images: Path | None) -> RuntimeManifest:
     """Quantise `fp32` (the checked graph), set its threshold again, write the INT8 runtime artefact into `out`."""
     inputs, calibration = calibration_inputs(model, model_dir, calibration_images)
-    quantised = quantise_int8(fp32, inputs, model.preprocessor.input_size)
+    quantised = quantise_int8(fp32, inputs, model.preprocessor.input_size, model.scorer.int8_search_constants())
     graph = {**manifest.graph, "precision": "int8", "quantisation": quantised.record(calibration)}
 
     def save(xml: Path) -> None:

@@ -144,6 +144,11 @@ class Scorer(ABC):
         holds (none by default; networks' weights are not listed)."""
         return {}
 
+    def int8_search_constants(self) -> tuple[str, ...]:
+        """Constants of the scoring graph (graph_constants' names) whose MatMul an INT8 export may quantise: a search
+        whose picks the graph rechecks in float32 (none by default: a quantised matmul's result would be the score)."""
+        return ()
+
     def images_per_call(self) -> int:
         """Most images the scoring graph takes in one call (0: any number)."""
         return 0

@@ -52,6 +52,23 @@ def test_the_manifest_records_precision_and_the_calibration_images(int8: Path, c
     assert sum(op.get_type_name() == "FakeQuantize" for op in graph.get_ops()) == quantisation["fake_quantize_ops"] > 0
 
 
+def sources(op: ov.Node) -> list[ov.Node]:
+    return [port.get_source_output().get_node() for port in op.inputs()]
+
+
+def test_the_search_matmul_is_quantised_and_the_map_s_are_not(int8: Path) -> None:
+    """PatchCore's search matmul only picks candidates the graph rechecks in float32 (runtime.quantise): its patch
+    features quantised, the bank stored as int8 weights; the map's matmuls (upsampling, blur) stay float32."""
+    graph = ov.Core().read_model(int8 / GRAPH_XML)
+    matmuls = [op for op in graph.get_ops() if op.get_type_name() == "MatMul"]
+    quantised = [op for op in matmuls if any(s.get_type_name() == "FakeQuantize" for s in sources(op))]
+    assert len(quantised) == 1 and len(matmuls) >= 3
+    weights = sources(quantised[0])[1]  # NNCF's compressed weights: int8 constant -> Convert -> Multiply by scales
+    stored = sources(sources(weights)[0])[0]
+    memory = next(op for op in graph.get_ops() if op.get_friendly_name() == "self.memory")
+    assert stored.get_element_type() == ov.Type.i8 and stored.get_output_shape(0) == memory.get_output_shape(0)
+
+
 def test_the_threshold_is_set_again_on_int8_scores(int8: Path, calibrated_fit: Path) -> None:
     threshold, model = read_runtime_manifest(int8).threshold, read_manifest(calibrated_fit).threshold
     assert isinstance(threshold, dict) and isinstance(model, dict)

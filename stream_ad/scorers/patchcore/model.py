@@ -122,10 +122,16 @@ class PatchCore(Scorer):
         unnamed constants (the rows' squared norms (1, M), a broadcast copy (1, M, D)): a changed bank (patches taught
         as good) reaches a compiled graph by exporting again, never by editing constants in the IR."""
         return {
-            "self.memory": "the memory bank (M, D) float32: the coreset of good patch features",
-            "self.scaled": "-2 x the memory bank (M, D) float32, for the distance matmul",
+            "self.memory": "the memory bank (M, D) float32: the coreset of good patch features, its last item "
+                           "repeated to a multiple of the search's groups",
+            "self.scaled": "-2 x the memory bank (M, D) float32, for the search matmul",
             "self.neighbours": "each bank item's b nearest items (M, b) int64, itself first (the reweighting)",
         }
+
+    def int8_search_constants(self) -> tuple[str, ...]:
+        """The search matmul's bank: it only picks each patch's candidates, whose distances the graph recomputes in
+        float32 (graph.ScoringGraph)."""
+        return ("self.scaled",)
 
     def images_per_call(self) -> int:
         """One: the graph holds each call's whole (patches x memory) distance block, and is compiled for a static
