@@ -1,7 +1,8 @@
 """The line runtime near the limit (`python -m benchmarks accel`, its "line" rows): in one process and one run, the
 bare backbone up to its deepest tap in OpenVINO fp32 beside the whole scoring path as a line PC runs it (the demo
-model exported as a runtime artefact, fp32 and INT8, through LineModel), images/s at each batch size and batch-1
-p50/p99; then where the whole path's batch-1 time goes, from OpenVINO's per-layer profile (PERF_COUNT).
+model exported as a runtime artefact, fp32, INT8 and INT8 of the search alone, through LineModel), images/s at each
+batch size and batch-1 p50/p99; then where the whole path's batch-1 time goes, from OpenVINO's per-layer profile
+(PERF_COUNT).
 
 Every row times the same preprocessed images, the rows interleaved round by round, so a load that changes during the
 run (other processes on the machine) weighs on each alike: compare within a run, as ratios.
@@ -27,6 +28,7 @@ from stream_ad.line.artefact import GRAPH_XML, INPUT
 from stream_ad.line.model import LineModel
 from stream_ad.runtime.accelerate import to_openvino
 from stream_ad.runtime.openvino import compile_for_cpu
+from stream_ad.runtime.quantise import Int8Scope
 from stream_ad.settings import Settings
 
 ROUNDS = 5  # interleaved rounds per row and batch size
@@ -91,12 +93,14 @@ def line_bench(settings: Settings, model_dir: Path, images: list[Path], batch_si
     backbone_request = backbone.create_infer_request()
     with tempfile.TemporaryDirectory(prefix="stream-ad-bench-line-") as tmp:
         export(settings, model_dir, Path(tmp) / "fp32")
-        export(settings, model_dir, Path(tmp) / "int8", int8=True)
-        lines = {p: LineModel(Path(tmp) / p, threads) for p in ("fp32", "int8")}
+        export(settings, model_dir, Path(tmp) / "int8", int8=Int8Scope.ALL)
+        export(settings, model_dir, Path(tmp) / "int8-search", int8=Int8Scope.SEARCH)
+        lines = {p: LineModel(Path(tmp) / p, threads) for p in ("fp32", "int8", "int8-search")}
         rows: dict[str, Callable[[np.ndarray], Any]] = {
             "backbone to the deepest tap, OpenVINO fp32": lambda x: backbone_request.infer({0: x}),
             "whole scoring path, runtime artefact fp32": lines["fp32"].scores,
             "whole scoring path, runtime artefact INT8": lines["int8"].scores,
+            "whole scoring path, runtime artefact INT8 search": lines["int8-search"].scores,
         }
         seconds: dict[str, dict[int, list[float]]] = {row: defaultdict(list) for row in rows}
         for row, call in rows.items():  # warm-up: first calls allocate

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stream_ad.runtime.logs import configure_logging
+from stream_ad.runtime.quantise import Int8Scope
 from stream_ad.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("stream_ad")
@@ -190,8 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
         "`stream-ad run` without torch (the `line` install)")
     p.add_argument("model", type=Path, help="the model artefact to export")
     p.add_argument("--out", type=Path, required=True, help="a new (or empty) folder for the runtime artefact")
-    p.add_argument("--int8", action="store_true", help="quantise the graph to INT8 (NNCF, the `fit` install) on "
-                   "good images; the threshold is set again on INT8 scores")
+    p.add_argument("--int8", nargs="?", const=Int8Scope.ALL, type=Int8Scope, choices=list(Int8Scope), metavar="SCOPE",
+                   help="quantise the graph to INT8 (NNCF, the `fit` install) on good images; the threshold is set "
+                   "again on INT8 scores. SCOPE all (the default): the networks and PatchCore's search; search: "
+                   "PatchCore's search alone, scores and maps staying float32's but where its candidates miss")
     p.add_argument("--calibration-images", type=Path, metavar="DIR", help="good images to quantise on (recursively; "
                    "default: the model's held-out images)")
     p.set_defaults(func=_export)

@@ -24,6 +24,7 @@ from stream_ad.model import AnomalyModel
 from stream_ad.runtime.accelerate import to_openvino
 from stream_ad.runtime.checksums import sha256_file
 from stream_ad.runtime.openvino import compile_for_cpu, save_ir
+from stream_ad.runtime.quantise import Int8Scope
 from stream_ad.scorers import NotExportable, scorer_class
 from stream_ad.settings import Settings
 
@@ -33,11 +34,11 @@ RTOL = 1e-4  # largest difference of the exported graph's scores and maps from t
 CHECK_IMAGES = 3  # images the exported graph is checked on, as one batch (the batch dimension is dynamic)
 
 
-def export(settings: Settings, model_dir: Path, out: Path, *, int8: bool = False,
+def export(settings: Settings, model_dir: Path, out: Path, *, int8: Int8Scope | None = None,
            calibration_images: Path | None = None) -> int:
-    """Export the model artefact `model_dir` into the new folder `out`, its graph quantised to INT8 with `int8`
+    """Export the model artefact `model_dir` into the new folder `out`, its graph quantised to INT8 within `int8`
     (on `calibration_images`, else the model's held-out images: stream_ad.commands.export_int8); 0 when written."""
-    if calibration_images is not None and not int8:
+    if calibration_images is not None and int8 is None:
         raise CommandError("--calibration-images is for --int8: a float32 export is not calibrated on images")
     model, graph, ov_model = scoring_graph(settings, model_dir)
     inputs = check_inputs(model, model_dir)
@@ -47,12 +48,13 @@ def export(settings: Settings, model_dir: Path, out: Path, *, int8: bool = False
                            f"{worst:.2e} of their scale (allowed {RTOL:.0e}); serve the model artefact instead")
     manifest = runtime_manifest(model, model_dir)
     checked = f"graph checked on {len(inputs)} images (largest difference {worst:.1e} of the scale)"
-    if int8:
+    if int8 is not None:
         from stream_ad.commands.export_int8 import write_int8  # nncf: only where INT8 is asked for
 
-        manifest = write_int8(model, model_dir, ov_model, manifest, out, calibration_images)
+        manifest = write_int8(model, model_dir, ov_model, manifest, out, calibration_images, int8)
         quantisation = manifest.graph["quantisation"]
-        checked = (f"float32 {checked}; quantised on {quantisation['calibration']['count']} good images, INT8 scores "
+        checked = (f"float32 {checked}; quantised (scope {int8.value}) on {quantisation['calibration']['count']} "
+                   "good images, INT8 scores "
                    f"a median {quantisation['score_change_vs_fp32']['median_relative']:.2%} from float32"
                    + ("; threshold set again on INT8 scores" if manifest.threshold is not None else ""))
     else:

@@ -28,7 +28,7 @@ from stream_ad.line.artefact import INPUT, OUTPUTS, RuntimeManifest, write_runti
 from stream_ad.line.model import LineModel
 from stream_ad.model import AnomalyModel
 from stream_ad.runtime.openvino import compile_for_cpu, save_ir
-from stream_ad.runtime.quantise import quantise_int8
+from stream_ad.runtime.quantise import Int8Scope, quantise_int8
 
 CHUNK = 16  # images read, preprocessed and scored at a time
 
@@ -93,10 +93,15 @@ def int8_threshold(threshold: dict[str, Any] | float | None, model: AnomalyModel
 
 
 def write_int8(model: AnomalyModel, model_dir: Path, fp32: Any, manifest: RuntimeManifest, out: Path,
-               calibration_images: Path | None) -> RuntimeManifest:
-    """Quantise `fp32` (the checked graph), set its threshold again, write the INT8 runtime artefact into `out`."""
+               calibration_images: Path | None, scope: Int8Scope) -> RuntimeManifest:
+    """Quantise `fp32` (the checked graph) within `scope`, set its threshold again, write the INT8 runtime artefact
+    into `out`."""
+    searches = model.scorer.int8_search_constants()
+    if scope is Int8Scope.SEARCH and not searches:
+        raise CommandError(f"cannot export {model_dir} with --int8 search: {model.settings.scorer.method} has no "
+                           "nearest-neighbour search to quantise; --int8 quantises its networks")
     inputs, calibration = calibration_inputs(model, model_dir, calibration_images)
-    quantised = quantise_int8(fp32, inputs, model.preprocessor.input_size, model.scorer.int8_search_constants())
+    quantised = quantise_int8(fp32, inputs, model.preprocessor.input_size, scope, searches)
     graph = {**manifest.graph, "precision": "int8", "quantisation": quantised.record(calibration)}
 
     def save(xml: Path) -> None:

@@ -31,6 +31,7 @@ def test_a_set_is_fitted_once_and_measured_at_both_precisions(settings: Settings
     # Maps against the masks: figures of real maps (PIPED's defects are found), the INT8 ones not fp32's again.
     assert 0.8 < row["fp32_pixel_auroc"] <= 1 and 0.8 < row["int8_pixel_auroc"] <= 1 and 0 < row["fp32_pro"] <= 1
     assert row["pixel_difference"] == row["int8_pixel_auroc"] - row["fp32_pixel_auroc"] != 0
+    assert 0 < row["map_pixels_moved"] <= 1 and 0 < row["map_largest_relative_change"] < 1
     assert (f"worst difference: {row['difference']:+.4f} ({CATEGORY}); largest |difference|: "
             f"{abs(row['difference']):.4f} ({CATEGORY})") in capsys.readouterr().out
     assert run_bench(settings, options) == 0

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from stream_ad.artefact import fitted_images, load_model, read_manifest
+from stream_ad.commands.errors import CommandError
 from stream_ad.data import read_image
 from stream_ad.errors import ArtefactError
 from stream_ad.line.artefact import GRAPH_BIN, read_runtime_manifest
 from stream_ad.line.model import LineModel
+from stream_ad.runtime.quantise import Int8Scope
 from stream_ad.settings import load_settings
 from tests.commands.conftest import FolderFit, cli
 
@@ -126,3 +128,5 @@ def test_every_one_pass_method_exports_and_scores_as_it_does(method: str, tmp_pa
     np.testing.assert_allclose(got.scores, want.scores, rtol=RTOL)
     for g, w in zip(got.maps, want.maps, strict=True):
         assert np.abs(g - w).max() <= RTOL * np.abs(w).max()
+    with pytest.raises(CommandError, match=f"--int8 search: {method} has no nearest-neighbour search to quantise"):
+        export(settings, artefact, tmp_path / "search", int8=Int8Scope.SEARCH)

@@ -15,7 +15,7 @@ from stream_ad.data import MVTecCategory, read_image
 from stream_ad.evaluation.accuracy import image_auroc
 from stream_ad.line.artefact import GRAPH_XML, read_runtime_manifest
 from stream_ad.line.model import LineModel
-from stream_ad.runtime.quantise import ACTIVATION_RANGES
+from stream_ad.runtime.quantise import ACTIVATION_RANGES, KEPT_FP32, Int8Scope
 from tests.commands.conftest import CATEGORY, FolderFit, cli
 
 AUROC_TOLERANCE = 0.005
@@ -27,7 +27,17 @@ def int8(calibrated_fit: Path, folder_fit: FolderFit, tmp_path_factory: pytest.T
     out = tmp_path_factory.mktemp("export_int8") / "line1"
     run = cli("-c", folder_fit.config, "export", calibrated_fit, "--out", out, "--int8")
     assert run.code == 0, run.stderr
-    assert "quantised on 12 good images" in run.stdout and "threshold set again on INT8 scores" in run.stdout
+    assert "quantised (scope all) on 12 good images" in run.stdout
+    assert "threshold set again on INT8 scores" in run.stdout
+    return out
+
+
+@pytest.fixture(scope="module")
+def search_only(calibrated_fit: Path, folder_fit: FolderFit, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export_int8_search") / "line1"
+    run = cli("-c", folder_fit.config, "export", calibrated_fit, "--out", out, "--int8", "search")
+    assert run.code == 0, run.stderr
+    assert "quantised (scope search) on 12 good images" in run.stdout
     return out
 
 
@@ -67,6 +77,25 @@ def test_the_search_matmul_is_quantised_and_the_map_s_are_not(int8: Path) -> Non
     stored = sources(sources(weights)[0])[0]
     memory = next(op for op in graph.get_ops() if op.get_friendly_name() == "self.memory")
     assert stored.get_element_type() == ov.Type.i8 and stored.get_output_shape(0) == memory.get_output_shape(0)
+
+
+def test_int8_search_quantises_the_search_alone_and_keeps_float32_s_figures(search_only: Path, fp32: Path) -> None:
+    """--int8 search: the networks stay float32, so image scores and maps are float32's but where the quantised
+    search's candidates miss a patch's nearest bank item, and there only higher (a farther item's distance)."""
+    quantisation = read_runtime_manifest(search_only).graph["quantisation"]
+    assert quantisation["scope"] == "search" and quantisation["kept_fp32"] == KEPT_FP32[Int8Scope.SEARCH]
+    graph = ov.Core().read_model(search_only / GRAPH_XML)
+    fake_quantize = [op for op in graph.get_ops() if op.get_type_name() == "FakeQuantize"]
+    assert len(fake_quantize) == 1  # the patch features into the search; the bank is stored as int8 weights
+    frames = [read_image(s.path) for s in MVTecCategory(CATEGORY).test()]
+    want, got = LineModel(fp32, threads=2).predict(frames), LineModel(search_only, threads=2).predict(frames)
+    # Image scores come from an exact search of each image's worst patch (measured: equal to float32's).
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
+    pairs = list(zip(got.maps, want.maps, strict=True))
+    same = np.mean([np.mean(g == w) for g, w in pairs])  # measured 98.6 % of the pixels
+    moved = [(g - w) / np.abs(w).max() for g, w in pairs]
+    lowest, highest = min(float(m.min()) for m in moved), max(float(m.max()) for m in moved)
+    assert same > 0.9 and lowest >= -1e-6 and 0 < highest < 0.01, (same, lowest, highest)  # measured 0, 1.7e-3
 
 
 def test_the_threshold_is_set_again_on_int8_scores(int8: Path, calibrated_fit: Path) -> None:
