@@ -149,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sets", help="comma-separated set names (default: magnetic_tile and every PIPED category)")
     p.add_argument("--models", type=Path, help="fitted model artefacts, one folder per set, fitted there when missing "
                    "and reused (default: OUTPUT_DIR/bench/int8_models)")
-    p.add_argument("--scope", type=Int8Scope, default=Int8Scope.ALL, metavar="SCOPE",
-                   help="what INT8 quantises, as `export --int8 SCOPE`: all (default) or search")
+    p.add_argument("--scope", type=Int8Scope, default=Int8Scope.ALL, choices=list(Int8Scope),
+                   help="what INT8 quantises, as `export --int8 SCOPE` (default all)")
     p.add_argument("--json", type=Path, help="figures file (default: OUTPUT_DIR/bench/int8_accuracy.json)")
     p.set_defaults(run=run_int8_accuracy, options=Int8AccuracyOptions)
     return parser

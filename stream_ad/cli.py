@@ -68,7 +68,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     from stream_ad.commands.export import export
 
-    return export(settings, args.model, args.out, int8=args.int8, calibration_images=args.calibration_images)
+    return export(settings, args.model, args.out, int8=None if args.int8 is None else Int8Scope(args.int8),
+                  calibration_images=args.calibration_images)
 
 
 def _pipeline_file(args: argparse.Namespace) -> Path:
@@ -191,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
         "`stream-ad run` without torch (the `line` install)")
     p.add_argument("model", type=Path, help="the model artefact to export")
     p.add_argument("--out", type=Path, required=True, help="a new (or empty) folder for the runtime artefact")
-    p.add_argument("--int8", nargs="?", const=Int8Scope.ALL, type=Int8Scope, choices=list(Int8Scope), metavar="SCOPE",
+    p.add_argument("--int8", nargs="?", const=Int8Scope.ALL.value, choices=[s.value for s in Int8Scope],
+                   metavar="SCOPE",
                    help="quantise the graph to INT8 (NNCF, the `fit` install) on good images; the threshold is set "
                    "again on INT8 scores. SCOPE all (the default): the networks and PatchCore's search; search: "
                    "PatchCore's search alone, scores and maps staying float32's but where its candidates miss")

@@ -3,18 +3,19 @@
 
 With Int8Scope.ALL (`--int8`) the networks' convolutions are quantised, but not all of them, and a nearest-neighbour
 search's matmul where the graph rechecks what it picks in float32; the rest stays float32 (KEPT_FP32 says which).
-With Int8Scope.SEARCH (`--int8 search`) the search matmul alone. Measured on the PIPED
-categories (224 px, MobileNetV2, PatchCore): quantising everything NNCF would (the distance matmul whose result was
-the distance, the softmax, the map's interpolation) or every convolution moved the scores by a median 15 % and cost
-up to 0.038 image AUROC; keeping the scorer's math, the depthwise convolutions and the first full-resolution ones in
-float32, with NNCF's mixed preset (asymmetric activations), moved them by under 1 %.
+With Int8Scope.SEARCH (`--int8 search`) the search matmul alone. Measured on the PIPED categories (224 px,
+MobileNetV2, PatchCore): quantising everything NNCF would (the distance matmul whose result was the distance, the
+softmax, the map's interpolation) or every convolution moved the scores by a median 15 % and cost up to 0.038 image
+AUROC; keeping the scorer's math, the depthwise convolutions and the first full-resolution ones in float32, with
+NNCF's mixed preset (asymmetric activations), moved them by under 1 %.
 
 PatchCore's search matmul (4.0 of its 7.3 ms an image in float32, one core) only picks candidates, a few per patch,
 whose distances the graph recomputes in float32 (patchcore.graph.ScoringGraph): quantised, it takes 1.6 ms with the
 picking, and a patch's distance is always its distance to a real bank item, exact where the nearest item is among
 the candidates and never below it elsewhere. The search alone quantised (the networks in float32, so scores and maps
 are float32's but for the patches whose nearest item the candidates miss), the whole path took 2.4 ms an image
-against 3.9 in float32 and 2.0 with the networks quantised too (2 threads, batch 1, demo model).
+against 3.9 in float32 and 2.0 with the networks quantised too (the demo model's graphs timed side by side, 2
+threads, batch 1).
 
 Each activation's range is the lowest and highest value over all the calibration images (ACTIVATION_RANGES), not
 NNCF's default, the mean over the images of each one's own extremes: that clips whatever lies beyond the average good
@@ -32,13 +33,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
 
-class Int8Scope(str, Enum):
+class Int8Scope(StrEnum):
     """What `stream-ad export --int8 SCOPE` quantises."""
 
     ALL = "all"  # the networks' convolutions (but those KEPT_FP32 names) and a search matmul

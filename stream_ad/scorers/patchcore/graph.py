@@ -94,7 +94,7 @@ class ScoringGraph(nn.Module):
     (scores_from_neighbours): the expansion alone cancels in float32 where a patch lies on a bank item, which moved
     maps by up to 6.9e-4 of their scale (PIPED's PA_FLR01_TL), past the 1e-4 an export is checked to. In an INT8
     export the matmul is quantised (runtime.quantise) and only picks candidates: a distance is always one to a real
-    bank item, recomputed in float32, so quantisation can only raise a patch's distance, never hide a defect.
+    bank item, recomputed in float32, so the quantised search can only raise a patch's distance, never lower it.
     The argmins (a TopK) and the recomputation cost about 0.4 ms more than a min in a graph compiled for one image a
     call (PatchCore.images_per_call; 2.5 ms for the TopK over a dynamic batch), against the 4.0 ms float32 matmul
     (one core, bank of 4,477). Eq. 7's nearest item is found for each image's worst patch by an exact search of that
