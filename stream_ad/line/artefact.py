@@ -248,7 +248,11 @@ def describe_runtime(manifest: RuntimeManifest) -> str:
     """What a runtime artefact computes, in one line."""
     params = ", ".join(f"{k}={v}" for k, v in manifest.scorer_params.items())
     pre = manifest.pre
-    return (f"runtime artefact ({manifest.graph.get('precision', 'fp32')} OpenVINO graph) of {manifest.method} "
+    graph = f"{manifest.graph.get('precision', 'fp32')} OpenVINO graph"
+    scope = (manifest.graph.get("quantisation") or {}).get("scope")  # none in artefacts exported before scopes
+    if scope is not None:
+        graph += f", INT8 scope {scope}"
+    return (f"runtime artefact ({graph}) of {manifest.method} "
             f"({params}); preprocess {pre.mode} {pre.geometry.input_size} px; frame score "
             f"{describe_frame_score(pre.map_score_fraction)}; exported from "
             f"{manifest.exported_from.get('folder')}")

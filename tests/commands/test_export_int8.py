@@ -38,6 +38,7 @@ def search_only(calibrated_fit: Path, folder_fit: FolderFit, tmp_path_factory: p
     run = cli("-c", folder_fit.config, "export", calibrated_fit, "--out", out, "--int8", "search")
     assert run.code == 0, run.stderr
     assert "quantised (scope search) on 12 good images" in run.stdout
+    assert "runtime artefact (int8 OpenVINO graph, INT8 scope search) of patchcore" in run.stdout
     return out
 
 
