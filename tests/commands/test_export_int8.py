@@ -22,24 +22,26 @@ AUROC_TOLERANCE = 0.005
 MEDIAN_SCORE_CHANGE = 0.02  # INT8 image scores from float32's, relative (measured 0.3-0.7 % on PIPED)
 
 
-@pytest.fixture(scope="module")
-def int8(calibrated_fit: Path, folder_fit: FolderFit, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("export_int8") / "line1"
-    run = cli("-c", folder_fit.config, "export", calibrated_fit, "--out", out, "--int8")
+def export_int8(calibrated_fit: Path, folder_fit: FolderFit, out: Path, *scope: str) -> Path:
+    """`stream-ad export --int8 [SCOPE]` of the calibrated fit into `out`; its line says the scope and the threshold
+    set again."""
+    run = cli("-c", folder_fit.config, "export", calibrated_fit, "--out", out, "--int8", *scope)
     assert run.code == 0, run.stderr
-    assert "quantised (scope all) on 12 good images" in run.stdout
+    named = scope[0] if scope else "all"
+    assert f"runtime artefact (int8 OpenVINO graph, INT8 scope {named}) of patchcore" in run.stdout
+    assert f"quantised (scope {named}) on 12 good images" in run.stdout
     assert "threshold set again on INT8 scores" in run.stdout
     return out
 
 
 @pytest.fixture(scope="module")
+def int8(calibrated_fit: Path, folder_fit: FolderFit, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_int8(calibrated_fit, folder_fit, tmp_path_factory.mktemp("export_int8") / "line1")
+
+
+@pytest.fixture(scope="module")
 def search_only(calibrated_fit: Path, folder_fit: FolderFit, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("export_int8_search") / "line1"
-    run = cli("-c", folder_fit.config, "export", calibrated_fit, "--out", out, "--int8", "search")
-    assert run.code == 0, run.stderr
-    assert "quantised (scope search) on 12 good images" in run.stdout
-    assert "runtime artefact (int8 OpenVINO graph, INT8 scope search) of patchcore" in run.stdout
-    return out
+    return export_int8(calibrated_fit, folder_fit, tmp_path_factory.mktemp("export_int8_search") / "line1", "search")
 
 
 @pytest.fixture(scope="module")
