@@ -65,7 +65,8 @@ def compile_for_cpu(model: Any, threads: int, streams: int = 1, batch: int | Non
     import openvino as ov
 
     if batch is not None:
-        model = ov.Core().read_model(model) if isinstance(model, (str, Path)) else model
+        # A clone (0.6 ms for PatchCore's graph): reshape works in place, and the caller's model keeps its shapes.
+        model = ov.Core().read_model(model) if isinstance(model, (str, Path)) else model.clone()
         shape = model.input(0).get_partial_shape()
         model.reshape({model.input(0): ov.PartialShape([batch, *list(shape)[1:]])})
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}  # CPUs with bf16 units would otherwise run bf16
