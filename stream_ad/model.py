@@ -90,6 +90,11 @@ class AnomalyModel:
             return self.score_prepared(prepared).scores
         return frame_scores(prepared, self.scorer.score(prepared.inputs).image.float().cpu().numpy())
 
+    def score_files(self, paths: Sequence[Path]) -> np.ndarray:
+        """The image scores of image files, in order (no maps brought to the frames' sizes unless scores need them)."""
+        batches = [self.score_frames(self.preprocessor(frames)) for frames in self.image_batches(paths).frames()]
+        return np.concatenate(batches) if batches else np.zeros(0, np.float32)
+
     def predict_files(self, paths: Sequence[Path]) -> Iterator[FramePrediction]:
         for frames in self.image_batches(paths).frames():
             yield self.predict(frames)

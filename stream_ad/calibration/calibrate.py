@@ -15,6 +15,7 @@ import numpy as np
 import stream_ad
 from stream_ad.artefact import load_model, read_manifest, save_threshold, serving_settings, split_layout, split_root
 from stream_ad.calibration.bounds import images_needed
+from stream_ad.calibration.crossfit import OutOfFold
 from stream_ad.calibration.holdout import CalibrationError, file_sha256, relative_to_root
 from stream_ad.calibration.shift import GoodScores
 from stream_ad.calibration.thresholds import defect_report, image_threshold, pixel_threshold, too_few_images
@@ -110,16 +111,22 @@ Scoring = Callable[[list[Path], bool], tuple[np.ndarray, list[np.ndarray]]]
 def threshold_record(score: Scoring, settings: Settings, good: GoodImages, *, defects: bool) -> dict[str, Any]:
     """The threshold record of the scores `score` gives `good` (and the recall report on data.root's labelled
     defects when asked): a model artefact's scores, or an exported INT8 graph's (stream_ad.commands.export)."""
-    cfg = settings.calibration
-    pixel_wanted = cfg.pixel_target_fpr is not None
     log.info("scoring %s", good.source)
-    good_scores, good_maps = score(good.paths, pixel_wanted)
+    good_scores, good_maps = score(good.paths, settings.calibration.pixel_target_fpr is not None)
+    return scores_record(good_scores, good_maps, score, settings, good, defects=defects)
+
+
+def scores_record(good_scores: np.ndarray, good_maps: list[np.ndarray], score: Scoring, settings: Settings,
+                  good: GoodImages, *, defects: bool) -> dict[str, Any]:
+    """The threshold record of `good`'s scores (and maps, for a pixel threshold); `score` scores the labelled
+    defects of the recall report."""
+    cfg = settings.calibration
     image = image_threshold(good_scores, cfg.target_fpr, cfg.confidence)
     record: dict[str, Any] = {
         "value": image.value,
         "method": METHOD,
         "description": (
-            f"the {_ordinal(image.allowed_false_alarms + 1)} highest score of {good.source}: with "
+            f"the {ordinal(image.allowed_false_alarms + 1)} highest score of {good.source}: with "
             f"{cfg.confidence:.0%} confidence the false-alarm rate on good parts is at most "
             f"{image.fpr_upper_bound:.4f} (target {cfg.target_fpr:g}; exact one-sided Clopper-Pearson bound)"
         ),
@@ -143,20 +150,58 @@ def threshold_record(score: Scoring, settings: Settings, good: GoodImages, *, de
     return record
 
 
-def _ordinal(n: int) -> str:
+def ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
+def cross_fitted(split: dict[str, Any], settings: Settings) -> tuple[GoodImages, OutOfFold]:
+    """A cross-fitted artefact's good images and their out-of-fold scores (recorded at fit: the fold models are not
+    kept), checked against what calibration asks before any model loads."""
+    crossed = OutOfFold.of(split["cross_fit"])
+    cfg = settings.calibration
+    if cfg.pixel_target_fpr is not None:
+        raise CalibrationError(
+            "calibration.pixel_target_fpr needs the maps of good images the model never saw, and a cross-fitted "
+            f"artefact (calibration.folds {crossed.folds}) keeps only its folds' image scores: give other good images "
+            "with --good DIR, or fit with a hold-out (calibration.folds 0)")
+    if crossed.scores.size < images_needed(cfg.target_fpr, cfg.confidence):
+        raise too_few_images(crossed.scores.size, cfg.target_fpr, cfg.confidence)
+    root = split_root(split, settings.data.root)
+    source = f"{root}/train/good" if split_layout(split) is Layout.MVTEC else str(root)
+    paths = [root / entry["path"] for entry in split["fitted"]]
+    return GoodImages(paths, f"{len(paths)} good images of {source}, each scored by a model fitted on the other "
+                             f"{crossed.folds - 1} of {crossed.folds} folds"), crossed
+
+
+def calibrate_fit(model: AnomalyModel, settings: Settings, *, defects: bool) -> dict[str, Any]:
+    """Calibrate on what the model's fit set aside: its folds' out-of-fold scores (calibration.folds), else its
+    held-out images."""
+    split = model.data_split
+    if split is None or "cross_fit" not in split:
+        return calibrate(model, settings, held_out_images(split, settings.data.root), defects=defects)
+    good, crossed = cross_fitted(split, settings)
+    record = scores_record(crossed.scores, [], lambda paths, keep_maps: _score(model, paths, keep_maps), settings,
+                           good, defects=defects)
+    model.threshold = record | {"cross_fit_folds": crossed.folds}
+    return model.threshold
+
+
 def calibrate_artefact(settings: Settings, model_dir: Path, good: Path | None) -> dict[str, Any]:
-    """Load the artefact, calibrate it on its held-out images (or on the folder `good`), rewrite its manifest."""
+    """Load the artefact, calibrate it on what its fit set aside (or on the folder `good`), rewrite its manifest."""
     settings = serving_settings(model_dir, settings)  # the artefact's data.root and calibration unless given
     split = read_manifest(model_dir).data_split
-    images = folder_images(good) if good is not None else held_out_images(split, settings.data.root)
-    check_good_images(images, split, settings)  # before the model loads: a wrong call fails in a second
-    model = load_model(model_dir, settings)
     # The recall report reads data.root/test: only the data set of an MVTec-layout fit is this model's.
     defects = settings.calibration.defects and split is not None and split_layout(split) is Layout.MVTEC
-    record = calibrate(model, settings, images, defects=defects)
+    if good is not None:  # each checked before the model loads: a wrong call fails in a second
+        images = folder_images(good)
+        check_good_images(images, split, settings)
+    elif split is not None and "cross_fit" in split:
+        cross_fitted(split, settings)
+    else:
+        check_good_images(held_out_images(split, settings.data.root), split, settings)
+    model = load_model(model_dir, settings)
+    record = (calibrate(model, settings, images, defects=defects) if good is not None
+              else calibrate_fit(model, settings, defects=defects))
     save_threshold(model, model_dir)
     return record
 

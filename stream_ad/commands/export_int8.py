@@ -35,14 +35,17 @@ CHUNK = 16  # images read, preprocessed and scored at a time
 
 def calibration_inputs(model: AnomalyModel, model_dir: Path, folder: Path | None) -> tuple[np.ndarray, dict[str, Any]]:
     """The normalised good images to quantise on (`folder`, recursively, else the model's held-out images found
-    here) and how the manifest names them."""
+    here, or its fitted ones where it held none out: cross-fitted) and how the manifest names them."""
     root = model.settings.data.root
+    manifest = read_manifest(model_dir)
     if folder is not None:
         paths, source = image_files(folder, "--calibration-images"), str(folder.resolve())
+    elif manifest.data_split and "cross_fit" in manifest.data_split:
+        paths, source = fitted_images(manifest, root), "the model's good images (cross-fitted: none held out)"
     else:
-        paths, source = fitted_images(read_manifest(model_dir), root, "held_out"), "the model's held-out good images"
+        paths, source = fitted_images(manifest, root, "held_out"), "the model's held-out good images"
     if not paths:
-        raise CommandError(f"cannot export {model_dir} as INT8: none of its held-out good images is found here "
+        raise CommandError(f"cannot export {model_dir} as INT8: none of its good images is found here "
                            f"(data.root {root}); give good images with --calibration-images DIR")
     inputs = np.concatenate([model.preprocessor([read_image(p) for p in paths[i : i + CHUNK]]).inputs.numpy()
                              for i in range(0, len(paths), CHUNK)])
@@ -69,6 +72,11 @@ def int8_threshold(threshold: dict[str, Any] | float | None, model: AnomalyModel
     if not isinstance(threshold, dict) or "images" not in threshold:
         raise CommandError(f"cannot export {model_dir} as INT8: its threshold names no calibration images to set it "
                            "again on with INT8 scores; calibrate the model artefact (`stream-ad calibrate`) first")
+    if "cross_fit_folds" in threshold:
+        raise CommandError(f"cannot export {model_dir} as INT8: its threshold comes from cross-fitting "
+                           f"(calibration.folds {threshold['cross_fit_folds']}), whose fold models are not kept to "
+                           "score its good images again with INT8 scores; calibrate it on good images it was not "
+                           "fitted on first (`stream-ad calibrate --good DIR`)")
     settings = model.settings
     paths = [settings.data.root / p for p in threshold["images"]["paths"]]
     missing = [p for p in paths if not p.is_file()]

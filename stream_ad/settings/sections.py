@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from stream_ad.settings.base import Strict
 
@@ -90,6 +90,11 @@ class CalibrationSettings(Strict):
     # Share of train/good held out of fitting (a seeded, deterministic split recorded in the artefact) for
     # calibration. 0 fits on everything; calibrate then needs --good DIR of other good parts.
     holdout_fraction: float = Field(0.25, ge=0.0, lt=1.0)
+    # Cross-fitting instead of a hold-out (0: hold out holdout_fraction): the model is fitted on every good image,
+    # and `folds` models, each fitted on all folds but one, score the fold they left out; calibrate sets the
+    # threshold from these out-of-fold scores of every image. It fits folds + 1 models. Measured on magnetic_tile
+    # (calibration/README.md): recall at the calibrated threshold 48 % -> 66 %, no false alarm on 191 unseen good.
+    folds: int = Field(0, ge=0)
     seed: int = 0
     # The false-alarm rate asked for: the threshold is set so that, at `confidence`, the true rate is at most this
     # (exact one-sided Clopper-Pearson bound). Fewer good images than that needs is an error naming how many.
@@ -99,4 +104,11 @@ class CalibrationSettings(Strict):
     pixel_target_fpr: float | None = Field(None, gt=0.0, lt=1.0)
     # Report the max-F1 threshold and the recall at the chosen threshold on data.root/test/<defect> when present.
     defects: bool = True
+
+    @field_validator("folds")
+    @classmethod
+    def _folds(cls, folds: int) -> int:
+        if folds == 1:
+            raise ValueError("one fold leaves no image to fit on: give 0 (hold out holdout_fraction) or at least 2")
+        return folds
 

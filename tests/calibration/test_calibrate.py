@@ -5,9 +5,6 @@ the model was fitted on are refused."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,27 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.calibration.conftest import cli, link_subset
 from tests.conftest import MAGNETIC_TILE, SHARED
 
 TRAIN_IMAGES = 140  # spread over train/good: 80 held out (>= the 59 a 5 % target needs at 95 %), 60 fitted
 HOLDOUT = 80
 TARGET_FPR = 0.05
 DEFECTS_PER_TYPE = 8
-
-
-def _link_subset(src: Path, dst: Path, count: int | None) -> None:
-    """Symlinks to `count` images spread evenly over src (all when None): a small data set without copying."""
-    paths = sorted(src.iterdir())
-    if count is not None:
-        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, count).round().astype(int)]
-    dst.mkdir(parents=True)
-    for p in paths:
-        (dst / p.name).symlink_to(p)
-
-
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stream_ad.cli", *args], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, **env})
 
 
 @dataclass
@@ -52,9 +35,9 @@ class Calibrated:
 def calibrated(tmp_path_factory: pytest.TempPathFactory) -> Calibrated:
     work = tmp_path_factory.mktemp("calibrate")
     root = work / "magnetic_tile_small"
-    _link_subset(MAGNETIC_TILE / "train" / "good", root / "train" / "good", TRAIN_IMAGES)
+    link_subset(MAGNETIC_TILE / "train" / "good", root / "train" / "good", TRAIN_IMAGES)
     for defect in sorted(d.name for d in (MAGNETIC_TILE / "test").iterdir() if d.name != "good"):
-        _link_subset(MAGNETIC_TILE / "test" / defect, root / "test" / defect, DEFECTS_PER_TYPE)
+        link_subset(MAGNETIC_TILE / "test" / defect, root / "test" / defect, DEFECTS_PER_TYPE)
     (root / "ground_truth").symlink_to(MAGNETIC_TILE / "ground_truth")
     env = {
         "STREAM_AD_SHARED_DIR": str(SHARED),
@@ -64,12 +47,12 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory) -> Calibrated:
         "STREAM_AD_CALIBRATION__HOLDOUT_FRACTION": str(HOLDOUT / TRAIN_IMAGES),
         "STREAM_AD_CALIBRATION__TARGET_FPR": str(TARGET_FPR),
     }
-    fit = _cli("fit", env=env)
+    fit = cli("fit", env=env)
     assert fit.returncode == 0, fit.stderr[-3000:]
     model = work / "runs" / "magnetic_tile_small-patchcore"
     assert f"fitted on {TRAIN_IMAGES - HOLDOUT} good images, {HOLDOUT} held out" in fit.stdout
     record_path = work / "calibration.json"
-    cal = _cli("calibrate", "--pixel-target-fpr", "0.01", "--json", str(record_path), env=env)
+    cal = cli("calibrate", "--pixel-target-fpr", "0.01", "--json", str(record_path), env=env)
     assert cal.returncode == 0, cal.stderr[-3000:]
     manifest = json.loads((model / "manifest.json").read_text())
     return Calibrated(root, model, env, json.loads(record_path.read_text()), manifest, cal.stdout)
@@ -113,14 +96,15 @@ def test_false_alarm_rate_on_unseen_good_images_is_within_the_bound(calibrated: 
 
 
 def test_images_the_model_was_fitted_on_are_refused(calibrated: Calibrated) -> None:
-    out = _cli("calibrate", "--good", str(calibrated.root / "train" / "good"), env=calibrated.env)
+    out = cli("calibrate", "--good", str(calibrated.root / "train" / "good"), env=calibrated.env)
     assert out.returncode == 2
-    assert f"{TRAIN_IMAGES - HOLDOUT} of the {TRAIN_IMAGES} calibration images were used to fit this model" in out.stderr
+    used = f"{TRAIN_IMAGES - HOLDOUT} of the {TRAIN_IMAGES} calibration images were used to fit this model"
+    assert used in out.stderr
 
 
 def test_too_few_good_images_for_the_target_rate_names_the_number(calibrated: Calibrated) -> None:
     before = (calibrated.model / "manifest.json").read_text()
-    out = _cli("calibrate", "--target-fpr", "0.01", env=calibrated.env)
+    out = cli("calibrate", "--target-fpr", "0.01", env=calibrated.env)
     assert out.returncode == 2
     assert f"{HOLDOUT} good images cannot show a false-alarm rate of at most 0.01" in out.stderr
     assert "at least 299" in out.stderr

@@ -10,7 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
+from stream_ad.calibration.bounds import allowed_false_alarms, fpr_upper_bound
+from stream_ad.calibration.calibrate import ordinal
 from stream_ad.cli import main
+from stream_ad.commands.demo import DEMO_FOLDS
 from stream_ad.settings import load_settings
 from tests.integration.conftest import (
     CATEGORY,
@@ -21,13 +24,19 @@ from tests.integration.conftest import (
 )
 
 TEST_IMAGES = sum(1 for p in (CATEGORY / "test").rglob("*.png"))
+GOOD_IMAGES = sum(1 for p in (CATEGORY / "train" / "good").iterdir())
 
 
 def test_demo_streams_every_test_image_through_the_stages(demo_run: DemoRun) -> None:
     err, out, summary = demo_run.proc.stderr, demo_run.proc.stdout, demo_run.summary
-    # The threshold is calibrated on good images held out of fitting, and the demo says how.
-    assert "calibrated: the 1st highest score of 8 good images" in err and "held out of fitting" in err
-    assert "with 95% confidence the false-alarm rate on good parts is at most 0.3123" in out
+    # The threshold is cross-fitted (the demo's default): every good image scored by a model fitted without it.
+    k = allowed_false_alarms(GOOD_IMAGES, DEMO_TARGET_FPR, 0.95)
+    assert k is not None and k > 0  # 32 images allow false alarms at 35 %: the threshold is no longer the highest
+    assert (f"calibrated: the {ordinal(k + 1)} highest score of {GOOD_IMAGES} good images of {CATEGORY}/train/good, "
+            f"each scored by a model fitted on the other {DEMO_FOLDS - 1} of {DEMO_FOLDS} folds") in err
+    assert (f"with 95% confidence the false-alarm rate on good parts is at most "
+            f"{fpr_upper_bound(k, GOOD_IMAGES, 0.95):.4f}") in out
+    assert f"{DEMO_FOLDS} folds cross-fitted for calibration (fits {DEMO_FOLDS + 1} models)" in err
     assert "source -> preprocess -> infer -> decide -> sink" in err
     # A live progress line, then the summary table.
     assert "fps" in err and "p99" in err and "in flight" in err
@@ -105,9 +114,13 @@ def test_demo_model_is_calibrated_like_fit_and_calibrate(demo_run: DemoRun) -> N
     manifest = json.loads((demo_run.model / "manifest.json").read_text())
     t = manifest["threshold"]
     assert t["method"] == "clopper-pearson" and t["target_fpr"] == DEMO_TARGET_FPR and t["confidence"] == 0.95
-    assert t["n_good"] == 8 and t["allowed_false_alarms"] == 0 and t["fpr_upper_bound"] <= DEMO_TARGET_FPR
-    held_out = [e["path"] for e in manifest["data_split"]["held_out"]]
-    assert t["images"]["paths"] == held_out and len(manifest["data_split"]["fitted"]) == 24
+    assert t["n_good"] == GOOD_IMAGES and t["cross_fit_folds"] == DEMO_FOLDS
+    assert t["allowed_false_alarms"] == allowed_false_alarms(GOOD_IMAGES, DEMO_TARGET_FPR, 0.95)
+    assert t["fpr_upper_bound"] <= DEMO_TARGET_FPR
+    split = manifest["data_split"]
+    fitted = [e["path"] for e in split["fitted"]]
+    assert t["images"]["paths"] == fitted and len(fitted) == GOOD_IMAGES and split["held_out"] == []
+    assert sorted(split["cross_fit"]["scores"])[::-1][t["allowed_false_alarms"]] == pytest.approx(t["value"])
     assert demo_run.summary["calibration"] == t
     assert {v["threshold"] for v in demo_run.verdicts} == {round(t["value"], 6)}
 
@@ -115,7 +128,7 @@ def test_demo_model_is_calibrated_like_fit_and_calibrate(demo_run: DemoRun) -> N
 def test_demo_records_good_scores_but_runs_no_calibration_check(demo_run: DemoRun) -> None:
     """Its camera streams test/ (defects first), which the start-up check cannot tell from a changed camera."""
     t = json.loads((demo_run.model / "manifest.json").read_text())["threshold"]
-    assert t["good_scores"]["n"] == 8 and len(t["good_scores"]["sample"]) == 8
+    assert t["good_scores"]["n"] == GOOD_IMAGES and len(t["good_scores"]["sample"]) == GOOD_IMAGES
     assert "calibration check" not in demo_run.proc.stderr
 
 
