@@ -81,7 +81,9 @@ def test_each_image_is_scored_by_a_model_fitted_without_its_fold(crossfitted: Cr
     np.testing.assert_allclose(refit.score_files(held), recorded[fold == 0], rtol=1e-4)
     # The served model was fitted on those images: its scores of them are lower, which calibrating on them would
     # mistake for what new good parts score.
-    assert np.median(served.score_files(held)) < 0.9 * np.median(recorded[fold == 0])
+    lower = served.score_files(held) < recorded[fold == 0]
+    print(f"fitted on: {lower.sum()} of {lower.size} images score lower than out of fold")
+    assert lower.mean() >= 0.8
 
 
 def test_the_threshold_comes_from_every_image_s_out_of_fold_score(crossfitted: CrossFitted) -> None:
@@ -116,12 +118,13 @@ def test_a_pixel_threshold_is_refused_naming_the_setting(crossfitted: CrossFitte
     assert (crossfitted.model / "manifest.json").read_text() == before
 
 
-def test_folds_are_dealt_evenly_and_reproducibly() -> None:
-    fold = assign_folds(62, 4, seed=0)
+def test_folds_are_contiguous_blocks_of_the_sorted_images() -> None:
+    """A recorded sequence's neighbouring frames (near copies) fall into the same fold."""
+    fold = assign_folds(62, 4)
     assert sorted(np.bincount(fold)) == [15, 15, 16, 16]
-    assert fold == assign_folds(62, 4, seed=0) and fold != assign_folds(62, 4, seed=1)
+    assert fold == sorted(fold)  # blocks, in order
     with pytest.raises(CalibrationError, match="calibration.folds 4 needs at least 4 good images, got 3"):
-        assign_folds(3, 4, seed=0)
+        assign_folds(3, 4)
 
 
 def test_one_fold_is_an_error_naming_the_setting() -> None:
@@ -129,3 +132,17 @@ def test_one_fold_is_an_error_naming_the_setting() -> None:
 
     with pytest.raises(ConfigError, match="calibration.folds: .*one fold leaves no image to fit on"):
         load_settings(calibration={"folds": 1})
+
+
+def test_an_int8_export_quantises_on_the_fitted_images_and_will_not_reuse_the_threshold(
+        crossfitted: CrossFitted) -> None:
+    """Nothing was held out: INT8 ranges come from the fitted good images, and the threshold, which only fold models
+    could score again, is refused with what to do instead."""
+    from stream_ad.commands.errors import CommandError
+    from stream_ad.commands.export_int8 import calibration_inputs, int8_threshold
+
+    served, _, _ = _load(crossfitted)
+    inputs, named = calibration_inputs(served, crossfitted.model, None)
+    assert named["count"] == GOOD_IMAGES == inputs.shape[0] and "cross-fitted" in named["source"]
+    with pytest.raises(CommandError, match=rf"cross-fitting \(calibration.folds {FOLDS}\).*calibrate --good DIR"):
+        int8_threshold(crossfitted.manifest["threshold"], served, crossfitted.model, None)  # refused before scoring
