@@ -53,6 +53,11 @@ def evaluate(
                             pixel_threshold=manifest.pixel_threshold_value)
     print(f"\n{images.name} ({settings.scorer.method}, {report.extra['test_images']} test images)")
     print(report.table())
+    alarms = report.extra["false_alarms_at_threshold"]
+    if alarms is not None:
+        print(f"at the calibrated threshold {report.extra['threshold']:.4g}: recall "
+              f"{report.extra['recall']['overall']['at_threshold']:.3f}, {alarms['above_threshold']} false alarms on "
+              f"{alarms['good_images']} good images")
     print(f"report: {out_json}")
     print(f"pictures: {out_html}")
     return 0

@@ -130,7 +130,9 @@ def write_html(path: Path, title: str, rows: Rows, note: str | None, tally: Tall
          *(f"recall at {100 * rate:g} % false alarms" for rate in FALSE_ALARM_RATES)],
         [[name, *r.values()] for name, r in tally.recall_rows().items()],
     )
-    threshold_note = (f"calibrated threshold {tally.threshold:.4g} (alarm: score above it)" if calibrated
+    false_alarms = tally.false_alarms_at_threshold()
+    threshold_note = (f"calibrated threshold {tally.threshold:.4g} (alarm: score above it): "
+                      f"{false_alarms['above_threshold']} false alarms on the {n_good} good images" if false_alarms
                       else "no calibrated threshold (run stream-ad calibrate): its recall and mark are left out")
     allowed = ", ".join(f"{100 * r:g} %: {math.floor(r * n_good)}" for r in FALSE_ALARM_RATES)
     which = "at or below the threshold" if calibrated else "the lowest-scored (no threshold)"

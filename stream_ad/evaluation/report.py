@@ -121,6 +121,7 @@ def evaluate(
     report.extra["test_images"] = len(tally.samples)
     report.extra["threshold"] = threshold
     report.extra["recall"] = tally.recall_rows()
+    report.extra["false_alarms_at_threshold"] = tally.false_alarms_at_threshold()
     if images.has_masks:
         report.extra["pixel_metrics"] = {
             "method": f"binned: {BINS} bins over the score range; max_error bounds |binned - exact| for every row",

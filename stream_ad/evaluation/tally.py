@@ -129,6 +129,14 @@ class Tally:
         return {"pixel_auroc": max((a.max_error for a, _ in estimates), default=0.0),
                 "pro": max((p.max_error for _, p in estimates), default=0.0)}
 
+    def false_alarms_at_threshold(self) -> dict[str, int] | None:
+        """Good test images scored above the calibrated threshold, of how many (None without a threshold): what
+        the calibration's false-alarm bound promises about."""
+        if self.threshold is None:
+            return None
+        good, _ = self.scores_of(OVERALL)
+        return {"good_images": int(good.size), "above_threshold": int((good > self.threshold).sum())}
+
     def recall_rows(self) -> Rows:
         """Per defect type and overall: defective images, recall at the calibrated threshold (None without one) and
         at each of FALSE_ALARM_RATES on the test's good images."""

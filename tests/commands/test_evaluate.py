@@ -86,10 +86,16 @@ def test_eval_writes_a_self_contained_html_report_that_chromium_shows(
     assert f"threshold {threshold:.4g}" in html  # stated, and marked on the histograms
     # This model separates the test images: no miss, no false alarm at its threshold, and the page says so.
     assert report["recall"]["overall"]["at_threshold"] == 1.0 and "none: every defective image" in html
+    n_good = sum(1 for _ in good.iterdir())
+    assert report["false_alarms_at_threshold"] == {"good_images": n_good, "above_threshold": 0}
+    assert f"0 false alarms on the {n_good} good images" in html
+    assert f"recall 1.000, 0 false alarms on {n_good} good images" in calibrated.stdout
 
     # Uncalibrated, the lowest-scored defective and highest-scored good images stand in: WORST of each.
     plain = cli("-c", folder_fit.config, "eval", "--model", folder_fit.model, *folders, "--json", tmp_path / "p.json")
     assert plain.code == 0, plain.stderr
+    assert json.loads((tmp_path / "p.json").read_text())["false_alarms_at_threshold"] is None
+    assert "at the calibrated threshold" not in plain.stdout
     page = tmp_path / "p.html"
     html = page.read_text()
     assert "<script" not in html and "<link" not in html and 'src="http' not in html  # nothing fetched
