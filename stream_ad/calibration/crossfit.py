@@ -3,7 +3,7 @@
 A hold-out split spends a quarter of the good images on calibration alone: the model sees fewer, and the threshold
 comes from few scores, so it sits at the highest of them (190 held out of magnetic_tile's 761 allow no false alarm at
 2 % with 95 % confidence). Cross-fitting (the K-fold form of cross-conformal calibration) splits the good images into
-K folds (contiguous blocks of the sorted images); for each fold, a model fitted on the other K - 1 scores it. Every image then has a score from a model that
+K folds (a seeded shuffle); for each fold, a model fitted on the other K - 1 scores it. Every image then has a score from a model that
 never saw it, and the served model is fitted on all of them. The bound is stated for a fold model's scores; the served
 model, which saw more good parts, scores new good parts lower if anything (for PatchCore: a larger bank of good
 patches), so it holds for that model too. This is an argument, not a proof: it is checked on unseen good images of
@@ -42,23 +42,28 @@ class OutOfFold:
         return cls(int(record["folds"]), [int(f) for f in record["fold"]], np.asarray(record["scores"], np.float64))
 
 
-def assign_folds(count: int, folds: int) -> list[int]:
-    """A fold for each of `count` images in their sorted order: contiguous blocks whose sizes differ by one at most.
-    Blocks, not a shuffle: frames recorded from a camera are named in the order they were taken, and neighbours are
-    near copies of each other; dealt at random, a fold model would have fitted on a held-out frame's neighbours and
-    scored it as if it had seen it, which understates false alarms."""
+def assign_folds(count: int, folds: int, seed: int) -> list[int]:
+    """A fold for each of `count` images: a shuffle seeded with calibration.seed, dealt round-robin, so fold sizes
+    differ by one at most and the same settings give the same folds on any machine.
+
+    Shuffled, as the hold-out is, not contiguous blocks of the sorted names: blocks group magnetic_tile's images by
+    the session they were taken in, and a fold model that never saw a session scores it high, which cost recall
+    (calibration/README.md, "Cross-fitting"). What shuffling assumes: good images that are not near copies of each
+    other (stills of different parts, not consecutive frames of one)."""
     if count < folds:
         raise CalibrationError(f"calibration.folds {folds} needs at least {folds} good images, got {count}")
-    return [i * folds // count for i in range(count)]
+    fold = np.empty(count, dtype=int)
+    fold[np.random.default_rng(seed).permutation(count)] = np.arange(count) % folds
+    return fold.tolist()
 
 
 # Fits a model on these images and returns a scorer of image files: paths -> their image scores.
 FitScorer = Callable[[list[Path]], Callable[[list[Path]], np.ndarray]]
 
 
-def out_of_fold_scores(paths: Sequence[Path], folds: int, fit: FitScorer) -> OutOfFold:
-    """Each of `paths` (sorted) scored by a model `fit` on the folds it is not in."""
-    fold = assign_folds(len(paths), folds)
+def out_of_fold_scores(paths: Sequence[Path], folds: int, seed: int, fit: FitScorer) -> OutOfFold:
+    """Each of `paths` scored by a model `fit` on the folds it is not in."""
+    fold = assign_folds(len(paths), folds, seed)
     scores = np.empty(len(paths))
     for k in range(folds):
         held = [i for i, f in enumerate(fold) if f == k]

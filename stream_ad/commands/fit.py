@@ -28,7 +28,7 @@ def fit_and_save(settings: Settings, out: Path, good: Path | None = None) -> Ano
     images = good_folder_of(settings, good)
     cfg = settings.calibration
     split = split_good(images.paths, cfg) if not cfg.folds else HoldoutSplit(sorted(images.paths), [], 0.0, cfg.seed)
-    crossed = out_of_fold_scores(split.fit, cfg.folds, lambda paths: _fitted(settings, paths).score_files) \
+    crossed = out_of_fold_scores(split.fit, cfg.folds, cfg.seed, lambda paths: _fitted(settings, paths).score_files) \
         if cfg.folds else None
     log.info("fitting %s on %d good images of %s (%s)", settings.scorer.method, len(split.fit), images.root,
              f"all of them, calibrated by {cfg.folds} folds" if crossed else f"{len(split.held_out)} held out for "
