@@ -3,11 +3,11 @@
 A hold-out split spends a quarter of the good images on calibration alone: the model sees fewer, and the threshold
 comes from few scores, so it sits at the highest of them (190 held out of magnetic_tile's 761 allow no false alarm at
 2 % with 95 % confidence). Cross-fitting (the K-fold form of cross-conformal calibration) splits the good images into
-K folds (a seeded shuffle); for each fold, a model fitted on the other K - 1 scores it. Every image then has a score from a model that
-never saw it, and the served model is fitted on all of them. The bound is stated for a fold model's scores; the served
-model, which saw more good parts, scores new good parts lower if anything (for PatchCore: a larger bank of good
-patches), so it holds for that model too. This is an argument, not a proof: it is checked on unseen good images of
-every shared data set in calibration/README.md, "Cross-fitting".
+K folds (a seeded shuffle); for each fold, a model fitted on the other K - 1 scores it. Every image then has a score
+from a model that never saw it, and the served model is fitted on all of them. The bound is stated for a fold
+model's scores; the served model, which saw more good parts, scores new good parts lower if anything (for PatchCore:
+a larger bank of good patches), so it holds for that model too. This is an argument, not a proof: it is checked on
+unseen good images of every shared data set in calibration/README.md, "Cross-fitting".
 """
 
 from __future__ import annotations
