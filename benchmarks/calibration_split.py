@@ -9,7 +9,6 @@ neither the served model nor any fold model saw, against the stated bound. Print
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.figures import machine, write_figures
+from benchmarks.figures import categories_parser, machine, write_figures
 from stream_ad.artefact import load_model
 from stream_ad.calibration.calibrate import calibrate_artefact
 from stream_ad.commands.fit import fit_and_save
@@ -72,10 +71,8 @@ def report(figures: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.calibration_split", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("categories", type=Path, nargs="+", help="MVTec-layout category folders")
-    parser.add_argument("-c", "--config", type=Path, help="settings YAML (method, preprocessing, runtime)")
+    parser = categories_parser("python -m benchmarks.calibration_split", __doc__,
+                               "settings YAML (method, preprocessing, runtime)")
     parser.add_argument("--folds", type=int, default=4, help="cross-fitting's folds (default 4)")
     parser.add_argument("--target-fpr", type=float, default=0.02, help="calibration.target_fpr (default 0.02)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/calibration_split"),

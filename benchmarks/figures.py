@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -24,3 +25,11 @@ def write_figures(figures: dict[str, Any], out_json: Path, report: Callable[[dic
     print(report(figures))
     print(f"figures: {out_json}")
     return 0
+
+
+def categories_parser(prog: str, doc: str | None, config_help: str) -> argparse.ArgumentParser:
+    """The command line of a benchmark over MVTec-layout category folders: the folders, and a settings file."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("categories", type=Path, nargs="+", help="MVTec-AD-layout category folders")
+    parser.add_argument("-c", "--config", type=Path, help=config_help)
+    return parser

@@ -13,7 +13,6 @@ and the load average.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
+from benchmarks.figures import categories_parser
 from stream_ad.calibration.holdout import split_good
 from stream_ad.data import MVTecCategory
 from stream_ad.settings import load_settings
@@ -105,10 +105,8 @@ def _summary(rows: list[dict[str, Any]], key: str, what: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.tune_agreement", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("categories", type=Path, nargs="+", help="MVTec-AD-layout category folders")
-    parser.add_argument("-c", "--config", type=Path, help="settings YAML (runtime, calibration hold-out)")
+    parser = categories_parser("python -m benchmarks.tune_agreement", __doc__,
+                               "settings YAML (runtime, calibration hold-out)")
     parser.add_argument("--goods", type=int, default=120, help="good images sampled per category (default 120)")
     parser.add_argument("--defects", type=int, default=40, help="real defects sampled per category (default 40)")
     parser.add_argument("--confidence", type=float, default=0.95, help="tune's --confidence (default 0.95)")

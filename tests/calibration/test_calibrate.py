@@ -4,16 +4,11 @@ the model was fitted on are refused."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 import numpy as np
 import pytest
 
-from tests.calibration.conftest import cli, link_subset
-from tests.conftest import MAGNETIC_TILE, SHARED
+from tests.calibration.conftest import Calibrated, cli, cli_env, fit_and_calibrate, small_magnetic_tile
+from tests.conftest import MAGNETIC_TILE
 
 TRAIN_IMAGES = 140  # spread over train/good: 80 held out (>= the 59 a 5 % target needs at 95 %), 60 fitted
 HOLDOUT = 80
@@ -21,41 +16,14 @@ TARGET_FPR = 0.05
 DEFECTS_PER_TYPE = 8
 
 
-@dataclass
-class Calibrated:
-    root: Path
-    model: Path
-    env: dict[str, str]
-    record: dict[str, Any]
-    manifest: dict[str, Any]
-    stdout: str
-
-
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory: pytest.TempPathFactory) -> Calibrated:
     work = tmp_path_factory.mktemp("calibrate")
-    root = work / "magnetic_tile_small"
-    link_subset(MAGNETIC_TILE / "train" / "good", root / "train" / "good", TRAIN_IMAGES)
-    for defect in sorted(d.name for d in (MAGNETIC_TILE / "test").iterdir() if d.name != "good"):
-        link_subset(MAGNETIC_TILE / "test" / defect, root / "test" / defect, DEFECTS_PER_TYPE)
-    (root / "ground_truth").symlink_to(MAGNETIC_TILE / "ground_truth")
-    env = {
-        "STREAM_AD_SHARED_DIR": str(SHARED),
-        "STREAM_AD_DATA__ROOT": str(root),
-        "STREAM_AD_OUTPUT_DIR": str(work / "runs"),
-        "STREAM_AD_RUNTIME__THREADS": "2",
-        "STREAM_AD_CALIBRATION__HOLDOUT_FRACTION": str(HOLDOUT / TRAIN_IMAGES),
-        "STREAM_AD_CALIBRATION__TARGET_FPR": str(TARGET_FPR),
-    }
-    fit = cli("fit", env=env)
-    assert fit.returncode == 0, fit.stderr[-3000:]
-    model = work / "runs" / "magnetic_tile_small-patchcore"
-    assert f"fitted on {TRAIN_IMAGES - HOLDOUT} good images, {HOLDOUT} held out" in fit.stdout
-    record_path = work / "calibration.json"
-    cal = cli("calibrate", "--pixel-target-fpr", "0.01", "--json", str(record_path), env=env)
-    assert cal.returncode == 0, cal.stderr[-3000:]
-    manifest = json.loads((model / "manifest.json").read_text())
-    return Calibrated(root, model, env, json.loads(record_path.read_text()), manifest, cal.stdout)
+    root = small_magnetic_tile(work, TRAIN_IMAGES, DEFECTS_PER_TYPE)
+    env = cli_env(root, work, holdout_fraction=HOLDOUT / TRAIN_IMAGES, target_fpr=TARGET_FPR)
+    run = fit_and_calibrate(root, work, env, "--pixel-target-fpr", "0.01")
+    assert f"fitted on {TRAIN_IMAGES - HOLDOUT} good images, {HOLDOUT} held out" in run.fit_stdout
+    return run
 
 
 def test_threshold_and_how_it_was_set_are_in_the_artefact(calibrated: Calibrated) -> None:

@@ -4,9 +4,6 @@ threshold comes from those out-of-fold scores, and its false-alarm bound holds o
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,8 +11,8 @@ import pytest
 
 from stream_ad.calibration.crossfit import assign_folds
 from stream_ad.errors import CalibrationError
-from tests.calibration.conftest import cli, link_subset
-from tests.conftest import MAGNETIC_TILE, SHARED
+from tests.calibration.conftest import Calibrated, cli, cli_env, fit_and_calibrate, small_magnetic_tile
+from tests.conftest import MAGNETIC_TILE
 
 GOOD_IMAGES = 60  # >= the 59 a 5 % target needs at 95 %: with a hold-out, 80 would have to be held out of 140
 FOLDS = 3
@@ -23,40 +20,16 @@ TARGET_FPR = 0.05
 DEFECTS_PER_TYPE = 4
 
 
-@dataclass
-class CrossFitted:
-    root: Path
-    model: Path
-    env: dict[str, str]
-    manifest: dict[str, Any]
-    stdout: str
-
-
 @pytest.fixture(scope="module")
-def crossfitted(tmp_path_factory: pytest.TempPathFactory) -> CrossFitted:
+def crossfitted(tmp_path_factory: pytest.TempPathFactory) -> Calibrated:
     work = tmp_path_factory.mktemp("crossfit")
-    root = work / "magnetic_tile_small"
-    link_subset(MAGNETIC_TILE / "train" / "good", root / "train" / "good", GOOD_IMAGES)
-    for defect in sorted(d.name for d in (MAGNETIC_TILE / "test").iterdir() if d.name != "good"):
-        link_subset(MAGNETIC_TILE / "test" / defect, root / "test" / defect, DEFECTS_PER_TYPE)
-    env = {
-        "STREAM_AD_SHARED_DIR": str(SHARED),
-        "STREAM_AD_DATA__ROOT": str(root),
-        "STREAM_AD_OUTPUT_DIR": str(work / "runs"),
-        "STREAM_AD_RUNTIME__THREADS": "2",
-        "STREAM_AD_CALIBRATION__FOLDS": str(FOLDS),
-        "STREAM_AD_CALIBRATION__TARGET_FPR": str(TARGET_FPR),
-    }
-    fit = cli("fit", env=env)
-    assert fit.returncode == 0, fit.stderr[-3000:]
-    assert f"fitted on {GOOD_IMAGES} good images, {FOLDS} folds' out-of-fold scores" in fit.stdout
-    cal = cli("calibrate", env=env)
-    assert cal.returncode == 0, cal.stderr[-3000:]
-    model = work / "runs" / "magnetic_tile_small-patchcore"
-    return CrossFitted(root, model, env, json.loads((model / "manifest.json").read_text()), cal.stdout)
+    root = small_magnetic_tile(work, GOOD_IMAGES, DEFECTS_PER_TYPE)
+    run = fit_and_calibrate(root, work, cli_env(root, work, folds=FOLDS, target_fpr=TARGET_FPR))
+    assert f"fitted on {GOOD_IMAGES} good images, {FOLDS} folds' out-of-fold scores" in run.fit_stdout
+    return run
 
 
-def _load(run: CrossFitted, **calibration: object) -> Any:
+def _load(run: Calibrated, **calibration: object) -> Any:
     from stream_ad.artefact import load_model
     from stream_ad.model import AnomalyModel
     from stream_ad.settings import load_settings
@@ -65,7 +38,7 @@ def _load(run: CrossFitted, **calibration: object) -> Any:
     return load_model(run.model, settings), settings, AnomalyModel
 
 
-def test_each_image_is_scored_by_a_model_fitted_without_its_fold(crossfitted: CrossFitted) -> None:
+def test_each_image_is_scored_by_a_model_fitted_without_its_fold(crossfitted: Calibrated) -> None:
     split = crossfitted.manifest["data_split"]
     crossed = split["cross_fit"]
     assert split["held_out"] == [] and len(split["fitted"]) == GOOD_IMAGES  # the served model saw every image
@@ -86,9 +59,10 @@ def test_each_image_is_scored_by_a_model_fitted_without_its_fold(crossfitted: Cr
     assert lower.mean() >= 0.8
 
 
-def test_the_threshold_comes_from_every_image_s_out_of_fold_score(crossfitted: CrossFitted) -> None:
+def test_the_threshold_comes_from_every_image_s_out_of_fold_score(crossfitted: Calibrated) -> None:
     t = crossfitted.manifest["threshold"]
     scores = np.sort(crossfitted.manifest["data_split"]["cross_fit"]["scores"])[::-1]
+    assert t == crossfitted.record  # what calibrate printed as JSON is what the artefact holds
     assert t["n_good"] == GOOD_IMAGES and t["cross_fit_folds"] == FOLDS
     assert t["value"] == pytest.approx(scores[t["allowed_false_alarms"]])
     assert t["fpr_upper_bound"] <= TARGET_FPR
@@ -97,7 +71,7 @@ def test_the_threshold_comes_from_every_image_s_out_of_fold_score(crossfitted: C
     assert t["defects"]["n_defective"] == 5 * DEFECTS_PER_TYPE
 
 
-def test_false_alarm_rate_on_unseen_good_images_is_within_the_bound(crossfitted: CrossFitted) -> None:
+def test_false_alarm_rate_on_unseen_good_images_is_within_the_bound(crossfitted: Calibrated) -> None:
     """test/good (191 images): neither fitted on nor scored for calibration, by the served model or a fold's."""
     served, _, _ = _load(crossfitted)
     good = sorted((MAGNETIC_TILE / "test" / "good").iterdir())
@@ -109,7 +83,7 @@ def test_false_alarm_rate_on_unseen_good_images_is_within_the_bound(crossfitted:
     assert measured <= t["fpr_upper_bound"]
 
 
-def test_a_pixel_threshold_is_refused_naming_the_setting(crossfitted: CrossFitted) -> None:
+def test_a_pixel_threshold_is_refused_naming_the_setting(crossfitted: Calibrated) -> None:
     before = (crossfitted.model / "manifest.json").read_text()
     out = cli("calibrate", "--pixel-target-fpr", "0.01", env=crossfitted.env)
     assert out.returncode == 2
@@ -135,7 +109,7 @@ def test_one_fold_is_an_error_naming_the_setting() -> None:
 
 
 def test_an_int8_export_quantises_on_the_fitted_images_and_will_not_reuse_the_threshold(
-        crossfitted: CrossFitted) -> None:
+        crossfitted: Calibrated) -> None:
     """Nothing was held out: INT8 ranges come from the fitted good images, and the threshold, which only fold models
     could score again, is refused with what to do instead."""
     from stream_ad.commands.errors import CommandError
