@@ -165,7 +165,7 @@ def cross_fitted(split: dict[str, Any], settings: Settings) -> tuple[GoodImages,
             f"artefact (calibration.folds {crossed.folds}) keeps only its folds' image scores: give other good images "
             "with --good DIR, or fit with a hold-out (calibration.folds 0)")
     if crossed.scores.size < images_needed(cfg.target_fpr, cfg.confidence):
-        raise too_few_images(crossed.scores.size, cfg.target_fpr, cfg.confidence)
+        raise too_few_images(crossed.scores.size, cfg.target_fpr, cfg.confidence, cross_fitted=True)
     root = split_root(split, settings.data.root)
     source = f"{root}/train/good" if split_layout(split) is Layout.MVTEC else str(root)
     paths = [root / entry["path"] for entry in split["fitted"]]

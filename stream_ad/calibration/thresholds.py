@@ -39,9 +39,10 @@ class ImageThreshold:
         return {**asdict(self), "observed_fpr": self.observed_fpr}
 
 
-def too_few_images(n: int, target_fpr: float, confidence: float) -> CalibrationError:
+def too_few_images(n: int, target_fpr: float, confidence: float, cross_fitted: bool = False) -> CalibrationError:
     """The error for n good images too few for the asked rate, with the looser settings n does support (rounded
-    towards what holds: the rate up, the confidence down)."""
+    towards what holds: the rate up, the confidence down). `cross_fitted`: n are every good image's out-of-fold
+    scores, so holding out more or cross-fitting cannot help."""
     supported = ""
     if n > 0:
         rate = math.ceil(supported_fpr(n, confidence) * 1e4) / 1e4
@@ -51,9 +52,10 @@ def too_few_images(n: int, target_fpr: float, confidence: float) -> CalibrationE
     return CalibrationError(
         f"{n} good images cannot show a false-alarm rate of at most {target_fpr:g} (calibration.target_fpr) at "
         f"{confidence:.0%} confidence (calibration.confidence): that needs at least "
-        f"{images_needed(target_fpr, confidence)} good images the model was not fitted on{supported}; hold out more "
-        "(calibration.holdout_fraction), give more good images (--good) or loosen calibration.target_fpr / "
-        "calibration.confidence"
+        f"{images_needed(target_fpr, confidence)} good images the model was not fitted on{supported}; "
+        + ("" if cross_fitted else "hold out more (calibration.holdout_fraction), cross-fit to calibrate on every "
+           "good image (calibration.folds 4), ")
+        + "give more good images (--good) or loosen calibration.target_fpr / calibration.confidence"
     )
 
 

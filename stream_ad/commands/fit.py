@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from stream_ad.artefact import default_model_dir, save_model
+from stream_ad.calibration.bounds import images_needed
 from stream_ad.calibration.crossfit import out_of_fold_scores
 from stream_ad.calibration.holdout import HoldoutSplit, split_good
 from stream_ad.data import GoodFolder, MVTecCategory, good_folder
@@ -30,6 +31,11 @@ def fit_and_save(settings: Settings, out: Path, good: Path | None = None) -> Ano
     split = split_good(images.paths, cfg) if not cfg.folds else HoldoutSplit(sorted(images.paths), [], 0.0, cfg.seed)
     crossed = out_of_fold_scores(split.fit, cfg.folds, cfg.seed, lambda paths: _fitted(settings, paths).score_files) \
         if cfg.folds else None
+    needed = images_needed(cfg.target_fpr, cfg.confidence)
+    if not crossed and len(split.held_out) < needed:
+        log.warning("%d held-out good images cannot show calibration.target_fpr %g at %g confidence (%d needed): "
+                    "`stream-ad calibrate` will refuse them; cross-fitting (calibration.folds 4) calibrates on all %d",
+                    len(split.held_out), cfg.target_fpr, cfg.confidence, needed, len(images.paths))
     log.info("fitting %s on %d good images of %s (%s)", settings.scorer.method, len(split.fit), images.root,
              f"all of them, calibrated by {cfg.folds} folds" if crossed else f"{len(split.held_out)} held out for "
              "calibration")

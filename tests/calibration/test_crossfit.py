@@ -120,3 +120,12 @@ def test_an_int8_export_quantises_on_the_fitted_images_and_will_not_reuse_the_th
     assert named["count"] == GOOD_IMAGES == inputs.shape[0] and "cross-fitted" in named["source"]
     with pytest.raises(CommandError, match=rf"cross-fitting \(calibration.folds {FOLDS}\).*calibrate --good DIR"):
         int8_threshold(crossfitted.manifest["threshold"], served, crossfitted.model, None)  # refused before scoring
+
+
+def test_too_few_for_the_target_names_only_what_can_help(crossfitted: Calibrated) -> None:
+    """Every good image already has its score: holding out more or cross-fitting is no way out."""
+    out = cli("calibrate", "--target-fpr", "0.01", env=crossfitted.env)
+    assert out.returncode == 2
+    assert f"{GOOD_IMAGES} good images cannot show a false-alarm rate of at most 0.01" in out.stderr
+    assert "give more good images (--good)" in out.stderr
+    assert "holdout_fraction" not in out.stderr and "calibration.folds 4" not in out.stderr
