@@ -25,6 +25,11 @@ from stream_ad.sources.base import Camera
 
 log = logging.getLogger("stream_ad.sources.gige")
 
+# A frame id at most this far below the last one seen is a stale buffer handed back (GigeSource._fresh); further
+# below, the camera restarted its numbering or wrapped, and its frames are new. Stale ones lie within a few stream
+# pools of buffers of the last frame.
+STALE_IDS = 64
+
 # GenICam pixel format -> how to make RGB of it (None: already RGB).
 TO_RGB: dict[str, int | None] = {
     "Mono8": cv2.COLOR_GRAY2RGB, "RGB8": None, "RGB8Packed": None, "BGR8": cv2.COLOR_BGR2RGB,
@@ -116,6 +121,9 @@ class GigeSource(Camera):
             waiting = [buffer]
             while (newer := stream.try_pop_buffer()) is not None:
                 waiting.append(newer)
+            waiting = self._fresh(waiting, last_id, stream)
+            if not waiting:
+                continue
             for older in waiting[:-1]:  # NewestOnly: older filled buffers go straight back to the pool
                 yield from self._missed(last_id, older.get_frame_id(), t_capture, meta)
                 last_id = older.get_frame_id()
@@ -128,6 +136,22 @@ class GigeSource(Camera):
                 yield self._capture(buffer, fmt, t_capture, {**meta, "gige_frame_id": last_id})
             finally:
                 stream.push_buffer(buffer)
+
+    @staticmethod
+    def _fresh(waiting: list[Any], last_id: int | None, stream: Any) -> list[Any]:
+        """The popped buffers newer than every frame before them; the others go back to the pool unreported. After
+        its buffers ran out, aravis hands back some frames older than ones it already delivered
+        (AravisProject/aravis#396): each was delivered or counted in a gap already, and counting it again as a drop
+        reported more drops than frames skipped (7 against 4, seen once in CI)."""
+        fresh: list[Any] = []
+        for buffer in waiting:
+            newest = fresh[-1].get_frame_id() if fresh else last_id
+            if newest is not None and 0 <= newest - buffer.get_frame_id() < STALE_IDS:
+                log.debug("GigE frame %d after frame %d: already delivered or counted", buffer.get_frame_id(), newest)
+                stream.push_buffer(buffer)
+            else:
+                fresh.append(buffer)
+        return fresh
 
     @staticmethod
     def _missed(last_id: int | None, frame_id: int, t: float, meta: dict[str, Any]) -> Iterator[Capture]:

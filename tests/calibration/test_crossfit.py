@@ -4,13 +4,14 @@ threshold comes from those out-of-fold scores, and its false-alarm bound holds o
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 
+from stream_ad.artefact import load_model
 from stream_ad.calibration.crossfit import assign_folds
 from stream_ad.errors import CalibrationError
+from stream_ad.model import AnomalyModel
+from stream_ad.settings import ConfigError, Settings, load_settings
 from tests.calibration.conftest import Calibrated, cli, cli_env, fit_and_calibrate, small_magnetic_tile
 from tests.conftest import MAGNETIC_TILE
 
@@ -29,13 +30,10 @@ def crossfitted(tmp_path_factory: pytest.TempPathFactory) -> Calibrated:
     return run
 
 
-def _load(run: Calibrated, **calibration: object) -> Any:
-    from stream_ad.artefact import load_model
-    from stream_ad.model import AnomalyModel
-    from stream_ad.settings import load_settings
-
-    settings = load_settings(data={"root": str(run.root)}, runtime={"threads": 2}, calibration=calibration)
-    return load_model(run.model, settings), settings, AnomalyModel
+def _served(run: Calibrated) -> tuple[AnomalyModel, Settings]:
+    """The cross-fitted artefact as it serves, and the settings it was loaded with."""
+    settings = load_settings(data={"root": str(run.root)}, runtime={"threads": 2})
+    return load_model(run.model, settings), settings
 
 
 def test_each_image_is_scored_by_a_model_fitted_without_its_fold(crossfitted: Calibrated) -> None:
@@ -46,9 +44,9 @@ def test_each_image_is_scored_by_a_model_fitted_without_its_fold(crossfitted: Ca
     paths = [crossfitted.root / e["path"] for e in split["fitted"]]
     fold = np.asarray(crossed["fold"])
     recorded = np.asarray(crossed["scores"])
-    served, settings, anomaly_model = _load(crossfitted)
+    served, settings = _served(crossfitted)
     # Fold 0 again, fitted on the other folds as `fit` fitted it: the same scores as recorded.
-    refit = anomaly_model(settings)
+    refit = AnomalyModel(settings)
     refit.fit([p for p, f in zip(paths, fold, strict=True) if f != 0])
     held = [p for p, f in zip(paths, fold, strict=True) if f == 0]
     np.testing.assert_allclose(refit.score_files(held), recorded[fold == 0], rtol=1e-4)
@@ -73,7 +71,7 @@ def test_the_threshold_comes_from_every_image_s_out_of_fold_score(crossfitted: C
 
 def test_false_alarm_rate_on_unseen_good_images_is_within_the_bound(crossfitted: Calibrated) -> None:
     """test/good (191 images): neither fitted on nor scored for calibration, by the served model or a fold's."""
-    served, _, _ = _load(crossfitted)
+    served, _ = _served(crossfitted)
     good = sorted((MAGNETIC_TILE / "test" / "good").iterdir())
     t = crossfitted.manifest["threshold"]
     measured = float((served.score_files(good) > t["value"]).mean())
@@ -102,8 +100,6 @@ def test_folds_are_dealt_evenly_and_reproducibly() -> None:
 
 
 def test_one_fold_is_an_error_naming_the_setting() -> None:
-    from stream_ad.settings import ConfigError, load_settings
-
     with pytest.raises(ConfigError, match="calibration.folds: .*one fold leaves no image to fit on"):
         load_settings(calibration={"folds": 1})
 
@@ -115,7 +111,7 @@ def test_an_int8_export_quantises_on_the_fitted_images_and_will_not_reuse_the_th
     from stream_ad.commands.errors import CommandError
     from stream_ad.commands.export_int8 import calibration_inputs, int8_threshold
 
-    served, _, _ = _load(crossfitted)
+    served, _ = _served(crossfitted)
     inputs, named = calibration_inputs(served, crossfitted.model, None)
     assert named["count"] == GOOD_IMAGES == inputs.shape[0] and "cross-fitted" in named["source"]
     with pytest.raises(CommandError, match=rf"cross-fitting \(calibration.folds {FOLDS}\).*calibrate --good DIR"):
