@@ -4,6 +4,7 @@ manifest with how it was set. The decide stage then uses it; verdicts carry scor
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,16 +49,20 @@ def held_out_images(split: dict[str, Any] | None, data_root: Path) -> GoodImages
             "this model artefact held no images out of fitting (calibration.holdout_fraction was 0): refit with "
             "calibration.holdout_fraction > 0, or give good images it was not fitted on with --good DIR"
         )
-    root = split_root(split, data_root)
+    root, source = _split_folder(split, data_root)
     paths = [root / entry["path"] for entry in split["held_out"]]
     missing = [p for p in paths if not p.is_file()]
-    mvtec = split_layout(split) is Layout.MVTEC
     if missing:
-        hint = ("point data.root at the data set the model was fitted from" if mvtec
+        hint = ("point data.root at the data set the model was fitted from" if split_layout(split) is Layout.MVTEC
                 else "give good images it was not fitted on with --good DIR")
         raise CalibrationError(f"{len(missing)} held-out image(s) not found under {root}, e.g. {missing[0]}: {hint}")
-    source = f"{root}/train/good" if mvtec else str(root)
     return GoodImages(paths, f"{len(paths)} good images of {source} held out of fitting")
+
+
+def _split_folder(split: dict[str, Any], data_root: Path) -> tuple[Path, str]:
+    """Where a data split's recorded paths start here, and how its good images' folder is named for a reader."""
+    root = split_root(split, data_root)
+    return root, f"{root}/train/good" if split_layout(split) is Layout.MVTEC else str(root)
 
 
 def folder_images(folder: Path) -> GoodImages:
@@ -98,8 +103,7 @@ def _score(model: AnomalyModel, paths: list[Path], keep_maps: bool) -> tuple[np.
 def calibrate(model: AnomalyModel, settings: Settings, good: GoodImages, *, defects: bool) -> dict[str, Any]:
     """Set model.threshold from `good` (and report on labelled defects when asked); returns the threshold record."""
     check_good_images(good, model.data_split, settings)
-    record = threshold_record(lambda paths, keep_maps: _score(model, paths, keep_maps), settings, good,
-                              defects=defects)
+    record = threshold_record(functools.partial(_score, model), settings, good, defects=defects)
     model.threshold = record
     return record
 
@@ -166,8 +170,7 @@ def cross_fitted(split: dict[str, Any], settings: Settings) -> tuple[GoodImages,
             "with --good DIR, or fit with a hold-out (calibration.folds 0)")
     if crossed.scores.size < images_needed(cfg.target_fpr, cfg.confidence):
         raise too_few_images(crossed.scores.size, cfg.target_fpr, cfg.confidence, cross_fitted=True)
-    root = split_root(split, settings.data.root)
-    source = f"{root}/train/good" if split_layout(split) is Layout.MVTEC else str(root)
+    root, source = _split_folder(split, settings.data.root)
     paths = [root / entry["path"] for entry in split["fitted"]]
     return GoodImages(paths, f"{len(paths)} good images of {source}, each scored by a model fitted on the other "
                              f"{crossed.folds - 1} of {crossed.folds} folds"), crossed
@@ -180,8 +183,7 @@ def calibrate_fit(model: AnomalyModel, settings: Settings, *, defects: bool) -> 
     if split is None or "cross_fit" not in split:
         return calibrate(model, settings, held_out_images(split, settings.data.root), defects=defects)
     good, crossed = cross_fitted(split, settings)
-    record = scores_record(crossed.scores, [], lambda paths, keep_maps: _score(model, paths, keep_maps), settings,
-                           good, defects=defects)
+    record = scores_record(crossed.scores, [], functools.partial(_score, model), settings, good, defects=defects)
     model.threshold = record | {"cross_fit_folds": crossed.folds}
     return model.threshold
 
@@ -192,16 +194,15 @@ def calibrate_artefact(settings: Settings, model_dir: Path, good: Path | None) -
     split = read_manifest(model_dir).data_split
     # The recall report reads data.root/test: only the data set of an MVTec-layout fit is this model's.
     defects = settings.calibration.defects and split is not None and split_layout(split) is Layout.MVTEC
-    if good is not None:  # each checked before the model loads: a wrong call fails in a second
-        images = folder_images(good)
-        check_good_images(images, split, settings)
-    elif split is not None and "cross_fit" in split:
-        cross_fitted(split, settings)
+    if good is None and split is not None and "cross_fit" in split:
+        cross_fitted(split, settings)  # checked before the model loads: a wrong call fails in a second
+        model = load_model(model_dir, settings)
+        record = calibrate_fit(model, settings, defects=defects)
     else:
-        check_good_images(held_out_images(split, settings.data.root), split, settings)
-    model = load_model(model_dir, settings)
-    record = (calibrate(model, settings, images, defects=defects) if good is not None
-              else calibrate_fit(model, settings, defects=defects))
+        images = folder_images(good) if good is not None else held_out_images(split, settings.data.root)
+        check_good_images(images, split, settings)  # before the model loads: a wrong call fails in a second
+        model = load_model(model_dir, settings)
+        record = calibrate(model, settings, images, defects=defects)
     save_threshold(model, model_dir)
     return record
 
