@@ -33,7 +33,7 @@ from stream_ad.data import MVTecCategory, read_image
 from stream_ad.geometry import RESAMPLING
 from stream_ad.model import AnomalyModel
 from stream_ad.runtime.checksums import sha256_bytes, sha256_file, write_sums
-from stream_ad.settings import Settings, load_settings
+from stream_ad.settings import MAP_SCORE_FRACTION, Settings, load_settings
 from tests.conftest import PIPED, WEIGHTS, FaultFigures
 
 CATEGORY = PIPED / "PA_BDP01_TL"
@@ -328,6 +328,40 @@ def test_a_frame_score_from_the_map_is_the_artefact_s_own_and_the_line_s(tmp_pat
     np.testing.assert_allclose(line.score_frames(line.preprocessor(frames)), pred.scores, rtol=1e-4)
 
 
-def test_a_model_scored_by_its_method_records_no_map_score(piped_patchcore: tuple[AnomalyModel, Path]) -> None:
+def _scored_by_the_method(folder: Path, *, named: bool) -> Path:
+    """The artefact in `folder` recorded as fitted with the method's own frame score, resealed: `map_score_fraction:
+    null` in its settings where `named`, else no key there (fitted before the setting existed); none in its
+    preprocessing either way (Preprocessor.describe leaves a null out)."""
+    raw = json.loads((folder / "manifest.json").read_text())
+    del raw["preprocessing"]["map_score_fraction"]
+    del raw["settings"]["preprocess"]["map_score_fraction"]
+    if named:
+        raw["settings"]["preprocess"]["map_score_fraction"] = None
+    (folder / "manifest.json").write_text(json.dumps(raw))
+    reseal_manifest(folder)
+    return folder
+
+
+def test_an_artefact_from_before_the_frame_score_setting_keeps_the_method_s_score(
+        piped_patchcore: tuple[AnomalyModel, Path], tmp_path: Path) -> None:
+    """The default frame score is the map's top 1 %. An artefact fitted before the setting existed records it in
+    neither its settings nor its preprocessing: it scored frames by the method's own image score, and loads and
+    scores so still, as one fitted with `map_score_fraction: null` does (whose preprocessing records nothing)."""
+    from stream_ad.geometry import map_score
+
     _, path = piped_patchcore
-    assert "map_score_fraction" not in read_manifest(path).preprocessing  # as artefacts from before the setting
+    assert read_manifest(path).preprocessing["map_score_fraction"] == MAP_SCORE_FRACTION
+    frames = [read_image(s.path) for s in MVTecCategory(PIPED / "PA_BDP01_TL").test()[::8]]
+    by_map = load_model(path).predict(frames)
+    np.testing.assert_allclose(by_map.scores, [map_score(m, MAP_SCORE_FRACTION) for m in by_map.maps], rtol=1e-6)
+    copies = {}
+    for name, named in (("before", False), ("null", True)):
+        shutil.copytree(path, tmp_path / name)
+        copies[name] = load_model(_scored_by_the_method(tmp_path / name, named=named))
+    assert copies["before"].settings.preprocess.map_score_fraction is None
+    before, null = (copies[name].predict(frames) for name in ("before", "null"))
+    np.testing.assert_array_equal(before.scores, null.scores)
+    np.testing.assert_allclose(np.stack(before.maps), np.stack(by_map.maps), rtol=1e-6)  # the same maps
+    assert not np.allclose(before.scores, by_map.scores, rtol=1e-3)  # scored otherwise: by the method
+
+

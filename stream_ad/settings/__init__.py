@@ -57,6 +57,7 @@ from stream_ad.settings.plc_security import (
     OpcuaSecuritySettings,
 )
 from stream_ad.settings.sections import (
+    MAP_SCORE_FRACTION,
     BackboneSettings,
     CalibrationSettings,
     DataSettings,
@@ -68,6 +69,7 @@ from stream_ad.settings.sections import (
 __all__ = [
     "BUILTIN_STAGES",
     "ENV_PREFIX",
+    "MAP_SCORE_FRACTION",
     "MAX_IMAGE_PIXELS",
     "MODBUS_BLOCK_SIZE",
     "SINK_SETTINGS",

@@ -88,10 +88,22 @@ class _Recorded(Settings):
     from_environment = False
 
 
+# Keys a record written before they existed lacks, with the value that record computed by (not today's default):
+# frames were scored by the method's own image score until preprocess.map_score_fraction came, and by default until
+# its default became the map's.
+_BEFORE_THE_KEY: dict[tuple[str, str], Any] = {("preprocess", "map_score_fraction"): None}
+
+
 def settings_from_record(data: dict[str, Any]) -> Settings:
     """Settings recorded earlier (a model artefact's fit settings), validated as they were written: unlike
-    Settings.model_validate, which applies this process's STREAM_AD_* variables on top. Raises ValidationError."""
-    return _Recorded.model_validate(data)
+    Settings.model_validate, which applies this process's STREAM_AD_* variables on top. A whole record (one with
+    the section) that lacks a key added since holds what it computed then (_BEFORE_THE_KEY). Raises
+    ValidationError."""
+    filled = dict(data)
+    for (section, key), value in _BEFORE_THE_KEY.items():
+        if isinstance(filled.get(section), dict) and key not in filled[section]:
+            filled[section] = {**filled[section], key: value}
+    return _Recorded.model_validate(filled)
 
 
 def _expand_paths(model: BaseModel, shared: str) -> None:

@@ -1,7 +1,7 @@
 """The configurations `stream-ad tune` tries: a geometry (resize, letterbox, tile) and input size, and the method:
 PatchCore at a coreset ratio, or PaDiM (a Gaussian per position: for parts in a fixture), chosen from the frames' size
-as the README's "Resize, letterbox or tile?" advises; and, for a backbone whose node names tune knows, other feature
-taps at the settings' own configuration."""
+as the README's "Resize, letterbox or tile?" advises; and, at the settings' own configuration, the other frame score
+and, for a backbone whose node names tune knows, other feature taps."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from stream_ad.geometry import tile_starts
 from stream_ad.scorers.patchcore.model import PatchCoreParams
-from stream_ad.settings import Settings, settings_from_record
+from stream_ad.settings import MAP_SCORE_FRACTION, Settings, settings_from_record
 
 CORESET_RATIOS = (0.01, 0.1)
 # Tile mode has 16 times the patches of resize 224 on a 640 x 640 frame: smaller ratios keep its bank in the
@@ -33,12 +33,10 @@ SQUARE = 1.1  # frames whose sides differ by less than this factor letterbox as 
 TAP_SETS: dict[str, tuple[tuple[str, ...], ...]] = {
     "mobilenet_v2": (("features.6", "features.13"), ("features.6", "features.3", "features.13")),
 }
-# The frame score tune tries beside the method's own (preprocess.map_score_fraction): the mean of the map's top 1 %.
-# Measured on the 13 shared sets with the default PatchCore (README, "Tuning to a line"): image AUROC up on 5
-# (magnetic_tile 0.958 -> 0.973, PA_BRG03_TL 0.874 -> 0.922), down on 1 (PA_BTN01_RL -0.005), saturated on 7; no
-# loss on tiny defects. Not the default: at magnetic_tile's calibrated threshold it caught fewer defects (42.9 % of
-# them against 46.4 %), and the calibrated threshold is what a line runs at.
-MAP_SCORE_FRACTION = 0.01
+# Candidate.frame_score for the method's own image score (preprocess.map_score_fraction null). The other rule, the
+# mean of the map's top MAP_SCORE_FRACTION, is the settings' default; tune tries whichever rule the settings do not
+# use, at the default's configuration (README, "The frame score").
+METHOD_SCORE = "method"
 
 
 @dataclass(frozen=True)
@@ -48,24 +46,30 @@ class Candidate:
     coreset_ratio: float | None  # PatchCore's; None for a method without a memory bank
     method: str = "patchcore"
     layers: tuple[str, ...] | None = None  # backbone.layers; None: the settings' own
-    map_score_fraction: float | None = None  # preprocess.map_score_fraction; None: the settings' own
+    # preprocess.map_score_fraction: a fraction, or METHOD_SCORE (null); None: the settings' own
+    frame_score: float | Literal["method"] | None = None
 
     @property
     def name(self) -> str:
         ratio = "" if self.coreset_ratio is None else f" ratio {self.coreset_ratio:g}"
         taps = "" if self.layers is None else f" taps {'+'.join(self.layers)}"
-        score = "" if self.map_score_fraction is None else f" score map top {self.map_score_fraction:.0%}"
-        return f"{self.method} {self.mode} {self.size}{ratio}{taps}{score}"
+        return f"{self.method} {self.mode} {self.size}{ratio}{taps}{self._score_name()}"
+
+    def _score_name(self) -> str:
+        if self.frame_score is None:
+            return ""
+        return " score method's own" if self.frame_score == METHOD_SCORE else f" score map top {self.frame_score:.0%}"
 
     def overrides(self) -> dict[str, Any]:
         """The settings this candidate sets: preprocess and scorer, backbone.layers where it names taps, and
-        preprocess.map_score_fraction where it names one."""
+        preprocess.map_score_fraction where it names a frame score."""
         size_key = "tile_size" if self.mode == "tile" else "image_size"
         params: dict[str, Any] = {} if self.coreset_ratio is None else {"coreset_ratio": self.coreset_ratio}
         if self.mode == "tile" and self.method == "patchcore":
             params["coreset_pool"] = TILE_CORESET_POOL
         taps = {} if self.layers is None else {"backbone": {"layers": list(self.layers)}}
-        score = {} if self.map_score_fraction is None else {"map_score_fraction": self.map_score_fraction}
+        score = {} if self.frame_score is None else {
+            "map_score_fraction": None if self.frame_score == METHOD_SCORE else self.frame_score}
         return {"preprocess": {"mode": self.mode, size_key: self.size, **score},
                 "scorer": {"method": self.method, "params": params}, **taps}
 
@@ -99,13 +103,14 @@ def default_candidate(settings: Settings) -> Candidate:
     p = settings.preprocess
     size = p.tile_size if p.mode == "tile" else p.image_size
     layers = tuple(settings.backbone.layers)
+    score = METHOD_SCORE if p.map_score_fraction is None else p.map_score_fraction
     if settings.scorer.method == "padim":
-        return Candidate(p.mode, size, None, "padim", layers, p.map_score_fraction)
+        return Candidate(p.mode, size, None, "padim", layers, score)
     ratio = PatchCoreParams.model_fields["coreset_ratio"].default
     if settings.scorer.method == "patchcore":
         # float(): params stay an unvalidated mapping in settings, and a STREAM_AD_* variable gives a string
         ratio = float(settings.scorer.params.get("coreset_ratio", ratio))
-    return Candidate(p.mode, size, ratio, layers=layers, map_score_fraction=p.map_score_fraction)
+    return Candidate(p.mode, size, ratio, layers=layers, frame_score=score)
 
 
 def tap_candidates(default: Candidate, backbone: str) -> list[Candidate]:
@@ -118,20 +123,23 @@ def tap_candidates(default: Candidate, backbone: str) -> list[Candidate]:
 
 
 def score_candidates(default: Candidate) -> list[Candidate]:
-    """The default's configuration with the frame score from the map (MAP_SCORE_FRACTION), where it has the method's
-    own: one fit, the score rule's gain or loss measured alone."""
-    return [] if default.map_score_fraction is not None else [replace(default, map_score_fraction=MAP_SCORE_FRACTION)]
+    """The default's configuration with the other frame score (the map's top MAP_SCORE_FRACTION, or the method's
+    own): one fit, the score rule's gain or loss measured alone."""
+    other = MAP_SCORE_FRACTION if default.frame_score == METHOD_SCORE else METHOD_SCORE
+    return [replace(default, frame_score=other)]
 
 
 def with_default(default: Candidate, grid: Sequence[Candidate]) -> list[Candidate]:
     """The default first (the first candidate always runs, and the others are measured against it), then the grid
-    without it (a grid candidate with the settings' own taps, None, is the default where the rest is the same)."""
-    return [default] + [c for c in grid if replace(c, layers=c.layers or default.layers) != default]
+    without it (a grid candidate with the settings' own taps or frame score, None, is the default where the rest is
+    the same)."""
+    return [default] + [c for c in grid if replace(c, layers=c.layers or default.layers,
+                                                   frame_score=c.frame_score or default.frame_score) != default]
 
 
 def line_grid(default: Candidate, backbone: str, height: int, width: int) -> list[Candidate]:
     """What tune tries on frames of that size: the default, the default with the backbone's other taps and with the
-    frame score from the map (each as cheap as the default, so before the rest), then the candidate grid."""
+    other frame score (each as cheap as the default, so before the rest), then the candidate grid."""
     return with_default(default, tap_candidates(default, backbone) + score_candidates(default)
                         + candidate_grid(height, width))
 

@@ -83,7 +83,7 @@ def test_the_search_matmul_is_quantised_and_the_map_s_are_not(int8: Path) -> Non
 
 
 def test_int8_search_quantises_the_search_alone_and_keeps_float32_s_figures(search_only: Path, fp32: Path) -> None:
-    """--int8 search: the networks stay float32, so image scores and maps are float32's but where the quantised
+    """--int8 search: the networks stay float32, so maps and frame scores are float32's but where the quantised
     search's candidates miss a patch's nearest bank item, and there only higher (a farther item's distance)."""
     quantisation = read_runtime_manifest(search_only).graph["quantisation"]
     assert quantisation["scope"] == "search" and quantisation["kept_fp32"] == KEPT_FP32[Int8Scope.SEARCH]
@@ -92,8 +92,9 @@ def test_int8_search_quantises_the_search_alone_and_keeps_float32_s_figures(sear
     assert len(fake_quantize) == 1  # the patch features into the search; the bank is stored as int8 weights
     frames = [read_image(s.path) for s in MVTecCategory(CATEGORY).test()]
     want, got = LineModel(fp32, threads=2).predict(frames), LineModel(search_only, threads=2).predict(frames)
-    # Image scores come from an exact search of each image's worst patch (measured: equal to float32's).
-    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
+    # Frame scores are the maps' top 1 % (the default): float32's but where a map rose, and there only higher.
+    rise = (got.scores - want.scores) / want.scores
+    assert rise.min() >= -1e-6 and rise.max() < 0.01, (rise.min(), rise.max())  # measured 0, 2.0e-4
     pairs = list(zip(got.maps, want.maps, strict=True))
     same = np.mean([np.mean(g == w) for g, w in pairs])  # measured 98.6 % of the pixels
     moved = [(g - w) / np.abs(w).max() for g, w in pairs]

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from stream_ad.commands.tune import tune
-from stream_ad.settings import load_settings
+from stream_ad.settings import MAP_SCORE_FRACTION, load_settings
 from stream_ad.tuning import Candidate, default_candidate, taps_note
-from stream_ad.tuning.candidates import MAP_SCORE_FRACTION, TAP_SETS
+from stream_ad.tuning.candidates import TAP_SETS
 from tests.commands.conftest import CATEGORY, cli
 
 # Small inputs keep each fit to a few seconds on 2 cores.
@@ -38,7 +38,8 @@ def test_tune_with_synthetic_defects_writes_a_loadable_pipeline_and_every_candid
     assert "synthetic defects (cut_paste, perlin, scratch)" in report["defects"]
     default = default_candidate(load_settings(config))
     tried = [default, *SMALL]  # the settings' own configuration first
-    assert report["default"] == default.name == "patchcore resize 224 ratio 0.01 taps features.6+features.13"
+    assert report["default"] == default.name == ("patchcore resize 224 ratio 0.01 taps features.6+features.13 "
+                                                 "score map top 1%")
     assert report["confidence"] == 0.95 and report["taps"] == "only the settings' own: the candidates were given"
     rows = report["candidates"]
     assert [r["name"] for r in rows] == [c.name for c in tried]
@@ -91,9 +92,11 @@ def test_a_spent_budget_runs_the_first_candidate_and_lists_the_skipped_ones(
     assert report["defects"] == f"48 labelled defects ({CATEGORY / 'test' / 'defect'})"
     rows = report["candidates"]
     taps = len(TAP_SETS["mobilenet_v2"]) - 1  # the default's configuration with the other taps, tried second
-    # then with the frame score from the map; 128 x 128 frames: resize 224 and 320, PatchCore at two ratios and PaDiM
+    # then with the method's own frame score (the default's is the map's); 128 x 128 frames: resize 224 and 320,
+    # PatchCore at two ratios and PaDiM
     assert len(rows) == 1 + taps + 1 + 5
-    assert rows[1 + taps]["settings"]["preprocess"]["map_score_fraction"] == MAP_SCORE_FRACTION
+    assert rows[0]["settings"]["preprocess"]["map_score_fraction"] == MAP_SCORE_FRACTION
+    assert rows[1 + taps]["settings"]["preprocess"]["map_score_fraction"] is None
     assert rows[0]["chosen"] and rows[0]["figures"]["pixel_auroc"] is None
     assert all(r["figures"] is None and r["skipped"].startswith("budget: ") for r in rows[1:])
     assert all(r["settings"]["backbone"]["layers"] != rows[0]["settings"]["backbone"]["layers"]
@@ -111,9 +114,11 @@ def test_the_settings_own_taps_are_the_default_and_written_to_pipeline_yaml(tmp_
     out = tmp_path / "tuned"
     tune(load_settings(config), out, config=config, budget_min=0)  # the default alone runs, so it is chosen
     report = json.loads((out / "tune_report.json").read_text())
-    assert report["default"] == report["chosen"] == f"patchcore resize 224 ratio 0.01 taps {'+'.join(mine)}"
+    named = f"patchcore resize 224 ratio 0.01 taps {'+'.join(mine)} score map top 1%"
+    assert report["default"] == report["chosen"] == named
     assert report["taps"] == taps_note(default_candidate(load_settings(config)), "mobilenet_v2")
-    assert report["candidates"][1]["name"] == "patchcore resize 224 ratio 0.01 taps features.6+features.13"
+    assert report["candidates"][1]["name"] == ("patchcore resize 224 ratio 0.01 taps features.6+features.13 "
+                                               "score map top 1%")
     written = yaml.safe_load((out / "pipeline.yaml").read_text())
     assert written["backbone"] == {"layers": mine, "mean": [0.5] * 3, "std": [0.5] * 3}
     assert load_settings(out / "pipeline.yaml").backbone.layers == mine

@@ -8,6 +8,8 @@ from stream_ad.settings import PreprocessSettings
 
 
 def make(mode: str, **kw: object) -> Preprocessor:
+    """A Preprocessor scoring frames by the method's own score (the highest input's), unless `kw` names a fraction."""
+    kw.setdefault("map_score_fraction", None)
     return Preprocessor(PreprocessSettings(mode=mode, **kw), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 

@@ -14,7 +14,7 @@ import torch
 from stream_ad.backbones import load_backbone
 from stream_ad.scorers import scorer_params
 from stream_ad.scorers.patchcore.graph import patch_embedding
-from stream_ad.settings import load_settings
+from stream_ad.settings import MAP_SCORE_FRACTION, load_settings
 from stream_ad.tuning import (
     Candidate,
     ValidationSet,
@@ -28,7 +28,7 @@ from stream_ad.tuning import (
     with_default,
 )
 from stream_ad.tuning.candidates import (
-    MAP_SCORE_FRACTION,
+    METHOD_SCORE,
     TAP_SETS,
     TILE_CORESET_POOL,
     TILE_CORESET_RATIOS,
@@ -37,6 +37,7 @@ from stream_ad.tuning.candidates import (
 
 OWN = ("features.6", "features.13")  # the built-in taps
 OTHER = ("features.6", "features.10", "features.13")  # another tap set
+MAP = MAP_SCORE_FRACTION  # the default frame score
 
 
 def geometries(height: int, width: int) -> list[tuple[str, int]]:
@@ -96,15 +97,19 @@ def test_the_grid_is_chosen_for_the_largest_frame() -> None:
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
-    ({}, Candidate("resize", 224, 0.01, layers=OWN)),  # the built-in defaults: PatchCore's own coreset ratio
+    # the built-in defaults: PatchCore's own coreset ratio
+    ({}, Candidate("resize", 224, 0.01, layers=OWN, frame_score=MAP)),
     ({"preprocess": {"mode": "tile", "tile_size": 256}, "scorer": {"params": {"coreset_ratio": 0.05}}},
-     Candidate("tile", 256, 0.05, layers=OWN)),
+     Candidate("tile", 256, 0.05, layers=OWN, frame_score=MAP)),
     ({"preprocess": {"mode": "letterbox", "image_size": 320}, "scorer": {"method": "vae", "params": {"epochs": 2}}},
-     Candidate("letterbox", 320, 0.01, layers=OWN)),  # another method: its geometry, PatchCore's default ratio
-    ({"scorer": {"params": {"coreset_ratio": "0.05"}}}, Candidate("resize", 224, 0.05, layers=OWN)),  # a variable's
-    ({"scorer": {"method": "padim"}}, Candidate("resize", 224, None, "padim", OWN)),
+     Candidate("letterbox", 320, 0.01, layers=OWN, frame_score=MAP)),  # another method: PatchCore's default ratio
+    ({"scorer": {"params": {"coreset_ratio": "0.05"}}},  # a variable's string
+     Candidate("resize", 224, 0.05, layers=OWN, frame_score=MAP)),
+    ({"scorer": {"method": "padim"}}, Candidate("resize", 224, None, "padim", OWN, MAP)),
+    ({"preprocess": {"map_score_fraction": None}},
+     Candidate("resize", 224, 0.01, layers=OWN, frame_score=METHOD_SCORE)),
     ({"backbone": {"layers": ["features.10", "features.13"]}},
-     Candidate("resize", 224, 0.01, layers=("features.10", "features.13"))),
+     Candidate("resize", 224, 0.01, layers=("features.10", "features.13"), frame_score=MAP)),
 ])
 def test_the_default_candidate_is_what_the_settings_fit_untuned(overrides: dict, expected: Candidate) -> None:
     assert default_candidate(load_settings(**overrides)) == expected
@@ -115,9 +120,10 @@ def test_the_default_is_tried_first_and_only_once() -> None:
     assert with_default(grid[0], grid) == grid
     outside = Candidate("resize", 256, 0.05)
     assert with_default(outside, grid) == [outside, *grid]
-    # A grid candidate with the settings' own taps (None) is the default that names them.
-    default = Candidate("resize", 224, 0.01, layers=OWN)
+    # A grid candidate with the settings' own taps and frame score (None) is the default that names them.
+    default = Candidate("resize", 224, 0.01, layers=OWN, frame_score=MAP)
     assert with_default(default, grid) == [default, *grid[1:]]
+    assert with_default(default, [replace(default, frame_score=METHOD_SCORE)])[1].frame_score == METHOD_SCORE
     assert with_default(default, [Candidate("resize", 224, 0.01, layers=OTHER)])[1].layers == OTHER
 
 
@@ -136,22 +142,22 @@ def test_a_candidates_taps_are_named_and_written_to_backbone_layers_keeping_its_
 
 def test_settings_with_other_taps_get_the_built_in_ones_as_an_alternative() -> None:
     assert TAP_SETS["mobilenet_v2"][0] == tuple(load_settings().backbone.layers) == OWN
-    mine = Candidate("letterbox", 320, 0.05, layers=OTHER)  # a ratio outside the grid: the grid stays whole
-    assert tap_candidates(mine, "mobilenet_v2")[0] == Candidate("letterbox", 320, 0.05, layers=OWN)
+    mine = Candidate("letterbox", 320, 0.05, layers=OTHER, frame_score=MAP)  # a ratio outside the grid: it stays whole
+    assert tap_candidates(mine, "mobilenet_v2")[0] == Candidate("letterbox", 320, 0.05, layers=OWN, frame_score=MAP)
     assert OTHER not in {c.layers for c in tap_candidates(mine, "mobilenet_v2")}  # not twice
     taps = tap_candidates(mine, "mobilenet_v2")
     grid = line_grid(mine, "mobilenet_v2", 500, 1250)
-    scored = replace(mine, map_score_fraction=MAP_SCORE_FRACTION)
-    assert grid == [mine, *taps, scored, *candidate_grid(500, 1250)]
+    own = replace(mine, frame_score=METHOD_SCORE)
+    assert grid == [mine, *taps, own, *candidate_grid(500, 1250)]
     assert taps_note(mine, "mobilenet_v2").startswith(f"the settings' own ({'+'.join(OTHER)}), and features.6+")
 
 
 def test_mobilenet_v2_tries_the_stride_4_stage_at_the_defaults_configuration_second() -> None:
-    default = Candidate("letterbox", 320, 0.05, layers=OWN)  # a ratio outside the grid: the grid stays whole
-    stride_4 = Candidate("letterbox", 320, 0.05, layers=("features.6", "features.3", "features.13"))
+    default = Candidate("letterbox", 320, 0.05, layers=OWN, frame_score=MAP)  # a ratio outside the grid: it stays whole
+    stride_4 = replace(default, layers=("features.6", "features.3", "features.13"))
     assert tap_candidates(default, "mobilenet_v2") == [stride_4]  # features.6 first: its stride-8 grid is kept
-    scored = replace(default, map_score_fraction=MAP_SCORE_FRACTION)
-    assert line_grid(default, "mobilenet_v2", 500, 1250) == [default, stride_4, scored, *candidate_grid(500, 1250)]
+    own = replace(default, frame_score=METHOD_SCORE)
+    assert line_grid(default, "mobilenet_v2", 500, 1250) == [default, stride_4, own, *candidate_grid(500, 1250)]
     assert taps_note(default, "mobilenet_v2") == ("the settings' own (features.6+features.13), and "
                                                   "features.6+features.3+features.13 at the default's configuration")
 
@@ -171,26 +177,30 @@ def test_a_padim_default_keeps_its_own_taps_and_says_so() -> None:
     assert taps_note(padim, "mobilenet_v2") == "only the settings' own: other taps are tried with patchcore, not padim"
 
 
-def test_the_frame_score_from_the_map_is_tried_once_at_the_default_s_configuration() -> None:
-    """Where the settings score frames by the method's own image score, tune tries the map's top 1 % on the same
-    configuration, written into the pipeline file only by that candidate; settings that already score by the map
-    keep theirs in every candidate (None: the settings' own)."""
+def test_the_other_frame_score_is_tried_once_at_the_default_s_configuration() -> None:
+    """tune tries the frame score the settings do not use on the same configuration: the method's own where they
+    take the map's top fraction (the default), the map's top 1 % where they take the method's own. Only that
+    candidate writes the rule into the pipeline file; every other keeps the settings' (None: their own)."""
     default = default_candidate(load_settings())
-    assert default.map_score_fraction is None
-    (scored,) = score_candidates(default)
-    assert scored == replace(default, map_score_fraction=MAP_SCORE_FRACTION)
-    assert scored.name.endswith("score map top 1%")
-    assert settings_for(load_settings(), scored).preprocess.map_score_fraction == MAP_SCORE_FRACTION
+    assert default.frame_score == MAP
+    (own,) = score_candidates(default)
+    assert own == replace(default, frame_score=METHOD_SCORE) and own.name.endswith("score method's own")
+    assert settings_for(load_settings(), own).preprocess.map_score_fraction is None
     assert "map_score_fraction" not in Candidate("resize", 224, 0.01).overrides()["preprocess"]
+    method = load_settings(preprocess={"map_score_fraction": None})
+    (scored,) = score_candidates(default_candidate(method))
+    assert scored.frame_score == MAP and scored.name.endswith("score map top 1%")
+    assert settings_for(method, scored).preprocess.map_score_fraction == MAP
+    assert settings_for(method, Candidate("resize", 320, 0.1)).preprocess.map_score_fraction is None
     mine = load_settings(preprocess={"map_score_fraction": 0.05})
-    assert default_candidate(mine).map_score_fraction == 0.05 and score_candidates(default_candidate(mine)) == []
+    assert score_candidates(default_candidate(mine)) == [replace(default_candidate(mine), frame_score=METHOD_SCORE)]
     assert settings_for(mine, Candidate("resize", 320, 0.1)).preprocess.map_score_fraction == 0.05
 
 
 def test_another_backbone_keeps_its_own_taps_and_says_so() -> None:
-    default = Candidate("resize", 224, 0.01, layers=("layer2", "layer3"))
+    default = Candidate("resize", 224, 0.01, layers=("layer2", "layer3"), frame_score=MAP)
     assert tap_candidates(default, "resnet18") == []
-    scored = replace(default, map_score_fraction=MAP_SCORE_FRACTION)
-    assert line_grid(default, "resnet18", 128, 128) == [default, scored, *candidate_grid(128, 128)[1:]]  # [0]: it
+    own = replace(default, frame_score=METHOD_SCORE)
+    assert line_grid(default, "resnet18", 128, 128) == [default, own, *candidate_grid(128, 128)[1:]]  # [0]: it
     assert taps_note(default, "resnet18") == ("only the settings' own: tune knows the node names of mobilenet_v2, "
                                               "not resnet18")

@@ -54,7 +54,7 @@ def test_demo_runs_a_short_tune_and_points_to_what_it_wrote(demo_run: DemoRun) -
     """The tune step tries the settings' own configuration (the fixture's coreset ratio 0.05) against resize 320 on
     synthetic defects and says what it chose, why, and where it wrote the pipeline YAML and the report."""
     err, out = demo_run.proc.stderr, demo_run.proc.stdout
-    default = "patchcore resize 224 ratio 0.05 taps features.6+features.13"  # the settings' own taps, named
+    default = "patchcore resize 224 ratio 0.05 taps features.6+features.13 score map top 1%"  # the settings' own
     assert f"tuning (short demo step: {default} against resize 320" in err
     [line] = [line for line in out.splitlines() if line.startswith("tune (short demo step, ")]
     tune_dir = demo_run.output_dir / "demo" / "tune"
