@@ -29,7 +29,10 @@ ENV_NESTED = "__"
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="forbid", validate_assignment=True
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="forbid", validate_assignment=True,
+        # A variable set to "null" gives None, as `null` in YAML does (STREAM_AD_PREPROCESS__MAP_SCORE_FRACTION=null:
+        # the method's own frame score); anywhere None is not allowed it is an error naming the key.
+        env_parse_none_str="null",
     )
     # False where settings are read back from a record (settings_from_record): only what it holds.
     from_environment: ClassVar[bool] = True
@@ -88,9 +91,8 @@ class _Recorded(Settings):
     from_environment = False
 
 
-# Keys a record written before they existed lacks, with the value that record computed by (not today's default):
-# frames were scored by the method's own image score until preprocess.map_score_fraction came, and by default until
-# its default became the map's.
+# Keys a record written before they existed lacks, each with what such a record computed by (not today's default):
+# without preprocess.map_score_fraction, frames were scored by the method's own image score.
 _BEFORE_THE_KEY: dict[tuple[str, str], Any] = {("preprocess", "map_score_fraction"): None}
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from stream_ad.scorers import build_scorer, scorer_params
-from stream_ad.settings import ConfigError, load_settings, settings_from_record
+from stream_ad.settings import MAP_SCORE_FRACTION, ConfigError, load_settings, settings_from_record
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -41,6 +41,23 @@ def test_recorded_settings_are_read_without_the_environment(monkeypatch: pytest.
     loaded = load_settings()
     assert loaded.preprocess.image_size == 256 and loaded.preprocess.model_fields_set == {"image_size"}
     assert loaded.backbone.model_fields_set == set()
+
+
+def test_the_frame_score_is_the_map_s_unless_null_in_yaml_or_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default frame score is the map's top 1 %; `null`, in YAML or as a variable, is the method's own. A record
+    from before the key existed holds the method's own (what it computed), one that names a value keeps it."""
+    assert load_settings().preprocess.map_score_fraction == MAP_SCORE_FRACTION == 0.01
+    in_yaml = load_settings(write(tmp_path, "preprocess: {map_score_fraction: null}\n"))
+    assert in_yaml.preprocess.map_score_fraction is None
+    monkeypatch.setenv("STREAM_AD_PREPROCESS__MAP_SCORE_FRACTION", "null")
+    assert load_settings().preprocess.map_score_fraction is None
+    monkeypatch.setenv("STREAM_AD_RUNTIME__BATCH_SIZE", "null")  # where None is no value: an error naming the key
+    with pytest.raises(ConfigError, match="runtime.batch_size: Input should be a valid integer"):
+        load_settings()
+    assert settings_from_record({"preprocess": {"image_size": 64}}).preprocess.map_score_fraction is None
+    named = settings_from_record({"preprocess": {"map_score_fraction": 0.05}})
+    assert named.preprocess.map_score_fraction == 0.05
 
 
 def test_unknown_yaml_key_names_key_and_file(tmp_path: Path) -> None:
