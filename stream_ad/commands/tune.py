@@ -29,6 +29,7 @@ from stream_ad.tuning import (
     labelled_validation,
     line_grid,
     rank,
+    saturation_note,
     search,
     synthetic_validation,
     taps_note,
@@ -77,6 +78,7 @@ class Tuned:
     candidates: int
     skipped: int
     seconds: float
+    note: str | None  # tuning.saturation_note: the choice says little about real defects
 
 
 def _sample(paths: Sequence[Path], max_good: int | None, seed: int) -> list[Path]:
@@ -135,10 +137,16 @@ def tune_line(
              "defects": validation.defects, "frame_size": "x".join(map(str, validation.shape[::-1])),
              "budget_min": budget_min, "cpu_cores": os.cpu_count(), "default": default.name, "taps": taps,
              "confidence": confidence, "chosen": chosen.name}
+    default_figures = outcomes[0].trial.figures
+    assert default_figures is not None  # rank() refuses a default that did not run
+    note = saturation_note(validation, default_figures.image_auroc, winner is outcomes[0])
+    if note is not None:
+        log.warning("tune: %s", note)
+        extra["note"] = note
     json_path, md_path = write_reports(out, outcomes, extra)
     skipped = sum(o.trial.figures is None for o in outcomes)
     return Tuned(chosen, winner.why, pipeline, json_path, md_path, table(outcomes), len(outcomes), skipped,
-                 time.perf_counter() - start)
+                 time.perf_counter() - start, note)
 
 
 def tune(settings: Settings, out: Path, *, good: Path | None = None, budget_min: float = 20.0,
@@ -151,6 +159,8 @@ def tune(settings: Settings, out: Path, *, good: Path | None = None, budget_min:
               f"{budget_min:g} min")
     print(f"chosen: {tuned.chosen.name} ({tuned.why})\nsettings: {tuned.pipeline}\n"
           f"report: {tuned.report_json}, {tuned.report_md}")
+    if tuned.note is not None:
+        print(f"note: {tuned.note}")
     good_flag = f" --good {good}" if good is not None else ""
     print(f"next: stream-ad fit -c {tuned.pipeline}{good_flag}, then stream-ad calibrate -c {tuned.pipeline}")
     return 0

@@ -22,10 +22,11 @@ from stream_ad.tuning.candidates import (
 from stream_ad.tuning.guard import Interval, intervals_against_default
 from stream_ad.tuning.report import write_reports
 from stream_ad.tuning.search import Figures, Outcome, Trial, rank, search
-from stream_ad.tuning.validation import ValidationSet, labelled_validation, synthetic_validation
+from stream_ad.tuning.validation import ValidationSet, labelled_validation, saturation_note, synthetic_validation
 
 __all__ = [
     "Candidate", "Figures", "Interval", "Outcome", "Trial", "ValidationSet", "candidate_grid", "default_candidate",
-    "intervals_against_default", "labelled_validation", "line_grid", "rank", "search", "settings_for",
-    "synthetic_validation", "tap_candidates", "taps_note", "with_candidate", "with_default", "write_reports",
+    "intervals_against_default", "labelled_validation", "line_grid", "rank", "saturation_note", "search",
+    "settings_for", "synthetic_validation", "tap_candidates", "taps_note", "with_candidate", "with_default",
+    "write_reports",
 ]

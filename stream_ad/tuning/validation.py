@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 
 MIN_SYNTHETIC = 24  # synthetic defects at least: 8 of each kind, whatever few good images are held out
 FEW_DEFECTS = 5  # fewer labelled defects than this rank candidates on chance as much as on skill
+# Synthetic defects that the default already separates this well (its image AUROC on them) leave no room for another
+# candidate to show a gain beyond the guard's noise, whatever it is worth on the line's real defects. Measured: on
+# magnetic_tile stacked into 500 x 1250 strips the default scored 0.9988 on synthetic defects and 0.691 on real ones,
+# where letterbox 320 scored 0.775 (README, "Tuning to a line"); on bsdata 0.997 against 0.887.
+SATURATED = 0.99
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class ValidationSet:
     labels: tuple[int, ...]  # 0 good, 1 defective
     masks: tuple[np.ndarray, ...] | None  # bool, one per frame (all False for a good one); None: image AUROC only
     defects: str  # what the defects are, for the report
+    synthetic: bool = False  # whether the defects are synthetic_defects' (else the line's labelled ones)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -63,4 +69,14 @@ def synthetic_validation(good: Sequence[Path], seed: int, max_pixels: int) -> Va
     masks = [np.zeros(f.shape[:2], bool) for f in frames] + [d.mask for d in made]
     kinds = ", ".join(sorted({d.kind for d in made}))
     return ValidationSet(tuple(frames + [d.image for d in made]), (0,) * len(frames) + (1,) * len(made),
-                         tuple(masks), f"{len(made)} synthetic defects ({kinds})")
+                         tuple(masks), f"{len(made)} synthetic defects ({kinds})", synthetic=True)
+
+
+def saturation_note(validation: ValidationSet, default_auroc: float, kept: bool) -> str | None:
+    """What to tell the engineer when the default was kept on synthetic defects it separates almost perfectly
+    (SATURATED): the choice then says nothing about the line's real defects, and labelled ones would."""
+    if not (validation.synthetic and kept and default_auroc >= SATURATED):
+        return None
+    return (f"the synthetic defects are too easy on these images to tell the candidates apart (the default's image "
+            f"AUROC on them is {default_auroc:.4f}): the default was kept, which may not be the best on real defects; "
+            f"give tune 5-20 labelled defect images (--defects DIR, a subfolder per defect type) to judge on them")

@@ -15,6 +15,7 @@ from stream_ad.commands.tune import tune
 from stream_ad.settings import MAP_SCORE_FRACTION, load_settings
 from stream_ad.tuning import Candidate, default_candidate, taps_note
 from stream_ad.tuning.candidates import TAP_SETS
+from stream_ad.tuning.validation import SATURATED
 from tests.commands.conftest import CATEGORY, cli
 
 # Small inputs keep each fit to a few seconds on 2 cores.
@@ -68,6 +69,9 @@ def test_tune_with_synthetic_defects_writes_a_loadable_pipeline_and_every_candid
     stdout = capsys.readouterr().out
     assert all(c.name in stdout for c in tried) and f"chosen: {chosen.name} (" in stdout
     assert "vs default [interval]" in stdout and "(the default)" in stdout
+    # Kept on synthetic defects it separates almost perfectly, the default comes with a note asking for real ones.
+    saturated = rows[0]["chosen"] and rows[0]["figures"]["image_auroc"] >= SATURATED
+    assert ("note" in report) == saturated == ("note: the synthetic defects are too easy" in stdout)
     markdown = (out / "tune_report.md").read_text()
     assert "| vs default [interval] |" in markdown and f"- default: {default.name}" in markdown
 
