@@ -21,7 +21,7 @@ FEW_DEFECTS = 5  # fewer labelled defects than this rank candidates on chance as
 # Synthetic defects that the default already separates this well (its image AUROC on them) leave no room for another
 # candidate to show a gain beyond the guard's noise, whatever it is worth on the line's real defects. Measured: on
 # magnetic_tile stacked into 500 x 1250 strips the default scored 0.9988 on synthetic defects and 0.691 on real ones,
-# where letterbox 320 scored 0.775 (README, "Tuning to a line"); on bsdata 0.997 against 0.887.
+# where tile 224 scored 0.795 and letterbox 320 0.775 (README, "Tuning to a line"); on bsdata 0.997 against 0.887.
 SATURATED = 0.99
 
 
