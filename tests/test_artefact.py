@@ -30,7 +30,7 @@ from stream_ad.artefact import (
     write_manifest,
 )
 from stream_ad.data import MVTecCategory, read_image
-from stream_ad.geometry import RESAMPLING
+from stream_ad.geometry import RESAMPLING, map_score
 from stream_ad.model import AnomalyModel
 from stream_ad.runtime.checksums import sha256_bytes, sha256_file, write_sums
 from stream_ad.settings import MAP_SCORE_FRACTION, Settings, load_settings
@@ -306,7 +306,6 @@ def test_a_frame_score_from_the_map_is_the_artefact_s_own_and_the_line_s(tmp_pat
     (recorded, and refused when a pipeline file names another), and in its runtime artefact alike; a model without it
     records nothing, as every artefact fitted before the setting."""
     from stream_ad.commands.export import export
-    from stream_ad.geometry import map_score
     from stream_ad.line.model import LineModel
 
     fitted = settings_for(CATEGORY, preprocess={"image_size": 64, "map_score_fraction": 0.05},
@@ -347,8 +346,6 @@ def test_an_artefact_from_before_the_frame_score_setting_keeps_the_method_s_scor
     """The default frame score is the map's top 1 %. An artefact fitted before the setting existed records it in
     neither its settings nor its preprocessing: it scored frames by the method's own image score, and loads and
     scores so still, as one fitted with `map_score_fraction: null` does (whose preprocessing records nothing)."""
-    from stream_ad.geometry import map_score
-
     _, path = piped_patchcore
     assert read_manifest(path).preprocessing["map_score_fraction"] == MAP_SCORE_FRACTION
     frames = [read_image(s.path) for s in MVTecCategory(PIPED / "PA_BDP01_TL").test()[::8]]
