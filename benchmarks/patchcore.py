@@ -75,14 +75,15 @@ def side_by_side_settings(settings: Settings, ratio: float) -> Settings:
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
     )
-    # anomalib's PatchCore hard-codes 3x3 neighbourhood pooling, all channels kept and a sigma-4 map blur.
+    # anomalib's PatchCore hard-codes 3x3 neighbourhood pooling, all channels kept and a sigma-4 map blur, and scores an
+    # image by its worst patch as the paper does: stream_ad's own image score (map_score_fraction None), not the map's.
     params = PatchCoreParams(
         coreset_ratio=ratio, num_neighbors=NUM_NEIGHBORS, patch_size=3, embedding_dim=None, blur_sigma=4.0
     )
     return settings.model_copy(
         update={
             "backbone": backbone,
-            "preprocess": PreprocessSettings(mode="resize", image_size=SIDE_BY_SIDE_SIZE),
+            "preprocess": PreprocessSettings(mode="resize", image_size=SIDE_BY_SIDE_SIZE, map_score_fraction=None),
             "scorer": ScorerSettings(method="patchcore", params=params.model_dump()),
         }
     )
