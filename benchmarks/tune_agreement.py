@@ -4,7 +4,8 @@ the category's real defects would have picked.
 Per category (an MVTec-AD-layout folder): the good images (at most --goods, a seeded sample) split as tune splits
 them; each candidate of tune's grid fitted once and scored on two validation sets, held-out good images plus
 (a) synthetic defects made from them, (b) the real test defects (at most --defects, a seeded sample, with masks);
-each set ranked as tune ranks (the default, first, kept unless a candidate beats it beyond noise). Printed and written
+each set ranked as tune ranks (the default, first, kept unless a candidate beats it beyond noise, on image AUROC or,
+where the default's saturates, on pixel AUROC: which one per set is in the JSON). Printed and written
 as JSON: both choices, whether they agree, the real-defect image (and pixel) AUROC of tune's choice beside the
 default's, the unguarded choice's (the highest synthetic image AUROC) and the best one's; the mean and the worst of
 tune's choice against the default over the categories; the Spearman correlation of the candidates' image AUROCs,
@@ -85,6 +86,8 @@ def measure(root: Path, goods: int, defects: int, seed: int, config: Path | None
         "real_auroc_default": real_auroc[0], "real_auroc_of_synthetic_pick": real_auroc[pick],
         "real_auroc_of_unguarded_pick": real_auroc[unguarded], "real_auroc_best": max(real_auroc),
         "real_pixel_auroc_default": real[0].pixel_auroc, "real_pixel_auroc_of_synthetic_pick": real[pick].pixel_auroc,
+        "real_pixel_auroc_best": max((f.pixel_auroc for f in real if f.pixel_auroc is not None), default=None),
+        "ranked_on": {name: r[0].ranked_on.value for name, r in ranked.items()},
         "spearman_image_auroc": _spearman(synthetic_auroc, real_auroc),
         "synthetic_image_auroc": synthetic_auroc, "real_image_auroc": real_auroc, "load_avg_start_end": load,
     }

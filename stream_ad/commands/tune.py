@@ -79,6 +79,8 @@ class Tuned:
     skipped: int
     seconds: float
     note: str | None  # tuning.saturation_note: the choice says little about real defects
+    # Milliseconds to score a validation frame, the chosen candidate's and the default's (tile mode can cost 20x).
+    frame_ms: tuple[float, float]
 
 
 def _sample(paths: Sequence[Path], max_good: int | None, seed: int) -> list[Path]:
@@ -136,17 +138,21 @@ def tune_line(
     extra = {"good_images": str(images.root), "fitted": len(split.fit), "held_out_good": len(split.held_out),
              "defects": validation.defects, "frame_size": "x".join(map(str, validation.shape[::-1])),
              "budget_min": budget_min, "cpu_cores": os.cpu_count(), "default": default.name, "taps": taps,
-             "confidence": confidence, "chosen": chosen.name}
+             "confidence": confidence, "ranked_on": outcomes[0].ranked_on.value, "chosen": chosen.name}
     default_figures = outcomes[0].trial.figures
     assert default_figures is not None  # rank() refuses a default that did not run
     note = saturation_note(validation, default_figures.image_auroc, winner is outcomes[0])
     if note is not None:
         log.warning("tune: %s", note)
         extra["note"] = note
+    assert winner.trial.figures is not None  # rank() chooses among those that ran
+    chosen_ms, default_ms = (round(1000 * f.score_s / len(validation.frames), 1)
+                             for f in (winner.trial.figures, default_figures))
+    extra["scoring_ms_per_frame"] = {"chosen": chosen_ms, "default": default_ms}
     json_path, md_path = write_reports(out, outcomes, extra)
     skipped = sum(o.trial.figures is None for o in outcomes)
     return Tuned(chosen, winner.why, pipeline, json_path, md_path, table(outcomes), len(outcomes), skipped,
-                 time.perf_counter() - start, note)
+                 time.perf_counter() - start, note, (chosen_ms, default_ms))
 
 
 def tune(settings: Settings, out: Path, *, good: Path | None = None, budget_min: float = 20.0,
@@ -159,6 +165,9 @@ def tune(settings: Settings, out: Path, *, good: Path | None = None, budget_min:
               f"{budget_min:g} min")
     print(f"chosen: {tuned.chosen.name} ({tuned.why})\nsettings: {tuned.pipeline}\n"
           f"report: {tuned.report_json}, {tuned.report_md}")
+    chosen_ms, default_ms = tuned.frame_ms
+    print(f"scoring a frame here: {chosen_ms:g} ms, the default {default_ms:g} ms (tune's validation frames at "
+          f"runtime.threads {settings.runtime.threads or 'all cores'}): check it against the line's frame rate")
     if tuned.note is not None:
         print(f"note: {tuned.note}")
     good_flag = f" --good {good}" if good is not None else ""

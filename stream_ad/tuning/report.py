@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from stream_ad.tuning.search import Outcome
+from stream_ad.tuning.search import Figures, Outcome
 
 COLUMNS = ("candidate", "fit s", "score s", "image AUROC", "pixel AUROC", "vs default [interval]", "chosen", "why")
 
@@ -26,7 +26,7 @@ def _cells(outcome: Outcome) -> list[str]:
 
 def _versus(outcome: Outcome) -> str:
     if outcome.interval is not None:
-        return str(outcome.interval)
+        return f"{outcome.ranked_on.split()[0]} {outcome.interval}"
     return "-" if outcome.trial.figures is None else "(the default)"
 
 
@@ -42,11 +42,21 @@ def markdown(outcomes: Sequence[Outcome], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _figures_json(figures: Figures) -> dict[str, Any]:
+    """The figures without the binned pixels the ranking resampled (megabytes of counts), with their binning's
+    error bound where there are any."""
+    out = {f.name: getattr(figures, f.name) for f in fields(figures) if f.name != "pixels"}
+    if figures.pixels is not None:
+        out["ranking_pixel_auroc"] = {"value": figures.pixels.auroc(), "max_error": figures.pixels.max_error()}
+    return out
+
+
 def to_json(outcomes: Sequence[Outcome], extra: dict[str, Any]) -> dict[str, Any]:
     return {**extra, "candidates": [
         {"name": o.trial.candidate.name, "settings": o.trial.candidate.overrides(),
-         "figures": None if o.trial.figures is None else asdict(o.trial.figures), "skipped": o.trial.skipped,
-         "versus_default": None if o.interval is None else asdict(o.interval), "chosen": o.chosen, "why": o.why}
+         "figures": None if o.trial.figures is None else _figures_json(o.trial.figures), "skipped": o.trial.skipped,
+         "versus_default": None if o.interval is None else {**asdict(o.interval), "of": o.ranked_on.value},
+         "chosen": o.chosen, "why": o.why}
         for o in outcomes
     ]}
 

@@ -1,8 +1,10 @@
 """Fit and score each candidate on the validation set within a time budget, then choose: the default (the first
-candidate) unless another beats its image AUROC beyond the validation set's noise (stream_ad.tuning.guard)."""
+candidate) unless another beats its image AUROC beyond the validation set's noise, or its pixel AUROC where the
+default's image AUROC is saturated (stream_ad.tuning.guard)."""
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Sequence
@@ -16,7 +18,13 @@ from stream_ad.evaluation import image_auroc, pixel_auroc
 from stream_ad.model import AnomalyModel
 from stream_ad.settings import Settings
 from stream_ad.tuning.candidates import Candidate, settings_for
-from stream_ad.tuning.guard import Interval, intervals_against_default
+from stream_ad.tuning.guard import (
+    SATURATED,
+    Interval,
+    PixelHistograms,
+    intervals_against_default,
+    pixel_intervals_against_default,
+)
 from stream_ad.tuning.validation import ValidationSet
 
 log = logging.getLogger(__name__)
@@ -29,6 +37,14 @@ class Figures:
     image_auroc: float
     pixel_auroc: float | None  # None where the defects have no masks
     scores: tuple[float, ...]  # per validation image, in its order: what the guard resamples
+    # The maps' pixels per validation image, binned (guard.PixelHistograms): what the guard resamples where image
+    # AUROC saturates; None where the defects have no masks. Not in the report.
+    pixels: PixelHistograms | None = None
+
+
+class RankedOn(enum.StrEnum):
+    IMAGE_AUROC = "image AUROC"
+    PIXEL_AUROC = "pixel AUROC"
 
 
 @dataclass(frozen=True)
@@ -43,7 +59,8 @@ class Outcome:
     trial: Trial
     chosen: bool
     why: str
-    interval: Interval | None = None  # its image-AUROC difference from the default; None: the default, or not run
+    interval: Interval | None = None  # its difference from the default; None: the default, or not run
+    ranked_on: RankedOn = RankedOn.IMAGE_AUROC  # what `interval` is of, the same for every outcome of a ranking
 
 
 def _score(model: AnomalyModel, validation: ValidationSet) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -69,9 +86,12 @@ def figures_on(model: AnomalyModel, validation: ValidationSet, fit_s: float) -> 
     start = time.perf_counter()
     scores, maps = _score(model, validation)
     score_s = time.perf_counter() - start
-    pixel = None if validation.masks is None else pixel_auroc(validation.masks, maps).value
+    pixel, pixels = None, None
+    if validation.masks is not None:
+        pixel = pixel_auroc(validation.masks, maps).value
+        pixels = PixelHistograms.count(validation.masks, maps)
     return Figures(round(fit_s, 2), round(score_s, 2), image_auroc(validation.labels, scores), pixel,
-                   tuple(float(s) for s in scores))
+                   tuple(float(s) for s in scores), pixels)
 
 
 def search(
@@ -106,51 +126,77 @@ def search(
     return trials
 
 
-def _default_why(default: Figures, confidence: float, better: int) -> str:
+def _default_why(default: Figures, confidence: float, better: int, ranked_on: RankedOn) -> str:
     if better:
         return f"default: {better} candidate(s) beat it beyond noise"
+    if ranked_on is RankedOn.PIXEL_AUROC:
+        return (f"default kept: no candidate beats its pixel AUROC beyond noise at {confidence:.0%} (ranked on pixel "
+                f"AUROC: its image AUROC {default.image_auroc:.4f} is saturated)")
     if default.image_auroc == 1.0:
         return "default kept: its image AUROC is 1.0 (saturated), so no candidate can beat it"
     return f"default kept: no candidate beats it beyond noise at {confidence:.0%}"
 
 
-def _why(interval: Interval, winner: Interval | None, chosen: bool, confidence: float, compared: int) -> str:
-    """Why (not), beside the interval the report shows in its own column."""
+def _why(interval: Interval, image: Interval | None, winner: Interval | None, chosen: bool, confidence: float,
+         compared: int) -> str:
+    """Why (not), beside the interval the report shows in its own column; `image`: the image-AUROC interval where
+    the ranking is on pixel AUROC."""
     level = f"{confidence:.0%} over {compared} candidate{'' if compared == 1 else 's'}"
     if chosen:
         return f"beats the default beyond noise ({level}), by the largest lower bound"
-    if interval.high < 0.0:
+    if interval.worse:
         return f"worse than the default ({level})"
     if not interval.beats_default:
         return f"not beyond noise ({level})"
+    if image is not None and image.worse:
+        return f"beats the default's pixel AUROC, but its image AUROC is worse beyond noise ({level}): {image}"
     assert winner is not None  # one that beats the default means there is a winner
     if interval.low == winner.low:
         return "beats the default, ties the chosen one's lower bound; the chosen one is cheaper (tried first)"
     return f"beats the default, by a lower bound below the chosen one's {winner.low:+.4f}"
 
 
+def ranked_on(default: Figures) -> RankedOn:
+    """Pixel AUROC where the default's image AUROC is saturated (guard.SATURATED) and the defects have masks."""
+    if default.image_auroc >= SATURATED and default.pixels is not None:
+        return RankedOn.PIXEL_AUROC
+    return RankedOn.IMAGE_AUROC
+
+
 def rank(trials: Sequence[Trial], labels: Sequence[int], confidence: float = 0.95, seed: int = 0) -> list[Outcome]:
     """The trials in their order, one chosen, each with why (not). The first trial is the default and must have run
     (search always runs it); another is chosen only if the lower end of its image-AUROC difference from the default
-    is above 0 (guard.py: a paired bootstrap at `confidence`, Bonferroni over the candidates run). Of several, the
-    one with the largest lower bound; ties (saturated candidates) go to the one tried first, the cheaper. Pixel
-    AUROC is reported, not ranked on: resampling it by image is too slow for the few seconds a choice may take."""
+    is above 0 (guard.py: a paired bootstrap at `confidence`, Bonferroni over the candidates run). Where the default's
+    image AUROC is saturated (ranked_on), it is the pixel AUROC's difference instead, and a candidate whose image
+    AUROC is worse beyond noise is not chosen. Of several, the one with the largest lower bound; ties (saturated
+    candidates) go to the one tried first, the cheaper."""
     default = trials[0].figures
     if default is None:
         raise ValueError("the default (first) candidate was not run")
     ran = [t for t in trials[1:] if t.figures is not None]
-    scores = [f.scores for f in (t.figures for t in ran) if f is not None]
-    intervals = intervals_against_default(labels, default.scores, scores, confidence, seed)
-    of = {id(t): i for t, i in zip(ran, intervals, strict=True)}
-    better = [t for t, i in zip(ran, intervals, strict=True) if i.beats_default]
+    figures = [t.figures for t in ran if t.figures is not None]
+    on = ranked_on(default)
+    image = intervals_against_default(labels, default.scores, [f.scores for f in figures], confidence, seed)
+    if on is RankedOn.PIXEL_AUROC:
+        assert default.pixels is not None  # ranked_on
+        pixels = [f.pixels for f in figures if f.pixels is not None]
+        if len(pixels) != len(figures):
+            raise ValueError("every candidate needs its maps' pixels to be ranked on pixel AUROC")
+        ranking = pixel_intervals_against_default(labels, default.pixels, pixels, confidence, seed)
+        image_of = dict(zip(map(id, ran), image, strict=True))
+    else:
+        ranking, image_of = image, {}
+    of = {id(t): i for t, i in zip(ran, ranking, strict=True)}
+    better = [t for t in ran if of[id(t)].beats_default and not (id(t) in image_of and image_of[id(t)].worse)]
     # max() keeps the first of equal keys: the one tried first, the cheaper.
     winner = max(better, key=lambda t: of[id(t)].low) if better else trials[0]
-    outcomes = [Outcome(trials[0], winner is trials[0], _default_why(default, confidence, len(better)))]
+    outcomes = [Outcome(trials[0], winner is trials[0], _default_why(default, confidence, len(better), on),
+                        ranked_on=on)]
     for trial in trials[1:]:
         if trial.figures is None:
-            outcomes.append(Outcome(trial, False, f"skipped: {trial.skipped}"))
+            outcomes.append(Outcome(trial, False, f"skipped: {trial.skipped}", ranked_on=on))
             continue
         interval = of[id(trial)]
-        why = _why(interval, of.get(id(winner)), trial is winner, confidence, len(ran))
-        outcomes.append(Outcome(trial, trial is winner, why, interval))
+        why = _why(interval, image_of.get(id(trial)), of.get(id(winner)), trial is winner, confidence, len(ran))
+        outcomes.append(Outcome(trial, trial is winner, why, interval, on))
     return outcomes

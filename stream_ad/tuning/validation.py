@@ -13,16 +13,12 @@ import numpy as np
 
 from stream_ad.data import Sample, read_image, read_mask
 from stream_ad.data.synthetic import synthetic_defects
+from stream_ad.tuning.guard import SATURATED
 
 log = logging.getLogger(__name__)
 
 MIN_SYNTHETIC = 24  # synthetic defects at least: 8 of each kind, whatever few good images are held out
 FEW_DEFECTS = 5  # fewer labelled defects than this rank candidates on chance as much as on skill
-# Synthetic defects that the default already separates this well (its image AUROC on them) leave no room for another
-# candidate to show a gain beyond the guard's noise, whatever it is worth on the line's real defects. Measured: on
-# magnetic_tile stacked into 500 x 1250 strips the default scored 0.9988 on synthetic defects and 0.691 on real ones,
-# where tile 224 scored 0.795 and letterbox 320 0.775 (README, "Tuning to a line"); on bsdata 0.997 against 0.887.
-SATURATED = 0.99
 
 
 @dataclass(frozen=True)
@@ -73,10 +69,17 @@ def synthetic_validation(good: Sequence[Path], seed: int, max_pixels: int) -> Va
 
 
 def saturation_note(validation: ValidationSet, default_auroc: float, kept: bool) -> str | None:
-    """What to tell the engineer when the default was kept on synthetic defects it separates almost perfectly
-    (SATURATED): the choice then says nothing about the line's real defects, and labelled ones would."""
-    if not (validation.synthetic and kept and default_auroc >= SATURATED):
+    """What to tell the engineer when the default separates the synthetic defects almost perfectly (SATURATED): the
+    candidates were then ranked on pixel AUROC where the defects have masks (stream_ad.tuning.guard), which real
+    defects may rank otherwise, and labelled ones would say more. Synthetic defects that easy told image-AUROC
+    ranking nothing: on magnetic_tile stacked into 500 x 1250 strips the default scored 0.9988 on them and 0.691 on
+    real ones, where tile 224 scored 0.795 and letterbox 320 0.775 (README, "Tuning to a line"); on bsdata 0.997
+    against 0.887."""
+    if not (validation.synthetic and default_auroc >= SATURATED):
         return None
-    return (f"the synthetic defects are too easy on these images to tell the candidates apart (the default's image "
-            f"AUROC on them is {default_auroc:.4f}): the default was kept, which may not be the best on real defects; "
+    ranked = ("the candidates were ranked on pixel AUROC instead" if validation.masks is not None
+              else "no candidate could show a gain")
+    outcome = "the default was kept" if kept else "the default was left"
+    return (f"the synthetic defects are too easy on these images to tell the candidates apart by image AUROC (the "
+            f"default's is {default_auroc:.4f}), so {ranked}, and {outcome}: real defects may rank them otherwise; "
             f"give tune 5-20 labelled defect images (--defects DIR, a subfolder per defect type) to judge on them")

@@ -49,15 +49,29 @@ def test_tune_with_synthetic_defects_writes_a_loadable_pipeline_and_every_candid
         figures = row["figures"]
         assert 0.5 < figures["image_auroc"] <= 1.0 and 0.5 < figures["pixel_auroc"] <= 1.0  # better than chance
         assert figures["fit_s"] > 0 and row["why"] and len(figures["scores"]) == 32  # 8 good held out, 24 defects
-    # Each candidate's interval against the default; one is chosen over the default only if its lower end is above 0.
+    # Each candidate's interval against the default, of image AUROC, or of pixel AUROC (binned as the ranking bins
+    # it) where the default separates the synthetic defects almost perfectly; one is chosen over the default only if
+    # its lower end is above 0.
+    saturated = rows[0]["figures"]["image_auroc"] >= SATURATED
+    assert report["ranked_on"] == ("pixel AUROC" if saturated else "image AUROC")
     assert rows[0]["versus_default"] is None
+
+    def ranked(row: dict) -> float:
+        figures = row["figures"]
+        if not saturated:
+            return figures["image_auroc"]
+        binned = figures["ranking_pixel_auroc"]
+        assert abs(binned["value"] - figures["pixel_auroc"]) <= binned["max_error"] + 1e-4  # eval's bins are finer
+        return binned["value"]
+
     for row in rows[1:]:
         interval = row["versus_default"]
         assert interval["low"] <= interval["difference"] <= interval["high"]
-        gain = row["figures"]["image_auroc"] - rows[0]["figures"]["image_auroc"]
-        assert interval["difference"] == pytest.approx(gain)
+        assert interval["of"] == report["ranked_on"]
+        assert interval["difference"] == pytest.approx(ranked(row) - ranked(rows[0]))
         assert (interval["low"] > 0) == ("beats the default" in row["why"])
-    assert rows[0]["chosen"] == all(r["versus_default"]["low"] <= 0 for r in rows[1:])
+    assert rows[0]["chosen"] == all(r["versus_default"]["low"] <= 0 or "image AUROC is worse" in r["why"]
+                                    for r in rows[1:])
     chosen = next(c for c, r in zip(tried, rows, strict=True) if r["chosen"])
     # The user's file with the chosen keys: what they set stays, and it loads as `fit` and `run` load it.
     written = yaml.safe_load((out / "pipeline.yaml").read_text())
@@ -69,9 +83,11 @@ def test_tune_with_synthetic_defects_writes_a_loadable_pipeline_and_every_candid
     stdout = capsys.readouterr().out
     assert all(c.name in stdout for c in tried) and f"chosen: {chosen.name} (" in stdout
     assert "vs default [interval]" in stdout and "(the default)" in stdout
-    # Kept on synthetic defects it separates almost perfectly, the default comes with a note asking for real ones.
-    saturated = rows[0]["chosen"] and rows[0]["figures"]["image_auroc"] >= SATURATED
+    # On synthetic defects the default separates almost perfectly, a note asks for real ones.
     assert ("note" in report) == saturated == ("note: the synthetic defects are too easy" in stdout)
+    ms = report["scoring_ms_per_frame"]
+    assert ms["chosen"] > 0 and ms["default"] > 0
+    assert f"scoring a frame here: {ms['chosen']:g} ms, the default {ms['default']:g} ms" in stdout
     markdown = (out / "tune_report.md").read_text()
     assert "| vs default [interval] |" in markdown and f"- default: {default.name}" in markdown
 

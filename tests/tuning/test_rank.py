@@ -1,14 +1,15 @@
 """Choosing: the default (the first trial) is kept unless a candidate's image AUROC beats it beyond the validation
-set's noise (a paired bootstrap); of several that do, the largest lower bound, ties to the one tried first; skipped
-candidates listed with why."""
+set's noise (a paired bootstrap), or its pixel AUROC where the default's image AUROC saturates; of several that do,
+the largest lower bound, ties to the one tried first; skipped candidates listed with why."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from stream_ad.evaluation import image_auroc
-from stream_ad.tuning import Candidate, Figures, Trial, intervals_against_default, rank
+from stream_ad.tuning import Candidate, Figures, PixelHistograms, RankedOn, Trial, intervals_against_default, rank
 
 # A validation set of tune's size on a PIPED category: 8 held-out good images, 24 synthetic defects.
 LABELS = (0,) * 8 + (1,) * 24
@@ -100,3 +101,67 @@ def test_skipped_candidates_are_listed_with_why() -> None:
 def test_an_unrun_default_is_an_error() -> None:
     with pytest.raises(ValueError, match="the default \\(first\\) candidate was not run"):
         rank([Trial(Candidate("resize", 224, 0.1), None, "budget spent")], LABELS)
+
+
+# ---- where the default's image AUROC saturates: ranked on pixel AUROC ----
+
+MASKS = tuple(np.zeros((16, 16), bool) for _ in range(8)) + tuple(
+    np.pad(np.ones((4, 4), bool), ((r, 12 - r), (c, 12 - c))) for r, c in RNG.integers(0, 12, (24, 2)))
+
+
+def maps(contrast: float, seed: int) -> tuple[np.ndarray, ...]:
+    """Noise maps whose defect pixels are raised by `contrast` (standard deviations)."""
+    rng = np.random.default_rng(seed)
+    return tuple(rng.normal(0.0, 1.0, m.shape) + contrast * m for m in MASKS)
+
+
+def pixel_trial(size: int, scores: tuple[float, ...], contrast: float, seed: int) -> Trial:
+    pixels = PixelHistograms.count(MASKS, maps(contrast, seed))
+    return Trial(Candidate("resize", size, 0.01),
+                 Figures(1.0, 0.5, image_auroc(LABELS, scores), pixels.auroc(), scores, pixels))
+
+
+def test_binned_pixel_auroc_is_sklearns_within_its_stated_bound() -> None:
+    for contrast in (0.0, 0.5, 2.0):
+        amaps = maps(contrast, 1)
+        pixels = PixelHistograms.count(MASKS, amaps)
+        exact = roc_auc_score(np.concatenate([m.ravel() for m in MASKS]), np.concatenate([a.ravel() for a in amaps]))
+        assert abs(pixels.auroc() - exact) <= pixels.max_error() <= 1e-3
+
+
+def test_a_resample_counts_an_image_as_often_as_it_was_drawn() -> None:
+    amaps = maps(1.0, 2)
+    pixels = PixelHistograms.count(MASKS, amaps)
+    weights = np.ones((1, len(MASKS)))
+    weights[0, 3], weights[0, 20], weights[0, 21] = 0, 3, 0  # image 3 and 21 not drawn, image 20 three times
+    drawn = [3 * [i] if i == 20 else [i] for i in range(len(MASKS)) if i not in (3, 21)]
+    order = [i for group in drawn for i in group]
+    exact = roc_auc_score(np.concatenate([MASKS[i].ravel() for i in order]),
+                          np.concatenate([amaps[i].ravel() for i in order]))
+    assert abs(pixels.resampled(weights)[0] - exact) <= 2 * pixels.max_error()
+
+
+def test_a_saturated_default_is_ranked_on_pixel_auroc_and_clearly_better_maps_win() -> None:
+    perfect = separated(DEFAULT)
+    outcomes = rank([pixel_trial(224, perfect, 1.0, 3), pixel_trial(320, perfect, 1.0, 4),
+                     pixel_trial(448, perfect, 3.0, 5)], LABELS)
+    assert all(o.ranked_on is RankedOn.PIXEL_AUROC for o in outcomes)
+    assert [o.chosen for o in outcomes] == [False, False, True]
+    assert outcomes[1].why.startswith("not beyond noise")  # as good maps, other noise
+    interval = outcomes[2].interval
+    assert interval is not None and interval.low > 0.0
+    assert interval.difference == pytest.approx(outcomes[2].trial.figures.pixel_auroc
+                                                - outcomes[0].trial.figures.pixel_auroc)
+
+
+def test_better_maps_do_not_buy_a_worse_image_auroc() -> None:
+    outcomes = rank([pixel_trial(224, separated(DEFAULT), 1.0, 3), pixel_trial(448, DEFAULT, 3.0, 5)], LABELS)
+    assert [o.chosen for o in outcomes] == [True, False]
+    assert "its image AUROC is worse beyond noise" in outcomes[1].why
+    assert outcomes[0].why.startswith("default kept: no candidate beats its pixel AUROC beyond noise")
+
+
+def test_below_saturation_pixel_auroc_is_not_ranked_on() -> None:
+    outcomes = rank([pixel_trial(224, DEFAULT, 1.0, 3), pixel_trial(448, DEFAULT, 3.0, 5)], LABELS)
+    assert all(o.ranked_on is RankedOn.IMAGE_AUROC for o in outcomes)
+    assert [o.chosen for o in outcomes] == [True, False]
