@@ -70,9 +70,9 @@ def measure(root: Path, goods: int, defects: int, seed: int, config: Path | None
     load.append(os.getloadavg()[0])
     ranked = {name: rank(t, sets[name].labels, confidence, settings.runtime.seed) for name, t in trials.items()}
     picked = {name: next(i for i, o in enumerate(r) if o.chosen) for name, r in ranked.items()}
-    real = [t.figures for t in trials["real"] if t.figures is not None]
+    on_real = [t.figures for t in trials["real"] if t.figures is not None]
     synthetic_auroc = [t.figures.image_auroc for t in trials["synthetic"] if t.figures is not None]
-    real_auroc = [f.image_auroc for f in real]
+    real_auroc = [f.image_auroc for f in on_real]
     # What the ranking before the guard picked: the highest synthetic image AUROC (the first of equals).
     unguarded = int(np.argmax(synthetic_auroc))
     for name, r in ranked.items():
@@ -85,8 +85,9 @@ def measure(root: Path, goods: int, defects: int, seed: int, config: Path | None
         "agree": pick == picked["real"], "unguarded_pick": grid[unguarded].name,
         "real_auroc_default": real_auroc[0], "real_auroc_of_synthetic_pick": real_auroc[pick],
         "real_auroc_of_unguarded_pick": real_auroc[unguarded], "real_auroc_best": max(real_auroc),
-        "real_pixel_auroc_default": real[0].pixel_auroc, "real_pixel_auroc_of_synthetic_pick": real[pick].pixel_auroc,
-        "real_pixel_auroc_best": max((f.pixel_auroc for f in real if f.pixel_auroc is not None), default=None),
+        "real_pixel_auroc_default": on_real[0].pixel_auroc,
+        "real_pixel_auroc_of_synthetic_pick": on_real[pick].pixel_auroc,
+        "real_pixel_auroc_best": max((f.pixel_auroc for f in on_real if f.pixel_auroc is not None), default=None),
         "ranked_on": {name: r[0].ranked_on.value for name, r in ranked.items()},
         "spearman_image_auroc": _spearman(synthetic_auroc, real_auroc),
         "synthetic_image_auroc": synthetic_auroc, "real_image_auroc": real_auroc, "load_avg_start_end": load,
