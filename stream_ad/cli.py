@@ -35,7 +35,7 @@ def _tune(args: argparse.Namespace, settings: Settings) -> int:
 
     return tune(settings, args.out, config=args.config, good=args.good, defects=args.defects, masks=args.masks,
                 synthetic=args.synthetic, budget_min=args.budget_min, confidence=args.confidence,
-                max_good=args.max_good)
+                max_good=args.max_good, max_frame_ms=args.max_frame_ms)
 
 
 def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -148,7 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-min", type=float, default=20.0, help="launch no candidate expected to end after this "
                    "many minutes (default 20; the first, the settings' own configuration, always runs)")
     p.add_argument("--confidence", type=float, default=0.95, help="leave the settings' own configuration only for a "
-                   "candidate whose image AUROC beats it at this confidence (a paired bootstrap; default 0.95)")
+                   "candidate whose image AUROC (pixel AUROC where image AUROC saturates) beats it at this confidence "
+                   "(a paired bootstrap; default 0.95)")
+    p.add_argument("--max-frame-ms", type=float, help="choose no candidate that took longer than this to score a "
+                   "frame (the line's frame interval; default: no limit; the settings' own configuration stays "
+                   "eligible)")
     p.add_argument("--max-good", type=int, help="tune on at most this many of the good images, a seeded sample "
                    "(default: all)")
     p.add_argument("--out", type=Path, required=True, help="folder for pipeline.yaml and tune_report.json/.md")

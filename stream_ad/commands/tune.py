@@ -96,14 +96,18 @@ def tune_line(
     settings: Settings, out: Path, *, config: Path | None = None, good: Path | None = None, defects: Path | None = None,
     masks: Path | None = None, synthetic: bool = False, budget_min: float = 20.0,
     candidates: Sequence[Candidate] | None = None, confidence: float = 0.95, max_good: int | None = None,
+    max_frame_ms: float | None = None,
 ) -> Tuned:
     """`config`: the settings file `settings` were read from (the chosen pipeline.yaml is it with the chosen keys);
     `candidates`: the grid to try besides the settings' own configuration, which is always tried first and kept
     unless one beats it beyond noise at `confidence` (default: line_grid, the backbone's other taps and
-    candidate_grid for the frames' size); `max_good`: at most this many good images (a seeded sample; None: all)."""
+    candidate_grid for the frames' size); `max_good`: at most this many good images (a seeded sample; None: all);
+    `max_frame_ms`: no candidate slower than this to score a validation frame is chosen (None: no limit)."""
     start = time.perf_counter()
     if max_good is not None and max_good < 2:
         raise CommandError(f"tune --max-good must be at least 2 (some to fit, some held out), not {max_good}")
+    if max_frame_ms is not None and not max_frame_ms > 0:
+        raise CommandError(f"tune --max-frame-ms must be above 0, not {max_frame_ms}")
     if not 0.5 <= confidence < 1.0:
         raise CommandError(f"tune --confidence must be in [0.5, 1), not {confidence}")
     if masks is not None and defects is None:
@@ -129,7 +133,7 @@ def tune_line(
              "min", len(split.fit), images.root, len(grid), len(split.held_out), validation.defects, budget_min)
     trials = search(settings, grid, split.fit, validation, budget_min * 60,
                     settings.pipeline.source.max_image_pixels)
-    outcomes = rank(trials, validation.labels, confidence, settings.runtime.seed)
+    outcomes = rank(trials, validation.labels, confidence, settings.runtime.seed, max_frame_ms)
     winner = next(o for o in outcomes if o.chosen)
     chosen = winner.trial.candidate
     out.mkdir(parents=True, exist_ok=True)
@@ -138,7 +142,8 @@ def tune_line(
     extra = {"good_images": str(images.root), "fitted": len(split.fit), "held_out_good": len(split.held_out),
              "defects": validation.defects, "frame_size": "x".join(map(str, validation.shape[::-1])),
              "budget_min": budget_min, "cpu_cores": os.cpu_count(), "default": default.name, "taps": taps,
-             "confidence": confidence, "ranked_on": outcomes[0].ranked_on.value, "chosen": chosen.name}
+             "confidence": confidence, "max_frame_ms": max_frame_ms, "ranked_on": outcomes[0].ranked_on.value,
+             "chosen": chosen.name}
     default_figures = outcomes[0].trial.figures
     assert default_figures is not None  # rank() refuses a default that did not run
     note = saturation_note(validation, default_figures.image_auroc, winner is outcomes[0])
@@ -146,8 +151,7 @@ def tune_line(
         log.warning("tune: %s", note)
         extra["note"] = note
     assert winner.trial.figures is not None  # rank() chooses among those that ran
-    chosen_ms, default_ms = (round(1000 * f.score_s / len(validation.frames), 1)
-                             for f in (winner.trial.figures, default_figures))
+    chosen_ms, default_ms = (round(f.frame_ms, 1) for f in (winner.trial.figures, default_figures))
     extra["scoring_ms_per_frame"] = {"chosen": chosen_ms, "default": default_ms}
     json_path, md_path = write_reports(out, outcomes, extra)
     skipped = sum(o.trial.figures is None for o in outcomes)

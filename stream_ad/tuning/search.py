@@ -41,6 +41,11 @@ class Figures:
     # AUROC saturates; None where the defects have no masks. Not in the report.
     pixels: PixelHistograms | None = None
 
+    @property
+    def frame_ms(self) -> float:
+        """Milliseconds to score one validation frame (score_s over them all)."""
+        return 1000.0 * self.score_s / len(self.scores)
+
 
 class RankedOn(enum.StrEnum):
     IMAGE_AUROC = "image AUROC"
@@ -126,9 +131,11 @@ def search(
     return trials
 
 
-def _default_why(default: Figures, confidence: float, better: int, ranked_on: RankedOn) -> str:
+def _default_why(default: Figures, confidence: float, better: int, ranked_on: RankedOn, slow_better: int) -> str:
     if better:
         return f"default: {better} candidate(s) beat it beyond noise"
+    if slow_better:
+        return f"default kept: {slow_better} candidate(s) beat it beyond noise, each too slow for --max-frame-ms"
     if ranked_on is RankedOn.PIXEL_AUROC:
         return (f"default kept: no candidate beats its pixel AUROC beyond noise at {confidence:.0%} (ranked on pixel "
                 f"AUROC: its image AUROC {default.image_auroc:.4f} is saturated)")
@@ -138,12 +145,14 @@ def _default_why(default: Figures, confidence: float, better: int, ranked_on: Ra
 
 
 def _why(interval: Interval, image: Interval | None, winner: Interval | None, chosen: bool, confidence: float,
-         compared: int) -> str:
+         compared: int, too_slow: str | None) -> str:
     """Why (not), beside the interval the report shows in its own column; `image`: the image-AUROC interval where
-    the ranking is on pixel AUROC."""
+    the ranking is on pixel AUROC; `too_slow`: why the candidate could not be chosen for its speed."""
     level = f"{confidence:.0%} over {compared} candidate{'' if compared == 1 else 's'}"
     if chosen:
         return f"beats the default beyond noise ({level}), by the largest lower bound"
+    if too_slow is not None:
+        return too_slow
     if interval.worse:
         return f"worse than the default ({level})"
     if not interval.beats_default:
@@ -163,13 +172,21 @@ def ranked_on(default: Figures) -> RankedOn:
     return RankedOn.IMAGE_AUROC
 
 
-def rank(trials: Sequence[Trial], labels: Sequence[int], confidence: float = 0.95, seed: int = 0) -> list[Outcome]:
+def _too_slow(figures: Figures, max_frame_ms: float | None) -> str | None:
+    if max_frame_ms is None or figures.frame_ms <= max_frame_ms:
+        return None
+    return f"too slow: {figures.frame_ms:.1f} ms a frame, above --max-frame-ms {max_frame_ms:g}"
+
+
+def rank(trials: Sequence[Trial], labels: Sequence[int], confidence: float = 0.95, seed: int = 0,
+         max_frame_ms: float | None = None) -> list[Outcome]:
     """The trials in their order, one chosen, each with why (not). The first trial is the default and must have run
     (search always runs it); another is chosen only if the lower end of its image-AUROC difference from the default
     is above 0 (guard.py: a paired bootstrap at `confidence`, Bonferroni over the candidates run). Where the default's
     image AUROC is saturated (ranked_on), it is the pixel AUROC's difference instead, and a candidate whose image
     AUROC is worse beyond noise is not chosen. Of several, the one with the largest lower bound; ties (saturated
-    candidates) go to the one tried first, the cheaper."""
+    candidates) go to the one tried first, the cheaper. A candidate that took longer than `max_frame_ms` to score a
+    frame is not chosen (the default stays eligible: it is what the line runs untuned)."""
     default = trials[0].figures
     if default is None:
         raise ValueError("the default (first) candidate was not run")
@@ -187,16 +204,19 @@ def rank(trials: Sequence[Trial], labels: Sequence[int], confidence: float = 0.9
     else:
         ranking, image_of = image, {}
     of = {id(t): i for t, i in zip(ran, ranking, strict=True)}
-    better = [t for t in ran if of[id(t)].beats_default and not (id(t) in image_of and image_of[id(t)].worse)]
+    slow = {id(t): _too_slow(f, max_frame_ms) for t, f in zip(ran, figures, strict=True)}
+    beating = [t for t in ran if of[id(t)].beats_default and not (id(t) in image_of and image_of[id(t)].worse)]
+    better = [t for t in beating if slow[id(t)] is None]
     # max() keeps the first of equal keys: the one tried first, the cheaper.
     winner = max(better, key=lambda t: of[id(t)].low) if better else trials[0]
-    outcomes = [Outcome(trials[0], winner is trials[0], _default_why(default, confidence, len(better), on),
-                        ranked_on=on)]
+    why = _default_why(default, confidence, len(better), on, len(beating) - len(better))
+    outcomes = [Outcome(trials[0], winner is trials[0], why, ranked_on=on)]
     for trial in trials[1:]:
         if trial.figures is None:
             outcomes.append(Outcome(trial, False, f"skipped: {trial.skipped}", ranked_on=on))
             continue
         interval = of[id(trial)]
-        why = _why(interval, image_of.get(id(trial)), of.get(id(winner)), trial is winner, confidence, len(ran))
+        why = _why(interval, image_of.get(id(trial)), of.get(id(winner)), trial is winner, confidence, len(ran),
+                   slow[id(trial)])
         outcomes.append(Outcome(trial, trial is winner, why, interval, on))
     return outcomes

@@ -157,6 +157,7 @@ def test_an_empty_good_folder_is_an_error_naming_it(config: Path, tmp_path: Path
     (["--masks", "m"], "stream-ad: tune --masks needs --defects"),
     (["--defects", "d", "--synthetic"], "stream-ad: tune takes --defects or --synthetic, not both"),
     (["--confidence", "1"], "stream-ad: tune --confidence must be in [0.5, 1), not 1.0"),
+    (["--max-frame-ms", "0"], "stream-ad: tune --max-frame-ms must be above 0, not 0.0"),
 ])
 def test_flags_that_do_not_go_together_are_named(flags: list[str], expected: str, config: Path,
                                                  tmp_path: Path) -> None:

@@ -165,3 +165,18 @@ def test_below_saturation_pixel_auroc_is_not_ranked_on() -> None:
     outcomes = rank([pixel_trial(224, DEFAULT, 1.0, 3), pixel_trial(448, DEFAULT, 3.0, 5)], LABELS)
     assert all(o.ranked_on is RankedOn.IMAGE_AUROC for o in outcomes)
     assert [o.chosen for o in outcomes] == [True, False]
+
+
+def test_a_candidate_too_slow_for_the_line_is_not_chosen() -> None:
+    """--max-frame-ms: a clearly better candidate that took longer to score a frame is passed over for the next
+    best; the default stays eligible however slow."""
+    slow = Trial(Candidate("tile", 224, 0.01), Figures(1.0, 32 * 0.5, 1.0, None, separated(DEFAULT)))  # 500 ms
+    quick = Trial(Candidate("resize", 320, 0.01), Figures(1.0, 32 * 0.01, 1.0, None, separated(DEFAULT)))  # 10 ms
+    outcomes = rank([trial(224, DEFAULT), slow, quick], LABELS, max_frame_ms=100)
+    assert [o.chosen for o in outcomes] == [False, False, True]
+    assert outcomes[1].why == "too slow: 500.0 ms a frame, above --max-frame-ms 100"
+    alone = rank([trial(224, DEFAULT), slow], LABELS, max_frame_ms=100)
+    assert [o.chosen for o in alone] == [True, False]
+    assert alone[0].why == "default kept: 1 candidate(s) beat it beyond noise, each too slow for --max-frame-ms"
+    assert rank([trial(224, DEFAULT), slow], LABELS, max_frame_ms=1e-3)[0].chosen  # the default runs untuned anyway
+    assert rank([trial(224, DEFAULT), slow], LABELS)[1].chosen  # no limit: the better one
