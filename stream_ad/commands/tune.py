@@ -170,8 +170,11 @@ def tune(settings: Settings, out: Path, *, good: Path | None = None, budget_min:
     print(f"chosen: {tuned.chosen.name} ({tuned.why})\nsettings: {tuned.pipeline}\n"
           f"report: {tuned.report_json}, {tuned.report_md}")
     chosen_ms, default_ms = tuned.frame_ms
+    limit = options.get("max_frame_ms")
+    against = (f"limit --max-frame-ms {limit:g}" if limit is not None
+               else "check it against the line's frame interval (--max-frame-ms)")
     print(f"scoring a frame here: {chosen_ms:g} ms, the default {default_ms:g} ms (tune's validation frames at "
-          f"runtime.threads {settings.runtime.threads or 'all cores'}): check it against the line's frame rate")
+          f"runtime.threads {settings.runtime.threads or 'all cores'}): {against}")
     if tuned.note is not None:
         print(f"note: {tuned.note}")
     good_flag = f" --good {good}" if good is not None else ""
