@@ -60,7 +60,8 @@ def measure(root: Path, goods: int, defects: int, seed: int, config: Path | None
     max_pixels = settings.pipeline.source.max_image_pixels
     sets = {"synthetic": synthetic_validation(split.held_out, settings.calibration.seed, max_pixels),
             "real": labelled_validation(split.held_out, real, f"{root}/test", max_pixels)}
-    grid = line_grid(default_candidate(settings), settings.backbone.name, *sets["real"].shape)
+    grid = line_grid(default_candidate(settings), settings.backbone.name, *sets["real"].shape,
+                     len(split.fit))
     trials: dict[str, list[Trial]] = {name: [] for name in sets}
     load = [os.getloadavg()[0]]
     for candidate in tqdm(grid, desc=root.name, unit="candidate"):

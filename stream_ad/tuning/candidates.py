@@ -1,7 +1,8 @@
 """The configurations `stream-ad tune` tries: a geometry (resize, letterbox, tile) and input size, and the method:
 PatchCore at a coreset ratio, or PaDiM (a Gaussian per position: for parts in a fixture), chosen from the frames' size
-as the README's "Resize, letterbox or tile?" advises; and, at the settings' own configuration, the other frame score
-and, for a backbone whose node names tune knows, other feature taps."""
+as the README's "Resize, letterbox or tile?" advises; a VAE's reconstruction error (a method that learns the parts'
+look from scratch, for textures ImageNet features fit badly); and, at the settings' own configuration, the other
+frame score and, for a backbone whose node names tune knows, other feature taps."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, Literal
 
 from stream_ad.geometry import tile_starts
 from stream_ad.scorers.patchcore.model import PatchCoreParams
+from stream_ad.scorers.reconstruction.vae_scorer import VAEParams
 from stream_ad.settings import MAP_SCORE_FRACTION, Settings, settings_from_record
 
 CORESET_RATIOS = (0.01, 0.1)
@@ -33,6 +35,16 @@ SQUARE = 1.1  # frames whose sides differ by less than this factor letterbox as 
 TAP_SETS: dict[str, tuple[tuple[str, ...], ...]] = {
     "mobilenet_v2": (("features.6", "features.13"), ("features.6", "features.3", "features.13")),
 }
+# The VAE candidate: its reconstruction error (mode "reconstruction": one forward pass, 2-3 ms a frame, exportable;
+# the projection's 20 gradient steps a frame are too slow for tune to try) at 128 px, the size its README figures
+# were measured at. It trains for the VAE's own 30 epochs, held between RECONSTRUCTION_STEPS optimiser steps (batches
+# of 16): at least 120, the 60 epochs its PIPED figures were measured with on 24 images (600 steps there lost image
+# AUROC on PA_BRG03_TL, 0.885 -> 0.776 on real defects: it learns the few images too well), and at most 600, so that
+# on a line of thousands of good images its fit stays within a few minutes on 2 cores. On PIPED's paper textures it
+# localised far better than PatchCore, on magnetic_tile far worse (README, "Reconstruction methods"): the guard
+# decides per line.
+RECONSTRUCTION_SIZE = 128
+RECONSTRUCTION_STEPS = (120, 600)
 # Candidate.frame_score for the method's own image score (preprocess.map_score_fraction null). The other rule, the
 # mean of the map's top MAP_SCORE_FRACTION, is the settings' default; tune tries whichever rule the settings do not
 # use, at the default's configuration (README, "The frame score").
@@ -48,12 +60,14 @@ class Candidate:
     layers: tuple[str, ...] | None = None  # backbone.layers; None: the settings' own
     # preprocess.map_score_fraction: a fraction, or METHOD_SCORE (null); None: the settings' own
     frame_score: float | Literal["method"] | None = None
+    epochs: int | None = None  # a trained method's (the VAE's); None for one that trains no network
 
     @property
     def name(self) -> str:
         ratio = "" if self.coreset_ratio is None else f" ratio {self.coreset_ratio:g}"
+        epochs = "" if self.epochs is None else f" reconstruction {self.epochs} epochs"
         taps = "" if self.layers is None else f" taps {'+'.join(self.layers)}"
-        return f"{self.method} {self.mode} {self.size}{ratio}{taps}{self._score_name()}"
+        return f"{self.method} {self.mode} {self.size}{ratio}{epochs}{taps}{self._score_name()}"
 
     def _score_name(self) -> str:
         if self.frame_score is None:
@@ -67,6 +81,8 @@ class Candidate:
         params: dict[str, Any] = {} if self.coreset_ratio is None else {"coreset_ratio": self.coreset_ratio}
         if self.mode == "tile" and self.method == "patchcore":
             params["coreset_pool"] = TILE_CORESET_POOL
+        if self.epochs is not None:
+            params |= {"mode": "reconstruction", "epochs": self.epochs}
         taps = {} if self.layers is None else {"backbone": {"layers": list(self.layers)}}
         score = {} if self.frame_score is None else {
             "map_score_fraction": None if self.frame_score == METHOD_SCORE else self.frame_score}
@@ -81,11 +97,23 @@ class Candidate:
         return tiles * self.size**2
 
 
-def candidate_grid(height: int, width: int) -> list[Candidate]:
+def reconstruction_candidate(fit_images: int) -> Candidate:
+    """The VAE at RECONSTRUCTION_SIZE, trained on `fit_images` good images for its own epochs held within
+    RECONSTRUCTION_STEPS (at least one epoch)."""
+    fields = VAEParams.model_fields
+    batches = -(-fit_images // fields["batch_size"].default)
+    fewest, most = RECONSTRUCTION_STEPS
+    epochs = min(max(fields["epochs"].default, -(-fewest // batches)), max(1, most // batches))
+    return Candidate("resize", RECONSTRUCTION_SIZE, None, "vae", epochs=epochs)
+
+
+def candidate_grid(height: int, width: int, fit_images: int) -> list[Candidate]:
     """Cheapest first, so a short budget still tries the default: resize 224; letterbox 224 and 320 for frames far
     from square, else resize 320; each with PatchCore at CORESET_RATIOS and with PaDiM (its fit is one pass of
     sums, cheaper than a coreset); tile 224 at native size, PatchCore at TILE_CORESET_RATIOS, when a side is at least
-    twice the tile (no PaDiM there: a position inside a tile is no position on the part)."""
+    twice the tile (no PaDiM there: a position inside a tile is no position on the part); last the VAE's
+    reconstruction, trained on the `fit_images` good images (the geometries' budget first: on large frames with
+    small defects, where tile mode wins, a 128 px reconstruction loses them)."""
     square = max(height, width) < SQUARE * min(height, width)
     geometries: list[tuple[Literal["resize", "letterbox", "tile"], int]] = [("resize", 224)]
     geometries += [("resize", 320)] if square else [("letterbox", 224), ("letterbox", 320)]
@@ -93,23 +121,26 @@ def candidate_grid(height: int, width: int) -> list[Candidate]:
     grid += [Candidate(mode, size, None, "padim") for mode, size in geometries]
     if max(height, width) >= 2 * TILE:
         grid += [Candidate("tile", TILE, ratio) for ratio in TILE_CORESET_RATIOS]
-    return grid
+    return grid + [reconstruction_candidate(fit_images)]
 
 
 def default_candidate(settings: Settings) -> Candidate:
-    """What the settings fit without tuning: their geometry, size and taps, and PaDiM where they name it, else
-    PatchCore at their coreset ratio (PatchCore's own default where they set none, or where they name a method tune
-    does not try)."""
+    """What the settings fit without tuning: their geometry, size and taps, and PaDiM where they name it, the VAE
+    where they name it in mode "reconstruction" (with their epochs), else PatchCore at their coreset ratio
+    (PatchCore's own default where they set none, or where they name a method tune does not try)."""
     p = settings.preprocess
     size = p.tile_size if p.mode == "tile" else p.image_size
     layers = tuple(settings.backbone.layers)
     score = METHOD_SCORE if p.map_score_fraction is None else p.map_score_fraction
+    params = settings.scorer.params  # an unvalidated mapping; a STREAM_AD_* variable gives a string
     if settings.scorer.method == "padim":
-        return Candidate(p.mode, size, None, "padim", layers, score)
+        return Candidate(p.mode, size, None, "padim", layers=layers, frame_score=score)
+    if settings.scorer.method == "vae" and params.get("mode") == "reconstruction":
+        epochs = int(params.get("epochs", VAEParams.model_fields["epochs"].default))
+        return Candidate(p.mode, size, None, "vae", layers, score, epochs)
     ratio = PatchCoreParams.model_fields["coreset_ratio"].default
     if settings.scorer.method == "patchcore":
-        # float(): params stay an unvalidated mapping in settings, and a STREAM_AD_* variable gives a string
-        ratio = float(settings.scorer.params.get("coreset_ratio", ratio))
+        ratio = float(params.get("coreset_ratio", ratio))
     return Candidate(p.mode, size, ratio, layers=layers, frame_score=score)
 
 
@@ -137,11 +168,12 @@ def with_default(default: Candidate, grid: Sequence[Candidate]) -> list[Candidat
                                                    frame_score=c.frame_score or default.frame_score) != default]
 
 
-def line_grid(default: Candidate, backbone: str, height: int, width: int) -> list[Candidate]:
-    """What tune tries on frames of that size: the default, the default with the backbone's other taps and with the
-    other frame score (each as cheap as the default, so before the rest), then the candidate grid."""
+def line_grid(default: Candidate, backbone: str, height: int, width: int, fit_images: int) -> list[Candidate]:
+    """What tune tries on frames of that size, fitting on `fit_images` good images: the default, the default with the
+    backbone's other taps and with the other frame score (each as cheap as the default, so before the rest), then the
+    candidate grid."""
     return with_default(default, tap_candidates(default, backbone) + score_candidates(default)
-                        + candidate_grid(height, width))
+                        + candidate_grid(height, width, fit_images))
 
 
 def taps_note(default: Candidate, backbone: str) -> str:

@@ -99,24 +99,34 @@ def figures_on(model: AnomalyModel, validation: ValidationSet, fit_s: float) -> 
                    tuple(float(s) for s in scores), pixels)
 
 
+def _cost_kind(candidate: Candidate) -> str:
+    """Candidates whose seconds per input pixel are alike: the methods on the frozen backbone share one (their time
+    is its passes over the images, and what follows them), a method that trains a network has its own (its time is
+    its training steps, RECONSTRUCTION_STEPS whatever the images)."""
+    return "frozen backbone" if candidate.epochs is None else candidate.method
+
+
 def search(
     base: Settings, candidates: Sequence[Candidate], fit: Sequence[Path], validation: ValidationSet,
     budget_s: float, max_pixels: int,
 ) -> list[Trial]:
     """Every candidate tried in order while the budget lasts: the first always; a later one only if its expected
-    time (the most seconds per input pixel of those tried so far, times its own input pixels) fits in what is
-    left. The others are listed as skipped, with why."""
+    time (the most seconds per input pixel of those of its kind tried so far, _cost_kind, times its own input
+    pixels) fits in what is left, or, the first of its kind, if any budget is left. The others are listed as
+    skipped, with why."""
     start = time.monotonic()
     h, w = validation.shape
     overlap = base.preprocess.tile_overlap
-    cost_per_pixel = 0.0
+    cost_per_pixel: dict[str, float] = {}
     trials = []
     for candidate in tqdm(candidates, desc="tune", unit="candidate"):
         elapsed = time.monotonic() - start
         pixels = candidate.input_pixels(h, w, overlap)
-        expected = cost_per_pixel * pixels
-        if trials and elapsed + expected > budget_s:
-            why = f"budget: {elapsed:.0f} s of {budget_s:.0f} s spent, this one would take about {expected:.0f} s"
+        kind = _cost_kind(candidate)
+        expected = cost_per_pixel[kind] * pixels if kind in cost_per_pixel else None
+        if trials and elapsed + (expected or 0.0) > budget_s:
+            why = (f"budget: {elapsed:.0f} s of {budget_s:.0f} s spent"
+                   + ("" if expected is None else f", this one would take about {expected:.0f} s"))
             log.info("skipping %s (%s)", candidate.name, why)
             trials.append(Trial(candidate, None, why))
             continue
@@ -124,7 +134,7 @@ def search(
         began = time.monotonic()
         model, fit_s = fit_candidate(settings_for(base, candidate), fit, max_pixels)
         figures = figures_on(model, validation, fit_s)
-        cost_per_pixel = max(cost_per_pixel, (time.monotonic() - began) / pixels)
+        cost_per_pixel[kind] = max(cost_per_pixel.get(kind, 0.0), (time.monotonic() - began) / pixels)
         log.info("%s: image AUROC %.4f, pixel AUROC %s, fit %.1f s", candidate.name, figures.image_auroc,
                  "-" if figures.pixel_auroc is None else f"{figures.pixel_auroc:.4f}", figures.fit_s)
         trials.append(Trial(candidate, figures))

@@ -29,19 +29,24 @@ from stream_ad.tuning import (
 )
 from stream_ad.tuning.candidates import (
     METHOD_SCORE,
+    RECONSTRUCTION_SIZE,
+    RECONSTRUCTION_STEPS,
     TAP_SETS,
     TILE_CORESET_POOL,
     TILE_CORESET_RATIOS,
+    reconstruction_candidate,
     score_candidates,
 )
 
 OWN = ("features.6", "features.13")  # the built-in taps
 OTHER = ("features.6", "features.10", "features.13")  # another tap set
 MAP = MAP_SCORE_FRACTION  # the default frame score
+FIT = 96  # good images fitted on: 6 batches of 16 per VAE epoch
 
 
 def geometries(height: int, width: int) -> list[tuple[str, int]]:
-    return sorted({(c.mode, c.size) for c in candidate_grid(height, width)})
+    """The frozen-backbone methods' geometries (the VAE's 128 px resize is the same on every frame)."""
+    return sorted({(c.mode, c.size) for c in candidate_grid(height, width, FIT) if c.method != "vae"})
 
 
 @pytest.mark.parametrize(("height", "width", "expected"), [
@@ -50,8 +55,10 @@ def geometries(height: int, width: int) -> list[tuple[str, int]]:
     (640, 640, [("resize", 224), ("resize", 320), ("tile", 224)]),
 ])
 def test_the_grid_follows_the_frames_shape(height: int, width: int, expected: list[tuple[str, int]]) -> None:
-    assert geometries(height, width) == expected
-    grid = candidate_grid(height, width)
+    grid = candidate_grid(height, width, FIT)
+    assert grid[-1] == reconstruction_candidate(FIT)  # last: the geometries' budget first, whatever the frames
+    grid = grid[:-1]
+    assert sorted({(c.mode, c.size) for c in grid}) == expected
     assert grid[0] == Candidate("resize", 224, 0.01)  # the cheapest first: a short budget still tries it
     flat = [g for g in expected if g[0] != "tile"]
     assert len(set(grid)) == len(grid) == 2 * len(expected) + len(flat)  # + PaDiM at each geometry but tiles
@@ -89,6 +96,34 @@ def test_settings_for_a_candidate_validate_with_the_methods_params() -> None:
     assert Candidate("resize", 224, None, "padim").name == "padim resize 224"
 
 
+@pytest.mark.parametrize(("fit_images", "epochs"), [(24, 60), (FIT, 30), (300, 30), (571, 16), (20000, 1)])
+def test_the_vae_trains_its_own_epochs_within_a_bounded_number_of_steps(fit_images: int, epochs: int) -> None:
+    """The VAE's 30 epochs at its batch of 16, raised to at least 120 steps (PIPED's 24 fitted images: 2 batches an
+    epoch) and cut to at most 600 (a fit of about the same time on a line of thousands); at least one epoch."""
+    vae = reconstruction_candidate(fit_images)
+    assert (vae.method, vae.mode, vae.size, vae.coreset_ratio, vae.epochs) == (
+        "vae", "resize", RECONSTRUCTION_SIZE, None, epochs)
+    steps = epochs * -(-fit_images // 16)
+    fewest, most = RECONSTRUCTION_STEPS
+    assert steps <= most or epochs == 1
+    assert steps >= fewest or epochs == 30
+
+
+def test_the_vae_candidate_writes_its_mode_and_epochs_and_validates() -> None:
+    vae = reconstruction_candidate(FIT)
+    assert vae.name == "vae resize 128 reconstruction 30 epochs"
+    assert vae.overrides()["scorer"] == {"method": "vae", "params": {"mode": "reconstruction", "epochs": 30}}
+    settings = settings_for(load_settings(scorer={"method": "patchcore", "params": {"coreset_ratio": 0.1}}), vae)
+    params = scorer_params(settings.scorer)  # no PatchCore key carried over: the VAE's params validate
+    assert (settings.preprocess.image_size, params.mode, params.epochs) == (128, "reconstruction", 30)
+    # A settings file naming the VAE in reconstruction mode is its own default, with its epochs and size.
+    mine = load_settings(preprocess={"image_size": 128}, scorer={"method": "vae", "params": {
+        "mode": "reconstruction", "epochs": "40"}})
+    assert default_candidate(mine) == Candidate("resize", 128, None, "vae", OWN, MAP, 40)
+    assert settings_for(mine, default_candidate(mine)).scorer.params["epochs"] == 40
+    assert tap_candidates(default_candidate(mine), "mobilenet_v2") == []  # taps are PatchCore's
+
+
 def test_the_grid_is_chosen_for_the_largest_frame() -> None:
     frames = (np.zeros((128, 128, 3), np.uint8), np.zeros((500, 700, 3), np.uint8), np.zeros((300, 300, 3), np.uint8))
     validation = ValidationSet(frames, (0, 0, 1), None, "none")
@@ -116,7 +151,7 @@ def test_the_default_candidate_is_what_the_settings_fit_untuned(overrides: dict,
 
 
 def test_the_default_is_tried_first_and_only_once() -> None:
-    grid = candidate_grid(640, 640)
+    grid = candidate_grid(640, 640, FIT)
     assert with_default(grid[0], grid) == grid
     outside = Candidate("resize", 256, 0.05)
     assert with_default(outside, grid) == [outside, *grid]
@@ -146,9 +181,9 @@ def test_settings_with_other_taps_get_the_built_in_ones_as_an_alternative() -> N
     assert tap_candidates(mine, "mobilenet_v2")[0] == Candidate("letterbox", 320, 0.05, layers=OWN, frame_score=MAP)
     assert OTHER not in {c.layers for c in tap_candidates(mine, "mobilenet_v2")}  # not twice
     taps = tap_candidates(mine, "mobilenet_v2")
-    grid = line_grid(mine, "mobilenet_v2", 500, 1250)
+    grid = line_grid(mine, "mobilenet_v2", 500, 1250, FIT)
     own = replace(mine, frame_score=METHOD_SCORE)
-    assert grid == [mine, *taps, own, *candidate_grid(500, 1250)]
+    assert grid == [mine, *taps, own, *candidate_grid(500, 1250, FIT)]
     assert taps_note(mine, "mobilenet_v2").startswith(f"the settings' own ({'+'.join(OTHER)}), and features.6+")
 
 
@@ -157,7 +192,8 @@ def test_mobilenet_v2_tries_the_stride_4_stage_at_the_defaults_configuration_sec
     stride_4 = replace(default, layers=("features.6", "features.3", "features.13"))
     assert tap_candidates(default, "mobilenet_v2") == [stride_4]  # features.6 first: its stride-8 grid is kept
     own = replace(default, frame_score=METHOD_SCORE)
-    assert line_grid(default, "mobilenet_v2", 500, 1250) == [default, stride_4, own, *candidate_grid(500, 1250)]
+    grid = candidate_grid(500, 1250, FIT)
+    assert line_grid(default, "mobilenet_v2", 500, 1250, FIT) == [default, stride_4, own, *grid]
     assert taps_note(default, "mobilenet_v2") == ("the settings' own (features.6+features.13), and "
                                                   "features.6+features.3+features.13 at the default's configuration")
 
@@ -201,6 +237,7 @@ def test_another_backbone_keeps_its_own_taps_and_says_so() -> None:
     default = Candidate("resize", 224, 0.01, layers=("layer2", "layer3"), frame_score=MAP)
     assert tap_candidates(default, "resnet18") == []
     own = replace(default, frame_score=METHOD_SCORE)
-    assert line_grid(default, "resnet18", 128, 128) == [default, own, *candidate_grid(128, 128)[1:]]  # [0]: it
+    grid = candidate_grid(128, 128, FIT)
+    assert line_grid(default, "resnet18", 128, 128, FIT) == [default, own, *grid[1:]]  # grid[0]: it
     assert taps_note(default, "resnet18") == ("only the settings' own: tune knows the node names of mobilenet_v2, "
                                               "not resnet18")

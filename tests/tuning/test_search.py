@@ -1,0 +1,32 @@
+"""tune's search within its budget, on real fits of a PIPED category: a candidate runs only if its expected time
+(seconds per input pixel of its kind so far) fits in what is left; the first of a kind whose time tune has not seen
+(a method that trains a network) runs while any budget is left."""
+
+from __future__ import annotations
+
+from stream_ad.calibration.holdout import split_good
+from stream_ad.data import MVTecCategory
+from stream_ad.settings import load_settings
+from stream_ad.tuning import Candidate, search, synthetic_validation
+from tests.commands.conftest import CATEGORY
+
+FAST = {"device": "cpu", "threads": 2, "batch_size": 8, "accelerate": "eager"}
+
+
+def test_a_method_of_another_kind_runs_where_one_of_a_known_kind_would_not_fit(shared: object) -> None:
+    settings = load_settings(data={"root": str(CATEGORY)}, runtime=FAST)
+    split = split_good(MVTecCategory(CATEGORY).good_folder().paths, settings.calibration)
+    validation = synthetic_validation(split.held_out, 0, settings.pipeline.source.max_image_pixels)
+    small = Candidate("resize", 64, 0.1)
+    # 1024 times small's input pixels: at small's seconds per pixel, far beyond the budget left.
+    huge = Candidate("resize", 2048, 0.1)
+    vae = Candidate("resize", 64, None, "vae", epochs=1)  # trains a network: its time is not the backbone's
+    budget_s = 120.0
+    trials = search(settings, [small, huge, vae], split.fit, validation, budget_s,
+                    settings.pipeline.source.max_image_pixels)
+    assert [t.candidate for t in trials] == [small, huge, vae]
+    assert trials[0].figures is not None and trials[2].figures is not None
+    assert trials[1].figures is None
+    expected = float(trials[1].skipped.split("would take about ")[1].split(" s")[0])
+    assert expected > budget_s  # estimated from small's own seconds per pixel, times 1024
+    assert trials[2].figures.fit_s > 0 and len(trials[2].figures.scores) == len(validation.labels)
