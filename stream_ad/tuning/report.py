@@ -56,6 +56,7 @@ def to_json(outcomes: Sequence[Outcome], extra: dict[str, Any]) -> dict[str, Any
         {"name": o.trial.candidate.name, "settings": o.trial.candidate.overrides(),
          "figures": None if o.trial.figures is None else _figures_json(o.trial.figures), "skipped": o.trial.skipped,
          "versus_default": None if o.interval is None else {**asdict(o.interval), "of": o.ranked_on.value},
+         "image_versus_default": None if o.image_interval is None else asdict(o.image_interval),
          "chosen": o.chosen, "why": o.why}
         for o in outcomes
     ]}

@@ -1,6 +1,6 @@
 """Fit and score each candidate on the validation set within a time budget, then choose: the default (the first
-candidate) unless another beats its image AUROC beyond the validation set's noise, or its pixel AUROC where the
-default's image AUROC is saturated (stream_ad.tuning.guard)."""
+candidate) unless another beats its image AUROC beyond the validation set's noise, or its pixel AUROC where image
+AUROC cannot tell them apart (saturated, or none beats it beyond noise; stream_ad.tuning.guard)."""
 
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ class Outcome:
     why: str
     interval: Interval | None = None  # its difference from the default; None: the default, or not run
     ranked_on: RankedOn = RankedOn.IMAGE_AUROC  # what `interval` is of, the same for every outcome of a ranking
+    image_interval: Interval | None = None  # its image AUROC's difference from the default, whatever it was ranked on
 
 
 def _score(model: AnomalyModel, validation: ValidationSet) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -147,8 +148,10 @@ def _default_why(default: Figures, confidence: float, better: int, ranked_on: Ra
     if slow_better:
         return f"default kept: {slow_better} candidate(s) beat it beyond noise, each too slow for --max-frame-ms"
     if ranked_on is RankedOn.PIXEL_AUROC:
+        because = (f"its image AUROC {default.image_auroc:.4f} is saturated" if default.image_auroc >= SATURATED
+                   else "no candidate beats its image AUROC beyond noise")
         return (f"default kept: no candidate beats its pixel AUROC beyond noise at {confidence:.0%} (ranked on pixel "
-                f"AUROC: its image AUROC {default.image_auroc:.4f} is saturated)")
+                f"AUROC: {because})")
     if default.image_auroc == 1.0:
         return "default kept: its image AUROC is 1.0 (saturated), so no candidate can beat it"
     return f"default kept: no candidate beats it beyond noise at {confidence:.0%}"
@@ -175,9 +178,11 @@ def _why(interval: Interval, image: Interval | None, winner: Interval | None, ch
     return f"beats the default, by a lower bound below the chosen one's {winner.low:+.4f}"
 
 
-def ranked_on(default: Figures) -> RankedOn:
-    """Pixel AUROC where the default's image AUROC is saturated (guard.SATURATED) and the defects have masks."""
-    if default.image_auroc >= SATURATED and default.pixels is not None:
+def ranked_on(default: Figures, image_decides: bool) -> RankedOn:
+    """Pixel AUROC where the defects have masks and image AUROC cannot tell the candidates from the default: the
+    default's is saturated (guard.SATURATED), or none that could be chosen beats it beyond noise
+    (`image_decides` False); then the maps decide between configurations that detect alike."""
+    if default.pixels is not None and (default.image_auroc >= SATURATED or not image_decides):
         return RankedOn.PIXEL_AUROC
     return RankedOn.IMAGE_AUROC
 
@@ -192,30 +197,31 @@ def rank(trials: Sequence[Trial], labels: Sequence[int], confidence: float = 0.9
          max_frame_ms: float | None = None) -> list[Outcome]:
     """The trials in their order, one chosen, each with why (not). The first trial is the default and must have run
     (search always runs it); another is chosen only if the lower end of its image-AUROC difference from the default
-    is above 0 (guard.py: a paired bootstrap at `confidence`, Bonferroni over the candidates run). Where the default's
-    image AUROC is saturated (ranked_on), it is the pixel AUROC's difference instead, and a candidate whose image
-    AUROC is worse beyond noise is not chosen. Of several, the one with the largest lower bound; ties (saturated
-    candidates) go to the one tried first, the cheaper. A candidate that took longer than `max_frame_ms` to score a
-    frame is not chosen (the default stays eligible: it is what the line runs untuned)."""
+    is above 0 (guard.py: a paired bootstrap at `confidence`, Bonferroni over the candidates run). Where image AUROC
+    cannot tell them apart (ranked_on: the default's is saturated, or no candidate beats it beyond noise), it is the
+    pixel AUROC's difference instead, and a candidate whose image AUROC is worse beyond noise is not chosen. Of
+    several, the one with the largest lower bound; ties (saturated candidates) go to the one tried first, the
+    cheaper. A candidate that took longer than `max_frame_ms` to score a frame is not chosen (the default stays
+    eligible: it is what the line runs untuned)."""
     default = trials[0].figures
     if default is None:
         raise ValueError("the default (first) candidate was not run")
     ran = [t for t in trials[1:] if t.figures is not None]
     figures = [t.figures for t in ran if t.figures is not None]
-    on = ranked_on(default)
-    image = intervals_against_default(labels, default.scores, [f.scores for f in figures], confidence, seed)
+    slow = {id(t): _too_slow(f, max_frame_ms) for t, f in zip(ran, figures, strict=True)}
+    image = dict(zip(map(id, ran), intervals_against_default(labels, default.scores, [f.scores for f in figures],
+                                                             confidence, seed), strict=True))
+    on = ranked_on(default, any(image[id(t)].beats_default and slow[id(t)] is None for t in ran))
     if on is RankedOn.PIXEL_AUROC:
         assert default.pixels is not None  # ranked_on
         pixels = [f.pixels for f in figures if f.pixels is not None]
         if len(pixels) != len(figures):
             raise ValueError("every candidate needs its maps' pixels to be ranked on pixel AUROC")
-        ranking = pixel_intervals_against_default(labels, default.pixels, pixels, confidence, seed)
-        image_of = dict(zip(map(id, ran), image, strict=True))
+        of = dict(zip(map(id, ran), pixel_intervals_against_default(labels, default.pixels, pixels, confidence, seed),
+                      strict=True))
     else:
-        ranking, image_of = image, {}
-    of = {id(t): i for t, i in zip(ran, ranking, strict=True)}
-    slow = {id(t): _too_slow(f, max_frame_ms) for t, f in zip(ran, figures, strict=True)}
-    beating = [t for t in ran if of[id(t)].beats_default and not (id(t) in image_of and image_of[id(t)].worse)]
+        of = image
+    beating = [t for t in ran if of[id(t)].beats_default and not image[id(t)].worse]
     better = [t for t in beating if slow[id(t)] is None]
     # max() keeps the first of equal keys: the one tried first, the cheaper.
     winner = max(better, key=lambda t: of[id(t)].low) if better else trials[0]
@@ -226,7 +232,7 @@ def rank(trials: Sequence[Trial], labels: Sequence[int], confidence: float = 0.9
             outcomes.append(Outcome(trial, False, f"skipped: {trial.skipped}", ranked_on=on))
             continue
         interval = of[id(trial)]
-        why = _why(interval, image_of.get(id(trial)), of.get(id(winner)), trial is winner, confidence, len(ran),
-                   slow[id(trial)])
-        outcomes.append(Outcome(trial, trial is winner, why, interval, on))
+        why = _why(interval, image[id(trial)] if on is RankedOn.PIXEL_AUROC else None, of.get(id(winner)),
+                   trial is winner, confidence, len(ran), slow[id(trial)])
+        outcomes.append(Outcome(trial, trial is winner, why, interval, on, image[id(trial)]))
     return outcomes

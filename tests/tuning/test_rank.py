@@ -1,6 +1,7 @@
 """Choosing: the default (the first trial) is kept unless a candidate's image AUROC beats it beyond the validation
-set's noise (a paired bootstrap), or its pixel AUROC where the default's image AUROC saturates; of several that do,
-the largest lower bound, ties to the one tried first; skipped candidates listed with why."""
+set's noise (a paired bootstrap), or its pixel AUROC where image AUROC cannot tell them apart (the default's is
+saturated, or none beats it beyond noise); of several that do, the largest lower bound, ties to the one tried first;
+skipped candidates listed with why."""
 
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ def test_an_unrun_default_is_an_error() -> None:
         rank([Trial(Candidate("resize", 224, 0.1), None, "budget spent")], LABELS)
 
 
-# ---- where the default's image AUROC saturates: ranked on pixel AUROC ----
+# ---- where image AUROC cannot tell them apart: ranked on pixel AUROC ----
 
 MASKS = tuple(np.zeros((16, 16), bool) for _ in range(8)) + tuple(
     np.pad(np.ones((4, 4), bool), ((r, 12 - r), (c, 12 - c))) for r, c in RNG.integers(0, 12, (24, 2)))
@@ -161,10 +162,31 @@ def test_better_maps_do_not_buy_a_worse_image_auroc() -> None:
     assert outcomes[0].why.startswith("default kept: no candidate beats its pixel AUROC beyond noise")
 
 
-def test_below_saturation_pixel_auroc_is_not_ranked_on() -> None:
-    outcomes = rank([pixel_trial(224, DEFAULT, 1.0, 3), pixel_trial(448, DEFAULT, 3.0, 5)], LABELS)
+def test_below_saturation_the_maps_decide_where_image_auroc_cannot() -> None:
+    """No candidate beats the default's image AUROC beyond noise: the clearly better maps are chosen."""
+    outcomes = rank([pixel_trial(224, DEFAULT, 1.0, 3), pixel_trial(320, noise_better(DEFAULT), 1.0, 4),
+                     pixel_trial(448, DEFAULT, 3.0, 5)], LABELS)
+    assert all(o.ranked_on is RankedOn.PIXEL_AUROC for o in outcomes)
+    assert [o.chosen for o in outcomes] == [False, False, True]
+    assert outcomes[1].why.startswith("not beyond noise")  # as good maps, and an image AUROC only noise-better
+    kept = rank([pixel_trial(224, DEFAULT, 1.0, 3), pixel_trial(320, noise_better(DEFAULT), 1.0, 4)], LABELS)
+    assert [o.chosen for o in kept] == [True, False]
+    assert kept[0].why == ("default kept: no candidate beats its pixel AUROC beyond noise at 95% (ranked on pixel "
+                           "AUROC: no candidate beats its image AUROC beyond noise)")
+
+
+def test_a_candidate_that_beats_the_image_auroc_is_ranked_on_it_whatever_the_maps() -> None:
+    outcomes = rank([pixel_trial(224, DEFAULT, 1.0, 3), pixel_trial(320, separated(DEFAULT), 1.0, 4),
+                     pixel_trial(448, DEFAULT, 3.0, 5)], LABELS)
     assert all(o.ranked_on is RankedOn.IMAGE_AUROC for o in outcomes)
-    assert [o.chosen for o in outcomes] == [True, False]
+    assert [o.chosen for o in outcomes] == [False, True, False]  # better detection, though 448 has better maps
+    # The same one too slow for the line: image AUROC decides nothing, so the maps do.
+    slow = [pixel_trial(224, DEFAULT, 1.0, 3), pixel_trial(320, separated(DEFAULT), 1.0, 4),
+            pixel_trial(448, DEFAULT, 3.0, 5)]
+    slow[1] = Trial(slow[1].candidate, Figures(1.0, 32 * 0.5, 1.0, slow[1].figures.pixel_auroc,
+                                               separated(DEFAULT), slow[1].figures.pixels))
+    outcomes = rank(slow, LABELS, max_frame_ms=100)
+    assert outcomes[0].ranked_on is RankedOn.PIXEL_AUROC and [o.chosen for o in outcomes] == [False, False, True]
 
 
 def test_a_candidate_too_slow_for_the_line_is_not_chosen() -> None:
