@@ -1,7 +1,8 @@
 """Whether a candidate beats the default configuration beyond the noise of a small validation set.
 
 The test: a paired, stratified bootstrap of the image-AUROC difference (candidate minus default) over the validation
-images, or of the pixel-AUROC difference where image AUROC saturates (SATURATED, below). Why this one:
+images, or of the pixel-AUROC difference where image AUROC cannot tell the candidates apart (it saturates,
+SATURATED below, or no candidate beats the default's beyond noise: search.ranked_on). Why this one:
 - paired: every candidate is scored on the same images, so most of the noise (which images happen to be held out,
   which synthetic defects happen to be easy) is shared; resampling images and comparing both on each resample
   cancels it, where two independent intervals would not;
@@ -13,14 +14,16 @@ images, or of the pixel-AUROC difference where image AUROC saturates (SATURATED,
 - no distribution assumed (DeLong's normal approximation is poor near AUROC 1.0, where tuning usually is).
 A candidate beats the default when the lower end of its interval is above 0. The confidence is Bonferroni-corrected
 over the candidates compared, so with `confidence` 0.95 the chance that tune leaves the default for a candidate that
-is in truth no better is at most about 5 %, however many candidates the grid has.
+is in truth no better is at most about 5 % per test, however many candidates the grid has.
 
 Saturation (many candidates at synthetic AUROC 1.0, the default among them): their differences are 0 on every
 resample, so none beats the default and it is kept; where the default is below and several saturated candidates beat
 it, their bounds tie and the cheaper one (the earlier in the grid, cheapest first) wins.
 
 Where the default's image AUROC is SATURATED, no candidate can show a gain in it beyond the noise, so the candidates
-are ranked on pixel AUROC instead, by the same bootstrap: images drawn with their pixels. Each image's map is
+are ranked on pixel AUROC instead (as they are where none beats it beyond noise: configurations that detect alike,
+told apart by their maps), by the same bootstrap: images drawn with their pixels. Two tests in turn, each at
+`confidence`: a candidate no better is chosen at most about twice as often as with one. Each image's map is
 counted into histograms over PIXEL_BINS bins at the quantiles of the candidate's pixels (defect and defect-free), so a
 resample's pixel AUROC is its weighted histograms' area, and two pixels in one bin count as a tie; with quantile bins
 a bin holds about 1 / PIXEL_BINS of the defect-free pixels, so this moves pixel AUROC by at most about

@@ -211,7 +211,8 @@ def rank(trials: Sequence[Trial], labels: Sequence[int], confidence: float = 0.9
     slow = {id(t): _too_slow(f, max_frame_ms) for t, f in zip(ran, figures, strict=True)}
     image = dict(zip(map(id, ran), intervals_against_default(labels, default.scores, [f.scores for f in figures],
                                                              confidence, seed), strict=True))
-    on = ranked_on(default, any(image[id(t)].beats_default and slow[id(t)] is None for t in ran))
+    # With no other candidate run there is nothing to tell apart: the image ranking's why says so plainly.
+    on = ranked_on(default, not ran or any(image[id(t)].beats_default and slow[id(t)] is None for t in ran))
     if on is RankedOn.PIXEL_AUROC:
         assert default.pixels is not None  # ranked_on
         pixels = [f.pixels for f in figures if f.pixels is not None]
