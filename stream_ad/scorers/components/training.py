@@ -90,7 +90,10 @@ class PhaseCheckpoint:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
+        # A temp file of this process's own: two fits training the same method at once (a tune beside a fit) each
+        # rename theirs, never the other's half-written one; the last one written is the checkpoint, and the other
+        # fit, should it resume, finds another fingerprint and trains afresh.
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         torch.save({**state, "fingerprint": self.key}, tmp)
         os.replace(tmp, self.path)
 

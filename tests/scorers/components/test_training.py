@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from stream_ad.scorers.components.training import Step, fingerprint, train_phase
+from stream_ad.scorers.components.training import PhaseCheckpoint, Step, fingerprint, train_phase
 
 
 class Interrupted(Exception):
@@ -116,3 +118,26 @@ def test_a_checkpoint_with_pickled_code_is_not_run_and_the_phase_trains_afresh(
     assert not marker.exists()
     assert "checkpoint " + str(tmp_path / "t-fit.pt") + " cannot be read" in caplog.text
     assert hist == _train(None)[1]
+
+
+SAVE_MANY = """
+import sys, torch
+from stream_ad.scorers.components.training import PhaseCheckpoint
+ckpt = PhaseCheckpoint(sys.argv[1], "vae", "vae", sys.argv[2])
+for step in range(300):
+    ckpt.save({"steps": step, "weights": torch.zeros(250_000)})  # 1 MB: a write long enough to be overlapped
+"""
+
+
+def test_two_fits_training_one_method_at_once_never_trip_over_each_others_checkpoint(tmp_path: Path) -> None:
+    """A tune training the VAE beside a fit training it (runs/checkpoints shared): each saves after every epoch. With
+    one temp name for both, one's rename took the other's file away (FileNotFoundError, seen in a real run)."""
+    fits = [subprocess.Popen([sys.executable, "-c", SAVE_MANY, str(tmp_path), key], stderr=subprocess.PIPE, text=True)
+            for key in ("first", "second")]
+    for fit in fits:
+        _, err = fit.communicate(timeout=120)
+        assert fit.returncode == 0, err
+    assert [p.name for p in tmp_path.iterdir()] == ["vae-vae.pt"]  # no temp file left behind
+    last = torch.load(tmp_path / "vae-vae.pt", weights_only=True)
+    assert last["steps"] == 299 and last["fingerprint"] in ("first", "second")
+    assert PhaseCheckpoint(tmp_path, "vae", "vae", last["fingerprint"]).load() is not None
