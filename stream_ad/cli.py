@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", type=Path, help="their masks, at the same places (NAME_mask.png or NAME.png): pixel "
                    "AUROC in the report")
     p.add_argument("--synthetic", action="store_true", help="rank on synthetic defects even where labelled ones "
-                   "exist (cut-paste, scratches, Perlin blotches, specks)")
+                   "exist (cut-paste, scratches, Perlin blotches)")
     p.add_argument("--budget-min", type=float, default=20.0, help="launch no candidate expected to end after this "
                    "many minutes (default 20; the first, the settings' own configuration, always runs)")
     p.add_argument("--confidence", type=float, default=0.95, help="leave the settings' own configuration only for a "

@@ -1,18 +1,15 @@
 """Synthetic defects made from good images, to rank configurations where a line has no labelled defects yet.
 
-Four kinds, each returning the altered image and its defect mask; the image differs from the original only inside
+Three kinds, each returning the altered image and its defect mask; the image differs from the original only inside
 the mask. A cut-paste or Perlin mask covers a share of the image drawn log-uniformly in [MIN_AREA, MAX_AREA] (a
 cut-paste a little less where its rotated corners leave the image or a patch side is clamped); a scratch is a few
-lines about 1/150 of the image's side wide; specks cover [MIN_SPECK_AREA, MIN_AREA] together.
+lines about 1/150 of the image's side wide.
 
 - cut_paste: a rectangle of another good image (scaled, rotated) pasted at a random place (CutPaste, Li et al.,
   CVPR 2021).
 - scratch: thin random polylines in a colour far from the image's own there.
 - perlin: a thresholded Perlin-noise blotch blending in a texture (another good image's negative, or the image's
   own) or an intensity change (DRAEM, Zavrtanik et al., ICCV 2021).
-- speck: one to three small spots, darker where the image is bright and brighter where it is dark: the pits, pores,
-  inclusions and blowholes that are the most common defects of the shared sets (bsdata's pits cover 0.01-1 % of a
-  frame, magnetic_tile's blowholes 0.03-0.7 %, PIPED's impurities a few pixels), smaller than the kinds above.
 
 Deterministic given the numpy Generator. Grey (H, W) and colour (H, W, C) uint8 images alike. numpy and OpenCV only:
 no stream_ad import, so it can be read apart from the package.
@@ -28,8 +25,7 @@ import numpy as np
 
 MIN_AREA = 0.005  # share of the image a cut-paste or Perlin defect covers at least...
 MAX_AREA = 0.15  # ...and at most: a visible defect, never the whole part
-MIN_SPECK_AREA = 0.0002  # share of the image a speck defect's spots cover at least, up to MIN_AREA
-KINDS = ("cut_paste", "scratch", "perlin", "speck")
+KINDS = ("cut_paste", "scratch", "perlin")
 
 
 @dataclass(frozen=True)
@@ -137,26 +133,6 @@ def perlin(image: np.ndarray, rng: np.random.Generator, texture: np.ndarray | No
     return _paste(image, blended, mask, "perlin")
 
 
-def speck(image: np.ndarray, rng: np.random.Generator) -> SyntheticDefect:
-    """One to three filled ellipses (aspect 1:2 to 2:1, any angle), together a share of the image drawn log-uniformly
-    in [MIN_SPECK_AREA, MIN_AREA], shifted by 40-100 grey levels away from the image's brightness there."""
-    h, w = image.shape[:2]
-    mask = np.zeros((h, w), np.uint8)
-    spots = int(rng.integers(1, 4))
-    area = float(np.exp(rng.uniform(np.log(MIN_SPECK_AREA), np.log(MIN_AREA)))) * h * w / spots
-    for _ in range(spots):
-        aspect = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
-        semi = np.sqrt(area / (np.pi * aspect))  # pi * semi * (semi * aspect) = area
-        axes = (max(1, round(semi)), max(1, round(semi * aspect)))
-        centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-        cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, color=1, thickness=-1)
-    mask = mask.astype(bool)
-    shift = int(rng.integers(40, 100)) * (-1 if image[mask].mean() > 127 else 1)
-    out = image.copy()
-    out[mask] = np.clip(image[mask].astype(np.int16) + shift, 0, 255).astype(np.uint8)
-    return SyntheticDefect(out, mask, "speck")
-
-
 def synthetic_defects(images: Sequence[np.ndarray], count: int, seed: int) -> list[SyntheticDefect]:
     """`count` defects, the kinds in turn, each made from the next good image (cycling); cut-paste takes its patch
     from another of `images`, a Perlin blotch half the time its texture (that image's negative)."""
@@ -172,6 +148,5 @@ def synthetic_defects(images: Sequence[np.ndarray], count: int, seed: int) -> li
         "scratch": lambda i, image: scratch(image, rng),
         # Another good image of the same part is no defect where it blends in: its negative is a foreign texture.
         "perlin": lambda i, image: perlin(image, rng, 255 - other(i) if rng.random() < 0.5 else None),
-        "speck": lambda i, image: speck(image, rng),
     }
     return [makers[KINDS[i % len(KINDS)]](i, images[i % len(images)]) for i in range(count)]

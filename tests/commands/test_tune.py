@@ -36,7 +36,7 @@ def test_tune_with_synthetic_defects_writes_a_loadable_pipeline_and_every_candid
     out = tmp_path / "tuned"
     assert tune(load_settings(config), out, config=config, good=CATEGORY / "train" / "good", candidates=SMALL) == 0
     report = json.loads((out / "tune_report.json").read_text())
-    assert "synthetic defects (cut_paste, perlin, scratch, speck)" in report["defects"]
+    assert "synthetic defects (cut_paste, perlin, scratch)" in report["defects"]
     default = default_candidate(load_settings(config))
     tried = [default, *SMALL]  # the settings' own configuration first
     assert report["default"] == default.name == ("patchcore resize 224 ratio 0.01 taps features.6+features.13 "

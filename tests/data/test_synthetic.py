@@ -8,17 +8,7 @@ import numpy as np
 import pytest
 
 from stream_ad.data import MVTecCategory, read_image
-from stream_ad.data.synthetic import (
-    KINDS,
-    MAX_AREA,
-    MIN_AREA,
-    MIN_SPECK_AREA,
-    cut_paste,
-    perlin,
-    scratch,
-    speck,
-    synthetic_defects,
-)
+from stream_ad.data.synthetic import KINDS, MAX_AREA, cut_paste, perlin, scratch, synthetic_defects
 from tests.conftest import PIPED
 
 
@@ -38,7 +28,7 @@ def grey(colour: list[np.ndarray]) -> list[np.ndarray]:
 def test_every_kind_changes_only_a_bounded_masked_area(channels: str, request: pytest.FixtureRequest) -> None:
     images = request.getfixturevalue(channels)
     defects = synthetic_defects(images, count=30, seed=3)
-    assert [d.kind for d in defects[:len(KINDS)]] == list(KINDS)
+    assert [d.kind for d in defects[:3]] == list(KINDS)
     for i, defect in enumerate(defects):
         good = images[i % len(images)]
         assert defect.image.shape == good.shape and defect.image.dtype == np.uint8
@@ -65,20 +55,6 @@ def test_each_kind_alone(colour: list[np.ndarray]) -> None:
     # Blended with the inverted image at an opacity of at least 0.5: every masked pixel moved towards it.
     moved = np.abs(inverted.image.astype(int) - colour[0])[inverted.mask]
     assert np.all(moved >= np.floor(0.5 * np.abs(255 - 2 * colour[0].astype(int))[inverted.mask]) - 1)
-
-
-@pytest.mark.parametrize("seed", range(8))
-def test_specks_are_small_spots_away_from_the_images_brightness(grey: list[np.ndarray], seed: int) -> None:
-    image = grey[seed % len(grey)]
-    spots = speck(image, np.random.default_rng(seed))
-    share = spots.mask.mean()
-    # The spots' drawn share, less what an edge cuts off, plus rounding the smallest to a pixel's axes.
-    assert 0 < share <= 2 * MIN_AREA and share < MAX_AREA / 10, share
-    assert MIN_SPECK_AREA < MIN_AREA
-    shift = spots.image[spots.mask].astype(int) - image[spots.mask]
-    brighter = image[spots.mask].mean() <= 127
-    assert np.all(shift >= 0) if brighter else np.all(shift <= 0)  # one direction, clipped at 0 and 255
-    assert np.abs(shift).max() >= 40
 
 
 def test_no_images_is_an_error() -> None:
