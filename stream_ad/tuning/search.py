@@ -103,7 +103,7 @@ def figures_on(model: AnomalyModel, validation: ValidationSet, fit_s: float) -> 
 def _cost_kind(candidate: Candidate) -> str:
     """Candidates whose seconds per input pixel are alike: the methods on the frozen backbone share one (their time
     is its passes over the images, and what follows them), a method that trains a network has its own (its time is
-    its training steps, RECONSTRUCTION_STEPS whatever the images)."""
+    its training steps, held within RECONSTRUCTION_STEPS whatever the images)."""
     return "frozen backbone" if candidate.epochs is None else candidate.method
 
 
