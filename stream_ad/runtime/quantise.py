@@ -9,6 +9,15 @@ softmax, the map's interpolation) or every convolution moved the scores by a med
 AUROC; keeping the scorer's math, the depthwise convolutions and the first full-resolution ones in float32, with
 NNCF's mixed preset (asymmetric activations), moved them by under 1 %.
 
+Weights keep to 7 of their 8 bits on every layer (NNCF's overflow fix; its default fixes the first layer only; WEIGHTS).
+A CPU without VNNI (AVX2 alone: many line PCs, the CI machine) multiplies u8 activations by s8 weights and adds each
+pair of products in saturating 16 bits, which 2 x 255 x 127 overflows: there, with 8-bit weights, INT8 scores moved
+from float32's by a median 2.9-5.2 % instead of 0.3-0.7 % on a VNNI CPU, and a threshold set again on one CPU did not
+hold on the other. With 7 bits the graph computes the same on both, and the convolutions on inputs of a quarter of the
+input's side (LARGE_INPUT; half before) stay float32 to win back the precision: on an AVX2-only AMD EPYC, 7-bit
+weights with the half-side rule lost 0.0091 image AUROC on PA_BRG03_TL (full bias correction 0.035), the quarter-side
+rule at most 0.0039 (PA_FVN01_TL), scores a median 0.31-0.54 % from float32's (`python -m benchmarks int8-accuracy`).
+
 PatchCore's search matmul (4.0 of its 7.3 ms an image in float32, one core) only picks candidates, a few per patch,
 whose distances the graph recomputes in float32 (patchcore.graph.ScoringGraph): quantised, it takes 1.6 ms with the
 picking, and a patch's distance is always its distance to a real bank item, exact where the nearest item is among
@@ -48,9 +57,11 @@ class Int8Scope(StrEnum):
 
 KEPT_FP32 = {
     Int8Scope.ALL: "the scorer's math outside the networks (distances, softmax, pooling, the map) but for its search "
-                   "matmul, depthwise convolutions and convolutions on inputs of at least half the input size",
+                   "matmul, depthwise convolutions and convolutions on inputs of at least a quarter of the input size",
     Int8Scope.SEARCH: "everything but the search matmul",
 }
+WEIGHTS = "7 of 8 bits on every layer (NNCF's overflow fix)"  # why: above
+LARGE_INPUT = 0.25  # convolutions on inputs of at least this share of the input's side stay float32 (why: above)
 ACTIVATION_RANGES = "min and max over the calibration images"  # NNCF's MINMAX range estimator (why: above)
 NETWORK_PREFIX = "__module."  # how the OpenVINO converter names the ops of a module's submodules (the networks)
 
@@ -66,7 +77,8 @@ class Quantised:
         """What the runtime manifest says about the quantisation: tool, preset, what stayed float32, on what."""
         import nncf
 
-        return {"tool": f"nncf {nncf.__version__}", "preset": "mixed", "activation_ranges": ACTIVATION_RANGES,
+        return {"tool": f"nncf {nncf.__version__}", "preset": "mixed", "weights": WEIGHTS,
+                "activation_ranges": ACTIVATION_RANGES,
                 "scope": self.scope.value, "kept_fp32": KEPT_FP32[self.scope],
                 "kept_fp32_ops": self.kept_fp32, "fake_quantize_ops": self.fake_quantize, "calibration": calibration}
 
@@ -93,7 +105,7 @@ def fp32_ops(ov_model: Any, input_size: int, scope: Int8Scope = Int8Scope.ALL,
         if _searches(op, search_constants):
             continue
         if (scope is Int8Scope.SEARCH or not name.startswith(NETWORK_PREFIX) or kind == "GroupConvolution"
-                or (side is not None and 2 * side >= input_size)):
+                or (side is not None and side >= LARGE_INPUT * input_size)):
             kept.append(name)
     return kept
 
@@ -105,7 +117,7 @@ def quantise_int8(ov_model: Any, inputs: np.ndarray, input_size: int, scope: Int
     scope. `ov_model` itself is left as it was."""
     import nncf
     from nncf.common.logging import nncf_logger
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     # NNCF logs a line per op it leaves unquantised at INFO (hundreds): its warnings are what an operator needs.
@@ -116,6 +128,7 @@ def quantise_int8(ov_model: Any, inputs: np.ndarray, input_size: int, scope: Int
                           target_device=nncf.TargetDevice.CPU, subset_size=len(inputs),
                           ignored_scope=nncf.IgnoredScope(names=kept, validate=False),
                           advanced_parameters=AdvancedQuantizationParameters(
+                              overflow_fix=OverflowFix.ENABLE,
                               activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX))
     fq = sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
     return Quantised(model, scope, len(kept), fq)

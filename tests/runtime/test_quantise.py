@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import openvino as ov
 import pytest
 import torch
 
@@ -67,3 +68,14 @@ def test_the_quantised_graph_computes_what_float32_computes(graphs: tuple[Any, Q
                  for m in (fp32, quantised.model))
     assert not np.array_equal(got, want)  # really run in INT8
     np.testing.assert_allclose(got, want, atol=0.05 * float(np.abs(want).max()))
+
+
+def test_every_layer_s_weights_keep_to_7_bits(graphs: tuple[Any, Quantised]) -> None:
+    """NNCF's overflow fix on every layer (WEIGHT_BITS): without VNNI, a CPU sums pairs of u8 x s8 products in
+    saturating 16 bits, and 255 x 127 x 2 overflows it; on such a CPU 8-bit weights past the first layer moved the
+    INT8 scores by a median 5 % instead of under 1 %."""
+    weights = [op.get_data() for op in graphs[1].model.get_ops()
+               if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]
+    assert len(weights) == 2  # both convolutions, the second not the first layer
+    largest = [int(np.abs(w).max()) for w in weights]
+    assert all(2 * 255 * m <= 2**15 - 1 for m in largest), largest  # a pair of products fits int16
