@@ -15,6 +15,7 @@ import numpy as np
 
 from stream_ad.geometry import FramePrediction, Prepared, frame_scores, normalise, place_frames, to_frames
 from stream_ad.line.artefact import OUTPUTS, Preprocessing, RuntimeManifest, read_graph, read_runtime_manifest
+from stream_ad.runtime.cpu import this_cpu_has_int8_dot_product
 from stream_ad.runtime.openvino import Requests, compile_for_cpu
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ class LineModel:
         self.requests = Requests(self.compiled, streams)
         self.outputs = [self.compiled.output(name) for name in OUTPUTS]
         self.preprocessor = LinePreprocessor(self.manifest.pre)
+        if self.manifest.graph.get("precision") == "int8" and this_cpu_has_int8_dot_product() is False:
+            log.warning("%s is an INT8 graph on a CPU without VNNI, where INT8 ran slower than float32 (README, "
+                        "\"A line PC without torch\"): export without --int8 for this line PC", directory)
 
     def scores(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised inputs (N, 3, S, S) -> image scores (N,) and maps (N, S, S), in calls of images_per_call."""

@@ -102,7 +102,7 @@ BRIEF_FITS = {
     "daad": (64, {"epochs": 1}),
     "efficientad": (64, {"teacher_steps": 2, "steps": 2, "checkpoint_every": 1}),
     "padim": (64, {}),
-    "uninformed_students": (80, {"teacher_epochs": 1, "student_epochs": 1}),
+    "uninformed_students": (80, {"teacher_epochs": 1, "student_epochs": 1, "patches_per_epoch": 64, "batch_size": 16}),
 }
 
 

@@ -15,6 +15,7 @@ from stream_ad.data import MVTecCategory, read_image
 from stream_ad.evaluation.accuracy import image_auroc
 from stream_ad.line.artefact import GRAPH_XML, read_runtime_manifest
 from stream_ad.line.model import LineModel
+from stream_ad.runtime.cpu import this_cpu_has_int8_dot_product
 from stream_ad.runtime.quantise import ACTIVATION_RANGES, KEPT_FP32, WEIGHTS, Int8Scope
 from tests.commands.conftest import CATEGORY, FolderFit, cli
 
@@ -121,6 +122,18 @@ def test_int8_ranks_good_and_defective_images_as_fp32_does(int8: Path, fp32: Pat
     want = image_auroc(labels, LineModel(fp32, threads=2).predict(frames).scores)
     got = image_auroc(labels, LineModel(int8, threads=2).predict(frames).scores)
     assert abs(got - want) <= AUROC_TOLERANCE, (got, want)
+
+
+def test_an_int8_graph_on_a_cpu_without_vnni_is_said_to_be_slower(int8: Path, fp32: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="stream_ad.line.model"):
+        LineModel(int8, threads=1), LineModel(fp32, threads=1)
+    said = [r.getMessage() for r in caplog.records if "without VNNI" in r.getMessage()]
+    if this_cpu_has_int8_dot_product() is False:  # this CPU's /proc/cpuinfo names no VNNI flag
+        assert said == [f"{int8} is an INT8 graph on a CPU without VNNI, where INT8 ran slower than float32 (README, "
+                        '"A line PC without torch"): export without --int8 for this line PC']
+    else:
+        assert said == []
 
 
 def test_calibration_images_are_only_for_int8(calibrated_fit: Path, folder_fit: FolderFit, tmp_path: Path) -> None:
