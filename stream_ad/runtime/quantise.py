@@ -10,9 +10,9 @@ AUROC; keeping the scorer's math, the depthwise convolutions and the first full-
 NNCF's mixed preset (asymmetric activations), moved them by under 1 %.
 
 Weights keep to 7 of their 8 bits on every layer (NNCF's overflow fix; its default fixes the first layer only; WEIGHTS).
-A CPU without VNNI (AVX2 alone: many line PCs, the CI machine) multiplies u8 activations by s8 weights and adds each
+A CPU without VNNI (AVX2 alone, as on many line PCs) multiplies u8 activations by s8 weights and adds each
 pair of products in saturating 16 bits, which 2 x 255 x 127 overflows: there, with 8-bit weights, INT8 scores moved
-from float32's by a median 2.9-5.2 % instead of 0.3-0.7 % on a VNNI CPU, and a threshold set again on one CPU did not
+from float32's by a median 2.9-5.2 % instead of 0.3-0.7 % on a VNNI CPU, so a threshold set again on one CPU would not
 hold on the other. With 7 bits the graph computes the same on both, and the convolutions on inputs of a quarter of the
 input's side (LARGE_INPUT; half before) stay float32 to win back the precision: on an AVX2-only AMD EPYC, 7-bit
 weights with the half-side rule lost 0.0091 image AUROC on PA_BRG03_TL (full bias correction 0.035), the quarter-side

@@ -71,7 +71,7 @@ def test_the_quantised_graph_computes_what_float32_computes(graphs: tuple[Any, Q
 
 
 def test_every_layer_s_weights_keep_to_7_bits(graphs: tuple[Any, Quantised]) -> None:
-    """NNCF's overflow fix on every layer (WEIGHT_BITS): without VNNI, a CPU sums pairs of u8 x s8 products in
+    """NNCF's overflow fix on every layer (WEIGHTS): without VNNI, a CPU sums pairs of u8 x s8 products in
     saturating 16 bits, and 255 x 127 x 2 overflows it; on such a CPU 8-bit weights past the first layer moved the
     INT8 scores by a median 5 % instead of under 1 %."""
     weights = [op.get_data() for op in graphs[1].model.get_ops()
