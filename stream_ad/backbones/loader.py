@@ -10,15 +10,17 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-import torchvision
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
 from stream_ad.errors import BackboneError
 from stream_ad.settings import BackboneSettings
+
+if TYPE_CHECKING:
+    import torchvision
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,10 @@ def sha256_file(path: Path) -> str:
 
 
 def _weights_enum(cfg: BackboneSettings) -> torchvision.models.WeightsEnum:
+    # torchvision is imported where a network or its weights enum is built: its import (torch._dynamo through
+    # torchvision.ops) costs about 3 s of CPU, which the stages that only read an artefact's settings need not pay.
+    import torchvision
+
     try:
         enum = torchvision.models.get_model_weights(cfg.name)
     except (KeyError, ValueError):
@@ -117,6 +123,9 @@ def fold_batch_norms(model: nn.Module) -> None:
 
 
 def load_backbone(cfg: BackboneSettings, device: torch.device | str = "cpu") -> Backbone:
+    import torchvision
+    from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+
     weights = resolve_weights(cfg)
     try:
         # Random weights are drawn from a fixed seed: the same network in every process, so an artefact fitted on
