@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import PIPED, SHARED
+from tests.workers import once_per_run
 
 CATEGORY = PIPED / "PA_BDP01_TL"
 DEMO_FPS = 20
@@ -163,23 +164,30 @@ class DemoRun:
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """`stream-ad demo` on a small PIPED category, with the stdout and images sinks added. Its fitted model (with the
-    demo's calibrated threshold) serves the other pipeline tests."""
-    out = tmp_path_factory.mktemp("demo")
-    env = {
-        "STREAM_AD_SHARED_DIR": str(SHARED),
-        "STREAM_AD_DATA__ROOT": str(CATEGORY),
-        "STREAM_AD_OUTPUT_DIR": str(out),
-        "STREAM_AD_SCORER__PARAMS__CORESET_RATIO": "0.05",
-        # The demo cross-fits: the 32 good training images' out-of-fold scores bound the false-alarm rate by 0.35 at
-        # 95 % with false alarms allowed (8 held out would allow none).
-        "STREAM_AD_CALIBRATION__TARGET_FPR": str(DEMO_TARGET_FPR),
-        "STREAM_AD_PIPELINE__SINK__OUTPUTS": '[{"kind": "stdout"}, {"kind": "images"}]',
-    }
-    summary = out / "summary.json"
-    proc = cli("demo", "--fps", str(DEMO_FPS), "--metrics-port", "0", "--json", str(summary), env=env)
+    demo's calibrated threshold) serves the other pipeline tests. Run once for all workers: the others read its
+    output folder and the process's outcome (proc.json)."""
+    with once_per_run(tmp_path_factory, "demo") as (out, make):
+        outcome = out / "proc.json"
+        if make:
+            env = {
+                "STREAM_AD_SHARED_DIR": str(SHARED),
+                "STREAM_AD_DATA__ROOT": str(CATEGORY),
+                "STREAM_AD_OUTPUT_DIR": str(out),
+                "STREAM_AD_SCORER__PARAMS__CORESET_RATIO": "0.05",
+                # The demo cross-fits: the 32 good training images' out-of-fold scores bound the false-alarm rate
+                # by 0.35 at 95 % with false alarms allowed (8 held out would allow none).
+                "STREAM_AD_CALIBRATION__TARGET_FPR": str(DEMO_TARGET_FPR),
+                "STREAM_AD_PIPELINE__SINK__OUTPUTS": '[{"kind": "stdout"}, {"kind": "images"}]',
+            }
+            done = cli("demo", "--fps", str(DEMO_FPS), "--metrics-port", "0", "--json", str(out / "summary.json"),
+                       env=env)
+            outcome.write_text(json.dumps({"args": done.args, "returncode": done.returncode, "stdout": done.stdout,
+                                           "stderr": done.stderr}))
+    proc = subprocess.CompletedProcess(**json.loads(outcome.read_text()))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     model = out / "demo" / "PA_BDP01_TL-patchcore"
-    return DemoRun(proc, out, model, json.loads(summary.read_text()), read_jsonl(out / "demo" / "verdicts.jsonl"))
+    return DemoRun(proc, out, model, json.loads((out / "summary.json").read_text()),
+                   read_jsonl(out / "demo" / "verdicts.jsonl"))
 
 
 @pytest.fixture(scope="session")

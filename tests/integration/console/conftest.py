@@ -24,6 +24,7 @@ from tests.integration.conftest import (
     wait_for,
     write_pipeline,
 )
+from tests.workers import once_per_run
 
 TOKEN = "anna-0123456789abcdef"
 CALIBRATION_FPR = 0.2
@@ -32,15 +33,17 @@ CALIBRATION_FPR = 0.2
 @pytest.fixture(scope="session")
 def fitted_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """PatchCore fitted on the PIPED category's training images (a quarter held out), calibrated on its 16 good test
-    images for a false-alarm rate of 0.2."""
-    folder = tmp_path_factory.mktemp("console-fit") / "model"
-    env = {"STREAM_AD_DATA__ROOT": str(CATEGORY), "STREAM_AD_SCORER__PARAMS__CORESET_RATIO": "0.05",
-           "STREAM_AD_PREPROCESS__IMAGE_SIZE": "128", "STREAM_AD_CALIBRATION__DEFECTS": "false"}
-    for args in (("fit", "--out", str(folder)),
-                 ("calibrate", "--model", str(folder), "--good", str(CATEGORY / "test" / "good"), "--target-fpr",
-                  str(CALIBRATION_FPR))):
-        proc = cli(*args, env=env)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+    images for a false-alarm rate of 0.2; fitted once for all workers."""
+    with once_per_run(tmp_path_factory, "console-fit") as (work, make):
+        folder = work / "model"
+        if make:
+            env = {"STREAM_AD_DATA__ROOT": str(CATEGORY), "STREAM_AD_SCORER__PARAMS__CORESET_RATIO": "0.05",
+                   "STREAM_AD_PREPROCESS__IMAGE_SIZE": "128", "STREAM_AD_CALIBRATION__DEFECTS": "false"}
+            for args in (("fit", "--out", str(folder)),
+                         ("calibrate", "--model", str(folder), "--good", str(CATEGORY / "test" / "good"),
+                          "--target-fpr", str(CALIBRATION_FPR))):
+                proc = cli(*args, env=env)
+                assert proc.returncode == 0, proc.stdout + proc.stderr
     return folder
 
 

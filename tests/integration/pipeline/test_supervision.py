@@ -229,20 +229,25 @@ def test_a_missing_camera_folder_is_reported_before_anything_starts(
 def test_a_taken_metrics_port_is_named_and_nothing_is_left_behind(
     demo_run: DemoRun, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import shutil
     import socket
     import tempfile
 
     from stream_ad.cli import main
 
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the run would make its folder
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        cfg = write_pipeline(tmp_path / "p.yaml", demo_run.model, tmp_path, metrics={"port": port})
-        assert main(["run", str(cfg)]) == 2
-    err = capsys.readouterr().err
-    assert f"cannot serve /metrics on 127.0.0.1:{port}" in err and "pipeline.metrics.port" in err
-    assert not list(scratch.glob("stream-ad-*"))  # its run folder was removed
+    # Where the run would make its folder: short, as /tmp is, since its ipc socket paths must fit in 107 bytes (a
+    # folder under an xdist worker's tmp_path does not).
+    scratch = Path(tempfile.mkdtemp(prefix="sa-"))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            cfg = write_pipeline(tmp_path / "p.yaml", demo_run.model, tmp_path, metrics={"port": port})
+            assert main(["run", str(cfg)]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot serve /metrics on 127.0.0.1:{port}" in err and "pipeline.metrics.port" in err
+        assert not list(scratch.glob("stream-ad-*"))  # its run folder was removed
+    finally:
+        shutil.rmtree(scratch)
