@@ -1,8 +1,9 @@
-"""Session fixtures shared by the pytest-xdist workers of one run (addopts: -n 2).
+"""Session fixtures shared by the pytest-xdist workers of one run (`pytest -n 2 --dist loadfile`; one process by
+default, where this changes nothing).
 
-Each worker is a process of its own, so a session fixture runs once per worker: the demo run and the console's fit,
-a minute of CPU each on the 2-core CI machine, would run twice. `once_per_run` gives every worker the same folder and
-lets the first one to arrive make its contents while the others wait on a file lock, then read them.
+Each worker is a process of its own, so a session fixture runs once per worker: the demo run and the console's
+fit, up to a minute of CPU each on the 2-core CI machine, would run twice. `once_per_run` gives every worker the
+same folder and lets the first one to arrive make its contents while the others wait on a file lock, then read them.
 """
 
 from __future__ import annotations
