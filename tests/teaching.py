@@ -19,7 +19,8 @@ def teach_defect(directory: Path, operator: str = "anna") -> tuple[int, float]:
     model = load_model(directory)
     frame = read_image(DEFECT)
     before = float(model.predict([frame]).scores[0])
-    items = model.scorer.add_good(model.preprocessor([frame]).inputs, within=before / 4, limit=500)
+    items = model.scorer.good_items(model.preprocessor([frame]).inputs, within=before / 4, limit=500)
+    model.scorer.add_memory(items)
     after = float(model.predict([frame]).scores[0])
     png = cv2.imencode(".png", frame)[1].tobytes()
     return save_teaching(directory, items, Teaching(operator, "cam0", 7, before, after, png)), before

@@ -4,10 +4,11 @@
                                                <-- TeachReply (JSON) --
 
 The request is the frame on the wire (stream_ad.pipeline.wire: its image, the score it alarmed with, the operator in
-meta "operator"). The channel's thread has the model alone (ModelLock.exclusive: no batch is scored meanwhile),
-adds the frame's patches to the memory bank until the frame scores within TEACH_MARGIN of the threshold, scores it
-again, and saves the teaching as the artefact's next version (stream_ad.artefact.save_teaching) before it answers:
-the next frame the stage scores already meets the new bank, and a restart loads it. A scorer that learns only by
+meta "operator"). The channel's thread picks the frame's patches that bring it within TEACH_MARGIN of the threshold,
+builds the grown memory bank while the stage goes on scoring with the old one, then has the model alone
+(ModelLock.exclusive: no batch is scored meanwhile) only to swap the banks and score the frame again, and saves the
+teaching as the artefact's next version (stream_ad.artefact.save_teaching) before it answers: the next frame the
+stage scores already meets the new bank, and a restart loads it. A scorer that learns only by
 fitting answers refit_needed. Each request, taught or not, is one log line.
 """
 
@@ -96,7 +97,13 @@ class TeachingChannel:
         with self.lock.exclusive():
             prepared = self.model.preprocessor([frame.image])
             before = float(self.model.score_frames(prepared)[0])
-            items = scorer.add_good(prepared.inputs, self.within, budget)
+            items = scorer.good_items(prepared.inputs, self.within, budget)
+        # The grown bank's index and compiled graph take seconds: built while batches score with the old bank, which
+        # the model, held alone again, swaps for it in an instant.
+        swap = scorer.grow(items) if items.shape[0] else None
+        with self.lock.exclusive():
+            if swap is not None:
+                swap()
             after = float(self.model.score_frames(prepared)[0])
         image = frame.image if frame.image.ndim == 2 else cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
         teaching = Teaching(operator, frame.camera, frame.frame_id, frame.score if frame.score is not None else before,

@@ -8,7 +8,7 @@ plain tensors + JSON params (no pickled objects), so a saved model loads exactly
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -110,8 +110,8 @@ class Scorer(ABC):
     Params: ClassVar[type[ScorerParams]]
     # Whether every score is >= 0 (distances, errors): a negative threshold then alarms on every frame.
     nonnegative_scores: ClassVar[bool] = False
-    # Whether good frames can join the fitted model without a refit (add_good: memory banks); else teaching queues
-    # the frame for the next fit.
+    # Whether good frames can join the fitted model without a refit (good_items, grow: memory banks); else teaching
+    # queues the frame for the next fit.
     teachable: ClassVar[bool] = False
 
     def __init__(self, params: ScorerParams, context: ScorerContext) -> None:
@@ -159,15 +159,21 @@ class Scorer(ABC):
         cores (torch's threads) or change state as they score."""
         return 1
 
-    def add_good(self, batch: torch.Tensor, within: float, limit: int) -> torch.Tensor:
-        """Teach (teachable scorers): good images (B, 3, H, W) the model flagged join it until each of their patches
-        scores within `within`, adding at most `limit` memory items. The items added (N, D), to keep and replay with
-        add_memory."""
+    def good_items(self, batch: torch.Tensor, within: float, limit: int) -> torch.Tensor:
+        """Teach (teachable scorers), first step: the memory items (N, D), at most `limit`, that good images
+        (B, 3, H, W) the model flagged would add so that each of their patches scores within `within`. Changes
+        nothing: grow() or add_memory() adds them, and a saved teaching keeps them to replay."""
+        raise NotImplementedError(f"{type(self).__name__} learns only by fitting: a refit is needed")
+
+    def grow(self, items: torch.Tensor) -> Callable[[], None]:
+        """The fitted state with `items` added, built while this one goes on scoring (the slow part: an index, a
+        compiled graph); the call returned swaps it in at once. Swapping is not safe while score() runs: the caller
+        holds the model alone for that (stream_ad.pipeline.model_lock)."""
         raise NotImplementedError(f"{type(self).__name__} learns only by fitting: a refit is needed")
 
     def add_memory(self, items: torch.Tensor) -> None:
-        """Replay items add_good returned (a saved teaching) into the fitted state."""
-        raise NotImplementedError(f"{type(self).__name__} learns only by fitting: a refit is needed")
+        """Add items good_items returned (a teaching, or a saved one replayed) to the fitted state."""
+        self.grow(items)()
 
     def backbone_identity(self) -> dict[str, str] | None:
         """Name and weights sha256 of the pretrained network the scorer depends on, or None if it has none."""

@@ -113,7 +113,8 @@ def test_openvino_patchcore_scores_match_eager(patchcore_fit: tuple[AnomalyModel
     eager, model = patchcore_fit
     openvino = settings(accelerate="openvino", cache_dir=str(tmp_path / "cache"))
     ov = load_model(model, openvino)
-    graph = ov.scorer._graph
+    assert ov.scorer.bank is not None
+    graph = ov.scorer.bank.graph
     assert graph is not None and not graph.dynamic_batch()  # one image a call, compiled for that shape
     frames = [read_image(s.path) for s in cat.test()[::6]]
     want, got = eager.predict(frames), ov.predict(frames)
@@ -126,7 +127,7 @@ def test_openvino_patchcore_scores_match_eager(patchcore_fit: tuple[AnomalyModel
     assert graph.compilations == 1
     # Two requests side by side (many cameras' infer stage): the batch's images split across them, same figures.
     side_by_side = load_model(model, openvino, streams=2)
-    assert side_by_side.scorer._graph.requests.streams == 2
+    assert side_by_side.scorer.parallel_calls() == 2
     np.testing.assert_allclose(side_by_side.scorer.score(x).image, ov.scorer.score(x).image, rtol=1e-6)
     with caplog.at_level(logging.INFO, logger="stream_ad.runtime.accelerate"):
         load_model(model, openvino)

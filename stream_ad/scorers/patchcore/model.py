@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -62,6 +64,16 @@ class PatchCoreParams(ScorerParams):
     not_scoring = frozenset({"coreset_ratio", "coreset_pool", "projection_dim", "seed", "knn"})
 
 
+@dataclass(frozen=True)
+class MemoryBank:
+    """A fitted bank and everything built from it, swapped in as one: a batch scores with one bank, never half of
+    two."""
+    memory: torch.Tensor  # (M, D) float32 on the scorer's device
+    index: KnnIndex
+    neighbours: torch.Tensor  # (M, b) nearest memory items of each memory item
+    graph: OpenVino | None  # runtime.accelerate openvino: the whole scoring path in one graph, the bank baked in
+
+
 @register_scorer("patchcore")
 class PatchCore(Scorer):
     Params = PatchCoreParams
@@ -75,10 +87,16 @@ class PatchCore(Scorer):
         self.features: Features = accelerate_backbone(
             self.backbone, context.device, context.input_size, context.accelerate
         )
-        self.memory: torch.Tensor | None = None  # (M, D) float32 on the scorer's device
-        self._index: KnnIndex | None = None
-        self._neighbours: torch.Tensor | None = None  # (M, b) nearest memory items of each memory item
-        self._graph: OpenVino | None = None  # runtime.accelerate openvino: the whole scoring path in one graph
+        self.bank: MemoryBank | None = None
+
+    @property
+    def memory(self) -> torch.Tensor | None:
+        return None if self.bank is None else self.bank.memory
+
+    def _fitted_bank(self) -> MemoryBank:
+        if self.bank is None:
+            raise NotFittedError("PatchCore has no memory bank: fit() or load it first")
+        return self.bank
 
     def backbone_identity(self) -> dict[str, str]:
         return self.backbone.identity()
@@ -99,23 +117,26 @@ class PatchCore(Scorer):
                 pool.add(as_queries(self.embed(inputs.to(self.context.device))).cpu())
         features = pool.rows()
         idx = greedy_coreset(features, p.coreset_ratio, p.projection_dim, p.seed, total=pool.seen)
-        self._set_memory(features[idx].contiguous())
+        self.bank = self._build_bank(features[idx].contiguous())
 
-    def _set_memory(self, memory: torch.Tensor) -> None:
-        self.memory = memory.to(self.context.device)
-        self._index = build_knn(self.memory, self.params.knn)
-        b = min(self.params.num_neighbors, memory.shape[0])
-        self._neighbours = self._index.search(self.memory, b)[1]
-        if self.features.path == "openvino":
-            self._graph = self._openvino_graph()
+    def _build_bank(self, memory: torch.Tensor) -> MemoryBank:
+        """The index, each item's neighbours and the OpenVINO graph of `memory`; reads nothing of the bank in use,
+        so it may run while batches score with that one."""
+        memory = memory.to(self.context.device)
+        index = build_knn(memory, self.params.knn)
+        neighbours = index.search(memory, min(self.params.num_neighbors, memory.shape[0]))[1]
+        graph = self._openvino_graph(memory, neighbours) if self.features.path == "openvino" else None
+        return MemoryBank(memory, index, neighbours, graph)
 
     def scoring_graph(self) -> ScoringGraph:
         """Backbone, kNN over the memory bank, reweighting and map as one module (graph.ScoringGraph): what
         runtime.accelerate openvino compiles, and what `stream-ad export` writes."""
-        if self.memory is None or self._neighbours is None:
-            raise NotFittedError("PatchCore has no memory bank: fit() or load it first")
+        bank = self._fitted_bank()
+        return self._scoring_graph(bank.memory, bank.neighbours)
+
+    def _scoring_graph(self, memory: torch.Tensor, neighbours: torch.Tensor) -> ScoringGraph:
         p = self.params
-        return ScoringGraph(self.backbone, self.memory, self._neighbours, p.patch_size, p.embedding_dim, p.blur_sigma)
+        return ScoringGraph(self.backbone, memory, neighbours, p.patch_size, p.embedding_dim, p.blur_sigma)
 
     def graph_constants(self) -> dict[str, str]:
         """ScoringGraph's buffers, as the OpenVINO converter names them. The converter also folds the bank into two
@@ -140,69 +161,66 @@ class PatchCore(Scorer):
         batch 1, 9.9 at batch 8, one core), and Requests spreads a batch's images over the requests."""
         return 1
 
-    def _openvino_graph(self) -> OpenVino:
+    def _openvino_graph(self, memory: torch.Tensor, neighbours: torch.Tensor) -> OpenVino:
         """The whole scoring path as one OpenVINO graph (stream_ad.scorers.patchcore.graph says why)."""
-        assert self.memory is not None and self._neighbours is not None
-        p = self.params
-        module = self.scoring_graph()
-        state = hashlib.sha256(self.memory.cpu().numpy().tobytes()).hexdigest()
-        graph = {"scorer": "patchcore", "memory_sha256": state, "num_neighbors": int(self._neighbours.shape[1]),
-                 **p.model_dump(include={"patch_size", "embedding_dim", "blur_sigma"})}
-        compiled = openvino_graph(module, self.backbone, self.context.input_size, self.context.accelerate, graph,
-                                  batch=self.images_per_call())
+        state = hashlib.sha256(memory.cpu().numpy().tobytes()).hexdigest()
+        graph = {"scorer": "patchcore", "memory_sha256": state, "num_neighbors": int(neighbours.shape[1]),
+                 **self.params.model_dump(include={"patch_size", "embedding_dim", "blur_sigma"})}
+        compiled = openvino_graph(self._scoring_graph(memory, neighbours), self.backbone, self.context.input_size,
+                                  self.context.accelerate, graph, batch=self.images_per_call())
         log.info("PatchCore scores through one OpenVINO graph (backbone, kNN over %d items, reweighting, map), "
-                 "one image per call", self.memory.shape[0])
+                 "one image per call", memory.shape[0])
         return compiled
 
     @torch.inference_mode()
-    def add_good(self, batch: torch.Tensor, within: float, limit: int) -> torch.Tensor:
+    def good_items(self, batch: torch.Tensor, within: float, limit: int) -> torch.Tensor:
         """The batch's patches join the bank farthest first (greedy k-center on the patches' distances to the bank),
         until every patch lies within `within` of it: the image score (its worst patch's distance, reweighted down)
         then does too. Few items suffice; a frame's other patches mostly lie near those added."""
-        if self._index is None or self.memory is None:
-            raise NotFittedError("PatchCore has no memory bank: fit() or load it first")
-        queries = as_queries(self.embed(batch.to(self.context.device))).to(self.memory.device)
-        nearest = self._index.search(queries, 1)[1].view(-1)
-        dist = torch.linalg.vector_norm(queries - self.memory.index_select(0, nearest), dim=1)
+        bank = self._fitted_bank()
+        queries = as_queries(self.embed(batch.to(self.context.device))).to(bank.memory.device)
+        nearest = bank.index.search(queries, 1)[1].view(-1)
+        dist = torch.linalg.vector_norm(queries - bank.memory.index_select(0, nearest), dim=1)
         chosen: list[int] = []
         while len(chosen) < limit and float(dist.max()) > within:
             far = int(dist.argmax())
             chosen.append(far)
             dist = torch.minimum(dist, torch.linalg.vector_norm(queries - queries[far], dim=1))
-        items = queries[chosen].cpu()
-        if chosen:
-            self.add_memory(items)
-        return items
+        return queries[chosen].cpu()
 
-    def add_memory(self, items: torch.Tensor) -> None:
-        if self.memory is None:
-            raise NotFittedError("PatchCore has no memory bank: fit() or load it first")
-        # The index, each item's neighbours and an OpenVINO graph (the bank is baked into it) are rebuilt: nothing
-        # scores with the old bank afterwards.
-        self._set_memory(torch.cat([self.memory.cpu(), items.float().cpu()]).contiguous())
+    def grow(self, items: torch.Tensor) -> Callable[[], None]:
+        # The index, each item's neighbours and an OpenVINO graph (the bank is baked into it) are built anew: nothing
+        # scores with the old bank once the swap has run.
+        old = self._fitted_bank()
+        new = self._build_bank(torch.cat([old.memory.cpu(), items.float().cpu()]).contiguous())
+
+        def swap() -> None:
+            if self.bank is not old:
+                raise RuntimeError("PatchCore's memory bank changed while a grown one was being built: grow again")
+            self.bank = new
+        return swap
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        if self.memory is None:
+        if self.bank is None:
             raise NotFittedError("PatchCore has no memory bank: fit() it first")
-        return {"memory_bank": self.memory.cpu()}
+        return {"memory_bank": self.bank.memory.cpu()}
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self._set_memory(tensors["memory_bank"].float().contiguous())
+        self.bank = self._build_bank(tensors["memory_bank"].float().contiguous())
 
     def parallel_calls(self) -> int:
-        return 1 if self._graph is None else self._graph.requests.streams
+        return 1 if self.bank is None or self.bank.graph is None else self.bank.graph.requests.streams
 
     @torch.inference_mode()
     def score(self, batch: torch.Tensor) -> Scores:
-        if self._index is None or self.memory is None or self._neighbours is None:
-            raise NotFittedError("PatchCore has no memory bank: fit() or load it first")
-        if self._graph is not None:
-            image, maps = self._graph(batch, self.images_per_call())
+        bank = self._fitted_bank()  # once: a swap between here and the return leaves this batch on one bank
+        if bank.graph is not None:
+            image, maps = bank.graph(batch, self.images_per_call())
             return Scores(image=image, maps=maps)
         emb = self.embed(batch.to(self.context.device))
         b, _, h, w = emb.shape
-        queries = as_queries(emb).to(self.memory.device)
-        nn_idx = self._index.search(queries, 1)[1].view(-1)
-        image, maps = scores_from_neighbours(queries, nn_idx, self.memory, self._neighbours, (b, h, w),
+        queries = as_queries(emb).to(bank.memory.device)
+        nn_idx = bank.index.search(queries, 1)[1].view(-1)
+        image, maps = scores_from_neighbours(queries, nn_idx, bank.memory, bank.neighbours, (b, h, w),
                                              (batch.shape[-2], batch.shape[-1]), self.params.blur_sigma)
         return Scores(image=image.to(batch.device), maps=maps.to(batch.device))

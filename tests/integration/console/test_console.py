@@ -51,7 +51,8 @@ def test_a_taught_part_scores_below_the_threshold_within_5_s(console_run: Consol
     t0 = time.time()
     status, reply = console_run.post(f"/alarms/{alarm['id']}/good", TOKEN)
     assert status == 200 and reply["outcome"] == "taught", reply
-    assert time.time() - t0 < 5.0
+    taught = time.time()  # frames captured before this may have scored with the old bank, built beside the new one
+    assert taught - t0 < 5.0
     assert reply["score_after"] < reply["threshold"] < reply["score_before"]
     assert "stream-ad -c PIPELINE.yaml calibrate --model" in reply["warning"]
     entry = read_manifest(calibrated_model).teaching[-1]
@@ -62,7 +63,7 @@ def test_a_taught_part_scores_below_the_threshold_within_5_s(console_run: Consol
         return v["path"].endswith("a_part.png")
 
     def later_verdicts() -> list[dict]:
-        return [v for v in read_jsonl(verdicts) if part(v) and v["t_capture"] > t0 + 0.5]
+        return [v for v in read_jsonl(verdicts) if part(v) and v["t_capture"] > taught]
 
     after = wait_for(later_verdicts, 30, "the part's next verdict")
     assert all(v["verdict"] == "ok" and v["score"] < v["threshold"] for v in after)

@@ -109,8 +109,8 @@ def test_a_frames_tiles_are_scored_in_one_backbone_and_one_knn_call(monkeypatch:
     frame = np.ascontiguousarray(frame[:448, :448])
     batches: list[int] = []
     model.scorer.backbone.register_forward_hook(lambda module, inputs, output: batches.append(len(inputs[0])))
-    index = model.scorer._index
-    assert index is not None
+    assert model.scorer.bank is not None
+    index = model.scorer.bank.index
     searches: list[int] = []
 
     def search(queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
