@@ -131,7 +131,8 @@ def test_openvino_patchcore_scores_match_eager(patchcore_fit: tuple[AnomalyModel
     np.testing.assert_allclose(side_by_side.scorer.score(x).image, ov.scorer.score(x).image, rtol=1e-6)
     with caplog.at_level(logging.INFO, logger="stream_ad.runtime.accelerate"):
         load_model(model, openvino)
-    assert caplog.text.count("openvino: cached model") == 2  # the backbone (used to fit) and the scoring graph
+    # The backbone (to fit with), again for the scoring graph, and the graph's head.
+    assert caplog.text.count("openvino: cached model") == 3
 
 
 def test_the_graph_s_maps_are_exact_where_patches_lie_on_bank_items(patchcore_fit: tuple[AnomalyModel, Path]) -> None:
@@ -152,34 +153,37 @@ def test_the_graph_s_maps_are_exact_where_patches_lie_on_bank_items(patchcore_fi
 def test_a_tampered_openvino_graph_is_rebuilt_not_used(patchcore_fit: tuple[AnomalyModel, Path], tmp_path: Path,
                                                        caplog: pytest.LogCaptureFixture,
                                                        fault_figures: Callable[[FaultFigures], None]) -> None:
-    """The probe's attack: PatchCore's memory bank halved inside the cached OpenVINO graph's model.bin. The next load
-    finds the entry stale by its sums, says so in one line, rebuilds it and scores as the eager path does."""
+    """The probe's attack: the backbone's first convolution halved inside the cached backbone's model.bin, which
+    PatchCore's scoring graph is built on (its bank is put in at each compile, never cached). The next load finds the
+    entry stale by its sums, says so in one line, rebuilds it and scores as the eager path does."""
     cat = MVTecCategory(CATEGORY)
     eager, model = patchcore_fit
     openvino = settings(accelerate="openvino", cache_dir=str(tmp_path / "cache"))
     load_model(model, openvino)
-    (entry,) = (tmp_path / "cache").glob("*-graph-*")
+    (entry,) = (p for p in (tmp_path / "cache").glob("mobilenet_v2-openvino-fp32-*") if "-graph-" not in p.name)
     weights = entry / "model.bin"
     data = bytearray(weights.read_bytes())
-    bank = eager.scorer.state_tensors()["memory_bank"].numpy()
-    start = bytes(data).find(bank.tobytes())
-    assert start >= 0, "the memory bank is not stored as is in the graph's weights"
-    data[start:start + bank.nbytes] = (bank / 2).tobytes()
+    conv = next(iter(eager.scorer.backbone.state_dict().values())).contiguous().numpy()
+    start = bytes(data).find(conv.tobytes())
+    assert start >= 0, "the first convolution is not stored as is in the backbone's weights"
+    data[start:start + conv.nbytes] = (conv / 2).tobytes()
     weights.write_bytes(bytes(data))
     frames = [read_image(s.path) for s in cat.test()[::6]]
     want = eager.predict(frames).scores
     x = eager.preprocessor(frames).inputs.numpy()
-    import openvino as ov  # the tampered graph, compiled unchecked, scores otherwise: the sums are what catch it
+    import openvino as ov  # the tampered backbone, compiled unchecked, computes otherwise: the sums are what catch it
 
     tampered = ov.Core().compile_model(ov.Core().read_model(entry / "model.xml"), "CPU")
-    assert not np.allclose(tampered(x)[0], want, rtol=1e-3)
+    assert not np.allclose(tampered(x)[0], eager.scorer.backbone(torch.from_numpy(x))[0].detach().numpy(),
+                           rtol=1e-3)
     with caplog.at_level(logging.INFO, logger="stream_ad.runtime.accelerate"):
         reloaded = load_model(model, openvino)
     stale = [r.getMessage() for r in caplog.records if "is stale" in r.getMessage()]
     assert len(stale) == 1 and f"cache entry {entry} is stale (model.bin has sha256" in stale[0], stale
     assert "rebuilding it, never using it" in stale[0]
     np.testing.assert_allclose(reloaded.predict(frames).scores, want, rtol=1e-3)
-    fault_figures(FaultFigures("model tampering: the cached OpenVINO graph's bank halved", "model.bin edited",
+    fault_figures(FaultFigures("model tampering: the cached OpenVINO backbone's first convolution halved",
+                               "model.bin edited",
                                "found stale by its sums at load, rebuilt, scores as the eager path", 0))
     # Missing sums (an entry of an older stream_ad, or cut short) are stale too.
     (entry / "SHA256SUMS").unlink()

@@ -2,11 +2,12 @@
 
 The functions are shared by the two ways PatchCore scores:
 - step by step (model.PatchCore.score): backbone path of runtime.accelerate, then a KnnIndex (faiss or torch);
-- as one graph (ScoringGraph): backbone, neighbourhood pooling, nearest distances by one matmul, a min per group of
-  the bank and a direct recomputation, reweighting, map upsampling and blur, converted whole by OpenVINO. A CPU line
-  PC then makes one call per batch with no torch work between calls: measured on 2 cores, torch's OpenMP threads
-  spinning after small torch ops took the cores from OpenVINO's next call (backbone 6.5 ms alone, 10.5 ms with the
-  kNN in torch between calls).
+- as one graph (scores_from_taps after the backbone): neighbourhood pooling, nearest distances by one matmul, a min
+  per group of the bank and a direct recomputation, reweighting, map upsampling and blur, run by OpenVINO as one
+  graph with the backbone (ScoringHead joined to the backbone's IR in the process, ScoringGraph whole for `stream-ad
+  export`). A CPU line PC then makes one call per batch with no torch work between calls: measured on 2 cores,
+  torch's OpenMP threads spinning after small torch ops took the cores from OpenVINO's next call (backbone 6.5 ms
+  alone, 10.5 ms with the kNN in torch between calls).
 """
 
 from __future__ import annotations
@@ -85,8 +86,27 @@ def reweighted(s_star: torch.Tensor, m_test: torch.Tensor, m_star: torch.Tensor,
 SEARCH_GROUPS = 8
 
 
-class ScoringGraph(nn.Module):
-    """Input batch (B, 3, S, S) -> (image scores (B,), maps (B, S, S)): PatchCore's whole scoring path.
+BANK_NAMES = ("memory", "scaled", "sq_norms", "group_starts", "neighbours")  # bank_tensors', in order
+BANK_TENSORS = len(BANK_NAMES)
+
+
+def bank_tensors(memory: torch.Tensor, neighbours: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """What ScoringHead searches, from the bank (M, D) and each item's neighbours (M, b): the bank padded to
+    SEARCH_GROUPS groups, -2 x it (folded in once), its rows' squared norms, each group's first row, the neighbours."""
+    items = memory.shape[0]
+    per_group = -(-items // SEARCH_GROUPS)
+    # The bank's last item repeated to fill the last group: a repeat is as near as the item itself, so a group
+    # that holds repeats alone still offers a real item's distance.
+    padded = memory.float().index_select(0, torch.arange(per_group * SEARCH_GROUPS).clamp_max(items - 1)).contiguous()
+    starts = torch.arange(SEARCH_GROUPS) * per_group
+    return padded, padded * -2.0, (padded**2).sum(dim=1), starts, neighbours.contiguous()
+
+
+def scores_from_taps(taps: list[torch.Tensor], bank: tuple[torch.Tensor, ...], patch_size: int,
+                     embedding_dim: int | None, blur_sigma: float, out_size: tuple[int, int]
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backbone taps and the bank (bank_tensors) -> (image scores (B,), maps (B, *out_size)): PatchCore's scoring after
+    the backbone, as ScoringHead and ScoringGraph compute it.
 
     Every patch's distance to the bank comes from one matmul against the bank (the expansion ||m||^2 - 2 q.m), each of
     SEARCH_GROUPS groups of the bank giving its nearest item by that as a candidate, and the candidates' distances
@@ -99,36 +119,55 @@ class ScoringGraph(nn.Module):
     call (PatchCore.images_per_call; 2.5 ms for the TopK over a dynamic batch), against the 4.0 ms float32 matmul
     (one core, bank of 4,477). Eq. 7's nearest item is found for each image's worst patch by an exact search of that
     one row."""
+    memory, scaled, sq_norms, group_starts, neighbours = bank
+    emb = patch_embedding(taps, patch_size, embedding_dim)
+    b, d, h, w = emb.shape
+    n = b * h * w
+    queries = as_queries(emb)
+    expansion = (queries @ scaled.T + sq_norms).view(n, SEARCH_GROUPS, -1)
+    candidates = expansion.min(dim=2).indices + group_starts  # (patches, groups)
+    rows = memory.index_select(0, candidates.view(-1)).view(n, SEARCH_GROUPS, d)
+    # queries.view, not unsqueeze, and the worst patch against the bank's transpose below: as written, OpenVINO
+    # runs them without layout reorders (0.45 ms an image less, one core).
+    dist = torch.linalg.vector_norm(rows - queries.view(n, 1, d), dim=2).min(dim=1).values.view(b, h * w)
+    _, _, m_test = worst_patch(queries, dist)
+    items = memory[: neighbours.shape[0]]  # without the repeats: m* indexes each item's neighbours
+    s_star, m_star = torch.linalg.vector_norm(m_test.transpose(1, 2) - items.T, dim=1).min(dim=1)  # exact
+    return (reweighted(s_star, m_test, m_star, items, neighbours),
+            anomaly_maps(dist, (b, h, w), out_size, blur_sigma))
+
+
+class ScoringHead(nn.Module):
+    """(taps..., *bank_tensors) -> (image scores (B,), maps (B, S, S)): scores_from_taps with the bank as inputs, so
+    one conversion serves every bank: runtime.accelerate.openvino_head converts it once and puts each bank in as
+    constants when it compiles (0.2 s, against 2.3 s to convert the whole graph again; 224 px, 2 cores), which lets a
+    teaching swap banks while the line runs."""
+
+    def __init__(self, patch_size: int, embedding_dim: int | None, blur_sigma: float, input_size: int) -> None:
+        super().__init__()
+        self.patch_size, self.embedding_dim, self.blur_sigma = patch_size, embedding_dim, blur_sigma
+        self.input_size = input_size
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        taps, bank = list(inputs[:-BANK_TENSORS]), inputs[-BANK_TENSORS:]
+        return scores_from_taps(taps, bank, self.patch_size, self.embedding_dim, self.blur_sigma,
+                                (self.input_size, self.input_size))
+
+
+class ScoringGraph(nn.Module):
+    """Input batch (B, 3, S, S) -> (image scores (B,), maps (B, S, S)): PatchCore's whole scoring path, the backbone
+    and scores_from_taps over the bank held as buffers, one module for `stream-ad export` (the networks' ops the
+    only ones in a submodule, as runtime.quantise tells them apart)."""
 
     def __init__(self, backbone: nn.Module, memory: torch.Tensor, neighbours: torch.Tensor, patch_size: int,
                  embedding_dim: int | None, blur_sigma: float) -> None:
         super().__init__()
         self.backbone = backbone
-        items = memory.shape[0]
-        per_group = -(-items // SEARCH_GROUPS)
-        # The bank's last item repeated to fill the last group: a repeat is as near as the item itself, so a group
-        # that holds repeats alone still offers a real item's distance.
-        padded = memory.float().index_select(0, torch.arange(per_group * SEARCH_GROUPS).clamp_max(items - 1))
-        self.register_buffer("memory", padded.contiguous())
-        self.register_buffer("neighbours", neighbours.contiguous())
-        self.register_buffer("scaled", padded * -2.0)  # -2 m folded in once
-        self.register_buffer("sq_norms", (padded**2).sum(dim=1))
-        self.register_buffer("group_starts", torch.arange(SEARCH_GROUPS) * per_group)
+        for name, tensor in zip(BANK_NAMES, bank_tensors(memory, neighbours), strict=True):
+            self.register_buffer(name, tensor)
         self.patch_size, self.embedding_dim, self.blur_sigma = patch_size, embedding_dim, blur_sigma
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = patch_embedding(self.backbone(x), self.patch_size, self.embedding_dim)
-        b, d, h, w = emb.shape
-        n = b * h * w
-        queries = as_queries(emb)
-        expansion = (queries @ self.scaled.T + self.sq_norms).view(n, SEARCH_GROUPS, -1)
-        candidates = expansion.min(dim=2).indices + self.group_starts  # (patches, groups)
-        rows = self.memory.index_select(0, candidates.view(-1)).view(n, SEARCH_GROUPS, d)
-        # queries.view, not unsqueeze, and the worst patch against the bank's transpose below: as written, OpenVINO
-        # runs them without layout reorders (0.45 ms an image less, one core).
-        dist = torch.linalg.vector_norm(rows - queries.view(n, 1, d), dim=2).min(dim=1).values.view(b, h * w)
-        _, _, m_test = worst_patch(queries, dist)
-        bank = self.memory[: self.neighbours.shape[0]]  # without the repeats: m* indexes each item's neighbours
-        s_star, m_star = torch.linalg.vector_norm(m_test.transpose(1, 2) - bank.T, dim=1).min(dim=1)  # exact
-        return (reweighted(s_star, m_test, m_star, bank, self.neighbours),
-                anomaly_maps(dist, (b, h, w), (x.shape[-2], x.shape[-1]), self.blur_sigma))
+        bank = (self.memory, self.scaled, self.sq_norms, self.group_starts, self.neighbours)
+        return scores_from_taps(self.backbone(x), bank, self.patch_size, self.embedding_dim, self.blur_sigma,
+                                (x.shape[-2], x.shape[-1]))

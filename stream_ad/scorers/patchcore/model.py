@@ -9,7 +9,6 @@ With runtime.accelerate openvino the whole scoring path runs as one OpenVINO gra
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from stream_ad.backbones import Backbone, load_backbone
-from stream_ad.runtime.accelerate import Features, OpenVino, accelerate_backbone, openvino_graph
+from stream_ad.runtime.accelerate import Features, OpenVino, accelerate_backbone, openvino_head
 from stream_ad.scorers.base import (
     FitBatches,
     NotFittedError,
@@ -32,7 +31,14 @@ from stream_ad.scorers.base import (
 from stream_ad.scorers.components.coreset import greedy_coreset
 from stream_ad.scorers.components.knn import KnnIndex, build_knn
 from stream_ad.scorers.components.sample import RowSample
-from stream_ad.scorers.patchcore.graph import ScoringGraph, as_queries, patch_embedding, scores_from_neighbours
+from stream_ad.scorers.patchcore.graph import (
+    ScoringGraph,
+    ScoringHead,
+    as_queries,
+    bank_tensors,
+    patch_embedding,
+    scores_from_neighbours,
+)
 from stream_ad.scorers.registry import register_scorer
 
 log = logging.getLogger(__name__)
@@ -131,12 +137,8 @@ class PatchCore(Scorer):
     def scoring_graph(self) -> ScoringGraph:
         """Backbone, kNN over the memory bank, reweighting and map as one module (graph.ScoringGraph): what
         runtime.accelerate openvino compiles, and what `stream-ad export` writes."""
-        bank = self._fitted_bank()
-        return self._scoring_graph(bank.memory, bank.neighbours)
-
-    def _scoring_graph(self, memory: torch.Tensor, neighbours: torch.Tensor) -> ScoringGraph:
-        p = self.params
-        return ScoringGraph(self.backbone, memory, neighbours, p.patch_size, p.embedding_dim, p.blur_sigma)
+        bank, p = self._fitted_bank(), self.params
+        return ScoringGraph(self.backbone, bank.memory, bank.neighbours, p.patch_size, p.embedding_dim, p.blur_sigma)
 
     def graph_constants(self) -> dict[str, str]:
         """ScoringGraph's buffers, as the OpenVINO converter names them. The converter also folds the bank into two
@@ -162,12 +164,13 @@ class PatchCore(Scorer):
         return 1
 
     def _openvino_graph(self, memory: torch.Tensor, neighbours: torch.Tensor) -> OpenVino:
-        """The whole scoring path as one OpenVINO graph (stream_ad.scorers.patchcore.graph says why)."""
-        state = hashlib.sha256(memory.cpu().numpy().tobytes()).hexdigest()
-        graph = {"scorer": "patchcore", "memory_sha256": state, "num_neighbors": int(neighbours.shape[1]),
-                 **self.params.model_dump(include={"patch_size", "embedding_dim", "blur_sigma"})}
-        compiled = openvino_graph(self._scoring_graph(memory, neighbours), self.backbone, self.context.input_size,
-                                  self.context.accelerate, graph, batch=self.images_per_call())
+        """The whole scoring path as one OpenVINO graph (stream_ad.scorers.patchcore.graph says why), the bank put in
+        as constants."""
+        graph = {"scorer": "patchcore", **self.params.model_dump(include={"patch_size", "embedding_dim", "blur_sigma"})}
+        p = self.params
+        head = ScoringHead(p.patch_size, p.embedding_dim, p.blur_sigma, self.context.input_size)
+        compiled = openvino_head(head, bank_tensors(memory.cpu(), neighbours.cpu()), self.backbone,
+                                 self.context.input_size, self.context.accelerate, graph, batch=self.images_per_call())
         log.info("PatchCore scores through one OpenVINO graph (backbone, kNN over %d items, reweighting, map), "
                  "one image per call", memory.shape[0])
         return compiled
