@@ -8,8 +8,9 @@ meta "operator"). The channel's thread picks the frame's patches that bring it w
 builds the grown memory bank while the stage goes on scoring with the old one, then has the model alone
 (ModelLock.exclusive: no batch is scored meanwhile) only to swap the banks and score the frame again, and saves the
 teaching as the artefact's next version (stream_ad.artefact.save_teaching) before it answers: the next frame the
-stage scores already meets the new bank, and a restart loads it. A scorer that learns only by
-fitting answers refit_needed. Each request, taught or not, is one log line.
+stage scores already meets the new bank, and a restart loads it. A grown bank ready only after the console stopped
+waiting (the request's deadline) is dropped, nothing taught, so the console's "refused" holds. A scorer that learns
+only by fitting answers refit_needed. Each request, taught or not, is one log line.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -37,6 +40,10 @@ log = logging.getLogger("stream_ad.pipeline.teaching")
 TEACH_MARGIN = 0.5
 POLL_MS = 200
 OPERATOR = "operator"  # the frame's meta key naming who taught it
+DEADLINE = "deadline"  # the frame's meta key: when (time.time()) the asker stops waiting for the answer
+# How much longer than its deadline the asker waits: the swap, the frame scored again and the teaching saved, all that
+# may still run after the channel checked the deadline.
+ANSWER_GRACE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,12 @@ class TeachingChannel:
         # The grown bank's index and compiled graph take seconds: built while batches score with the old bank, which
         # the model, held alone again, swaps for it in an instant.
         swap = scorer.grow(items) if items.shape[0] else None
+        late = time.time() - float(frame.meta.get(DEADLINE, math.inf))
+        if late > 0:  # the console has told the operator it was refused: so it is
+            log.warning("teaching refused: %s marked %s good, but building the grown memory bank ended %.1f s past "
+                        "the console's pipeline.console.teach_timeout_s: nothing taught", operator, frame.key, late)
+            return TeachReply("refused", f"the grown memory bank was built {late:.1f} s after the console stopped "
+                                         "waiting (pipeline.console.teach_timeout_s): nothing taught")
         with self.lock.exclusive():
             if swap is not None:
                 swap()
@@ -122,17 +135,20 @@ class TeachingChannel:
 
 
 def request_teaching(endpoint: str, frame: Frame, operator: str, timeout_s: float) -> TeachReply:
-    """Ask the infer stage at `endpoint` to take `frame` (with its image) as good; refused when it does not answer
-    within timeout_s."""
+    """Ask the infer stage at `endpoint` to take `frame` (with its image) as good. The channel refuses it, teaching
+    nothing, when its grown bank is not ready within timeout_s; refused too when no answer comes ANSWER_GRACE_S later
+    (a channel that swapped the bank then would have taught it: the log and the model's version say so)."""
     sock = zmq.Context.instance().socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDTIMEO, int(timeout_s * 1000))
-    sock.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))
+    for option in (zmq.SNDTIMEO, zmq.RCVTIMEO):
+        sock.setsockopt(option, int((timeout_s + ANSWER_GRACE_S) * 1000))
+    meta = {**frame.meta, OPERATOR: operator, DEADLINE: time.time() + timeout_s}
     try:
         sock.connect(endpoint)
-        sock.send_multipart(encode(dataclasses.replace(frame, meta={**frame.meta, OPERATOR: operator})))
+        sock.send_multipart(encode(dataclasses.replace(frame, meta=meta)))
         return TeachReply(**json.loads(sock.recv()))
     except zmq.Again:
-        return TeachReply("refused", f"the infer stage did not answer within {timeout_s:g} s ({endpoint})")
+        return TeachReply("refused", f"the infer stage did not answer within {timeout_s + ANSWER_GRACE_S:g} s "
+                                     f"({endpoint})")
     finally:
         sock.close()

@@ -38,5 +38,6 @@ class ConsoleSettings(Strict):
     control_endpoint: str | None = Field(None, pattern=r"^ipc://\S+$")
     # Bound on the patches teaching may add to a memory bank (all teachings of the artefact together).
     max_taught_patches: int = Field(5000, ge=1)
-    teach_timeout_s: float = Field(5.0, gt=0.0)  # the infer stage's answer to a teaching request
+    # The infer stage's answer to a teaching request: a grown bank not ready by then is dropped, nothing taught.
+    teach_timeout_s: float = Field(5.0, gt=0.0)
     drift: DriftSettings = Field(default_factory=DriftSettings)

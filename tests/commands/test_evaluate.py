@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from stream_ad.evaluation.tally import WORST
+from tests.browser import headless_chromium
 from tests.commands.conftest import CATEGORY, FolderFit, cli, copy_images
 
 DEFECTS = 8
@@ -111,20 +112,10 @@ def test_eval_writes_a_self_contained_html_report_that_chromium_shows(
 
 def show_in_chromium(page: Path) -> tuple[list[tuple[bool, int]], str, bytes]:
     """(per image: loaded, natural width), the page's text and a screenshot, from headless Debian chromium."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    try:
+    with headless_chromium() as driver:
         driver.set_page_load_timeout(60)
         driver.get(page.as_uri())
         loaded = driver.execute_script(
             "return Array.from(document.images).map(i => [i.complete, i.naturalWidth]);")
         return [(bool(c), int(w)) for c, w in loaded], driver.find_element("tag name", "body").text, \
             driver.get_screenshot_as_png()
-    finally:
-        driver.quit()

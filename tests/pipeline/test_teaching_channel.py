@@ -1,5 +1,6 @@
 """The infer stage's teaching channel over a real ZeroMQ socket, while a batch worker scores side by side: the frame is
-taught, and the worker is held back only to swap the banks, not while the grown bank's index and graph are built."""
+taught, and the worker is held back only to swap the banks, not while the grown bank's index and graph are built; a
+grown bank ready after the asker's deadline is dropped, so a teaching the console called refused never lands."""
 
 from __future__ import annotations
 
@@ -52,3 +53,20 @@ def test_teaching_holds_the_line_back_only_for_the_swap(artefact_copy: Path, tmp
     times = [asked, *(t for t in scored if asked < t < answered), answered]
     longest = max(b - a for a, b in zip(times, times[1:]))
     assert longest < 0.6 * (answered - asked), (longest, answered - asked, len(times) - 2)
+
+
+def test_a_bank_grown_past_the_deadline_is_not_swapped_in(artefact_copy: Path, tmp_path: Path) -> None:
+    model = load_model(artefact_copy, load_settings(runtime={"accelerate": "openvino"}))
+    image = read_image(DEFECT)
+    before = float(model.predict([image]).scores[0])
+    endpoint = f"ipc://{tmp_path}/teach"
+    channel = TeachingChannel(endpoint, model, artefact_copy, threshold=before, max_patches=1000, lock=ModelLock())
+    try:
+        # A deadline 1 ms away: the bank's compile alone takes longer.
+        frame = Frame(frame_id=7, camera="cam0", t_capture=time.time(), image=image)
+        reply = request_teaching(endpoint, frame, "anna", timeout_s=0.001)
+    finally:
+        channel.close()
+    assert reply.outcome == "refused" and "nothing taught" in reply.detail and "teach_timeout_s" in reply.detail, reply
+    assert read_manifest(artefact_copy).teaching == []
+    assert float(model.predict([image]).scores[0]) == before

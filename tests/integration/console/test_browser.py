@@ -10,29 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import headless_chromium
 from tests.integration.conftest import wait_for
 from tests.integration.console.conftest import TOKEN, ConsoleRun
 
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOT = Path("/tmp/console_screenshot.png")  # the last one, for a person to look at
 
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    chromium = shutil.which("chromium")
-    if chromium is None or not CHROMEDRIVER.is_file():
-        pytest.skip("Debian's chromium and chromium-driver are not installed (scripts/setup.sh installs them as root)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    yield driver
-    driver.quit()
+    with headless_chromium() as driver:
+        yield driver
 
 
 def test_an_operator_teaches_a_flagged_part_in_the_browser(console_run: ConsoleRun, browser, tmp_path: Path

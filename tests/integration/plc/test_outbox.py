@@ -87,7 +87,8 @@ def test_outage_loses_nothing_keeps_order_and_never_blocks(modbus_plc: ServerPro
         assert (r["frame_id"], r["verdict"], r["camera"]) == (v.frame_id, v.verdict, v.camera)
         assert r["score"] == pytest.approx(v.score, rel=1e-6)
     assert max(pending) > 20, "the outage should have left verdicts pending"
-    assert max(write_s) < 0.25, "write() waited on the PLC"
+    # A write() that waited on the PLC would have waited out the outage, or the client's 0.5 s timeout at least.
+    assert max(write_s) < min(0.5, down_s / 3), "write() waited on the PLC"
     assert metric("stream_ad_outbox_delivered_total", "outage") == N
     assert metric("stream_ad_outbox_retries_total", "outage") >= 1
     assert metric("stream_ad_outbox_pending", "outage") == 0
