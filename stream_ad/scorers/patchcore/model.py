@@ -77,7 +77,7 @@ class MemoryBank:
     memory: torch.Tensor  # (M, D) float32 on the scorer's device
     index: KnnIndex
     neighbours: torch.Tensor  # (M, b) nearest memory items of each memory item
-    graph: OpenVino | None  # runtime.accelerate openvino: the whole scoring path in one graph, the bank baked in
+    graph: OpenVino | None  # runtime.accelerate openvino: the whole scoring path in one graph, the bank in it
 
 
 @register_scorer("patchcore")
@@ -192,7 +192,7 @@ class PatchCore(Scorer):
         return queries[chosen].cpu()
 
     def grow(self, items: torch.Tensor) -> Callable[[], None]:
-        # The index, each item's neighbours and an OpenVINO graph (the bank is baked into it) are built anew: nothing
+        # The index, each item's neighbours and an OpenVINO graph (the bank is a constant in it) are built anew: nothing
         # scores with the old bank once the swap has run.
         old = self._fitted_bank()
         new = self._build_bank(torch.cat([old.memory.cpu(), items.float().cpu()]).contiguous())
