@@ -444,7 +444,7 @@ def accelerate_module(
     path, why = choose_path(spec.mode, device)
     precision = resolve_precision(path, spec.precision)
     key = cache_key(identity, path, input_size, spec.max_batch, precision)
-    cache = None if spec.cache_dir is None else spec.cache_dir / key
+    cache = _cache_entry(spec, key)
     if path == "openvino":
         features: Features = OpenVino(_ir(cache, lambda: to_openvino(module, input_size)), spec.streams)
     elif path == "tensorrt":

@@ -136,7 +136,8 @@ class PatchCore(Scorer):
 
     def scoring_graph(self) -> ScoringGraph:
         """Backbone, kNN over the memory bank, reweighting and map as one module (graph.ScoringGraph): what
-        runtime.accelerate openvino compiles, and what `stream-ad export` writes."""
+        `stream-ad export` writes. In the process, runtime.accelerate openvino compiles the same math as the
+        backbone's IR joined to graph.ScoringHead's, the bank put in (_openvino_graph)."""
         bank, p = self._fitted_bank(), self.params
         return ScoringGraph(self.backbone, bank.memory, bank.neighbours, p.patch_size, p.embedding_dim, p.blur_sigma)
 
