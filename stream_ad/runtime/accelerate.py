@@ -397,15 +397,17 @@ def openvino_head(head: torch.nn.Module, state: tuple[torch.Tensor, ...], backbo
     conversion of the whole graph (2.3 s; 224 px, a bank of 9,136, 2 cores), and leaves nothing more in the cache."""
     import openvino as ov
 
+    def convert_head() -> Any:  # only on a cache miss: the taps' shapes take a backbone call in torch
+        with torch.no_grad():
+            taps = tuple(t.cpu() for t in backbone(torch.zeros(1, 3, input_size, input_size)))
+        shapes = [ov.PartialShape([-1, *t.shape[1:]]) for t in taps] + [ov.PartialShape([-1] * t.dim()) for t in state]
+        return _convert(head, (*taps, *state), shapes)
+
     key = cache_key(backbone.identity(), "openvino", input_size, spec.max_batch, "fp32")
     body = _ir(_cache_entry(spec, key), lambda: to_openvino(backbone, input_size))
-    with torch.no_grad():
-        taps = tuple(t.cpu() for t in backbone(torch.zeros(1, 3, input_size, input_size)))
-    shapes = [ov.PartialShape([-1, *t.shape[1:]]) for t in taps] + [ov.PartialShape([-1] * t.dim()) for t in state]
     key = cache_key(backbone.identity(), "openvino", input_size, spec.max_batch, "fp32",
                     {**graph, "head_code_sha256": source_sha256(type(head))})
-    top = _ir(_cache_entry(spec, key), lambda: _convert(head, (*taps, *state), shapes))
-    return OpenVino(_joined(body, top, state), spec.streams, batch)
+    return OpenVino(_joined(body, _ir(_cache_entry(spec, key), convert_head), state), spec.streams, batch)
 
 
 def _joined(body: Any, head: Any, state: tuple[torch.Tensor, ...]) -> Any:

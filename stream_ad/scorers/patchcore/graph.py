@@ -168,6 +168,6 @@ class ScoringGraph(nn.Module):
         self.patch_size, self.embedding_dim, self.blur_sigma = patch_size, embedding_dim, blur_sigma
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        bank = (self.memory, self.scaled, self.sq_norms, self.group_starts, self.neighbours)
+        bank = tuple(getattr(self, name) for name in BANK_NAMES)
         return scores_from_taps(self.backbone(x), bank, self.patch_size, self.embedding_dim, self.blur_sigma,
                                 (x.shape[-2], x.shape[-1]))

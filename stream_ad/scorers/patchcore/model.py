@@ -167,8 +167,8 @@ class PatchCore(Scorer):
     def _openvino_graph(self, memory: torch.Tensor, neighbours: torch.Tensor) -> OpenVino:
         """The whole scoring path as one OpenVINO graph (stream_ad.scorers.patchcore.graph says why), the bank put in
         as constants."""
-        graph = {"scorer": "patchcore", **self.params.model_dump(include={"patch_size", "embedding_dim", "blur_sigma"})}
         p = self.params
+        graph = {"scorer": "patchcore", **p.model_dump(include={"patch_size", "embedding_dim", "blur_sigma"})}
         head = ScoringHead(p.patch_size, p.embedding_dim, p.blur_sigma, self.context.input_size)
         compiled = openvino_head(head, bank_tensors(memory.cpu(), neighbours.cpu()), self.backbone,
                                  self.context.input_size, self.context.accelerate, graph, batch=self.images_per_call())
