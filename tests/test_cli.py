@@ -60,6 +60,21 @@ def test_missing_data_exits_2_naming_the_folder(tmp_path: Path) -> None:
     assert str(tmp_path / "absent") in out.stderr and "Traceback" not in out.stderr
 
 
+def test_a_relative_path_that_is_missing_is_shown_where_it_was_looked_for(tmp_path: Path) -> None:
+    # The default shared_dir (../shared) is read from the working directory: run elsewhere, it looks elsewhere.
+    good = tmp_path / "good"
+    good.mkdir()
+    for name in ("a.png", "b.png"):
+        (good / name).write_bytes(next((CATEGORY / "train" / "good").iterdir()).read_bytes())
+    env = {k: v for k, v in os.environ.items() if k != "STREAM_AD_SHARED_DIR"}
+    out = subprocess.run([sys.executable, "-m", "stream_ad.cli", "fit", "--good", "good"], capture_output=True,
+                         text=True, timeout=300, env=env, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    looked = tmp_path / "../shared/weights/mobilenet_v2_imagenet_tflite.pth"
+    assert f"that is {looked}: relative to the working directory" in out.stderr, out.stderr
+    assert "backbone.weights_path" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_global_options_before_or_after_the_subcommand() -> None:
     parse = build_parser().parse_args
     for argv in (["-c", "a.yaml", "-v", "fit"], ["fit", "-c", "a.yaml", "-v"], ["-v", "fit", "--config", "a.yaml"],

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from stream_ad.errors import BackboneError
+from stream_ad.errors import BackboneError, located
 from stream_ad.settings import BackboneSettings
 
 if TYPE_CHECKING:
@@ -64,8 +64,9 @@ def resolve_weights(cfg: BackboneSettings) -> WeightsSource:
         path = cfg.weights_path.expanduser()
         if not path.is_file():
             raise BackboneError(
-                f"backbone weights file not found: {path} (setting backbone.weights_path). Point it at a state dict "
-                f"for torchvision's {cfg.name}, or unset it to use torchvision's weights enum from the torch hub cache."
+                f"backbone weights file not found (setting backbone.weights_path, by default under shared_dir): "
+                f"{located(path)}. Point it at a state dict for torchvision's {cfg.name}, or unset it to use "
+                f"torchvision's weights enum from the torch hub cache."
             )
         return WeightsSource(path, sha256_file(path))
     if cfg.weights == RANDOM:

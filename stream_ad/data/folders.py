@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_ad.errors import DatasetError
+from stream_ad.errors import DatasetError, located
 from stream_ad.imagefile import IMAGE_SUFFIXES, ImageFileError, images_under, read_image_file
 from stream_ad.settings import MAX_IMAGE_PIXELS
 
@@ -93,7 +93,7 @@ def image_files(folder: Path, source: str) -> list[Path]:
     """The image files under `folder`; a missing folder, a file, an empty folder or one without images is an error
     naming `source` (the flag or setting that named it) and the path."""
     if not folder.exists():
-        raise DatasetError(f"{source}: no such folder {folder}")
+        raise DatasetError(f"{source}: no such folder {located(folder)}")
     if not folder.is_dir():
         raise DatasetError(f"{source}: {folder} is a file; give a folder of images")
     paths = images_under(folder)
@@ -112,7 +112,7 @@ def image_paths(paths: Sequence[Path], source: str) -> list[Path]:
         elif path.exists():
             out.extend(image_files(path, source))
         else:
-            raise DatasetError(f"{source}: no such file or folder {path}")
+            raise DatasetError(f"{source}: no such file or folder {located(path)}")
     return out
 
 

@@ -20,6 +20,7 @@ from stream_ad.data.folders import (
     image_files,
     labelled_images,
 )
+from stream_ad.errors import located
 from stream_ad.imagefile import images_under
 
 
@@ -27,7 +28,7 @@ class MVTecCategory:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DatasetError(f"data set folder not found: {self.root} (setting data.root)")
+            raise DatasetError(f"data set folder not found (setting data.root, by default under shared_dir): {located(self.root)}")
         self.name = self.root.name
 
     def _split_dir(self, split: str) -> Path:

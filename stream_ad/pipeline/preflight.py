@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from stream_ad.errors import located
 from stream_ad.pipeline.curve import load_keys
 from stream_ad.pipeline.errors import PipelineError
 from stream_ad.pipeline.plan import plan_wiring
@@ -53,7 +54,7 @@ def _check_source(src: SourceSettings, where: str, data_root: Path, prefix: str)
         assert src.path is not None  # the settings require it
         if src.path.is_file():
             return Finding("source", True, f"{prefix}video file {src.path}")
-        return Finding("source", False, f"{prefix}video file not found: {src.path} (setting {where}.path)")
+        return Finding("source", False, f"{prefix}video file not found: {located(src.path)} (setting {where}.path)")
     if src.kind == "rtsp":
         return _check_rtsp_url(src.url or "", where, prefix)
     return Finding("source", True, f"{prefix}{src.kind} camera {src.gige.camera or '(the first found)'}, found at "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stream_ad.errors import located
 from stream_ad.frames import Capture
 from stream_ad.imagefile import (
     IMAGE_SUFFIXES,
@@ -24,7 +25,7 @@ from stream_ad.sources.base import Camera, Pacer
 def list_images(folder: Path, setting: str = "pipeline.source.path") -> list[Path]:
     """The images under `folder`; FileNotFoundError naming `setting`, the setting the folder came from."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder} (setting {setting})")
+        raise FileNotFoundError(f"image folder not found: {located(folder)} (setting {setting})")
     paths = images_under(folder)
     if not paths:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder} (setting {setting})")

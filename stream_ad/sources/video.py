@@ -13,6 +13,7 @@ from pathlib import Path
 
 import av
 
+from stream_ad.errors import located
 from stream_ad.frames import Capture
 from stream_ad.settings import MAX_IMAGE_PIXELS
 from stream_ad.sources.av_frames import pictures
@@ -35,7 +36,7 @@ class VideoSource(Camera):
                  max_pixels: int = MAX_IMAGE_PIXELS) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"video file not found: {self.path} (setting pipeline.source.path)")
+            raise FileNotFoundError(f"video file not found: {located(self.path)} (setting pipeline.source.path)")
         with av.open(str(self.path)) as container:
             if not container.streams.video:
                 raise ValueError(f"{self.path} has no video stream")
