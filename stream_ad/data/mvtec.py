@@ -28,7 +28,8 @@ class MVTecCategory:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DatasetError(f"data set folder not found (setting data.root, by default under shared_dir): {located(self.root)}")
+            raise DatasetError(
+                f"data set folder not found (setting data.root, by default under shared_dir): {located(self.root)}")
         self.name = self.root.name
 
     def _split_dir(self, split: str) -> Path:
