@@ -1,8 +1,13 @@
 """tune's search within its budget, on real fits of a PIPED category: a candidate runs only if its expected time
 (seconds per input pixel of its kind so far) fits in what is left; the first of a kind whose time tune has not seen
-(a method that trains a network) runs while any budget is left."""
+(a method that trains a network, or tile mode) runs while any budget is left, the first tile candidate right
+after the default."""
 
 from __future__ import annotations
+
+import logging
+
+import pytest
 
 from stream_ad.calibration.holdout import split_good
 from stream_ad.data import MVTecCategory
@@ -30,3 +35,19 @@ def test_a_method_of_another_kind_runs_where_one_of_a_known_kind_would_not_fit(s
     expected = float(trials[1].skipped.split("would take about ")[1].split(" s")[0])
     assert expected > budget_s  # estimated from small's own seconds per pixel, times 1024
     assert trials[2].figures.fit_s > 0 and len(trials[2].figures.scores) == len(validation.labels)
+
+
+def test_the_first_tile_candidate_runs_right_after_the_default(shared: object,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Run order: the default, the first tile candidate, the rest; the trials come back in the grid's order (the
+    ranking's)."""
+    settings = load_settings(data={"root": str(CATEGORY)}, runtime=FAST)
+    split = split_good(MVTecCategory(CATEGORY).good_folder().paths, settings.calibration)
+    validation = synthetic_validation(split.held_out, 0, settings.pipeline.source.max_image_pixels)
+    grid = [Candidate("resize", 64, 0.1), Candidate("resize", 96, 0.1), Candidate("tile", 64, 0.1),
+            Candidate("tile", 64, 0.2)]
+    with caplog.at_level(logging.INFO, logger="stream_ad.tuning.search"):
+        trials = search(settings, grid, split.fit, validation, 600.0, settings.pipeline.source.max_image_pixels)
+    assert [t.candidate for t in trials] == grid and all(t.figures is not None for t in trials)
+    tried = [r.getMessage().removeprefix("trying ") for r in caplog.records if r.getMessage().startswith("trying ")]
+    assert tried == [grid[0].name, grid[2].name, grid[1].name, grid[3].name]
