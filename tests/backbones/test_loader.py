@@ -27,7 +27,7 @@ def test_taps_equal_the_unfused_torchvision_model(shared: Path) -> None:
 
 def test_missing_weights_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pth"
-    with pytest.raises(BackboneError, match=rf"{missing}.*backbone.weights_path"):
+    with pytest.raises(BackboneError, match=rf"backbone.weights_path.*: {missing}\. "):
         load_backbone(BackboneSettings(weights_path=missing))
 
 
