@@ -1,6 +1,6 @@
 """The failures a user can fix (a missing or damaged file, too few images, a model fitted otherwise): the CLI prints
-their message in one line and exits 2. Defined at the bottom, importing nothing, so the CLI catches them without
-importing the code that raises them (torch, on a line PC that runs an exported artefact without it)."""
+their message in one line and exits 2. Defined at the bottom, importing nothing but pathlib, so the CLI catches them
+without importing the code that raises them (torch, on a line PC that runs an exported artefact without it)."""
 
 from pathlib import Path
 
