@@ -105,8 +105,8 @@ class TeachingChannel:
             prepared = self.model.preprocessor([frame.image])
             before = float(self.model.score_frames(prepared)[0])
             items = scorer.good_items(prepared.inputs, self.within, budget)
-        # The grown bank's neighbours and compiled graph are most of a teaching's time: built while batches score with
-        # the old bank, which the model, held alone again, swaps for it in an instant.
+        # The grown bank's compiled graph is most of a teaching's time: built while batches score with the old bank,
+        # which the model, held alone again, swaps for it in an instant.
         swap = scorer.grow(items) if items.shape[0] else None
         late = time.time() - float(frame.meta.get(DEADLINE, math.inf))
         if late > 0:  # the console has told the operator it was refused: so it is

@@ -102,10 +102,10 @@ def figures_on(model: AnomalyModel, validation: ValidationSet, fit_s: float) -> 
 
 def _cost_kind(candidate: Candidate) -> str:
     """Candidates whose seconds per input pixel are alike: the methods on the frozen backbone share one (their time
-    is its passes over the images, and what follows them), but in tile mode (its coreset chosen among a sample of
-    the patches, each frame read once for many tiles: the resize candidates' seconds per pixel, coreset and reading
-    included, put its time at 16 times resize 224's on 640 x 640 frames); a method that trains a network has its own
-    (its time is its training steps, held within RECONSTRUCTION_STEPS whatever the images)."""
+    is its passes over the images, and what follows them), but tile mode has its own (its coreset chosen among a
+    sample of the patches, each frame read once for many tiles: the resize candidates' seconds per pixel, coreset and
+    reading included, put its time at 16 times resize 224's on 640 x 640 frames); a method that trains a network has
+    its own (its time is its training steps, held within RECONSTRUCTION_STEPS whatever the images)."""
     if candidate.epochs is not None:
         return candidate.method
     return "frozen backbone, tiles" if candidate.mode == "tile" else "frozen backbone"

@@ -119,9 +119,9 @@ def test_grown_neighbours_are_a_search_of_the_whole_grown_bank(features: tuple[t
     assert (got[: memory.shape[0]] >= memory.shape[0]).any()  # the merge ran: an added item entered an old list
 
 
-def test_grown_neighbours_ranks_only_the_items_an_added_one_reaches(features: tuple[torch.Tensor, torch.Tensor],
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ranked again in chunks (a bank too large for one block) or at once: the same lists."""
+def test_grown_neighbours_in_chunks_or_at_once_and_with_nothing_added(features: tuple[torch.Tensor, torch.Tensor],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ranked again in chunks (a bank too large for one block) or at once: the same lists; nothing added: the old."""
     memory, queries = features
     old = TorchKnn(memory).search(memory, K)[1]
     grown = torch.cat([memory, queries[:300]])
