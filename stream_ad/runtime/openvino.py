@@ -48,7 +48,8 @@ def save_ir(model: Any, xml: Path) -> None:
     ov.save_model(model, xml, compress_to_fp16=False)
 
 
-def compile_for_cpu(model: Any, threads: int, streams: int = 1, batch: int | None = None) -> Any:
+def compile_for_cpu(model: Any, threads: int, streams: int = 1, batch: int | None = None,
+                    profile: bool = False) -> Any:
     """An OpenVINO model (or the path of its IR) compiled for the CPU at f32 with `threads` inference threads; with
     `batch`, for that static batch size (its other dimensions as they are): OpenVINO picks faster kernels for static
     shapes (PatchCore's argmin over the bank, a TopK: 2.5 ms over a dynamic number of patches, 0.49 ms over a static
@@ -60,7 +61,8 @@ def compile_for_cpu(model: Any, threads: int, streams: int = 1, batch: int | Non
     on one 224 px PatchCore request cost 1.4x the CPU of 1 thread per image, 2-core CPU); Requests runs them.
 
     No OpenVINO CACHE_DIR: its compiled blobs would be files it loads unchecked, and compiling from checked IR takes
-    ~0.06 s (PatchCore's whole graph, 2-core CPU)."""
+    ~0.06 s (PatchCore's whole graph, 2-core CPU). `profile`: with OpenVINO's per-layer counters (PERF_COUNT), for
+    a benchmark to read where a call's time goes in the graph as it runs here."""
     decline_openvino_telemetry()
     import openvino as ov
 
@@ -69,7 +71,8 @@ def compile_for_cpu(model: Any, threads: int, streams: int = 1, batch: int | Non
         model = ov.Core().read_model(model) if isinstance(model, (str, Path)) else model.clone()
         shape = model.input(0).get_partial_shape()
         model.reshape({model.input(0): ov.PartialShape([batch, *list(shape)[1:]])})
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}  # CPUs with bf16 units would otherwise run bf16
+    # f32: CPUs with bf16 units would otherwise run bf16.
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": profile}
     if streams > 1:
         config |= {"NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": max(threads, streams)}
     else:

@@ -54,3 +54,18 @@ def test_a_failed_call_returns_its_requests_to_the_pool() -> None:
         requests.run_batch(np.zeros((4, 63), np.float32), list(compiled.outputs))
     assert requests._free.qsize() == 2
     assert requests.run_batch(np.ones((4, 64), np.float32), list(compiled.outputs))[0].shape == (4, 64)
+
+
+def test_a_profiled_compile_times_each_layer_of_the_graph_at_its_static_batch() -> None:
+    """What benchmarks.line's breakdown reads: the graph compiled as the line compiles it (one image a call), with
+    per-layer counters; without `profile` the counters stay at zero."""
+    model, _ = _model()
+    x = np.ones((1, 64), np.float32)
+    layer_seconds = {}
+    for profile in (True, False):
+        compiled = compile_for_cpu(model, threads=1, batch=1, profile=profile)
+        assert compiled.input(0).get_partial_shape().is_static
+        request = compiled.create_infer_request()
+        request.infer({0: x})
+        layer_seconds[profile] = sum(i.real_time.total_seconds() for i in request.get_profiling_info())
+    assert layer_seconds[True] > 0.0 and layer_seconds[False] == 0.0
