@@ -112,10 +112,11 @@ def _cost_kind(candidate: Candidate) -> str:
 
 
 def ratio_bound(candidate: Candidate, tried: Sequence[tuple[Candidate, float]]) -> float | None:
-    """The most seconds `candidate` can take, from those of a tried candidate that differs from it only by a smaller
-    coreset ratio: what grows with the ratio (the greedy coreset's centres, the bank every validation patch is
-    searched in) grows at most in proportion to it, the rest (the backbone's passes) not at all. None where none was
-    tried. Seconds per pixel alone put tile 224 at ratio 0.01 at ratio 0.002's time (300 frames of 640 x 640: 144 s,
+    """About the most seconds `candidate` can take, from those of a tried candidate that differs from it only by a
+    smaller coreset ratio: what grows with the ratio (the greedy coreset's centres, the bank every validation patch
+    is searched in) grows in proportion to it, the rest (the backbone's passes) not at all; only the bank's items'
+    search for each other's neighbours grows faster, and takes seconds at these sizes. None where none was tried.
+    Seconds per pixel alone put tile 224 at ratio 0.01 at ratio 0.002's time (300 frames of 640 x 640: 144 s,
     against 394 s measured); this bound says at most 720 s."""
     ratio = candidate.coreset_ratio
     bounds = [seconds * ratio / other.coreset_ratio for other, seconds in tried
