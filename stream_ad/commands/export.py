@@ -40,7 +40,7 @@ def export(settings: Settings, model_dir: Path, out: Path, *, int8: Int8Scope | 
     (on `calibration_images`, else the model's held-out images: stream_ad.commands.export_int8); 0 when written."""
     if calibration_images is not None and int8 is None:
         raise CommandError("--calibration-images is for --int8: a float32 export is not calibrated on images")
-    model, graph, ov_model = scoring_graph(settings, model_dir)
+    model, graph, ov_model = scoring_graph(settings, model_dir, quantised=int8 is not None)
     inputs = check_inputs(model, model_dir)
     worst = graph_difference(ov_model, graph, inputs)
     if worst > RTOL:
@@ -66,13 +66,15 @@ def export(settings: Settings, model_dir: Path, out: Path, *, int8: Int8Scope | 
     return 0
 
 
-def scoring_graph(settings: Settings, model_dir: Path) -> tuple[AnomalyModel, torch.nn.Module, Any]:
-    """The model artefact `model_dir` loaded, its scoring graph, and that graph converted to OpenVINO (unchecked)."""
+def scoring_graph(settings: Settings, model_dir: Path, quantised: bool = False
+                  ) -> tuple[AnomalyModel, torch.nn.Module, Any]:
+    """The model artefact `model_dir` loaded, its scoring graph (built to be quantised, or not), and that graph
+    converted to OpenVINO (unchecked)."""
     # Built eagerly on the CPU: the scorer's score() and scoring graph are plain torch, as the converter traces them.
     runtime = settings.runtime.model_copy(update={"device": "cpu", "accelerate": "eager"})
     model = load_model(model_dir, settings.model_copy(update={"runtime": runtime}))
     try:
-        graph = model.scorer.scoring_graph().eval()
+        graph = model.scorer.scoring_graph(quantised).eval()
     except NotExportable as exc:
         raise CommandError(f"cannot export {model_dir}: {exc}") from None
     ov_model = named_ports(to_openvino(graph, model.preprocessor.input_size))

@@ -133,10 +133,11 @@ class Scorer(ABC):
     @abstractmethod
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None: ...
 
-    def scoring_graph(self) -> torch.nn.Module:
+    def scoring_graph(self, quantised: bool = False) -> torch.nn.Module:
         """The whole scoring path as one module, normalised inputs (B, 3, S, S) -> (image scores (B,), maps (B, S, S)),
         for `stream-ad export`: score() itself by default, right when it is tensor operations only on a scorer built
-        with runtime.accelerate eager. A method that needs more overrides it, or raises NotExportable saying why."""
+        with runtime.accelerate eager. A method that needs more overrides it, or raises NotExportable saying why.
+        `quantised`: the graph is to be quantised (an INT8 export), which a method may build it otherwise for."""
         return _ScoreModule(self)
 
     def graph_constants(self) -> dict[str, str]:

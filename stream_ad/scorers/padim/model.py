@@ -125,9 +125,9 @@ class Padim(Scorer):
         d = self.channels.shape[0]
         return self.channels, self.mean.reshape(-1, d), self.inv_covariance.reshape(-1, d, d)
 
-    def scoring_graph(self) -> ScoringGraph:
+    def scoring_graph(self, quantised: bool = False) -> ScoringGraph:
         """Backbone, channel subset, Mahalanobis distances and map as one module (graph.ScoringGraph): what
-        runtime.accelerate openvino compiles, and what `stream-ad export` writes."""
+        runtime.accelerate openvino compiles, and what `stream-ad export` writes (quantised or not)."""
         return ScoringGraph(self.backbone, *self._flat_state(), self.params.blur_sigma)
 
     def graph_constants(self) -> dict[str, str]:

@@ -79,26 +79,29 @@ def reweighted(s_star: torch.Tensor, m_test: torch.Tensor, m_star: torch.Tensor,
 
 
 # Groups the bank is searched in (ScoringGraph): each group's nearest item by the matmul expansion is a candidate,
-# and the nearest candidate by a direct recomputation wins. 8: with the search matmul quantised (an INT8 export), a
-# patch's winner is the exact nearest item for all but 0.36 % of patches, against 0.79 % with 4 groups and 2.6 % with
-# one (the quantisation emulated in float64 on 70 magnetic_tile images), for 0.1 ms more than one group in float32
-# (one core, bank of 4,477).
-SEARCH_GROUPS = 8
+# and the nearest candidate by a direct recomputation wins. A float32 graph searches one group: its expansion's
+# argmin is the step-by-step path's nearest item (the kNN index's), and each further group's candidate costs its
+# gather and recomputation (8 groups: 0.56 ms more a call in layers, 2 cores, AVX2, bank of 4,477). A graph whose
+# search matmul is quantised (an INT8 export) searches 8: a patch's winner is the exact nearest item for all but
+# 0.36 % of patches, against 0.79 % with 4 groups and 2.6 % with one (the quantisation emulated in float64 on 70
+# magnetic_tile images).
+FLOAT32_SEARCH_GROUPS = 1
+QUANTISED_SEARCH_GROUPS = 8
 
 
 BANK_NAMES = ("memory", "scaled", "sq_norms", "group_starts", "neighbours")  # bank_tensors', in order
 BANK_TENSORS = len(BANK_NAMES)
 
 
-def bank_tensors(memory: torch.Tensor, neighbours: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """What ScoringHead searches, from the bank (M, D) and each item's neighbours (M, b): the bank padded to
-    SEARCH_GROUPS groups, -2 x it (folded in once), its rows' squared norms, each group's first row, the neighbours."""
+def bank_tensors(memory: torch.Tensor, neighbours: torch.Tensor, groups: int) -> tuple[torch.Tensor, ...]:
+    """What ScoringHead searches, from the bank (M, D) and each item's neighbours (M, b): the bank padded to `groups`
+    groups of the search, -2 x it (folded in once), its rows' squared norms, each group's first row, the neighbours."""
     items = memory.shape[0]
-    per_group = -(-items // SEARCH_GROUPS)
+    per_group = -(-items // groups)
     # The bank's last item repeated to fill the last group: a repeat is as near as the item itself, so a group
     # that holds repeats alone still offers a real item's distance.
-    padded = memory.float().index_select(0, torch.arange(per_group * SEARCH_GROUPS).clamp_max(items - 1)).contiguous()
-    starts = torch.arange(SEARCH_GROUPS) * per_group
+    padded = memory.float().index_select(0, torch.arange(per_group * groups).clamp_max(items - 1)).contiguous()
+    starts = torch.arange(groups) * per_group
     return padded, padded * -2.0, (padded**2).sum(dim=1), starts, neighbours.contiguous()
 
 
@@ -109,24 +112,25 @@ def scores_from_taps(taps: list[torch.Tensor], bank: tuple[torch.Tensor, ...], p
     the backbone, as ScoringHead and ScoringGraph compute it.
 
     Every patch's distance to the bank comes from one matmul against the bank (the expansion ||m||^2 - 2 q.m), each of
-    SEARCH_GROUPS groups of the bank giving its nearest item by that as a candidate, and the candidates' distances
-    recomputed directly, the nearest winning. In float32 the winner is the nearest item, as the step-by-step path's
-    (scores_from_neighbours): the expansion alone cancels in float32 where a patch lies on a bank item, which moved
-    maps by up to 6.9e-4 of their scale (PIPED's PA_FLR01_TL), past the 1e-4 an export is checked to. In an INT8
-    export the matmul is quantised (runtime.quantise) and only picks candidates: a distance is always one to a real
-    bank item, recomputed in float32, so the quantised search can only raise a patch's distance, never lower it.
-    The argmins (a TopK) and the recomputation cost about 0.4 ms more than a min in a graph compiled for one image a
-    call (PatchCore.images_per_call; 2.5 ms for the TopK over a dynamic batch), against the 4.0 ms float32 matmul
-    (one core, bank of 4,477). Eq. 7's nearest item is found for each image's worst patch by an exact search of that
-    one row."""
+    the bank's groups (bank_tensors; as many as group_starts has rows) giving its nearest item by that as a candidate,
+    and the candidates' distances recomputed directly, the nearest winning. In float32 (one group) the candidate is
+    the item the step-by-step path's kNN index finds (scores_from_neighbours), its distance recomputed as there: the
+    expansion alone cancels in float32 where a patch lies on a bank item, which moved maps by up to 6.9e-4 of their
+    scale (PIPED's PA_FLR01_TL), past the 1e-4 an export is checked to. In an INT8 export the matmul is quantised
+    (runtime.quantise) and only picks candidates: a distance is always one to a real bank item, recomputed in
+    float32, so the quantised search can only raise a patch's distance, never lower it. The argmin (a TopK) costs
+    1.2 ms in a graph compiled for one image a call (PatchCore.images_per_call; 5.3 ms compiled for any batch),
+    against 7-8 ms for the float32 matmul (2 cores, AVX2, bank of 4,477). Eq. 7's nearest item is found for each
+    image's worst patch by an exact search of that one row."""
     memory, scaled, sq_norms, group_starts, neighbours = bank
     emb = patch_embedding(taps, patch_size, embedding_dim)
     b, d, h, w = emb.shape
     n = b * h * w
     queries = as_queries(emb)
-    expansion = (queries @ scaled.T + sq_norms).view(n, SEARCH_GROUPS, -1)
+    groups = group_starts.shape[0]  # a size of the graph's input, not a constant: the head serves any bank
+    expansion = (queries @ scaled.T + sq_norms).view(n, groups, -1)
     candidates = expansion.min(dim=2).indices + group_starts  # (patches, groups)
-    rows = memory.index_select(0, candidates.view(-1)).view(n, SEARCH_GROUPS, d)
+    rows = memory.index_select(0, candidates.view(-1)).view(n, groups, d)
     # queries.view, not unsqueeze, and the worst patch against the bank's transpose below: as written, OpenVINO
     # runs them without layout reorders (0.45 ms an image less, one core).
     dist = torch.linalg.vector_norm(rows - queries.view(n, 1, d), dim=2).min(dim=1).values.view(b, h * w)
@@ -160,10 +164,10 @@ class ScoringGraph(nn.Module):
     only ones in a submodule, as runtime.quantise tells them apart)."""
 
     def __init__(self, backbone: nn.Module, memory: torch.Tensor, neighbours: torch.Tensor, patch_size: int,
-                 embedding_dim: int | None, blur_sigma: float) -> None:
+                 embedding_dim: int | None, blur_sigma: float, groups: int) -> None:
         super().__init__()
         self.backbone = backbone
-        for name, tensor in zip(BANK_NAMES, bank_tensors(memory, neighbours), strict=True):
+        for name, tensor in zip(BANK_NAMES, bank_tensors(memory, neighbours, groups), strict=True):
             self.register_buffer(name, tensor)
         self.patch_size, self.embedding_dim, self.blur_sigma = patch_size, embedding_dim, blur_sigma
 

@@ -32,6 +32,8 @@ from stream_ad.scorers.components.coreset import greedy_coreset
 from stream_ad.scorers.components.knn import KnnIndex, build_knn, grown_neighbours
 from stream_ad.scorers.components.sample import RowSample
 from stream_ad.scorers.patchcore.graph import (
+    FLOAT32_SEARCH_GROUPS,
+    QUANTISED_SEARCH_GROUPS,
     ScoringGraph,
     ScoringHead,
     as_queries,
@@ -140,12 +142,15 @@ class PatchCore(Scorer):
         graph = self._openvino_graph(memory, neighbours) if self.features.path == "openvino" else None
         return MemoryBank(memory, index, neighbours, graph)
 
-    def scoring_graph(self) -> ScoringGraph:
+    def scoring_graph(self, quantised: bool = False) -> ScoringGraph:
         """Backbone, kNN over the memory bank, reweighting and map as one module (graph.ScoringGraph): what
-        `stream-ad export` writes. In the process, runtime.accelerate openvino compiles the same math as the
-        backbone's IR joined to graph.ScoringHead's, the bank put in (_openvino_graph)."""
+        `stream-ad export` writes, its bank searched in more groups where its search is to be quantised. In the
+        process, runtime.accelerate openvino compiles the same math as the backbone's IR joined to
+        graph.ScoringHead's, the bank put in (_openvino_graph)."""
         bank, p = self._fitted_bank(), self.params
-        return ScoringGraph(self.backbone, bank.memory, bank.neighbours, p.patch_size, p.embedding_dim, p.blur_sigma)
+        groups = QUANTISED_SEARCH_GROUPS if quantised else FLOAT32_SEARCH_GROUPS
+        return ScoringGraph(self.backbone, bank.memory, bank.neighbours, p.patch_size, p.embedding_dim, p.blur_sigma,
+                            groups)
 
     def graph_constants(self) -> dict[str, str]:
         """ScoringGraph's buffers, as the OpenVINO converter names them. The converter also folds the bank into two
@@ -176,8 +181,9 @@ class PatchCore(Scorer):
         p = self.params
         graph = {"scorer": "patchcore", **p.model_dump(include={"patch_size", "embedding_dim", "blur_sigma"})}
         head = ScoringHead(p.patch_size, p.embedding_dim, p.blur_sigma, self.context.input_size)
-        compiled = openvino_head(head, bank_tensors(memory.cpu(), neighbours.cpu()), self.backbone,
-                                 self.context.input_size, self.context.accelerate, graph, batch=self.images_per_call())
+        bank = bank_tensors(memory.cpu(), neighbours.cpu(), FLOAT32_SEARCH_GROUPS)
+        compiled = openvino_head(head, bank, self.backbone, self.context.input_size, self.context.accelerate, graph,
+                                 batch=self.images_per_call())
         log.info("PatchCore scores through one OpenVINO graph (backbone, kNN over %d items, reweighting, map), "
                  "one image per call", memory.shape[0])
         return compiled

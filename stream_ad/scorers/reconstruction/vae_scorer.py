@@ -88,13 +88,13 @@ class VAEScorer(TrainedScorer):
 
         self.train_networks(images, "vae", p.epochs, p.batch_size, run_epoch, {"vae": optimizer})
 
-    def scoring_graph(self) -> torch.nn.Module:
+    def scoring_graph(self, quantised: bool = False) -> torch.nn.Module:
         if self.params.mode == "energy":
             raise NotExportable(
                 f"vae with mode 'energy' moves each image by {self.params.steps} gradient steps at test time (the "
                 "projection): no single forward graph computes that; export a model fitted with mode "
                 "'reconstruction', or serve this one with `stream-ad run` on the model artefact")
-        return super().scoring_graph()
+        return super().scoring_graph(quantised)
 
     def score(self, batch: torch.Tensor) -> Scores:
         self.require_fitted()

@@ -7,7 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from stream_ad.scorers.patchcore.graph import SEARCH_GROUPS, ScoringGraph, as_queries, scores_from_neighbours
+from stream_ad.scorers.patchcore.graph import (
+    FLOAT32_SEARCH_GROUPS,
+    QUANTISED_SEARCH_GROUPS,
+    ScoringGraph,
+    as_queries,
+    scores_from_neighbours,
+)
 
 
 class Taps(nn.Module):
@@ -17,8 +23,9 @@ class Taps(nn.Module):
         return [x]
 
 
-@pytest.mark.parametrize("items", [3, SEARCH_GROUPS, 4 * SEARCH_GROUPS + 5, 301])
-def test_the_grouped_search_finds_each_patch_s_nearest_item(items: int) -> None:
+@pytest.mark.parametrize("groups", [FLOAT32_SEARCH_GROUPS, QUANTISED_SEARCH_GROUPS])
+@pytest.mark.parametrize("items", [3, QUANTISED_SEARCH_GROUPS, 4 * QUANTISED_SEARCH_GROUPS + 5, 301])
+def test_the_grouped_search_finds_each_patch_s_nearest_item(items: int, groups: int) -> None:
     g = torch.Generator().manual_seed(items)
     depth, side, neighbours = 16, 12, min(3, items)
     memory = torch.randn(items, depth, generator=g)
@@ -27,7 +34,7 @@ def test_the_grouped_search_finds_each_patch_s_nearest_item(items: int) -> None:
     x[1, :, 5, 7] = memory[0]
     bank_d = torch.cdist(memory.double(), memory.double())
     near = bank_d.topk(neighbours, largest=False).indices  # itself first
-    graph = ScoringGraph(Taps(), memory, near, patch_size=1, embedding_dim=None, blur_sigma=1.0)
+    graph = ScoringGraph(Taps(), memory, near, patch_size=1, embedding_dim=None, blur_sigma=1.0, groups=groups)
     with torch.inference_mode():
         got_scores, got_maps = graph(x)
         queries = as_queries(x)
@@ -36,4 +43,4 @@ def test_the_grouped_search_finds_each_patch_s_nearest_item(items: int) -> None:
                                                         (side, side), 1.0)
     torch.testing.assert_close(got_maps, want_maps, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(got_scores, want_scores, rtol=1e-5, atol=1e-5)
-    assert graph.memory.shape[0] % SEARCH_GROUPS == 0 and graph.memory.shape[0] - items < SEARCH_GROUPS
+    assert graph.memory.shape[0] % groups == 0 and graph.memory.shape[0] - items < groups
