@@ -1,8 +1,7 @@
 """tune's search within its budget, on real fits of a PIPED category: a candidate runs only if its expected time
 (seconds per input pixel of its kind so far, or the bound from the same candidate at a smaller coreset ratio) fits in
-what is left; the first of a kind whose time tune has not seen
-(a method that trains a network, or tile mode) runs while any budget is left, the first tile candidate right
-after the default."""
+what is left; the first of a kind whose time tune has not seen (a method that trains a network, or tile mode) runs
+while any budget is left, the first tile candidate right after the default."""
 
 from __future__ import annotations
 
