@@ -119,8 +119,10 @@ def ratio_bound(candidate: Candidate, tried: Sequence[tuple[Candidate, float]]) 
     Seconds per pixel alone put tile 224 at ratio 0.01 at ratio 0.002's time (300 frames of 640 x 640: 144 s,
     against 394 s measured); this bound says at most 720 s."""
     ratio = candidate.coreset_ratio
+    if ratio is None:
+        return None
     bounds = [seconds * ratio / other.coreset_ratio for other, seconds in tried
-              if ratio is not None and other.coreset_ratio is not None and other.coreset_ratio < ratio
+              if other.coreset_ratio is not None and other.coreset_ratio < ratio
               and replace(other, coreset_ratio=ratio) == candidate]
     return max(bounds, default=None)
 
@@ -149,15 +151,15 @@ def search(
     start = time.monotonic()
     h, w = validation.shape
     overlap = base.preprocess.tile_overlap
-    cost_per_pixel: dict[str, float] = {}
-    tried: list[tuple[Candidate, float]] = []
+    tried: list[tuple[Candidate, float]] = []  # each candidate run, and its seconds
     trials: dict[int, Trial] = {}
     for number in tqdm(run_order(candidates), desc="tune", unit="candidate"):
         candidate = candidates[number]
         elapsed = time.monotonic() - start
         pixels = candidate.input_pixels(h, w, overlap)
         kind = _cost_kind(candidate)
-        per_pixel = cost_per_pixel[kind] * pixels if kind in cost_per_pixel else None
+        rates = [seconds / c.input_pixels(h, w, overlap) for c, seconds in tried if _cost_kind(c) == kind]
+        per_pixel = max(rates) * pixels if rates else None
         expected = max((e for e in (per_pixel, ratio_bound(candidate, tried)) if e is not None), default=None)
         if trials and elapsed + (expected or 0.0) > budget_s:
             why = (f"budget: {elapsed:.0f} s of {budget_s:.0f} s spent"
@@ -169,9 +171,7 @@ def search(
         began = time.monotonic()
         model, fit_s = fit_candidate(settings_for(base, candidate), fit, max_pixels)
         figures = figures_on(model, validation, fit_s)
-        seconds = time.monotonic() - began
-        cost_per_pixel[kind] = max(cost_per_pixel.get(kind, 0.0), seconds / pixels)
-        tried.append((candidate, seconds))
+        tried.append((candidate, time.monotonic() - began))
         log.info("%s: image AUROC %.4f, pixel AUROC %s, fit %.1f s", candidate.name, figures.image_auroc,
                  "-" if figures.pixel_auroc is None else f"{figures.pixel_auroc:.4f}", figures.fit_s)
         trials[number] = Trial(candidate, figures)
