@@ -54,6 +54,7 @@ MODES = ("one", "separate")
 SAMPLE_EVERY_S = 0.5
 GO = "go\n"
 READY = "ready"
+STREAMING = "streaming"
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,8 @@ class FleetRun:
 
 class GatedSupervisor(Supervisor):
     """Starts the model stages, says READY on stdout, and starts the sources when a line comes on stdin (handling
-    the stages' notices meanwhile, so that none is taken for hung)."""
+    the stages' notices meanwhile, so that none is taken for hung); says STREAMING once every source is up (its
+    frames read and preloaded: the camera's first frame follows)."""
 
     def start(self, cancelled: Callable[[], bool], labels: list[str] | None = None) -> None:
         labels = list(self.stages) if labels is None else labels
@@ -139,6 +141,7 @@ class GatedSupervisor(Supervisor):
         if not sys.stdin.readline():
             raise PipelineError("the benchmark is gone")
         super().start(cancelled, [label for label in labels if label in self.sources])
+        print(STREAMING, flush=True)
 
 
 def child_main(argv: list[str]) -> int:
@@ -198,15 +201,16 @@ def launch(settings: Settings, served: Served, work: Path, name: str, verdicts: 
     return Child(proc, paths["summary.json"], verdicts, paths["log"])
 
 
-def await_ready(children: list[Child], timeout_s: float) -> None:
-    """Every child's READY line (its model stages up); RuntimeError naming the log of one that failed."""
+def await_line(children: list[Child], line: str, timeout_s: float) -> None:
+    """Every child's next stdout line, `line` (READY: its model stages up; STREAMING: its sources up); RuntimeError
+    naming the log of one that failed."""
     deadline = time.monotonic() + timeout_s
     for child in children:
         out: IO[str] = child.proc.stdout  # type: ignore[assignment]
         while not select.select([out], [], [], 0.5)[0]:
             if child.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"a pipeline did not start: see {child.log}")
-        if out.readline().strip() != READY:
+                raise RuntimeError(f"a pipeline did not say {line}: see {child.log}")
+        if out.readline().strip() != line:
             raise RuntimeError(f"a pipeline failed: see {child.log}")
 
 
@@ -255,7 +259,9 @@ def _kb(path: str, key: str) -> int:
 
 WORKER = "stream_ad.pipeline.worker"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-CPU_WARMUP_S = 2.0  # the stage CPU window opens this long after the sources start (their own start-up left out)
+# The stage CPU window opens this long after every source is up: their start-up and preloading (583 frames decoded
+# per camera, seconds on a slow CPU) left out.
+CPU_WARMUP_S = 2.0
 
 
 def _stage_of(pid: int) -> str | None:
@@ -292,6 +298,11 @@ class ServiceSampler:
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
+
+    def measure_from(self, cpu_from: float, pss_at: float | None) -> None:
+        """Open the CPU window at `cpu_from` and read PSS at `pss_at` (set once the sources stream; RSS is sampled
+        from the start)."""
+        self.cpu_from, self.pss_at = cpu_from, pss_at
 
     def _sample(self) -> None:
         while not self.done.wait(SAMPLE_EVERY_S):
@@ -357,14 +368,16 @@ def run_fleet(settings: Settings, served: Served, mode: str, n: int, fps: float,
             child_settings = pipeline_settings(settings, served.model_dir, cameras, fps, seconds, verdicts, mode,
                                                camera)
             children.append(launch(child_settings, served, work, f"p{i}", verdicts))
-        await_ready(children, settings.pipeline.supervisor.startup_timeout_s)
-        now = time.monotonic()
-        sampler = ServiceSampler([c.proc.pid for c in children], now + CPU_WARMUP_S,
-                                 now + seconds / 2 if memory else None)
+        startup_s = settings.pipeline.supervisor.startup_timeout_s
+        await_line(children, READY, startup_s)
+        sampler = ServiceSampler([c.proc.pid for c in children], float("inf"), None)
         for child in children:
             assert child.proc.stdin is not None
             child.proc.stdin.write(GO)
             child.proc.stdin.flush()
+        await_line(children, STREAMING, startup_s)
+        now = time.monotonic()
+        sampler.measure_from(now + CPU_WARMUP_S, now + seconds / 2 if memory else None)
         sup = settings.pipeline.supervisor
         deadline = time.monotonic() + seconds + sup.drain_timeout_s + sup.stop_timeout_s + 60
         for child in children:

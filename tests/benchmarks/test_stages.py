@@ -60,3 +60,20 @@ def test_the_sampler_counts_a_busy_process_s_cpu_and_not_an_idle_one_s() -> None
     assert memory.rss_mb > 1 and memory.processes == 1
     assert 0.5 < cores["other"] <= 1.1, cores  # one process spinning: about one core
     assert idle_cores["other"] < 0.1, idle_cores
+
+
+def test_the_sampler_counts_no_cpu_spent_before_its_window_opens() -> None:
+    """A camera's start-up (its frames preloaded) comes before the window measure_from opens."""
+    proc = subprocess.Popen([sys.executable, "-c",
+                             "import time\nend = time.time() + 1.0\nwhile time.time() < end: pass\ntime.sleep(3)"])
+    try:
+        sampler = ServiceSampler([proc.pid], float("inf"), None)
+        time.sleep(1.5)
+        sampler.measure_from(time.monotonic(), None)
+        time.sleep(1.5)
+        _, cores = sampler.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert cores["other"] < 0.1, cores  # the spinning second is left out
+
