@@ -69,3 +69,12 @@ def test_a_profiled_compile_times_each_layer_of_the_graph_at_its_static_batch() 
         request.infer({0: x})
         layer_seconds[profile] = sum(i.real_time.total_seconds() for i in request.get_profiling_info())
     assert layer_seconds[True] > 0.0 and layer_seconds[False] == 0.0
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_a_compiled_model_leaves_its_threads_unpinned(streams: int) -> None:
+    """Pinned, each process's threads went to cores it chose alone: two infer processes on one core, another idle."""
+    model, _ = _model()
+    compiled = compile_for_cpu(model, threads=1, streams=streams)
+    assert compiled.get_property("ENABLE_CPU_PINNING") is False
+
