@@ -64,11 +64,11 @@ def test_the_sampler_counts_a_busy_process_s_cpu_and_not_an_idle_one_s() -> None
 
 def test_the_sampler_counts_no_cpu_spent_before_its_window_opens() -> None:
     """A camera's start-up (its frames preloaded) comes before the window measure_from opens."""
-    proc = subprocess.Popen([sys.executable, "-c",
-                             "import time\nend = time.time() + 1.0\nwhile time.time() < end: pass\ntime.sleep(3)"])
+    proc = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 1.0\nwhile time.time() < end: "
+                             "pass\nprint('spun', flush=True)\ntime.sleep(3)"], stdout=subprocess.PIPE, text=True)
     try:
         sampler = ServiceSampler([proc.pid], float("inf"), None)
-        time.sleep(1.5)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "spun"
         sampler.measure_from(time.monotonic(), None)
         time.sleep(1.5)
         _, cores = sampler.stop()
@@ -76,4 +76,3 @@ def test_the_sampler_counts_no_cpu_spent_before_its_window_opens() -> None:
         proc.kill()
         proc.wait()
     assert cores["other"] < 0.1, cores  # the spinning second is left out
-
