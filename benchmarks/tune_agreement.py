@@ -48,7 +48,8 @@ def _spearman(a: list[float], b: list[float]) -> float | None:
 
 
 def measure(root: Path, goods: int, defects: int, seed: int, config: Path | None,
-            confidence: float) -> dict[str, Any]:
+            confidence: float, candidates: int | None = None) -> dict[str, Any]:
+    """One category's row; `candidates`: only the first that many of tune's grid (None: all)."""
     settings = load_settings(config, data={"root": str(root)})
     category = MVTecCategory(root)
     rng = np.random.default_rng(seed)
@@ -61,7 +62,7 @@ def measure(root: Path, goods: int, defects: int, seed: int, config: Path | None
     sets = {"synthetic": synthetic_validation(split.held_out, settings.calibration.seed, max_pixels),
             "real": labelled_validation(split.held_out, real, f"{root}/test", max_pixels)}
     grid = line_grid(default_candidate(settings), settings.backbone.name, *sets["real"].shape,
-                     len(split.fit))
+                     len(split.fit))[:candidates]
     trials: dict[str, list[Trial]] = {name: [] for name in sets}
     load = [os.getloadavg()[0]]
     for candidate in tqdm(grid, desc=root.name, unit="candidate"):
@@ -115,12 +116,14 @@ def main() -> None:
     parser.add_argument("--goods", type=int, default=120, help="good images sampled per category (default 120)")
     parser.add_argument("--defects", type=int, default=40, help="real defects sampled per category (default 40)")
     parser.add_argument("--confidence", type=float, default=0.95, help="tune's --confidence (default 0.95)")
+    parser.add_argument("--candidates", type=int, help="only the first N candidates of tune's grid, the default first "
+                        "(default: all); a quick check")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=Path("tune_agreement.json"))
     args = parser.parse_args()
     rows = []
     for root in args.categories:
-        rows.append(measure(root, args.goods, args.defects, args.seed, args.config, args.confidence))
+        rows.append(measure(root, args.goods, args.defects, args.seed, args.config, args.confidence, args.candidates))
         args.json.write_text(json.dumps(rows, indent=2) + "\n")  # after each: a long run's figures survive a stop
     print("\ncategory       agree  tune's pick on synthetic defects  real pick (guarded)               "
           "real image AUROC: default / pick / unguarded pick / best  pixel: default / pick  spearman  load")

@@ -20,13 +20,13 @@ def test_both_choices_and_their_real_figures(tmp_path: Path) -> None:
     out = tmp_path / "agree.json"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     run = subprocess.run([sys.executable, "-m", "benchmarks.tune_agreement", "-c", str(config), str(CATEGORY),
-                          "--goods", "16", "--defects", "10", "--json", str(out)],
+                          "--goods", "16", "--defects", "10", "--candidates", "4", "--json", str(out)],
                          capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     [row] = json.loads(out.read_text())
     assert (row["fitted"], row["held_out_good"], row["real_defects"]) == (12, 4, 10)
     real = row["real_image_auroc"]
-    assert len(real) == len(row["synthetic_image_auroc"]) == row["candidates"] >= 2
+    assert len(real) == len(row["synthetic_image_auroc"]) == row["candidates"] == 4  # the first 4 of the grid
     assert row["real_auroc_default"] == real[0] and row["real_auroc_best"] == max(real)
     assert row["real_auroc_of_synthetic_pick"] in real and row["agree"] == (row["synthetic_pick"] == row["real_pick"])
     assert set(row["ranked_on"]) == {"synthetic", "real"}
