@@ -121,6 +121,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=Path("tune_agreement.json"))
     args = parser.parse_args()
+    if args.candidates is not None and args.candidates < 1:
+        parser.error(f"--candidates must be at least 1 (the default), got {args.candidates}")
     rows = []
     for root in args.categories:
         rows.append(measure(root, args.goods, args.defects, args.seed, args.config, args.confidence, args.candidates))
