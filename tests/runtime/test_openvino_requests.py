@@ -77,4 +77,3 @@ def test_a_compiled_model_leaves_its_threads_unpinned(streams: int) -> None:
     model, _ = _model()
     compiled = compile_for_cpu(model, threads=1, streams=streams)
     assert compiled.get_property("ENABLE_CPU_PINNING") is False
-
