@@ -26,6 +26,7 @@ from tqdm import tqdm
 from benchmarks.figures import categories_parser
 from stream_ad.calibration.holdout import split_good
 from stream_ad.data import MVTecCategory
+from stream_ad.data.synthetic import KINDS, checked_kinds
 from stream_ad.settings import load_settings
 from stream_ad.tuning import (
     Trial,
@@ -48,8 +49,10 @@ def _spearman(a: list[float], b: list[float]) -> float | None:
 
 
 def measure(root: Path, goods: int, defects: int, seed: int, config: Path | None,
-            confidence: float, candidates: int | None = None) -> dict[str, Any]:
-    """One category's row; `candidates`: only the first that many of tune's grid (None: all)."""
+            confidence: float, candidates: int | None = None,
+            kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:
+    """One category's row; `candidates`: only the first that many of tune's grid (None: all); `kinds`: the
+    synthetic defects' kinds."""
     settings = load_settings(config, data={"root": str(root)})
     category = MVTecCategory(root)
     rng = np.random.default_rng(seed)
@@ -59,7 +62,7 @@ def measure(root: Path, goods: int, defects: int, seed: int, config: Path | None
     real = [real[i] for i in sorted(rng.permutation(len(real))[:defects])]
     split = split_good(good, settings.calibration)
     max_pixels = settings.pipeline.source.max_image_pixels
-    sets = {"synthetic": synthetic_validation(split.held_out, settings.calibration.seed, max_pixels),
+    sets = {"synthetic": synthetic_validation(split.held_out, settings.calibration.seed, max_pixels, kinds),
             "real": labelled_validation(split.held_out, real, f"{root}/test", max_pixels)}
     grid = line_grid(default_candidate(settings), settings.backbone.name, *sets["real"].shape,
                      len(split.fit))[:candidates]
@@ -118,14 +121,21 @@ def main() -> None:
     parser.add_argument("--confidence", type=float, default=0.95, help="tune's --confidence (default 0.95)")
     parser.add_argument("--candidates", type=int, help="only the first N candidates of tune's grid, the default first "
                         "(default: all); a quick check")
+    parser.add_argument("--synthetic-kinds", default=",".join(KINDS), metavar="KIND[,KIND]",
+                        help=f"the synthetic defects' kinds, as tune's option (default: all, {','.join(KINDS)})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=Path("tune_agreement.json"))
     args = parser.parse_args()
     if args.candidates is not None and args.candidates < 1:
         parser.error(f"--candidates must be at least 1 (the default), got {args.candidates}")
+    try:
+        kinds = checked_kinds([k.strip() for k in args.synthetic_kinds.split(",") if k.strip()])
+    except ValueError as exc:
+        parser.error(f"--synthetic-kinds: {exc}")
     rows = []
     for root in args.categories:
-        rows.append(measure(root, args.goods, args.defects, args.seed, args.config, args.confidence, args.candidates))
+        rows.append(measure(root, args.goods, args.defects, args.seed, args.config, args.confidence, args.candidates,
+                            kinds))
         args.json.write_text(json.dumps(rows, indent=2) + "\n")  # after each: a long run's figures survive a stop
     print("\ncategory       agree  tune's pick on synthetic defects  real pick (guarded)               "
           "real image AUROC: default / pick / unguarded pick / best  pixel: default / pick  spearman  load")

@@ -30,12 +30,17 @@ def _fit(args: argparse.Namespace, settings: Settings) -> int:
     return fit(settings, args.out, good=args.good)
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names, blanks dropped."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def _tune(args: argparse.Namespace, settings: Settings) -> int:
     from stream_ad.commands.tune import tune
 
     return tune(settings, args.out, config=args.config, good=args.good, defects=args.defects, masks=args.masks,
                 synthetic=args.synthetic, budget_min=args.budget_min, confidence=args.confidence,
-                max_good=args.max_good, max_frame_ms=args.max_frame_ms)
+                max_good=args.max_good, max_frame_ms=args.max_frame_ms, synthetic_kinds=args.synthetic_kinds)
 
 
 def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -144,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", type=Path, help="their masks, at the same places (NAME_mask.png or NAME.png): pixel "
                    "AUROC in the report")
     p.add_argument("--synthetic", action="store_true", help="rank on synthetic defects even where labelled ones "
-                   "exist (cut-paste, scratches, Perlin blotches)")
+                   "exist")
+    p.add_argument("--synthetic-kinds", type=_names, metavar="KIND[,KIND]", help="the synthetic defects' kinds, "
+                   "made in turn (default: all: cut_paste,scratch,perlin; README, \"Tuning to a line\")")
     p.add_argument("--budget-min", type=float, default=20.0, help="launch no candidate expected to end after this "
                    "many minutes (default 20; the first, the settings' own configuration, always runs)")
     p.add_argument("--confidence", type=float, default=0.95, help="leave the settings' own configuration only for a "

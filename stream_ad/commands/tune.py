@@ -20,6 +20,7 @@ from stream_ad.commands.errors import CommandError
 from stream_ad.commands.fit import good_folder_of
 from stream_ad.data import MVTecCategory
 from stream_ad.data.folders import labelled_images
+from stream_ad.data.synthetic import KINDS, checked_kinds
 from stream_ad.settings import Settings
 from stream_ad.settings.load import read_settings_file
 from stream_ad.tuning import (
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 def _validation(settings: Settings, held_out: Sequence[Path], good: Path | None, defects: Path | None,
-                masks: Path | None, synthetic: bool) -> ValidationSet:
+                masks: Path | None, synthetic: bool, kinds: Sequence[str]) -> ValidationSet:
     """Labelled defects from --defects (or data.root's test/<defect> without --good), else synthetic ones."""
     max_pixels = settings.pipeline.source.max_image_pixels
     if defects is not None:
@@ -53,7 +54,7 @@ def _validation(settings: Settings, held_out: Sequence[Path], good: Path | None,
         samples = MVTecCategory(settings.data.root).defective()
         if samples:
             return labelled_validation(held_out, samples, f"{settings.data.root}/test", max_pixels)
-    return synthetic_validation(held_out, settings.calibration.seed, max_pixels)
+    return synthetic_validation(held_out, settings.calibration.seed, max_pixels, kinds)
 
 
 def _chosen_yaml(config: Path | None, candidate: Candidate) -> str:
@@ -96,13 +97,14 @@ def tune_line(
     settings: Settings, out: Path, *, config: Path | None = None, good: Path | None = None, defects: Path | None = None,
     masks: Path | None = None, synthetic: bool = False, budget_min: float = 20.0,
     candidates: Sequence[Candidate] | None = None, confidence: float = 0.95, max_good: int | None = None,
-    max_frame_ms: float | None = None,
+    max_frame_ms: float | None = None, synthetic_kinds: Sequence[str] | None = None,
 ) -> Tuned:
     """`config`: the settings file `settings` were read from (the chosen pipeline.yaml is it with the chosen keys);
     `candidates`: the grid to try besides the settings' own configuration, which is always tried first and kept
     unless one beats it beyond noise at `confidence` (default: line_grid, the backbone's other taps and
     candidate_grid for the frames' size); `max_good`: at most this many good images (a seeded sample; None: all);
-    `max_frame_ms`: no candidate slower than this to score a validation frame is chosen (None: no limit)."""
+    `max_frame_ms`: no candidate slower than this to score a validation frame is chosen (None: no limit);
+    `synthetic_kinds`: the synthetic defects' kinds where they are made (None: all of them)."""
     start = time.perf_counter()
     if max_good is not None and max_good < 2:
         raise CommandError(f"tune --max-good must be at least 2 (some to fit, some held out), not {max_good}")
@@ -114,12 +116,18 @@ def tune_line(
         raise CommandError("tune --masks needs --defects: the masks of the labelled defective images")
     if synthetic and defects is not None:
         raise CommandError("tune takes --defects or --synthetic, not both")
+    if synthetic_kinds is not None and defects is not None:
+        raise CommandError("tune --synthetic-kinds is for synthetic defects: it takes no --defects")
+    try:
+        kinds = checked_kinds(KINDS if synthetic_kinds is None else synthetic_kinds)
+    except ValueError as exc:
+        raise CommandError(f"tune --synthetic-kinds: {exc}") from None
     images = good_folder_of(settings, good)
     split = split_good(_sample(images.paths, max_good, settings.calibration.seed), settings.calibration)
     if not split.held_out:
         raise CommandError(f"tune scores candidates on held-out good images, and calibration.holdout_fraction "
                            f"{settings.calibration.holdout_fraction} of {len(images.paths)} holds out none")
-    validation = _validation(settings, split.held_out, good, defects, masks, synthetic)
+    validation = _validation(settings, split.held_out, good, defects, masks, synthetic, kinds)
     default = default_candidate(settings)
     backbone = settings.backbone.name
     if candidates is not None:

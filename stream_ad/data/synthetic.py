@@ -133,11 +133,22 @@ def perlin(image: np.ndarray, rng: np.random.Generator, texture: np.ndarray | No
     return _paste(image, blended, mask, "perlin")
 
 
-def synthetic_defects(images: Sequence[np.ndarray], count: int, seed: int) -> list[SyntheticDefect]:
-    """`count` defects, the kinds in turn, each made from the next good image (cycling); cut-paste takes its patch
+def checked_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    """`kinds` as a tuple, or a ValueError naming any that is not one of KINDS (or that none was given)."""
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"synthetic defect kinds: {', '.join(map(repr, unknown)) or 'none given'}; the kinds are "
+                         f"{', '.join(KINDS)}")
+    return tuple(kinds)
+
+
+def synthetic_defects(images: Sequence[np.ndarray], count: int, seed: int,
+                      kinds: Sequence[str] = KINDS) -> list[SyntheticDefect]:
+    """`count` defects, `kinds` in turn, each made from the next good image (cycling); cut-paste takes its patch
     from another of `images`, a Perlin blotch half the time its texture (that image's negative)."""
     if not images:
         raise ValueError("synthetic defects need at least one good image")
+    kinds = checked_kinds(kinds)
     rng = np.random.default_rng(seed)
 
     def other(i: int) -> np.ndarray:
@@ -149,4 +160,4 @@ def synthetic_defects(images: Sequence[np.ndarray], count: int, seed: int) -> li
         # Another good image of the same part is no defect where it blends in: its negative is a foreign texture.
         "perlin": lambda i, image: perlin(image, rng, 255 - other(i) if rng.random() < 0.5 else None),
     }
-    return [makers[KINDS[i % len(KINDS)]](i, images[i % len(images)]) for i in range(count)]
+    return [makers[kinds[i % len(kinds)]](i, images[i % len(images)]) for i in range(count)]

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from stream_ad.data import Sample, read_image, read_mask
-from stream_ad.data.synthetic import synthetic_defects
+from stream_ad.data.synthetic import KINDS, synthetic_defects
 from stream_ad.tuning.guard import SATURATED
 
 log = logging.getLogger(__name__)
 
-MIN_SYNTHETIC = 24  # synthetic defects at least: 8 of each kind, whatever few good images are held out
+MIN_SYNTHETIC = 24  # synthetic defects at least, whatever few good images are held out
 FEW_DEFECTS = 5  # fewer labelled defects than this rank candidates on chance as much as on skill
 
 
@@ -58,10 +58,12 @@ def labelled_validation(good: Sequence[Path], defects: Sequence[Sample], source:
     return ValidationSet(tuple(frames), labels, masks, f"{len(defects)} labelled defects ({source})")
 
 
-def synthetic_validation(good: Sequence[Path], seed: int, max_pixels: int) -> ValidationSet:
-    """Held-out good images and as many synthetic defects made from them (at least MIN_SYNTHETIC), with masks."""
+def synthetic_validation(good: Sequence[Path], seed: int, max_pixels: int,
+                         kinds: Sequence[str] = KINDS) -> ValidationSet:
+    """Held-out good images and as many synthetic defects of `kinds` made from them (at least MIN_SYNTHETIC), with
+    masks."""
     frames = _good(good, max_pixels)
-    made = synthetic_defects(frames, max(len(frames), MIN_SYNTHETIC), seed)
+    made = synthetic_defects(frames, max(len(frames), MIN_SYNTHETIC), seed, kinds)
     masks = [np.zeros(f.shape[:2], bool) for f in frames] + [d.mask for d in made]
     kinds = ", ".join(sorted({d.kind for d in made}))
     return ValidationSet(tuple(frames + [d.image for d in made]), (0,) * len(frames) + (1,) * len(made),

@@ -105,6 +105,14 @@ def test_tune_uses_the_labelled_defects_of_the_data_root(config: Path, tmp_path:
     assert all(r["figures"]["pixel_auroc"] is not None for r in report["candidates"])  # ground_truth/ masks used
 
 
+def test_synthetic_kinds_choose_the_defects_made(config: Path, tmp_path: Path, shared: Path) -> None:
+    out = tmp_path / "tuned"
+    tune(load_settings(config), out, config=config, good=CATEGORY / "train" / "good", candidates=SMALL[:1],
+         synthetic_kinds=("perlin", "scratch"))
+    report = json.loads((out / "tune_report.json").read_text())
+    assert report["defects"] == "24 synthetic defects (perlin, scratch)"
+
+
 def test_a_spent_budget_runs_the_first_candidate_and_lists_the_skipped_ones(
     config: Path, tmp_path: Path, shared: Path
 ) -> None:
@@ -165,6 +173,11 @@ def test_an_empty_good_folder_is_an_error_naming_it(config: Path, tmp_path: Path
     (["--defects", "d", "--synthetic"], "stream-ad: tune takes --defects or --synthetic, not both"),
     (["--confidence", "1"], "stream-ad: tune --confidence must be in [0.5, 1), not 1.0"),
     (["--max-frame-ms", "0"], "stream-ad: tune --max-frame-ms must be above 0, not 0.0"),
+    (["--defects", "d", "--synthetic-kinds", "scratch"],
+     "stream-ad: tune --synthetic-kinds is for synthetic defects: it takes no --defects"),
+    (["--synthetic-kinds", "scratch,dent"], "stream-ad: tune --synthetic-kinds: synthetic defect kinds: 'dent'; the "
+     "kinds are cut_paste, scratch, perlin"),
+    (["--synthetic-kinds", ","], "stream-ad: tune --synthetic-kinds: synthetic defect kinds: none given"),
 ])
 def test_flags_that_do_not_go_together_are_named(flags: list[str], expected: str, config: Path,
                                                  tmp_path: Path) -> None:

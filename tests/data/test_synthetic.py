@@ -57,6 +57,15 @@ def test_each_kind_alone(colour: list[np.ndarray]) -> None:
     assert np.all(moved >= np.floor(0.5 * np.abs(255 - 2 * colour[0].astype(int))[inverted.mask]) - 1)
 
 
+def test_the_kinds_asked_for_are_made_in_turn_and_an_unknown_one_is_named(colour: list[np.ndarray]) -> None:
+    made = synthetic_defects(colour, 6, seed=0, kinds=("perlin", "scratch"))
+    assert [d.kind for d in made] == ["perlin", "scratch"] * 3
+    with pytest.raises(ValueError, match="'dent'; the kinds are cut_paste, scratch, perlin"):
+        synthetic_defects(colour, 6, seed=0, kinds=("scratch", "dent"))
+    with pytest.raises(ValueError, match="none given"):
+        synthetic_defects(colour, 6, seed=0, kinds=())
+
+
 def test_no_images_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one good image"):
         synthetic_defects([], 3, 0)
