@@ -58,7 +58,9 @@ def test_the_sampler_counts_a_busy_process_s_cpu_and_not_an_idle_one_s() -> None
             proc.kill()
             proc.wait()
     assert memory.rss_mb > 1 and memory.processes == 1
-    assert 0.5 < cores["other"] <= 1.1, cores  # one process spinning: about one core
+    # One process spinning: about one core, less where others share the 2 cores (0.48 under two pytest workers and a
+    # benchmark); a sampler that missed its CPU would show about 0.
+    assert 0.25 < cores["other"] <= 1.1, cores
     assert idle_cores["other"] < 0.1, idle_cores
 
 
