@@ -65,9 +65,9 @@ def synthetic_validation(good: Sequence[Path], seed: int, max_pixels: int,
     frames = _good(good, max_pixels)
     made = synthetic_defects(frames, max(len(frames), MIN_SYNTHETIC), seed, kinds)
     masks = [np.zeros(f.shape[:2], bool) for f in frames] + [d.mask for d in made]
-    kinds = ", ".join(sorted({d.kind for d in made}))
+    names = ", ".join(sorted({d.kind for d in made}))
     return ValidationSet(tuple(frames + [d.image for d in made]), (0,) * len(frames) + (1,) * len(made),
-                         tuple(masks), f"{len(made)} synthetic defects ({kinds})", synthetic=True)
+                         tuple(masks), f"{len(made)} synthetic defects ({names})", synthetic=True)
 
 
 def saturation_note(validation: ValidationSet, default_auroc: float, kept: bool) -> str | None:
