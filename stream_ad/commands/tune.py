@@ -44,17 +44,21 @@ log = logging.getLogger(__name__)
 
 
 def _validation(settings: Settings, held_out: Sequence[Path], good: Path | None, defects: Path | None,
-                masks: Path | None, synthetic: bool, kinds: Sequence[str]) -> ValidationSet:
-    """Labelled defects from --defects (or data.root's test/<defect> without --good), else synthetic ones."""
+                masks: Path | None, synthetic: bool, kinds: Sequence[str] | None) -> ValidationSet:
+    """Labelled defects from --defects (or data.root's test/<defect> without --good), else synthetic ones of `kinds`
+    (None: all kinds)."""
     max_pixels = settings.pipeline.source.max_image_pixels
     if defects is not None:
         samples = [s for s in labelled_images(defects, "--defects", masks, "--masks") if s.label]
         return labelled_validation(held_out, samples, str(defects), max_pixels)
     if good is None and not synthetic:
         samples = MVTecCategory(settings.data.root).defective()
+        if samples and kinds is not None:
+            raise CommandError(f"tune --synthetic-kinds is for synthetic defects, and without --good it ranks on "
+                               f"{settings.data.root}/test's labelled ones: add --synthetic")
         if samples:
             return labelled_validation(held_out, samples, f"{settings.data.root}/test", max_pixels)
-    return synthetic_validation(held_out, settings.calibration.seed, max_pixels, kinds)
+    return synthetic_validation(held_out, settings.calibration.seed, max_pixels, KINDS if kinds is None else kinds)
 
 
 def _chosen_yaml(config: Path | None, candidate: Candidate) -> str:
@@ -119,7 +123,7 @@ def tune_line(
     if synthetic_kinds is not None and defects is not None:
         raise CommandError("tune --synthetic-kinds is for synthetic defects: it takes no --defects")
     try:
-        kinds = checked_kinds(KINDS if synthetic_kinds is None else synthetic_kinds)
+        kinds = None if synthetic_kinds is None else checked_kinds(synthetic_kinds)
     except ValueError as exc:
         raise CommandError(f"tune --synthetic-kinds: {exc}") from None
     images = good_folder_of(settings, good)

@@ -178,6 +178,8 @@ def test_an_empty_good_folder_is_an_error_naming_it(config: Path, tmp_path: Path
     (["--synthetic-kinds", "scratch,dent"], "stream-ad: tune --synthetic-kinds: synthetic defect kinds: 'dent'; the "
      "kinds are cut_paste, scratch, perlin"),
     (["--synthetic-kinds", ","], "stream-ad: tune --synthetic-kinds: synthetic defect kinds: none given"),
+    (["--synthetic-kinds", "scratch"], f"stream-ad: tune --synthetic-kinds is for synthetic defects, and without "
+     f"--good it ranks on {CATEGORY}/test's labelled ones: add --synthetic"),
 ])
 def test_flags_that_do_not_go_together_are_named(flags: list[str], expected: str, config: Path,
                                                  tmp_path: Path) -> None:
