@@ -106,7 +106,7 @@ def write_int8(model: AnomalyModel, model_dir: Path, fp32: Any, manifest: Runtim
     into `out`."""
     searches = model.scorer.int8_search_constants()
     if scope is Int8Scope.SEARCH and not searches:
-        raise CommandError(f"cannot export {model_dir} with --int8 search: {model.settings.scorer.method} has no "
+        raise CommandError(f"cannot export {model_dir} with --int8 search: {model.settings.scorer.method} offers no "
                            "nearest-neighbour search to quantise; --int8 quantises its networks")
     inputs, calibration = calibration_inputs(model, model_dir, calibration_images)
     quantised = quantise_int8(fp32, inputs, model.preprocessor.input_size, scope, searches)

@@ -2,6 +2,7 @@
 per method. Importing this package registers every built-in method."""
 
 # Registration happens on import; a new method adds its import here and nothing else changes.
+from stream_ad.scorers import ensemble as _ensemble  # noqa: E402,F401
 from stream_ad.scorers import padim as _padim  # noqa: E402,F401
 from stream_ad.scorers import patchcore as _patchcore  # noqa: E402,F401
 from stream_ad.scorers import reconstruction as _reconstruction  # noqa: E402,F401

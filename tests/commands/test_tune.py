@@ -126,17 +126,18 @@ def test_a_spent_budget_runs_the_first_candidate_and_lists_the_skipped_ones(
     rows = report["candidates"]
     taps = len(TAP_SETS["mobilenet_v2"]) - 1  # the default's configuration with the other taps, tried second
     # then with the method's own frame score (the default's is the map's); 128 x 128 frames: resize 224 and 320,
-    # PatchCore at two ratios and PaDiM; last the VAE's reconstruction (a method whose time tune has not seen yet
-    # runs only while budget is left)
-    assert len(rows) == 1 + taps + 1 + 6
-    assert rows[-1]["name"].startswith("vae resize 128 reconstruction ")
+    # PatchCore at two ratios and PaDiM; last the VAE's reconstruction, alone and with PatchCore (methods whose time
+    # tune has not seen yet run only while budget is left)
+    assert len(rows) == 1 + taps + 1 + 7
+    assert rows[-2]["name"].startswith("vae resize 128 reconstruction ")
+    assert rows[-1]["name"].startswith("patchcore_vae resize 224 ratio 0.01 reconstruction ")
     assert rows[0]["settings"]["preprocess"]["map_score_fraction"] == MAP_SCORE_FRACTION
     assert rows[1 + taps]["settings"]["preprocess"]["map_score_fraction"] is None
     assert rows[0]["chosen"] and rows[0]["figures"]["pixel_auroc"] is None
     assert all(r["figures"] is None and r["skipped"].startswith("budget: ") for r in rows[1:])
     assert all(r["settings"]["backbone"]["layers"] != rows[0]["settings"]["backbone"]["layers"]
                for r in rows[1:1 + taps])
-    assert f"{taps + 7} of {taps + 8} candidates skipped to stay within the budget of 0 min" in run.stdout
+    assert f"{taps + 8} of {taps + 9} candidates skipped to stay within the budget of 0 min" in run.stdout
 
 
 def test_the_settings_own_taps_are_the_default_and_written_to_pipeline_yaml(tmp_path: Path, shared: Path) -> None:

@@ -34,6 +34,7 @@ from stream_ad.tuning.candidates import (
     TAP_SETS,
     TILE_CORESET_POOL,
     TILE_CORESET_RATIOS,
+    ensemble_candidate,
     reconstruction_candidate,
     score_candidates,
 )
@@ -45,8 +46,9 @@ FIT = 96  # good images fitted on: 6 batches of 16 per VAE epoch
 
 
 def geometries(height: int, width: int) -> list[tuple[str, int]]:
-    """The frozen-backbone methods' geometries (the VAE's 128 px resize is the same on every frame)."""
-    return sorted({(c.mode, c.size) for c in candidate_grid(height, width, FIT) if c.method != "vae"})
+    """The frozen-backbone methods' geometries (the VAE's 128 px resize, alone or with PatchCore's 224 px, is the
+    same on every frame)."""
+    return sorted({(c.mode, c.size) for c in candidate_grid(height, width, FIT) if c.epochs is None})
 
 
 @pytest.mark.parametrize(("height", "width", "expected"), [
@@ -56,8 +58,9 @@ def geometries(height: int, width: int) -> list[tuple[str, int]]:
 ])
 def test_the_grid_follows_the_frames_shape(height: int, width: int, expected: list[tuple[str, int]]) -> None:
     grid = candidate_grid(height, width, FIT)
-    assert grid[-1] == reconstruction_candidate(FIT)  # last: the geometries' budget first, whatever the frames
-    grid = grid[:-1]
+    # last, the trained networks: the geometries' budget first, whatever the frames
+    assert grid[-2:] == [reconstruction_candidate(FIT), ensemble_candidate(FIT)]
+    grid = grid[:-2]
     assert sorted({(c.mode, c.size) for c in grid}) == expected
     assert grid[0] == Candidate("resize", 224, 0.01)  # the cheapest first: a short budget still tries it
     flat = [g for g in expected if g[0] != "tile"]
@@ -122,6 +125,19 @@ def test_the_vae_candidate_writes_its_mode_and_epochs_and_validates() -> None:
     assert default_candidate(mine) == Candidate("resize", 128, None, "vae", OWN, MAP, 40)
     assert settings_for(mine, default_candidate(mine)).scorer.params["epochs"] == 40
     assert tap_candidates(default_candidate(mine), "mobilenet_v2") == []  # taps are PatchCore's
+
+
+def test_the_ensemble_candidate_trains_the_vae_s_epochs_beside_patchcore_and_validates() -> None:
+    both = ensemble_candidate(FIT)
+    assert both == Candidate("resize", 224, 0.01, "patchcore_vae", epochs=reconstruction_candidate(FIT).epochs)
+    assert both.name == "patchcore_vae resize 224 ratio 0.01 reconstruction 30 epochs"
+    settings = settings_for(load_settings(scorer={"method": "vae", "params": {"mode": "energy"}}), both)
+    params = scorer_params(settings.scorer)  # no VAE key carried over: the ensemble's params validate
+    assert (settings.preprocess.image_size, params.coreset_ratio, params.vae_epochs) == (224, 0.01, 30)
+    mine = load_settings(scorer={"method": "patchcore_vae", "params": {"coreset_ratio": 0.1, "vae_epochs": 7}})
+    assert default_candidate(mine) == Candidate("resize", 224, 0.1, "patchcore_vae", OWN, MAP, 7)
+    assert scorer_params(settings_for(mine, default_candidate(mine)).scorer) == scorer_params(mine.scorer)
+    assert tap_candidates(default_candidate(mine), "mobilenet_v2") == []  # taps are PatchCore's alone
 
 
 def test_the_grid_is_chosen_for_the_largest_frame() -> None:
