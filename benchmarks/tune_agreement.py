@@ -3,7 +3,8 @@ the category's real defects would have picked.
 
 Per category (an MVTec-AD-layout folder): the good images (at most --goods, a seeded sample) split as tune splits
 them; each candidate of tune's grid fitted once and scored on two validation sets, held-out good images plus
-(a) synthetic defects made from them, (b) the real test defects (at most --defects, a seeded sample, with masks);
+(a) synthetic defects made from them, (b) the real test defects (at most --defects, a seeded sample, with masks),
+each ranking the grid tune tries on such defects (on synthetic ones, without those it tries only on labelled ones);
 each set ranked as tune ranks (the default, first, kept unless a candidate beats it beyond noise, on image AUROC or,
 where the default's saturates, on pixel AUROC: which one per set is in the JSON). Printed and written
 as JSON: both choices, whether they agree, the real-defect image (and pixel) AUROC of tune's choice beside the
@@ -64,38 +65,47 @@ def measure(root: Path, goods: int, defects: int, seed: int, config: Path | None
     max_pixels = settings.pipeline.source.max_image_pixels
     sets = {"synthetic": synthetic_validation(split.held_out, settings.calibration.seed, max_pixels, kinds),
             "real": labelled_validation(split.held_out, real, f"{root}/test", max_pixels)}
-    grid = line_grid(default_candidate(settings), settings.backbone.name, *sets["real"].shape,
-                     len(split.fit))[:candidates]
+    # Each set ranks the grid tune tries on it: the synthetic set's is the labelled set's but its labelled-only
+    # candidates (line_grid), so every candidate is fitted once and scored on the sets whose grid holds it.
+    grids = {name: line_grid(default_candidate(settings), settings.backbone.name, *sets["real"].shape,
+                             len(split.fit), labelled=not validation.synthetic)[:candidates]
+             for name, validation in sets.items()}
+    grid = grids["real"]
     trials: dict[str, list[Trial]] = {name: [] for name in sets}
     load = [os.getloadavg()[0]]
     for candidate in tqdm(grid, desc=root.name, unit="candidate"):
         model, fit_s = fit_candidate(settings_for(settings, candidate), split.fit, max_pixels)
         for name, validation in sets.items():
-            trials[name].append(Trial(candidate, figures_on(model, validation, fit_s)))
+            if candidate in grids[name]:
+                trials[name].append(Trial(candidate, figures_on(model, validation, fit_s)))
     load.append(os.getloadavg()[0])
     ranked = {name: rank(t, sets[name].labels, confidence, settings.runtime.seed) for name, t in trials.items()}
-    picked = {name: next(i for i, o in enumerate(r) if o.chosen) for name, r in ranked.items()}
-    on_real = [t.figures for t in trials["real"] if t.figures is not None]
-    synthetic_auroc = [t.figures.image_auroc for t in trials["synthetic"] if t.figures is not None]
-    real_auroc = [f.image_auroc for f in on_real]
+    picked = {name: next(o.trial.candidate for o in r if o.chosen) for name, r in ranked.items()}
+    on_real = {t.candidate: t.figures for t in trials["real"] if t.figures is not None}
+    synthetic = {t.candidate: t.figures.image_auroc for t in trials["synthetic"] if t.figures is not None}
+    real_auroc = [f.image_auroc for f in on_real.values()]
     # What the ranking before the guard picked: the highest synthetic image AUROC (the first of equals).
-    unguarded = int(np.argmax(synthetic_auroc))
+    unguarded = max(synthetic, key=lambda c: synthetic[c])
     for name, r in ranked.items():
         print(f"\n{root.name}, ranked on {sets[name].defects}:\n{table(r)}")
     pick = picked["synthetic"]
     return {
         "category": root.name, "fitted": len(split.fit), "held_out_good": len(split.held_out),
         "real_defects": len(real), "synthetic_defects": sets["synthetic"].defects, "candidates": len(grid),
-        "default": grid[0].name, "synthetic_pick": grid[pick].name, "real_pick": grid[picked["real"]].name,
-        "agree": pick == picked["real"], "unguarded_pick": grid[unguarded].name,
-        "real_auroc_default": real_auroc[0], "real_auroc_of_synthetic_pick": real_auroc[pick],
-        "real_auroc_of_unguarded_pick": real_auroc[unguarded], "real_auroc_best": max(real_auroc),
-        "real_pixel_auroc_default": on_real[0].pixel_auroc,
+        "synthetic_candidates": len(grids["synthetic"]),
+        "default": grid[0].name, "synthetic_pick": pick.name, "real_pick": picked["real"].name,
+        "agree": pick == picked["real"], "unguarded_pick": unguarded.name,
+        "real_auroc_default": real_auroc[0], "real_auroc_of_synthetic_pick": on_real[pick].image_auroc,
+        "real_auroc_of_unguarded_pick": on_real[unguarded].image_auroc, "real_auroc_best": max(real_auroc),
+        "real_pixel_auroc_default": on_real[grid[0]].pixel_auroc,
         "real_pixel_auroc_of_synthetic_pick": on_real[pick].pixel_auroc,
-        "real_pixel_auroc_best": max((f.pixel_auroc for f in on_real if f.pixel_auroc is not None), default=None),
+        "real_pixel_auroc_best": max((f.pixel_auroc for f in on_real.values() if f.pixel_auroc is not None),
+                                     default=None),
         "ranked_on": {name: r[0].ranked_on.value for name, r in ranked.items()},
-        "spearman_image_auroc": _spearman(synthetic_auroc, real_auroc),
-        "synthetic_image_auroc": synthetic_auroc, "real_image_auroc": real_auroc, "load_avg_start_end": load,
+        # over the candidates both sets ranked, in the grid's order
+        "spearman_image_auroc": _spearman(list(synthetic.values()), [on_real[c].image_auroc for c in synthetic]),
+        "synthetic_image_auroc": list(synthetic.values()), "real_image_auroc": real_auroc,
+        "load_avg_start_end": load,
     }
 
 

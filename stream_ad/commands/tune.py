@@ -138,7 +138,7 @@ def tune_line(
         grid = with_default(default, candidates)
         taps = "only the settings' own: the candidates were given"
     else:
-        grid = line_grid(default, backbone, *validation.shape, len(split.fit))
+        grid = line_grid(default, backbone, *validation.shape, len(split.fit), labelled=not validation.synthetic)
         taps = taps_note(default, backbone)
     log.info("feature taps (%s): %s", backbone, taps)
     log.info("tuning on %d good images of %s: %d candidates, scored on %d held-out good images and %s, budget %g "

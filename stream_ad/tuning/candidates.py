@@ -47,8 +47,9 @@ TAP_SETS: dict[str, tuple[tuple[str, ...], ...]] = {
 RECONSTRUCTION_SIZE = 128
 RECONSTRUCTION_STEPS = (120, 600)
 # PatchCore and the VAE, their maps summed on one scale (stream_ad.scorers.ensemble): PatchCore at resize 224 and
-# the default ratio, the VAE at its own 128 px and the reconstruction candidate's epochs. Measured on PIPED's 11
-# categories (README, "PatchCore and the VAE together"): it beat both alone on the worst image AUROC and mean PRO.
+# the default ratio, the VAE at its own 128 px and the reconstruction candidate's epochs. Tried only on the line's own
+# labelled defects: on synthetic ones it was chosen where real defects ranked it below the default (bsdata: synthetic
+# pixel AUROC +0.016 beyond noise, real -0.042; README, "PatchCore and the VAE together").
 ENSEMBLE = "patchcore_vae"
 # Candidate.frame_score for the method's own image score (preprocess.map_score_fraction null). The other rule, the
 # mean of the map's top MAP_SCORE_FRACTION, is the settings' default; tune tries whichever rule the settings do not
@@ -121,13 +122,14 @@ def ensemble_candidate(fit_images: int) -> Candidate:
     return Candidate("resize", 224, CORESET_RATIOS[0], ENSEMBLE, epochs=reconstruction_epochs(fit_images))
 
 
-def candidate_grid(height: int, width: int, fit_images: int) -> list[Candidate]:
+def candidate_grid(height: int, width: int, fit_images: int, *, labelled: bool) -> list[Candidate]:
     """Cheapest first, so a short budget still tries the default: resize 224; letterbox 224 and 320 for frames far
     from square, else resize 320; each with PatchCore at CORESET_RATIOS and with PaDiM (its fit is one pass of
     sums, cheaper than a coreset); tile 224 at native size, PatchCore at TILE_CORESET_RATIOS, when a side is at least
     twice the tile (no PaDiM there: a position inside a tile is no position on the part); last the VAE's
-    reconstruction, trained on the `fit_images` good images, alone and with PatchCore (the geometries' budget first:
-    on large frames with small defects, where tile mode wins, a 128 px reconstruction loses them)."""
+    reconstruction, trained on the `fit_images` good images (the geometries' budget first: on large frames with
+    small defects, where tile mode wins, a 128 px reconstruction loses them), and where the candidates are ranked on
+    `labelled` defects (the line's own, not synthetic ones: ENSEMBLE says why), the VAE with PatchCore."""
     square = max(height, width) < SQUARE * min(height, width)
     geometries: list[tuple[Literal["resize", "letterbox", "tile"], int]] = [("resize", 224)]
     geometries += [("resize", 320)] if square else [("letterbox", 224), ("letterbox", 320)]
@@ -135,7 +137,7 @@ def candidate_grid(height: int, width: int, fit_images: int) -> list[Candidate]:
     grid += [Candidate(mode, size, None, "padim") for mode, size in geometries]
     if max(height, width) >= 2 * TILE:
         grid += [Candidate("tile", TILE, ratio) for ratio in TILE_CORESET_RATIOS]
-    return grid + [reconstruction_candidate(fit_images), ensemble_candidate(fit_images)]
+    return grid + [reconstruction_candidate(fit_images)] + ([ensemble_candidate(fit_images)] if labelled else [])
 
 
 def default_candidate(settings: Settings) -> Candidate:
@@ -186,12 +188,13 @@ def with_default(default: Candidate, grid: Sequence[Candidate]) -> list[Candidat
                                                    frame_score=c.frame_score or default.frame_score) != default]
 
 
-def line_grid(default: Candidate, backbone: str, height: int, width: int, fit_images: int) -> list[Candidate]:
-    """What tune tries on frames of that size, fitting on `fit_images` good images: the default, the default with the
-    backbone's other taps and with the other frame score (each as cheap as the default, so before the rest), then the
-    candidate grid."""
+def line_grid(default: Candidate, backbone: str, height: int, width: int, fit_images: int, *,
+              labelled: bool) -> list[Candidate]:
+    """What tune tries on frames of that size, fitting on `fit_images` good images, ranked on `labelled` defects or
+    synthetic ones: the default, the default with the backbone's other taps and with the other frame score (each as
+    cheap as the default, so before the rest), then the candidate grid."""
     return with_default(default, tap_candidates(default, backbone) + score_candidates(default)
-                        + candidate_grid(height, width, fit_images))
+                        + candidate_grid(height, width, fit_images, labelled=labelled))
 
 
 def taps_note(default: Candidate, backbone: str) -> str:

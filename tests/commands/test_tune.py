@@ -140,6 +140,16 @@ def test_a_spent_budget_runs_the_first_candidate_and_lists_the_skipped_ones(
     assert f"{taps + 8} of {taps + 9} candidates skipped to stay within the budget of 0 min" in run.stdout
 
 
+def test_on_synthetic_defects_patchcore_with_the_vae_is_not_tried(config: Path, tmp_path: Path, shared: Path) -> None:
+    out = tmp_path / "tuned"
+    tune(load_settings(config), out, config=config, good=CATEGORY / "train" / "good", budget_min=0)
+    report = json.loads((out / "tune_report.json").read_text())
+    assert "synthetic defects" in report["defects"]
+    names = [r["name"] for r in report["candidates"]]
+    assert names[-1].startswith("vae resize 128 reconstruction ")  # the VAE alone is tried
+    assert not [n for n in names if n.startswith("patchcore_vae")]
+
+
 def test_the_settings_own_taps_are_the_default_and_written_to_pipeline_yaml(tmp_path: Path, shared: Path) -> None:
     """Settings with other taps than the built-in ones: theirs are the default, named in the report and written to
     pipeline.yaml beside the backbone keys the user set; the built-in taps are the alternative."""
