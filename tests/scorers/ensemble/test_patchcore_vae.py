@@ -5,7 +5,6 @@ exported graph score as the fitted model, bad params fail by name."""
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -22,6 +21,7 @@ from stream_ad.scorers.ensemble.patchcore_vae import resampled, upsampled
 from stream_ad.scorers.ensemble.scales import MapScales, standardised
 from stream_ad.settings import ConfigError, ScorerSettings, Settings, load_settings
 from tests.conftest import PIPED
+from tests.scorers.conftest import assert_same_predictions
 
 CATEGORY = PIPED / "PA_BDP01_TL"
 DEFECT = "PA_BDP01_TL_S_D_06_4"  # the category's largest impurity (716 mask pixels of 128 x 128)
@@ -29,13 +29,7 @@ SIZE = 64
 PARAMS = {"vae_size": 32, "vae_epochs": 20}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small networks gain nothing from a second thread, and on a shared 2-core machine it costs a lot of waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ensemble_settings(out: Path, **params: object) -> Settings:
@@ -114,10 +108,7 @@ def test_the_artefact_scores_as_the_fitted_model(fitted: tuple[AnomalyModel, Pat
     model, path = fitted
     frames = [read_image(s.path) for s in MVTecCategory(CATEGORY).test()[::16]]
     loaded = load_model(path)
-    want, got = model.predict(frames), loaded.predict(frames)
-    np.testing.assert_array_equal(got.scores, want.scores)
-    for g, w in zip(got.maps, want.maps, strict=True):
-        np.testing.assert_array_equal(g, w)
+    assert_same_predictions(loaded.predict(frames), model.predict(frames))
     with pytest.raises(ArtefactError, match=r"scorer.params.vae_weight: the artefact's 1.5, given 3.0"):
         load_model(path, ensemble_settings(tmp_path, vae_weight=3.0))
     load_model(path, ensemble_settings(tmp_path, vae_epochs=5, coreset_ratio=0.5))  # fitting only: no error

@@ -19,6 +19,7 @@ from stream_ad.scorers.components.moments import StreamingMoments
 from stream_ad.scorers.padim.graph import as_rows, embedding, mahalanobis
 from stream_ad.settings import ConfigError, ScorerSettings, Settings, load_settings
 from tests.conftest import PIPED
+from tests.scorers.conftest import assert_same_predictions
 
 CATEGORY = PIPED / "PA_BDP01_TL"
 SIZE = 64  # an 8 x 8 grid of Gaussians at the finest default tap (features.6, stride 8)
@@ -100,10 +101,7 @@ def test_the_artefact_round_trip_scores_identically(fitted: tuple[AnomalyModel, 
     model, path, train = fitted
     frames = [read_image(s.path) for s in MVTecCategory(CATEGORY).test()[::16]]
     loaded = load_model(path)
-    want, got = model.predict(frames), loaded.predict(frames)
-    np.testing.assert_array_equal(got.scores, want.scores)
-    for g, w in zip(got.maps, want.maps, strict=True):
-        np.testing.assert_array_equal(g, w)
+    assert_same_predictions(loaded.predict(frames), model.predict(frames))
     for name, tensor in model.scorer.state_tensors().items():
         assert torch.equal(loaded.scorer.state_tensors()[name], tensor), name
 

@@ -5,7 +5,6 @@ exactly, bad settings fail by name, and briefly trained models react to a real d
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -31,13 +30,7 @@ DAAD_PARAMS = {"epochs": 30, "batch_size": 8, "channels": [8, 16, 32, 64], "bloc
                "memory_items": 20, "discriminator_width": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small networks gain nothing from a second thread, and on a shared 2-core machine it costs a lot of waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def settings_for(method: str, out: Path, **params: object) -> Settings:
