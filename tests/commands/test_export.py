@@ -102,7 +102,8 @@ BRIEF_FITS = {
     "daad": (64, {"epochs": 1}),
     "efficientad": (64, {"teacher_steps": 2, "steps": 2, "checkpoint_every": 1}),
     "padim": (64, {}),
-    "patchcore_vae": (64, {"vae_size": 32, "vae_epochs": 1}),  # PatchCore's search kept float32: the sum's scale
+    # no --int8 search: its maps' scales were fitted on float32 distances, so PatchCore's search stays float32
+    "patchcore_vae": (64, {"vae_size": 32, "vae_epochs": 1}),
     "uninformed_students": (80, {"teacher_epochs": 1, "student_epochs": 1, "patches_per_epoch": 64, "batch_size": 16}),
 }
 
