@@ -62,8 +62,7 @@ def upsampled(maps: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.T
 
 def combined(patchcore: torch.Tensor, vae: torch.Tensor, scales: torch.Tensor,
              weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two methods' raw maps -> image scores (B,) and the summed map (B, H, W) at PatchCore's map's size."""
-    vae = upsampled(vae.to(patchcore.device), patchcore.shape[-2:])
+    """The two methods' raw maps (B, H, W), both at the input's size -> image scores (B,) and the summed map."""
     scales = scales.to(patchcore.device)
     maps = standardised(patchcore.float(), scales[0]) + weight * standardised(vae, scales[1])
     return maps.flatten(1).amax(dim=1), maps
@@ -82,7 +81,7 @@ class _Graph(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _, patchcore = self.patchcore(x)
         _, vae = self.vae(resampled(x, self.vae_size))
-        return combined(patchcore, vae, self.scales, self.weight)
+        return combined(patchcore, upsampled(vae, patchcore.shape[-2:]), self.scales, self.weight)
 
 
 @register_scorer("patchcore_vae")
@@ -102,22 +101,23 @@ class PatchCoreVAE(Scorer):
         return self.patchcore.backbone_identity()
 
     def fit(self, batches: FitBatches) -> None:
+        # Decoded once, held as tensors: both fits and the scales each pass over the images.
         images = stack_batches(batches)
-        size = self.context.accelerate.max_batch
-        self.patchcore.fit(list(images.split(size)))
-        self.vae.fit([resampled(b, self.params.vae_size) for b in images.split(size)])
-        self.scales = self._scales(list(images.split(size)))
+        held = list(images.split(self.context.accelerate.max_batch))
+        self.patchcore.fit(held)
+        self.vae.fit([resampled(b, self.params.vae_size) for b in held])
+        scales = MapScales(2)
+        for batch in held:
+            scales.add(list(self._maps(batch)))
+        self.scales = scales.scales()
         log.info("patchcore_vae: the maps' scales on %d good images: PatchCore mean %.3g spread %.3g, VAE mean %.3g "
                  "spread %.3g", len(images), *self.scales.flatten())
 
-    def _scales(self, batches: list[torch.Tensor]) -> torch.Tensor:
-        """Each method's map mean and spread on these images (scales.MapScales)."""
-        scales = MapScales(2)
-        for batch in batches:
-            patchcore = self.patchcore.score(batch).maps
-            scales.add([patchcore, upsampled(self.vae.score(resampled(batch, self.params.vae_size)).maps,
-                                             patchcore.shape[-2:])])
-        return scales.scales()
+    def _maps(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each method's raw map (B, H, W) at the input's size: what the scales are measured on and score() sums."""
+        patchcore = self.patchcore.score(batch).maps
+        vae = self.vae.score(resampled(batch, self.params.vae_size)).maps
+        return patchcore, upsampled(vae.to(patchcore.device), patchcore.shape[-2:])
 
     def _fitted_scales(self) -> torch.Tensor:
         if self.scales is None:
@@ -126,9 +126,7 @@ class PatchCoreVAE(Scorer):
 
     def score(self, batch: torch.Tensor) -> Scores:
         scales = self._fitted_scales()
-        patchcore = self.patchcore.score(batch).maps
-        vae = self.vae.score(resampled(batch, self.params.vae_size)).maps
-        image, maps = combined(patchcore, vae, scales, self.params.vae_weight)
+        image, maps = combined(*self._maps(batch), scales, self.params.vae_weight)
         return Scores(image=image.to(batch.device), maps=maps.to(batch.device))
 
     def scoring_graph(self, quantised: bool = False) -> torch.nn.Module:
