@@ -47,7 +47,7 @@ class FramePrediction:
 class Geometry:
     """preprocess.mode and its sizes, as plain data (PreprocessSettings' fields the geometry reads)."""
 
-    mode: str  # resize | letterbox | tile
+    mode: str  # one of MODES
     image_size: int
     tile_size: int
     tile_overlap: float
@@ -58,10 +58,26 @@ class Geometry:
         return self.tile_size if self.mode == "tile" else self.image_size
 
 
+# preprocess.mode's values. aspect: the frame scaled, its aspect ratio kept, until its short side is image_size, then
+# cut along its long side into overlapping image_size squares as tile cuts a native frame.
+MODES = ("resize", "letterbox", "tile", "aspect")
+
+
 def letterbox_size(h: int, w: int, side: int) -> tuple[int, int]:
     """The frame's size inside a side x side letterbox: the long edge fills it, the aspect ratio is kept."""
     scale = side / max(h, w)
     return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def aspect_size(h: int, w: int, side: int) -> tuple[int, int]:
+    """The frame's size in aspect mode: the short edge at `side`, the aspect ratio kept."""
+    scale = side / min(h, w)
+    return max(side, round(h * scale)), max(side, round(w * scale))
+
+
+def cut_size(geometry: Geometry, h: int, w: int) -> tuple[int, int]:
+    """The size a frame is cut into tiles at: its own (tile), or aspect_size (aspect)."""
+    return aspect_size(h, w, geometry.image_size) if geometry.mode == "aspect" else (h, w)
 
 
 def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
@@ -72,6 +88,20 @@ def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
     starts = list(range(0, length - tile, stride))
     starts.append(length - tile)
     return starts
+
+
+def tile_grid(index: int, frame_hw: tuple[int, int], cut_hw: tuple[int, int], geometry: Geometry
+              ) -> list[tuple[int, int, Placement]]:
+    """Frame `index`'s tiles: per tile its origin (y, x) in the frame as cut (at cut_hw: cut_size) and the frame
+    region it shows, scaled back to the frame's own pixels."""
+    (h, w), (ch, cw), s = frame_hw, cut_hw, geometry.input_size
+    grid = []
+    for y in tile_starts(ch, s, geometry.tile_overlap):
+        for x in tile_starts(cw, s, geometry.tile_overlap):
+            th, tw = min(s, ch - y), min(s, cw - x)
+            grid.append((y, x, Placement(index, th, tw, round(y * h / ch), round((y + th) * h / ch),
+                                         round(x * w / cw), round((x + tw) * w / cw))))
+    return grid
 
 
 # How frames are resampled to the model's input: part of what a saved model was fitted with (Preprocessor.describe).
@@ -114,7 +144,7 @@ def as_rgb(i: int, frame: np.ndarray) -> np.ndarray:
 
 def place(geometry: Geometry, index: int, img: np.ndarray) -> tuple[list[np.ndarray], list[Placement]]:
     """Frame `index` -> its (S, S, 3) inputs on 0..255 (one, or a tile each) and where each came from: float32 where
-    resampled (resize, letterbox), uint8 tiles cut at native resolution."""
+    resampled (resize, letterbox, aspect), uint8 tiles cut at native resolution."""
     h, w = img.shape[:2]
     s, mode = geometry.input_size, geometry.mode
     if mode == "resize":
@@ -124,17 +154,18 @@ def place(geometry: Geometry, index: int, img: np.ndarray) -> tuple[list[np.ndar
         canvas = np.full((s, s, 3), geometry.pad_value, dtype=np.float32)
         canvas[:th, :tw] = resize(img, th, tw)
         return [canvas], [Placement(index, th, tw, 0, h, 0, w)]
+    if mode not in MODES:  # an artefact from a newer stream_ad: never cut it as something else
+        raise ValueError(f"preprocess mode {mode!r} is not one of {', '.join(MODES)}")
+    cut = img if mode == "tile" else resize(img, *cut_size(geometry, h, w))
     tiles, places = [], []
-    for y in tile_starts(h, s, geometry.tile_overlap):
-        for x in tile_starts(w, s, geometry.tile_overlap):
-            crop = img[y : y + s, x : x + s]
-            th, tw = crop.shape[:2]
-            if (th, tw) != (s, s):  # a frame smaller than a tile: pad, never stretch
-                canvas = np.full((s, s, 3), geometry.pad_value, dtype=np.uint8)
-                canvas[:th, :tw] = crop
-                crop = canvas
-            tiles.append(crop)
-            places.append(Placement(index, th, tw, y, y + th, x, x + tw))
+    for y, x, p in tile_grid(index, (h, w), cut.shape[:2], geometry):
+        crop = cut[y : y + s, x : x + s]
+        if (p.th, p.tw) != (s, s):  # a frame smaller than a tile: pad, never stretch
+            canvas = np.full((s, s, 3), geometry.pad_value, dtype=cut.dtype)
+            canvas[: p.th, : p.tw] = crop
+            crop = canvas
+        tiles.append(crop)
+        places.append(p)
     return tiles, places
 
 

@@ -1,9 +1,10 @@
 """Preprocessing as tensor operations on the scorer's device: frames cross to a GPU once, as uint8.
 
 Frames of one shape are stacked and uploaded together through a reused pinned host buffer (non-blocking copy), then
-resized, letterboxed or cut into tiles and normalised there, in the batch. The geometry (placements, tile origins,
-letterbox sizes) is the CPU path's (stream_ad.geometry), and so is the resampling: torch's antialiased bilinear is
-the filter of the CPU path's Pillow BILINEAR, both in float32 (tests/data/test_device_preprocess.py).
+resized, letterboxed or cut into tiles (scaled first in aspect mode) and normalised there, in the batch. The geometry
+(placements, tile origins, letterbox and aspect sizes) is the CPU path's (stream_ad.geometry), and so is the
+resampling: torch's antialiased bilinear is the filter of the CPU path's Pillow BILINEAR, both in float32
+(tests/data/test_device_preprocess.py).
 The same code runs on CPU tensors, which is how the CPU tests check it.
 """
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stream_ad.geometry import Placement, letterbox_size, tile_starts
+from stream_ad.geometry import Geometry, Placement, cut_size, letterbox_size, tile_grid
 from stream_ad.settings import PreprocessSettings
 
 
@@ -57,19 +58,21 @@ class PinnedUploader:
 
 
 class DevicePreprocess:
-    def __init__(self, cfg: PreprocessSettings, mean: torch.Tensor, std: torch.Tensor, device: torch.device) -> None:
+    def __init__(self, cfg: PreprocessSettings, geometry: Geometry, mean: torch.Tensor, std: torch.Tensor,
+                 device: torch.device) -> None:
         self.cfg = cfg
+        self.geometry = geometry
         self.mean, self.std = mean, std  # (1, 3, 1, 1) on `device`, in 0..255 units
         self.upload = PinnedUploader(device)
         self.device = device
 
     @property
     def size(self) -> int:
-        return self.cfg.tile_size if self.cfg.mode == "tile" else self.cfg.image_size
+        return self.geometry.input_size
 
     def _place(self, index: int, img: torch.Tensor) -> tuple[list[torch.Tensor], list[Placement]]:
         """One frame (1, 3, H, W) float on the device -> its input tensors (1, 3, S, S) and placements (letterbox,
-        tile; resize runs batched in __call__)."""
+        tile, aspect; resize runs batched in __call__)."""
         h, w = img.shape[-2:]
         s = self.size
         if self.cfg.mode == "letterbox":
@@ -77,15 +80,14 @@ class DevicePreprocess:
             canvas = img.new_full((1, 3, s, s), float(self.cfg.pad_value))
             canvas[..., :th, :tw] = resize_batch(img, th, tw)
             return [canvas], [Placement(index, th, tw, 0, h, 0, w)]
+        cut = resize_batch(img, *cut_size(self.geometry, h, w))
         tiles, places = [], []
-        for y in tile_starts(h, s, self.cfg.tile_overlap):
-            for x in tile_starts(w, s, self.cfg.tile_overlap):
-                crop = img[..., y : y + s, x : x + s]
-                th, tw = crop.shape[-2:]
-                if (th, tw) != (s, s):  # a frame smaller than a tile: pad, never stretch
-                    crop = F.pad(crop, (0, s - tw, 0, s - th), value=float(self.cfg.pad_value))
-                tiles.append(crop)
-                places.append(Placement(index, th, tw, y, y + th, x, x + tw))
+        for y, x, p in tile_grid(index, (h, w), tuple(cut.shape[-2:]), self.geometry):
+            crop = cut[..., y : y + s, x : x + s]
+            if (p.th, p.tw) != (s, s):  # a frame smaller than a tile: pad, never stretch
+                crop = F.pad(crop, (0, s - p.tw, 0, s - p.th), value=float(self.cfg.pad_value))
+            tiles.append(crop)
+            places.append(p)
         return tiles, places
 
     def __call__(self, frames: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[Placement]]:

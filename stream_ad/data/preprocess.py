@@ -1,10 +1,12 @@
 """Frames -> normalised backbone inputs, and scorer outputs -> one score and one map per frame at its own size.
 
-Three geometries (preprocess.mode):
+Four geometries (preprocess.mode):
 - resize: the frame is stretched to a square. Fast; fine when parts fill the frame and defects span many pixels.
 - letterbox: the aspect ratio is kept and the rest padded; use it when frames are far from square.
 - tile: native resolution, overlapping square tiles scored separately and stitched (mean over overlaps);
   image score = the highest tile score. Use it for large frames with defects a few pixels wide.
+- aspect: the aspect ratio is kept, the short side scaled to image_size, the long side cut into overlapping
+  squares as in tile: frames far from square at resize's scale across, neither squeezed nor padded.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Preprocessor:
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
         use_device = self.device.type == "cuda" if on_device is None else on_device
-        self.on_device = DevicePreprocess(cfg, self.mean, self.std, self.device) if use_device else None
+        self.on_device = DevicePreprocess(cfg, self.geometry, self.mean, self.std, self.device) if use_device else None
 
     @property
     def input_size(self) -> int:

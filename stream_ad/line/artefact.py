@@ -32,13 +32,16 @@ from pydantic import ValidationError
 import stream_ad
 from stream_ad.errors import ArtefactError
 from stream_ad.frames import ModelInfo
-from stream_ad.geometry import Geometry, describe_frame_score
+from stream_ad.geometry import MODES, Geometry, describe_frame_score
 from stream_ad.runtime.checksums import SUMS, checked_read, mismatch_error, sha256_bytes, summed_manifest, write_sums
 from stream_ad.settings import Settings, format_errors, settings_from_record
 from stream_ad.settings.serving import conflicts, served
 
 KIND = "runtime"
-FORMAT_VERSION = 2  # 2: frames resampled antialiased (geometry.RESAMPLING); a format 1 graph saw OpenCV's
+# 2: frames resampled antialiased (geometry.RESAMPLING); a format 1 graph saw OpenCV's. 3: preprocess mode aspect,
+# which a format 2 reader would cut as native tiles; format 2 artefacts are read as they were.
+FORMAT_VERSION = 3
+READ_VERSIONS = (2, 3)
 MANIFEST = "manifest.json"
 GRAPH_XML = "scoring.xml"
 GRAPH_BIN = "scoring.bin"
@@ -172,13 +175,18 @@ def read_runtime_manifest(directory: Path) -> RuntimeManifest:
     got = sha256_bytes(data)
     if got != want:
         raise mismatch_error(path, got, want, SUMS)
-    if raw.get("format_version") != FORMAT_VERSION:
+    if raw.get("format_version") not in READ_VERSIONS:
         raise ArtefactError(f"{path} has runtime artefact format {raw.get('format_version')}; this stream_ad "
-                            f"{stream_ad.__version__} reads format {FORMAT_VERSION}: export it again with this version")
+                            f"{stream_ad.__version__} reads formats {', '.join(map(str, READ_VERSIONS))}: export it "
+                            "again with this version")
     fields = {f.name for f in dataclasses.fields(RuntimeManifest)}
     missing = sorted(fields - set(raw))
     if missing:
         raise ArtefactError(f"{path} lacks {', '.join(missing)}: not a complete runtime artefact manifest")
+    mode = raw["preprocessing"].get("mode") if isinstance(raw["preprocessing"], dict) else None
+    if mode not in MODES:
+        raise ArtefactError(f"{path}: preprocessing.mode {mode!r} is not one of {', '.join(MODES)}: export it again "
+                            "with this version")
     return RuntimeManifest(**{k: v for k, v in raw.items() if k in fields})
 
 

@@ -44,7 +44,9 @@ class PreprocessSettings(Strict):
 
     # resize: stretch to image_size x image_size. letterbox: keep the aspect ratio, pad to a square.
     # tile: keep native resolution, score overlapping tile_size tiles and stitch their maps.
-    mode: Literal["resize", "letterbox", "tile"] = "resize"
+    # aspect: keep the aspect ratio, scale the short side to image_size, cut the long side into image_size tiles.
+    # (geometry.MODES: this module imports nothing of stream_ad, so the list is spelled out; a test compares them.)
+    mode: Literal["resize", "letterbox", "tile", "aspect"] = "resize"
     image_size: int = Field(224, ge=32, le=4096)
     tile_size: int = Field(224, ge=32, le=4096)
     tile_overlap: float = Field(0.25, ge=0.0, lt=1.0)

@@ -1,8 +1,9 @@
-"""The configurations `stream-ad tune` tries: a geometry (resize, letterbox, tile) and input size, and the method:
-PatchCore at a coreset ratio, or PaDiM (a Gaussian per position: for parts in a fixture), chosen from the frames' size
-as the README's "Resize, letterbox or tile?" advises; a VAE's reconstruction error (a method that learns the parts'
-look from scratch, for textures ImageNet features fit badly); PatchCore and the VAE together; and, at the settings'
-own configuration, the other frame score and, for a backbone whose node names tune knows, other feature taps."""
+"""The configurations `stream-ad tune` tries: a geometry (resize, letterbox, aspect, tile) and input size, and the
+method: PatchCore at a coreset ratio, or PaDiM (a Gaussian per position: for parts in a fixture), chosen from the
+frames' size as the README's "Resize, letterbox, aspect or tile?" advises; a VAE's reconstruction error (a method
+that learns the parts' look from scratch, for textures ImageNet features fit badly); PatchCore and the VAE together;
+and, at the settings' own configuration, the other frame score and, for a backbone whose node names tune knows, other
+feature taps."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from stream_ad.geometry import tile_starts
+from stream_ad.geometry import aspect_size, tile_starts
 from stream_ad.scorers.ensemble.patchcore_vae import PatchCoreVAEParams
 from stream_ad.scorers.patchcore.model import PatchCoreParams
 from stream_ad.scorers.reconstruction.vae_scorer import VAEParams
@@ -25,6 +26,10 @@ TILE_CORESET_RATIOS = (0.002, 0.01)
 TILE_CORESET_POOL = 250_000
 TILE = 224
 SQUARE = 1.1  # frames whose sides differ by less than this factor letterbox as they resize: letterbox is left out
+# Aspect mode (the short side at 224, the long side in 224 px tiles) for frames far from square, PatchCore at the
+# default ratio only: its bank is already the frame's aspect ratio times resize's. On magnetic_tile stacked into
+# 500 x 1250 strips it led every other geometry (README, "Resize, letterbox, aspect or tile?").
+ASPECT = 224
 # The tap sets tune tries, by backbone (torchvision node names): the built-in default's first. A backbone not listed
 # keeps the settings' own: other networks' node names (and what their stages are worth) are not known here.
 # MobileNetV2's other set adds the stride-4 stage (features.3, 24 channels) resampled onto features.6's stride-8
@@ -59,7 +64,7 @@ METHOD_SCORE = "method"
 
 @dataclass(frozen=True)
 class Candidate:
-    mode: Literal["resize", "letterbox", "tile"]
+    mode: Literal["resize", "letterbox", "tile", "aspect"]
     size: int  # image_size, or tile_size in tile mode
     coreset_ratio: float | None  # PatchCore's; None for a method without a memory bank
     method: str = "patchcore"
@@ -98,9 +103,10 @@ class Candidate:
 
     def input_pixels(self, height: int, width: int, tile_overlap: float) -> int:
         """Backbone input pixels per frame of that size: what fitting and scoring it cost, roughly."""
-        if self.mode != "tile":
+        if self.mode in ("resize", "letterbox"):
             return self.size * self.size
-        tiles = len(tile_starts(height, self.size, tile_overlap)) * len(tile_starts(width, self.size, tile_overlap))
+        cut_h, cut_w = (height, width) if self.mode == "tile" else aspect_size(height, width, self.size)
+        tiles = len(tile_starts(cut_h, self.size, tile_overlap)) * len(tile_starts(cut_w, self.size, tile_overlap))
         return tiles * self.size**2
 
 
@@ -125,8 +131,9 @@ def ensemble_candidate(fit_images: int) -> Candidate:
 def candidate_grid(height: int, width: int, fit_images: int, *, labelled: bool) -> list[Candidate]:
     """Cheapest first, so a short budget still tries the default: resize 224; letterbox 224 and 320 for frames far
     from square, else resize 320; each with PatchCore at CORESET_RATIOS and with PaDiM (its fit is one pass of
-    sums, cheaper than a coreset); tile 224 at native size, PatchCore at TILE_CORESET_RATIOS, when a side is at least
-    twice the tile (no PaDiM there: a position inside a tile is no position on the part); last the VAE's
+    sums, cheaper than a coreset); aspect 224 for frames far from square, PatchCore at the default ratio; tile 224
+    at native size, PatchCore at TILE_CORESET_RATIOS, when a side is at least twice the tile (no PaDiM in either: a
+    position inside a tile is no position on the part); last the VAE's
     reconstruction, trained on the `fit_images` good images (the geometries' budget first: on large frames with
     small defects, where tile mode wins, a 128 px reconstruction loses them), and where the candidates are ranked on
     `labelled` defects (the line's own, not synthetic ones: ENSEMBLE says why), the VAE with PatchCore."""
@@ -135,6 +142,8 @@ def candidate_grid(height: int, width: int, fit_images: int, *, labelled: bool) 
     geometries += [("resize", 320)] if square else [("letterbox", 224), ("letterbox", 320)]
     grid = [Candidate(mode, size, ratio) for mode, size in geometries for ratio in CORESET_RATIOS]
     grid += [Candidate(mode, size, None, "padim") for mode, size in geometries]
+    if not square:
+        grid.append(Candidate("aspect", ASPECT, CORESET_RATIOS[0]))
     if max(height, width) >= 2 * TILE:
         grid += [Candidate("tile", TILE, ratio) for ratio in TILE_CORESET_RATIOS]
     return grid + [reconstruction_candidate(fit_images)] + ([ensemble_candidate(fit_images)] if labelled else [])

@@ -129,8 +129,8 @@ def ratio_bound(candidate: Candidate, tried: Sequence[tuple[Candidate, float]]) 
 
 def run_order(candidates: Sequence[Candidate]) -> list[int]:
     """The order search runs `candidates` in: theirs, but the first in tile mode right after the first (the
-    default). On frames large enough for tiles, tile mode is what finds small defects (README, "Resize, letterbox
-    or tile?": boards of 640 x 640 at image AUROC 0.44 resized, 0.87 tiled), and the grid's resize and letterbox
+    default). On frames large enough for tiles, tile mode is what finds small defects (README, "Resize, letterbox,
+    aspect or tile?": boards of 640 x 640 at image AUROC 0.44 resized, 0.87 tiled), and the grid's resize and letterbox
     candidates at ratio 0.1 could spend the budget before it (300 such frames: 449 s for resize 320 at 0.1). The
     ranking keeps the grid's order, cheapest to score first, for its ties."""
     tile = next((i for i, c in enumerate(candidates) if c.mode == "tile"), 0)

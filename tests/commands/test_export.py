@@ -16,7 +16,7 @@ from stream_ad.errors import ArtefactError
 from stream_ad.line.artefact import GRAPH_BIN, read_runtime_manifest
 from stream_ad.line.model import LineModel
 from stream_ad.runtime.quantise import Int8Scope
-from stream_ad.settings import load_settings
+from stream_ad.settings import Settings, load_settings
 from tests.commands.conftest import FolderFit, cli
 
 RTOL = 1e-4
@@ -77,6 +77,33 @@ def test_a_damaged_graph_is_refused_naming_it(exported: Path, tmp_path: Path) ->
         LineModel(copy, threads=1)
 
 
+def test_formats_it_cannot_read_and_modes_it_does_not_know_are_refused(exported: Path, tmp_path: Path) -> None:
+    """Format 2 (before aspect mode) still reads; format 1 and a mode this version does not know are refused, not
+    cut as something else."""
+    import json
+    import shutil
+
+    from stream_ad.runtime.checksums import sha256_bytes, write_sums
+
+    for n, (change, error) in enumerate([
+        ({"format_version": 2}, None),
+        ({"format_version": 1}, "has runtime artefact format 1; .* reads formats 2, 3: export it again"),
+        ({"preprocessing": "zoom"}, "preprocessing.mode 'zoom' is not one of resize, letterbox, tile, aspect"),
+    ]):
+        copy = Path(shutil.copytree(exported, tmp_path / str(n)))
+        raw = json.loads((copy / "manifest.json").read_text())
+        if "preprocessing" in change:
+            change = {"preprocessing": {**raw["preprocessing"], "mode": change["preprocessing"]}}
+        data = json.dumps({**raw, **change}).encode()
+        (copy / "manifest.json").write_bytes(data)
+        write_sums(copy, {"manifest.json": sha256_bytes(data)})
+        if error is None:
+            assert read_runtime_manifest(copy).format_version == 2
+        else:
+            with pytest.raises(ArtefactError, match=error):
+                read_runtime_manifest(copy)
+
+
 def test_export_never_writes_into_a_used_folder(exported: Path, calibrated_fit: Path, folder_fit: FolderFit) -> None:
     assert "exists and is not empty" in cli("-c", folder_fit.config, "export", calibrated_fit, "--out",
                                             exported).error
@@ -108,27 +135,50 @@ BRIEF_FITS = {
 }
 
 
-@pytest.mark.parametrize("method", sorted(BRIEF_FITS))
-def test_every_one_pass_method_exports_and_scores_as_it_does(method: str, tmp_path: Path) -> None:
+def _fit_export_compare(tmp_path: Path, method: str, preprocess: dict[str, object], params: dict[str, object],
+                        rows: int | None = None) -> tuple[Settings, Path]:
+    """Fit `method` briefly on 8 images (each cut to its first `rows`, written as PNG files), export it, and check
+    that the runtime artefact scores two of them as the model does; the settings and the model artefact."""
+    from PIL import Image
+
     from stream_ad.artefact import save_model
     from stream_ad.commands.export import export
     from stream_ad.data import MVTecCategory
     from stream_ad.model import AnomalyModel
     from tests.commands.conftest import CATEGORY
 
-    size, params = BRIEF_FITS[method]
-    settings = load_settings(data={"root": str(CATEGORY)}, preprocess={"image_size": size},
+    settings = load_settings(data={"root": str(CATEGORY)}, preprocess=preprocess,
                              scorer={"method": method, "params": params},
                              runtime={"accelerate": "eager", "threads": 2}, output_dir=str(tmp_path))
     model = AnomalyModel(settings)
     train = [s.path for s in MVTecCategory(CATEGORY).train()[:8]]
+    if rows is not None:
+        (tmp_path / "cut").mkdir()
+        for i, path in enumerate(train):
+            train[i] = tmp_path / "cut" / f"{path.stem}.png"
+            Image.fromarray(read_image(path)[:rows]).save(train[i])
+    frames = [read_image(p) for p in train]
     model.fit(train)
     artefact = save_model(model, tmp_path / "model")
     assert export(settings, artefact, tmp_path / "runtime") == 0
-    frames = [read_image(p) for p in train[:2]]
-    want, got = model.predict(frames), LineModel(tmp_path / "runtime", threads=2).predict(frames)
+    want, got = model.predict(frames[:2]), LineModel(tmp_path / "runtime", threads=2).predict(frames[:2])
     np.testing.assert_allclose(got.scores, want.scores, rtol=RTOL)
     for g, w in zip(got.maps, want.maps, strict=True):
-        assert np.abs(g - w).max() <= RTOL * np.abs(w).max()
+        assert g.shape == w.shape and np.abs(g - w).max() <= RTOL * np.abs(w).max()
+    return settings, artefact
+
+
+@pytest.mark.parametrize("method", sorted(BRIEF_FITS))
+def test_every_one_pass_method_exports_and_scores_as_it_does(method: str, tmp_path: Path) -> None:
+    from stream_ad.commands.export import export
+
+    size, params = BRIEF_FITS[method]
+    settings, artefact = _fit_export_compare(tmp_path, method, {"image_size": size}, params)
     with pytest.raises(CommandError, match=f"--int8 search: {method} offers no nearest-neighbour search to quantise"):
         export(settings, artefact, tmp_path / "search", int8=Int8Scope.SEARCH)
+
+
+def test_frames_far_from_square_in_aspect_mode_score_on_the_line_as_in_the_model(tmp_path: Path) -> None:
+    """Frames cut to a third of their height (43 x 128) at 64 px across (64 x 191): four tiles each along the long
+    side, resampled and stitched by the line runtime's own (torch-free) geometry."""
+    _fit_export_compare(tmp_path, "patchcore", {"mode": "aspect", "image_size": 64}, {"coreset_ratio": 0.1}, rows=43)

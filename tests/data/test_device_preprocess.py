@@ -23,9 +23,9 @@ def frames() -> list[np.ndarray]:
     return images + [images[0]]
 
 
-@pytest.mark.parametrize("mode", ["resize", "letterbox", "tile"])
+@pytest.mark.parametrize("mode", ["resize", "letterbox", "tile", "aspect"])
 def test_tensor_path_matches_cpu_path(frames: list[np.ndarray], mode: str) -> None:
-    cfg = PreprocessSettings(mode=mode, tile_size=128)
+    cfg = PreprocessSettings(mode=mode, image_size=96, tile_size=128)
     cpu = Preprocessor(cfg, HALF, HALF)(frames)
     tensors = Preprocessor(cfg, HALF, HALF, on_device=True)(frames)
     assert tensors.placements == cpu.placements and tensors.frame_shapes == cpu.frame_shapes
@@ -38,9 +38,9 @@ def test_tensor_path_matches_cpu_path(frames: list[np.ndarray], mode: str) -> No
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device: frames uploaded through pinned memory")
-@pytest.mark.parametrize("mode", ["resize", "letterbox", "tile"])
+@pytest.mark.parametrize("mode", ["resize", "letterbox", "tile", "aspect"])
 def test_cuda_preprocessing_matches_cpu_tensors(frames: list[np.ndarray], mode: str) -> None:
-    cfg = PreprocessSettings(mode=mode, tile_size=128)
+    cfg = PreprocessSettings(mode=mode, image_size=96, tile_size=128)
     want = Preprocessor(cfg, HALF, HALF, on_device=True)(frames)
     for _ in range(2):  # the second call reuses the pinned buffer
         got = Preprocessor(cfg, HALF, HALF, "cuda")(frames)

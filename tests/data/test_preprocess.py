@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from stream_ad.data import Preprocessor
-from stream_ad.geometry import frame_scores, map_score, resize, tile_starts, to_frames
+from stream_ad.geometry import MODES, aspect_size, frame_scores, map_score, resize, tile_starts, to_frames
 from stream_ad.settings import PreprocessSettings
 
 
@@ -121,6 +121,42 @@ def test_letterbox_keeps_aspect_and_maps_back() -> None:
     _, maps = pre.to_frames(prepared, np.zeros(1, np.float32), amap)
     assert maps[0].shape == (50, 200)
     np.testing.assert_allclose(maps[0], 5.0)
+
+
+def test_aspect_scales_the_short_side_and_tiles_the_long_one() -> None:
+    """Aspect: a 50 x 200 frame at 64 px is resized (aspect kept) to 64 x 256, cut into 64 px tiles along its width,
+    each tile the resized frame's pixels; a map that is the frame's own column index in each tile stitches back to
+    that ramp at the frame's size."""
+    pre = make("aspect", image_size=64, tile_overlap=0.5)
+    ramp = np.tile(np.linspace(0, 255, 200, dtype=np.float32), (50, 1)).round().astype(np.uint8)
+    prepared = pre([np.repeat(ramp[:, :, None], 3, axis=2), np.zeros((64, 64), np.uint8)])
+    assert aspect_size(50, 200, 64) == (64, 256) and aspect_size(300, 90, 64) == (213, 64)
+    first = [p for p in prepared.placements if p.frame == 0]
+    assert [p.x0 for p in first] == [0, 25, 50, 75, 100, 125, 150] and all(p.x1 - p.x0 == 50 for p in first)
+    assert all((p.th, p.tw, p.y0, p.y1) == (64, 64, 0, 50) for p in first)
+    whole = resize(np.repeat(ramp[:, :, None], 3, axis=2), 64, 256)
+    for i, p in enumerate(first):  # tile i holds the resized frame's columns [32 i, 32 i + 64)
+        np.testing.assert_allclose(prepared.inputs[i].permute(1, 2, 0).numpy() * 127.5 + 127.5,
+                                   whole[:, 32 * i : 32 * i + 64], atol=1e-3)
+    maps = []
+    for p in prepared.placements:
+        m = np.zeros((64, 64), np.float32)
+        m[:, :] = np.linspace(p.x0, p.x1, 64, endpoint=False, dtype=np.float32)[None, :]
+        maps.append(m)
+    _, frame_maps = pre.to_frames(prepared, np.zeros(len(maps), np.float32), np.stack(maps))
+    assert frame_maps[0].shape == (50, 200) and frame_maps[1].shape == (64, 64)
+    np.testing.assert_allclose(frame_maps[0][0], np.arange(200), atol=0.5)  # bilinear within half a column
+    assert len(prepared.placements) == 8  # a square frame at the size is one tile: resize's input
+
+
+def test_a_mode_the_geometry_does_not_know_is_refused_and_the_settings_know_every_mode() -> None:
+    import typing
+
+    from stream_ad.geometry import Geometry, place
+
+    assert typing.get_args(PreprocessSettings.model_fields["mode"].annotation) == MODES
+    with pytest.raises(ValueError, match="preprocess mode 'zoom' is not one of resize, letterbox, tile, aspect"):
+        place(Geometry("zoom", 64, 64, 0.25, 0), 0, np.zeros((10, 10, 3), np.uint8))
 
 
 def test_one_input_per_frame_maps_back_to_each_frame_at_its_size() -> None:

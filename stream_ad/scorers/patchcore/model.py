@@ -52,7 +52,7 @@ class PatchCoreParams(ScorerParams):
     # Training patches the coreset is chosen among: a uniform random sample of at most this many (None: all, as
     # every fit did before this setting, so refitting old settings gives the same bank). The greedy coreset's time
     # grows with patches x centres and its memory with patches: tile mode at native resolution yields millions of
-    # patches (300 frames of 640 x 640 at tile 224: 3.8 M). Figures: README, "Resize, letterbox or tile?".
+    # patches (300 frames of 640 x 640 at tile 224: 3.8 M). Figures: README, "Resize, letterbox, aspect or tile?".
     coreset_pool: int | None = Field(None, ge=1)
     # Dimension of the random projection the coreset search runs in (the memory bank keeps full features).
     projection_dim: int = Field(128, ge=8)
