@@ -26,10 +26,10 @@ TILE_CORESET_RATIOS = (0.002, 0.01)
 TILE_CORESET_POOL = 250_000
 TILE = 224
 SQUARE = 1.1  # frames whose sides differ by less than this factor letterbox as they resize: letterbox is left out
-# Aspect mode (the short side at 224, the long side in 224 px tiles) for frames far from square, PatchCore at the
-# default ratio only: its bank is already the frame's aspect ratio times resize's. On magnetic_tile stacked into
-# 500 x 1250 strips it led every other geometry (README, "Resize, letterbox, aspect or tile?").
-ASPECT = 224
+# Aspect mode (the short side at 224 or 320, the long side in tiles of that size) for frames far from square,
+# PatchCore at the default ratio only: its bank is already the frame's aspect ratio times resize's. On magnetic_tile
+# stacked into 500 x 1250 strips it led every other geometry (README, "Resize, letterbox, aspect or tile?").
+ASPECT_SIZES = (224, 320)
 # The tap sets tune tries, by backbone (torchvision node names): the built-in default's first. A backbone not listed
 # keeps the settings' own: other networks' node names (and what their stages are worth) are not known here.
 # MobileNetV2's other set adds the stride-4 stage (features.3, 24 channels) resampled onto features.6's stride-8
@@ -131,7 +131,8 @@ def ensemble_candidate(fit_images: int) -> Candidate:
 def candidate_grid(height: int, width: int, fit_images: int, *, labelled: bool) -> list[Candidate]:
     """Cheapest first, so a short budget still tries the default: resize 224; letterbox 224 and 320 for frames far
     from square, else resize 320; each with PatchCore at CORESET_RATIOS and with PaDiM (its fit is one pass of
-    sums, cheaper than a coreset); aspect 224 for frames far from square, PatchCore at the default ratio; tile 224
+    sums, cheaper than a coreset); aspect 224 and 320 for frames far from square, PatchCore at the default ratio;
+    tile 224
     at native size, PatchCore at TILE_CORESET_RATIOS, when a side is at least twice the tile (no PaDiM in either: a
     position inside a tile is no position on the part); last the VAE's
     reconstruction, trained on the `fit_images` good images (the geometries' budget first: on large frames with
@@ -143,7 +144,7 @@ def candidate_grid(height: int, width: int, fit_images: int, *, labelled: bool) 
     grid = [Candidate(mode, size, ratio) for mode, size in geometries for ratio in CORESET_RATIOS]
     grid += [Candidate(mode, size, None, "padim") for mode, size in geometries]
     if not square:
-        grid.append(Candidate("aspect", ASPECT, CORESET_RATIOS[0]))
+        grid += [Candidate("aspect", size, CORESET_RATIOS[0]) for size in ASPECT_SIZES]
     if max(height, width) >= 2 * TILE:
         grid += [Candidate("tile", TILE, ratio) for ratio in TILE_CORESET_RATIOS]
     return grid + [reconstruction_candidate(fit_images)] + ([ensemble_candidate(fit_images)] if labelled else [])
