@@ -51,8 +51,8 @@ OUTPUTS = ("image_scores", "maps")
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """The preprocessing the graph does not contain, as plain data: the geometry (resize / letterbox / tiles) and the
-    normalisation, mean and std on 0..255 as the float32 values the fitting path subtracts and divides by."""
+    """The preprocessing the graph does not contain, as plain data: the geometry (resize / letterbox / aspect / tiles)
+    and the normalisation, mean and std on 0..255 as the float32 values the fitting path subtracts and divides by."""
 
     mode: str
     image_size: int

@@ -1,5 +1,5 @@
-"""frame -> normalised model inputs (resize / letterbox / tiles), as AnomalyModel does in-process. With a CUDA device
-it only validates and forwards the frame: the infer stage preprocesses on the GPU."""
+"""frame -> normalised model inputs (resize / letterbox / aspect / tiles), as AnomalyModel does in-process. With a
+CUDA device it only validates and forwards the frame: the infer stage preprocesses on the GPU."""
 
 from __future__ import annotations
 
