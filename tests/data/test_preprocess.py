@@ -1,9 +1,21 @@
+import typing
+
 import cv2
 import numpy as np
 import pytest
 
 from stream_ad.data import Preprocessor
-from stream_ad.geometry import MODES, aspect_size, frame_scores, map_score, resize, tile_starts, to_frames
+from stream_ad.geometry import (
+    MODES,
+    Geometry,
+    aspect_size,
+    frame_scores,
+    map_score,
+    place,
+    resize,
+    tile_starts,
+    to_frames,
+)
 from stream_ad.settings import PreprocessSettings
 
 
@@ -150,10 +162,6 @@ def test_aspect_scales_the_short_side_and_tiles_the_long_one() -> None:
 
 
 def test_a_mode_the_geometry_does_not_know_is_refused_and_the_settings_know_every_mode() -> None:
-    import typing
-
-    from stream_ad.geometry import Geometry, place
-
     assert typing.get_args(PreprocessSettings.model_fields["mode"].annotation) == MODES
     with pytest.raises(ValueError, match="preprocess mode 'zoom' is not one of resize, letterbox, tile, aspect"):
         place(Geometry("zoom", 64, 64, 0.25, 0), 0, np.zeros((10, 10, 3), np.uint8))
