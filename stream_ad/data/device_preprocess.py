@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from stream_ad.geometry import Geometry, Placement, cut_size, letterbox_size, tile_grid
-from stream_ad.settings import PreprocessSettings
 
 
 def resize_batch(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -58,9 +57,7 @@ class PinnedUploader:
 
 
 class DevicePreprocess:
-    def __init__(self, cfg: PreprocessSettings, geometry: Geometry, mean: torch.Tensor, std: torch.Tensor,
-                 device: torch.device) -> None:
-        self.cfg = cfg
+    def __init__(self, geometry: Geometry, mean: torch.Tensor, std: torch.Tensor, device: torch.device) -> None:
         self.geometry = geometry
         self.mean, self.std = mean, std  # (1, 3, 1, 1) on `device`, in 0..255 units
         self.upload = PinnedUploader(device)
@@ -75,9 +72,9 @@ class DevicePreprocess:
         tile, aspect; resize runs batched in __call__)."""
         h, w = img.shape[-2:]
         s = self.size
-        if self.cfg.mode == "letterbox":
+        if self.geometry.mode == "letterbox":
             th, tw = letterbox_size(h, w, s)
-            canvas = img.new_full((1, 3, s, s), float(self.cfg.pad_value))
+            canvas = img.new_full((1, 3, s, s), float(self.geometry.pad_value))
             canvas[..., :th, :tw] = resize_batch(img, th, tw)
             return [canvas], [Placement(index, th, tw, 0, h, 0, w)]
         cut = resize_batch(img, *cut_size(self.geometry, h, w))
@@ -85,7 +82,7 @@ class DevicePreprocess:
         for y, x, p in tile_grid(index, (h, w), tuple(cut.shape[-2:]), self.geometry):
             crop = cut[..., y : y + s, x : x + s]
             if (p.th, p.tw) != (s, s):  # a frame smaller than a tile: pad, never stretch
-                crop = F.pad(crop, (0, s - p.tw, 0, s - p.th), value=float(self.cfg.pad_value))
+                crop = F.pad(crop, (0, s - p.tw, 0, s - p.th), value=float(self.geometry.pad_value))
             tiles.append(crop)
             places.append(p)
         return tiles, places
@@ -99,7 +96,7 @@ class DevicePreprocess:
         for indices in by_shape.values():  # a camera's frames share one shape: one upload, one resize per batch
             batch = self.upload(np.stack([frames[i] for i in indices]))
             batch = batch.to(self.device).permute(0, 3, 1, 2).float()
-            if self.cfg.mode == "resize":
+            if self.geometry.mode == "resize":
                 resized = resize_batch(batch, self.size, self.size)
                 h, w = batch.shape[-2:]
                 for k, i in enumerate(indices):

@@ -39,7 +39,7 @@ class Preprocessor:
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1) * 255.0
         use_device = self.device.type == "cuda" if on_device is None else on_device
-        self.on_device = DevicePreprocess(cfg, self.geometry, self.mean, self.std, self.device) if use_device else None
+        self.on_device = DevicePreprocess(self.geometry, self.mean, self.std, self.device) if use_device else None
 
     @property
     def input_size(self) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from stream_ad.geometry import aspect_size, tile_starts
+from stream_ad.geometry import Geometry, cut_size, tile_grid
 from stream_ad.scorers.ensemble.patchcore_vae import PatchCoreVAEParams
 from stream_ad.scorers.patchcore.model import PatchCoreParams
 from stream_ad.scorers.reconstruction.vae_scorer import VAEParams
@@ -105,9 +105,8 @@ class Candidate:
         """Backbone input pixels per frame of that size: what fitting and scoring it cost, roughly."""
         if self.mode in ("resize", "letterbox"):
             return self.size * self.size
-        cut_h, cut_w = (height, width) if self.mode == "tile" else aspect_size(height, width, self.size)
-        tiles = len(tile_starts(cut_h, self.size, tile_overlap)) * len(tile_starts(cut_w, self.size, tile_overlap))
-        return tiles * self.size**2
+        geometry = Geometry(self.mode, self.size, self.size, tile_overlap, 0)
+        return len(tile_grid(0, (height, width), cut_size(geometry, height, width), geometry)) * self.size**2
 
 
 def reconstruction_epochs(fit_images: int) -> int:
@@ -132,12 +131,11 @@ def candidate_grid(height: int, width: int, fit_images: int, *, labelled: bool) 
     """Cheapest first, so a short budget still tries the default: resize 224; letterbox 224 and 320 for frames far
     from square, else resize 320; each with PatchCore at CORESET_RATIOS and with PaDiM (its fit is one pass of
     sums, cheaper than a coreset); aspect 224 and 320 for frames far from square, PatchCore at the default ratio;
-    tile 224
-    at native size, PatchCore at TILE_CORESET_RATIOS, when a side is at least twice the tile (no PaDiM in either: a
-    position inside a tile is no position on the part); last the VAE's
-    reconstruction, trained on the `fit_images` good images (the geometries' budget first: on large frames with
-    small defects, where tile mode wins, a 128 px reconstruction loses them), and where the candidates are ranked on
-    `labelled` defects (the line's own, not synthetic ones: ENSEMBLE says why), the VAE with PatchCore."""
+    tile 224 at native size, PatchCore at TILE_CORESET_RATIOS, when a side is at least twice the tile (no PaDiM in
+    either: a position inside a tile is no position on the part); last the VAE's reconstruction, trained on the
+    `fit_images` good images (the geometries' budget first: on large frames with small defects, where tile mode
+    wins, a 128 px reconstruction loses them), and where the candidates are ranked on `labelled` defects (the line's
+    own, not synthetic ones: ENSEMBLE says why), the VAE with PatchCore."""
     square = max(height, width) < SQUARE * min(height, width)
     geometries: list[tuple[Literal["resize", "letterbox", "tile"], int]] = [("resize", 224)]
     geometries += [("resize", 320)] if square else [("letterbox", 224), ("letterbox", 320)]
